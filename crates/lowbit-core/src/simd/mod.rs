@@ -1,0 +1,5 @@
+//! wasm32 SIMD128 versions of the hot loops. Each function here has a scalar reference in the
+//! module that calls it, and the wasm test suite checks that both give identical bits.
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod wasm128;

@@ -164,7 +164,7 @@ pub fn quantize_4bit<T: SimdLoad>(input: &[T], shape: &[usize], opts: &Quantize4
         blocksize: opts.blocksize,
         dtype: T::DTYPE,
         shape: shape.to_vec(),
-        code: Codebook4::get(opts.quant_type).values,
+        code: Codebook4::get(opts.quant_type).quant_map,
         absmax,
     };
     Ok((packed, state))

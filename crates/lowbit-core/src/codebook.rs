@@ -42,8 +42,9 @@ const NF4_BITS: [u32; 16] = [
     0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a, 0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000,
 ];
 
-/// FP4 magnitudes by the low 3 bits (spec §1.2); bit 3 is the sign. Code 8 is +0.0 as in
-/// `get_4bit_type("fp4")`, the table transformers stores as `quant_map`.
+/// FP4 magnitudes by the low 3 bits (spec §1.2); bit 3 is the sign. The dequantization kernels
+/// (CUDA, bitsandbytes' C++ CPU code) give code 8 the value -0.0; the `quant_map` that
+/// `get_4bit_type("fp4")` returns and checkpoints store has +0.0 there.
 const FP4_MAGNITUDE_BITS: [u32; 8] =
     [0x00000000, 0x3baaaaab, 0x3f2aaaab, 0x3f800000, 0x3eaaaaab, 0x3f000000, 0x3e2aaaab, 0x3e800000];
 
@@ -53,8 +54,10 @@ const FP4_MAGNITUDE_BITS: [u32; 8] =
 #[derive(Debug, Clone)]
 pub struct Codebook4 {
     pub quant_type: QuantType4,
-    /// value of each 4-bit code; dequantization multiplies this by the block's absmax.
+    /// value of each 4-bit code as the dequantization kernels use it (multiplied by absmax).
     pub values: [f32; 16],
+    /// the table bitsandbytes stores as `quant_map` (differs from `values` only in FP4's -0.0).
+    pub quant_map: [f32; 16],
     /// midpoints[i] lies between the i-th and (i+1)-th smallest values.
     pub midpoints: [f32; 15],
     /// sorted position -> 4-bit code.
@@ -72,7 +75,7 @@ impl Codebook4 {
                 let mut v = [0f32; 16];
                 for (code, slot) in v.iter_mut().enumerate() {
                     let m = f32::from_bits(FP4_MAGNITUDE_BITS[code & 7]);
-                    *slot = if code & 8 != 0 && m != 0.0 { -m } else { m };
+                    *slot = if code & 8 != 0 { -m } else { m };
                 }
                 Codebook4::build(qt, v)
             }),
@@ -94,7 +97,8 @@ impl Codebook4 {
         order.sort_by(|&a, &b| values[a as usize].partial_cmp(&values[b as usize]).unwrap());
         let sorted = order.map(|c| values[c as usize]);
         let midpoints = core::array::from_fn(|i| (sorted[i] + sorted[i + 1]) / 2.0);
-        Codebook4 { quant_type, values, midpoints, order }
+        let quant_map = values.map(|v| if v == 0.0 { 0.0 } else { v });
+        Codebook4 { quant_type, values, quant_map, midpoints, order }
     }
 
     /// The 4-bit code of a value already scaled into [-1, 1]: nearest code, ties to the lower
@@ -123,7 +127,9 @@ pub fn dynamic_map_unsigned() -> &'static [f32; 256] {
 }
 
 /// torch.linspace(start, end, steps) for float32 on CPU: the first half counts up from start,
-/// the second half down from end (ATen's RangeFactoriesKernel), all in f32.
+/// the second half down from end (ATen's RangeFactoriesKernel). The compiler contracts
+/// `start + step * i` to a fused multiply-add there: emulating that (one rounding) reproduces
+/// torch 2.15's map bit for bit, where two roundings differ in 42 of 256 entries.
 fn torch_linspace_f32(start: f32, end: f32, steps: usize) -> Vec<f32> {
     if steps == 1 {
         return vec![start];
@@ -131,7 +137,7 @@ fn torch_linspace_f32(start: f32, end: f32, steps: usize) -> Vec<f32> {
     let step = (end - start) / (steps - 1) as f32;
     let halfway = steps / 2;
     (0..steps)
-        .map(|i| if i < halfway { start + step * i as f32 } else { end - step * (steps - i - 1) as f32 })
+        .map(|i| if i < halfway { step.mul_add(i as f32, start) } else { (-step).mul_add((steps - i - 1) as f32, end) })
         .collect()
 }
 

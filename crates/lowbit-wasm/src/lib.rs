@@ -359,7 +359,7 @@ pub fn int8_vectorwise_dequant(cb: &[i8], scb: &[f32], cols: u32) -> JsResult<Fl
 #[wasm_bindgen(js_name = quantMap)]
 pub fn quant_map(quant_type: &str) -> JsResult<Float32Array> {
     let qt = QuantType4::parse(quant_type).map_err(js_err)?;
-    Ok(Float32Array::from(&codebook::Codebook4::get(qt).values[..]))
+    Ok(Float32Array::from(&codebook::Codebook4::get(qt).quant_map[..]))
 }
 
 /// bitsandbytes' `create_dynamic_map(signed)`.

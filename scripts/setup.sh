@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything lowbit's build and tests need on a fresh machine:
+#   - the wasm32-unknown-unknown Rust target (rustup, or Debian's rustc-web as a fallback,
+#     see ../shared/TOOLCHAIN.md),
+#   - wasm-bindgen-cli pinned to the wasm-bindgen crate version in Cargo.toml,
+#   - npm dependencies (package-lock.json).
+# Idempotent: every step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/toolchain.sh
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# 1. Rust + wasm32 target
+if ! command -v cargo >/dev/null; then
+  echo "cargo is not installed; install Rust (rustup) first" >&2
+  exit 1
+fi
+if wasm_target_installed; then
+  log "wasm32-unknown-unknown target: present"
+elif command -v rustup >/dev/null && timeout 300 rustup target add wasm32-unknown-unknown; then
+  log "wasm32-unknown-unknown target: installed with rustup"
+else
+  log "rustup could not add wasm32; installing Debian's rustc-web toolchain (build-std fallback)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq rustc-web cargo-web rust-web-src
+  llvm_major=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+  apt-get install -y -qq "lld-${llvm_major}"
+fi
+
+# 2. wasm-bindgen CLI at exactly the crate's version (the generated glue must match).
+want=$(wasm_bindgen_version)
+have=$( (wasm-bindgen --version 2>/dev/null || true) | awk '{print $2}')
+if [ "$have" = "$want" ] && command -v wasm-bindgen-test-runner >/dev/null; then
+  log "wasm-bindgen-cli $want: present"
+else
+  log "installing wasm-bindgen-cli $want from crates.io (compiles for a few minutes)"
+  cargo install wasm-bindgen-cli --version "$want" --force
+fi
+
+# 3. npm packages
+if [ -f package-lock.json ]; then
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    log "npm ci"
+    npm ci --no-audit --no-fund
+  else
+    log "node_modules: up to date"
+  fi
+else
+  npm install --no-audit --no-fund
+fi
+log "done"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command (README): installs what is missing, builds, then runs
+#   1. cargo test            native Rust tests (lowbit-core unit + golden vectors)
+#   2. cargo test (wasm32)   the same tests compiled to wasm + SIMD128 and run in Node by
+#                            wasm-bindgen-test-runner (what `wasm-pack test --node` runs),
+#                            plus the SIMD-vs-scalar equality suite
+#   3. vitest                the TypeScript API on the real wasm in Node, plus a Deno script
+#                            and a headless Chromium page (test/runtimes.test.ts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/toolchain.sh
+
+bash scripts/setup.sh
+bash scripts/build.sh
+
+echo "== cargo test (native)"
+cargo test --workspace
+
+echo "== cargo test (wasm32 + simd128, Node)"
+cargo_wasm test -p lowbit-core
+
+echo "== vitest"
+npx vitest run

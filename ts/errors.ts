@@ -1,0 +1,48 @@
+/** Stable error codes, one per failure class (mirrors lowbit_core::ErrorKind). */
+export type LowbitErrorCode =
+  | 'UNSUPPORTED_BLOCKSIZE'
+  | 'UNSUPPORTED_QUANT_TYPE'
+  | 'UNSUPPORTED_DTYPE'
+  | 'LENGTH_MISMATCH'
+  | 'NON_FINITE'
+  | 'EMPTY_TENSOR'
+  | 'INCONSISTENT_STATE'
+  | 'PARSE'
+  | 'INVALID_ARGUMENT'
+  | 'NOT_INITIALIZED'
+  | 'WASM_LOAD_FAILED'
+  | 'INTERNAL';
+
+/** Every error lowbit throws. `code` is stable; `index` names the first bad element for NON_FINITE. */
+export class LowbitError extends Error {
+  override readonly name = 'LowbitError';
+  readonly code: LowbitErrorCode;
+  readonly index?: number;
+  constructor(code: LowbitErrorCode, message: string, options?: { index?: number; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    if (options?.index !== undefined) this.index = options.index;
+  }
+}
+
+/** Converts whatever the wasm glue threw into a LowbitError. */
+export function toLowbitError(e: unknown): LowbitError {
+  if (e instanceof LowbitError) return e;
+  if (e instanceof Error && e.name === 'LowbitError') {
+    const code = (e as Error & { code?: LowbitErrorCode }).code ?? 'INTERNAL';
+    const index = (e as Error & { index?: number }).index;
+    return new LowbitError(code, e.message, index === undefined ? undefined : { index });
+  }
+  // A trap (e.g. out of memory) rather than a checked error.
+  const msg = e instanceof Error ? e.message : String(e);
+  return new LowbitError('INTERNAL', `internal error in the wasm module: ${msg}`, { cause: e });
+}
+
+/** Runs a wasm call and rethrows its errors as LowbitError. */
+export function callWasm<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw toLowbitError(e);
+  }
+}

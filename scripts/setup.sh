@@ -50,4 +50,24 @@ if [ -f package-lock.json ]; then
 else
   npm install --no-audit --no-fund
 fi
+
+# --- BEGIN chromium (test/runtimes.test.ts) -------------------------------------------------
+# 4. Headless Chromium for the browser test: Debian's package (`npx playwright install` cannot
+#    download its own build here). playwright-core drives it via executablePath /usr/bin/chromium.
+if [ -x /usr/bin/chromium ]; then
+  log "chromium: present"
+else
+  log "installing Debian's chromium (apt-get)"
+  apt_run=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then apt_run=(sudo -n); else
+      echo "chromium is missing and this is not root: run 'apt-get install -y chromium' as root" >&2
+      exit 1
+    fi
+  fi
+  "${apt_run[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${apt_run[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  test -x /usr/bin/chromium
+fi
+# --- END chromium -----------------------------------------------------------------------------
 log "done"

@@ -80,6 +80,39 @@ impl QuantBench {
         decode(&self.packed, &absmax, self.blocksize, self.quant_type, &mut self.output, kernel(simd)).map_err(|e| JsValue::from_str(&e.to_string()))?;
         Ok(self.output[self.output.len() / 2].to_bits() as u32)
     }
+
+    /// Part of `quantize`: the 4-bit codes and f32 absmax only (no double quant).
+    pub fn quantize_codes(&mut self, simd: bool) -> Result<u32, JsValue> {
+        blockwise4::quantize_packed_into(&self.input, self.quant_type, self.blocksize, false, kernel(simd), &mut self.packed, &mut self.absmax)
+            .map_err(|e| JsValue::from_str(&e.to_string()))?;
+        Ok(self.packed[0] as u32)
+    }
+
+    /// Part of `quantize`: double quantization of the f32 absmax (call `quantize_codes` first).
+    pub fn compress_absmax(&mut self) -> Result<u32, JsValue> {
+        let nested = double_quant::compress(&self.absmax).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        let r = nested.quantized[0] as u32;
+        self.nested = Some(nested);
+        Ok(r)
+    }
+
+    /// Part of `dequantize`: rebuild the f32 absmax from the nested codes into `absmax`.
+    pub fn decompress_absmax(&mut self) -> Result<u32, JsValue> {
+        let Some(nested) = &self.nested else { return Err(JsValue::from_str("call quantize() before decompress_absmax()")) };
+        self.absmax = double_quant::decompress(nested).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        Ok(self.absmax[0].to_bits())
+    }
+
+    /// Part of `dequantize`: decode the codes with the f32 absmax already rebuilt.
+    pub fn decode_codes(&mut self, simd: bool) -> Result<u32, JsValue> {
+        decode(&self.packed, &self.absmax, self.blocksize, self.quant_type, &mut self.output, kernel(simd)).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        Ok(self.output[self.output.len() / 2].to_bits() as u32)
+    }
+
+    /// Bytes of the 4-bit codes alone.
+    pub fn packed_bytes(&self) -> f64 {
+        self.packed.len() as f64
+    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

@@ -1,3 +1,4 @@
+/* @ts-self-types="./index.d.ts" */
 /**
  * lowbit: bitsandbytes-compatible 4-bit and 8-bit quantization for JavaScript runtimes.
  *

@@ -13,7 +13,8 @@ const w = toHalf(w32, 'bfloat16');
 
 const { packed, quantState } = quantize4bit(w, { quantType: 'nf4', blocksize: 64, compressStatistics: true, shape: [rows, cols] });
 const dict = quantState.toDict(); // weight.absmax, weight.quant_map, ... as transformers saves them
-const stateBytes = Object.values(dict).reduce((n: number, t: { data: Uint8Array }) => n + t.data.length, 0);
+let stateBytes = 0;
+for (const k in dict) stateBytes += dict[k].data.length;
 console.log(`bf16 ${w.data.byteLength} bytes -> nf4 ${packed.length} + state ${stateBytes} bytes`);
 console.log('state dict keys:', Object.keys(dict).join(', '));
 console.log('quant_state JSON:', quantState.toJSONString());

@@ -127,7 +127,28 @@ pub fn quantize_packed_into<T: SimdLoad>(
         bail!(LengthMismatch, "output buffers hold {} bytes and {} absmax but {n} elements need {} and {}", packed.len(), absmax_out.len(), n.div_ceil(2), n.div_ceil(blocksize));
     }
     let cb = Codebook4::get(quant_type);
+    // f16 input, SIMD: full blocks with finite values take the fast path (same bits); the
+    // others fall through to the general code below.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let fast_f16 = (kernel.use_simd() && T::DTYPE == DType::F16).then(|| crate::simd::wasm128::EncoderF16::new(cb));
+    // blocks [0, fast_done) are finished by the fast path; it resumes at fast_next
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let (mut fast_done, mut fast_next) = (0usize, 0usize);
     for (b, block) in input.chunks(blocksize).enumerate() {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if let Some(enc) = &fast_f16 {
+            let full = n / blocksize;
+            if b == fast_next && b < full {
+                // SAFETY: T is f16 here, a #[repr(transparent)] u16.
+                let bits = unsafe { core::slice::from_raw_parts(input.as_ptr().add(b * blocksize) as *const u16, (full - b) * blocksize) };
+                let done = crate::simd::wasm128::quantize_blocks_f16(bits, blocksize, enc, &mut packed[b * blocksize / 2..full * blocksize / 2], &mut absmax_out[b..full]);
+                // the block after them (if any) holds Inf or NaN: the code below handles it
+                (fast_done, fast_next) = (b + done, b + done + 1);
+            }
+            if b < fast_done {
+                continue;
+            }
+        }
         let amax = absmax(block, kernel);
         if !amax.is_finite() && !allow_non_finite {
             let i = first_non_finite(block).unwrap_or(0) + b * blocksize;
@@ -218,7 +239,15 @@ pub fn decode<O: Float>(packed: &[u8], absmax: &[f32], blocksize: usize, quant_t
         return Ok(());
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    for (b, block) in out.chunks_mut(blocksize).enumerate() {
+    let full = if O::DTYPE == DType::F16 {
+        // SAFETY: O is f16 here, a #[repr(transparent)] u16.
+        let out16 = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u16, n) };
+        crate::simd::wasm128::decode_f16(packed, absmax, blocksize, values, out16) / blocksize
+    } else {
+        0
+    };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    for (b, block) in out.chunks_mut(blocksize).enumerate().skip(full) {
         let bytes = &packed[b * blocksize / 2..];
         let done = decode_block_simd(bytes, absmax[b], values, block);
         let rest = &mut block[done..];

@@ -113,6 +113,39 @@ impl QuantBench {
     pub fn packed_bytes(&self) -> f64 {
         self.packed.len() as f64
     }
+
+    /// Bytes of the f16 output of `dequantize`.
+    pub fn output_bytes(&self) -> f64 {
+        (self.output.len() * 2) as f64
+    }
+
+    /// One pass writing every byte of the output buffer (same size as the input): the write
+    /// bandwidth that bounds `dequantize` from below.
+    pub fn write_pass(&mut self, v: u32) -> u32 {
+        // SAFETY: f16 is 2 bytes; viewing the buffer as u32 words (n/2 of them) stays inside it.
+        let words = unsafe { core::slice::from_raw_parts_mut(self.output.as_mut_ptr() as *mut u32, self.output.len() / 2) };
+        write_words(words, v);
+        self.output[self.output.len() / 2].to_bits() as u32
+    }
+
+    /// Order-dependent hash of the codes, the nested absmax state and the f16 output
+    /// (checks that the SIMD and scalar kernels produced the same bytes; not timed).
+    pub fn checksum(&self) -> String {
+        let mut h: u64 = 0xcbf29ce484222325;
+        let mut eat = |w: u64| h = (h ^ w).wrapping_mul(0x100000001b3).rotate_left(5);
+        for c in self.packed.chunks(8) {
+            eat(c.iter().fold(0u64, |a, &b| (a << 8) | b as u64));
+        }
+        if let Some(n) = &self.nested {
+            for c in n.quantized.chunks(8) {
+                eat(c.iter().fold(0u64, |a, &b| (a << 8) | b as u64));
+            }
+            n.absmax.iter().for_each(|a| eat(a.to_bits() as u64));
+            eat(n.offset.to_bits() as u64);
+        }
+        self.output.iter().for_each(|v| eat(v.to_bits() as u64));
+        format!("{h:016x}")
+    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -135,6 +168,30 @@ fn read_words(words: &[u32]) -> u32 {
         r ^= w;
     }
     r
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn write_words(words: &mut [u32], v: u32) {
+    use core::arch::wasm32::*;
+    let chunks = words.len() / 16;
+    let x = u32x4_splat(v);
+    // SAFETY: each iteration writes 16 words inside `words`.
+    unsafe {
+        for c in 0..chunks {
+            let p = words.as_mut_ptr().add(c * 16) as *mut v128;
+            for i in 0..4 {
+                v128_store(p.add(i), x);
+            }
+        }
+    }
+    for w in &mut words[chunks * 16..] {
+        *w = v;
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn write_words(words: &mut [u32], v: u32) {
+    words.iter_mut().for_each(|w| *w = v);
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]

@@ -39,16 +39,15 @@ else
   cargo install wasm-bindgen-cli --version "$want" --force
 fi
 
-# 3. npm packages
-if [ -f package-lock.json ]; then
-  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    log "npm ci"
-    npm ci --no-audit --no-fund
-  else
-    log "node_modules: up to date"
-  fi
-else
+# 3. npm packages. `npm install` rather than `npm ci`: the registry mirror here lacks some
+# other platforms' optional packages (@deno/darwin-*, @rollup/*-android-*, ...), which leaves
+# them out of package-lock.json, and `npm ci` refuses such a lock; `npm install` still installs
+# exactly the locked versions of everything the lock has.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
+  log "npm install"
   npm install --no-audit --no-fund
+else
+  log "node_modules: up to date"
 fi
 
 # --- BEGIN chromium (test/runtimes.test.ts) -------------------------------------------------

@@ -21,6 +21,12 @@ pub enum ErrorKind {
     InconsistentState,
     /// Malformed serialized data (JSON of a quant state, dict keys).
     Parse,
+    /// A checkpoint file (safetensors, GGUF, bnb tensors) that breaks its format's rules:
+    /// truncated, out-of-bounds offsets, overflowing shapes, bad magic, ...
+    MalformedFile,
+    /// A parser needs more bytes of the file than it was given (streaming parsers only; the
+    /// caller reads more and retries). `index` holds the byte count needed.
+    NeedMoreData,
     /// Any other invalid argument.
     InvalidArgument,
 }
@@ -36,6 +42,8 @@ impl ErrorKind {
             ErrorKind::EmptyTensor => "EMPTY_TENSOR",
             ErrorKind::InconsistentState => "INCONSISTENT_STATE",
             ErrorKind::Parse => "PARSE",
+            ErrorKind::MalformedFile => "MALFORMED_FILE",
+            ErrorKind::NeedMoreData => "NEED_MORE_DATA",
             ErrorKind::InvalidArgument => "INVALID_ARGUMENT",
         }
     }

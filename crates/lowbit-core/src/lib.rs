@@ -7,6 +7,7 @@
 //! - [`int8`]: LLM.int8 vector-wise quantization and the outlier split.
 //! - [`quant_state`]: `QuantState` and the exact dict bitsandbytes / transformers write.
 //! - [`simd`]: wasm SIMD128 versions of the hot loops (the scalar code is the reference).
+//! - [`formats`]: checkpoint parsing (safetensors, GGUF), validated before anything is allocated.
 //!
 //! Nothing in this crate panics on user input: every check returns an [`Error`].
 
@@ -16,6 +17,7 @@ pub mod codebook;
 pub mod double_quant;
 pub mod dtype;
 pub mod error;
+pub mod formats;
 pub mod int8;
 pub mod pyfloat;
 pub mod quant_state;

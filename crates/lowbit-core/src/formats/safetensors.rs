@@ -1,0 +1,1 @@
+//! safetensors header parsing (in progress).

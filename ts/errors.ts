@@ -17,15 +17,20 @@ export type LowbitErrorCode =
   | 'WASM_LOAD_FAILED'
   | 'INTERNAL';
 
-/** Every error lowbit throws. `code` is stable; `index` names the first bad element for NON_FINITE. */
+/**
+ * Every error lowbit throws. `code` is stable; `index` names the first bad element for NON_FINITE;
+ * `file` names the file (relative to its model source) that a loading error is about.
+ */
 export class LowbitError extends Error {
   override readonly name = 'LowbitError';
   readonly code: LowbitErrorCode;
   readonly index?: number;
-  constructor(code: LowbitErrorCode, message: string, options?: { index?: number; cause?: unknown }) {
+  readonly file?: string;
+  constructor(code: LowbitErrorCode, message: string, options?: { index?: number; file?: string; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     if (options?.index !== undefined) this.index = options.index;
+    if (options?.file !== undefined) this.file = options.file;
   }
 }
 

@@ -14,3 +14,20 @@ export { quantize4bit, dequantize4bit, BLOCKSIZES_4BIT, type Quantize4bitOptions
 export { quantizeBlockwise, dequantizeBlockwise, BLOCKSIZES_8BIT, type BlockwiseState, type QuantizeBlockwiseOptions } from './quant/blockwise8.js';
 export { int8VectorwiseQuant, int8VectorwiseDequant, type Int8Vectorwise } from './quant/int8.js';
 export { quantMap, dynamicMap } from './quant/codes.js';
+
+// --- Model sources (ts/loading/sources): local folders, URLs, the Hugging Face hub, Blobs/Files;
+// shard resolution and load progress.
+export {
+  resolveSource, localSource, urlSource, hubSource, blobSource, listWeightFiles, parseShardIndex, ProgressTracker, trackReads, isHubId, isModelSource,
+  LocalSource, UrlSource, HubSource, BlobSource, DEFAULT_HUB_ENDPOINT,
+  type ByteRange, type ModelSource, type SourceInput, type ResolveSourceOptions, type LocalSourceOptions, type UrlSourceOptions, type HubSourceOptions,
+  type BlobInput, type BlobSourceOptions, type WeightFiles, type WeightFormat, type ListWeightFilesOptions,
+  type ProgressEvent, type ProgressCallback, type ProgressTrackerOptions,
+} from './loading/sources/index.js';
+
+// --- checkpoints: safetensors, bitsandbytes pre-quantized weights, quantize-on-load ----------
+export { SafetensorsFile, type SafetensorsTensorInfo, type SafetensorsDType } from './loading/safetensors.js';
+export { encodeSafetensors, writeSafetensorsFile, type TensorToSave } from './loading/safetensors-writer.js';
+export { findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight, type Bnb4bitWeight, type Bnb8bitWeight, type BnbQuantizationConfigJson } from './loading/bnb-checkpoint.js';
+export { loadWeights, isQuantizableLinear, weightBytes, type LoadedWeight, type DenseWeight, type LoadWeightsOptions, type QuantizeOnLoad } from './loading/load-weights.js';
+export { saveBnbCheckpoint, bnbQuantizationConfig, checkpointTensors, type BnbConfigOptions } from './loading/save-bnb.js';

@@ -2,7 +2,8 @@
 //!
 //! Rows are quantized independently: SCB[r] = max |A[r, :]| (f32), and
 //! CB[r, j] = round_half_even(A[r, j] * (127 / SCB[r])) computed in f32, as bitsandbytes' CPU
-//! backend does. With threshold > 0, entries with |a| >= threshold are outliers: they are left
+//! backend does. Note that torch evaluates `127.0 / tensor` as `tensor.reciprocal() * 127.0`
+//! (`Tensor.__rdiv__`), two roundings: the scale is f32(f32(1 / SCB) * 127), not f32(127 / SCB). With threshold > 0, entries with |a| >= threshold are outliers: they are left
 //! out of the row absmax and quantized as 0, and (when there is more than one row) every column
 //! that holds an outlier is zeroed in CB and reported, so the matmul can take those columns in
 //! floating point. An all-zero row has SCB 0 and codes 0.
@@ -52,7 +53,7 @@ pub fn vectorwise_quant<T: Float>(a: &[T], shape: &[usize], threshold: f32) -> R
             }
         }
         scb.push(m);
-        let s = 127.0f32 / m;
+        let s = (1.0f32 / m) * 127.0; // torch's `127.0 / row_stats` (see the module comment)
         cb.extend(row.iter().map(|v| {
             let v = v.to_f32();
             if is_outlier(v) || m == 0.0 {

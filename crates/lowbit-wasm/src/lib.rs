@@ -12,11 +12,12 @@ use lowbit_core::{bf16, f16};
 use wasm_bindgen::prelude::*;
 
 mod bench;
+mod formats;
 pub use bench::QuantBench;
 
-type JsResult<T> = Result<T, JsValue>;
+pub(crate) type JsResult<T> = Result<T, JsValue>;
 
-fn js_err(e: Error) -> JsValue {
+pub(crate) fn js_err(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.message);
     err.set_name("LowbitError");
     let _ = Reflect::set(&err, &"code".into(), &e.kind.code().into());
@@ -30,11 +31,11 @@ fn invalid(msg: impl Into<String>) -> JsValue {
     js_err(Error::new(ErrorKind::InvalidArgument, msg))
 }
 
-fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
+pub(crate) fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
     let _ = Reflect::set(o, &k.into(), &v.into());
 }
 
-fn get(o: &JsValue, k: &str) -> JsResult<JsValue> {
+pub(crate) fn get(o: &JsValue, k: &str) -> JsResult<JsValue> {
     Reflect::get(o, &k.into()).map_err(|_| invalid(format!("cannot read field '{k}'")))
 }
 

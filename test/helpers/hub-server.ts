@@ -1,0 +1,216 @@
+/**
+ * A small HTTP server on 127.0.0.1 laid out like the Hugging Face hub, for source tests:
+ *
+ *   GET|HEAD /<org>/<name>/resolve/<revision>/<file…>
+ *
+ * with single-range Range support (`bytes=a-b`, `bytes=a-`, `bytes=-n`; 206 + Content-Range;
+ * 416 + `Content-Range: bytes *\/size` when unsatisfiable), 404s with the hub's X-Error-Code
+ * (RepoNotFound, RevisionNotFound, EntryNotFound), and switches that tests flip at run time:
+ *
+ * - token: require `Authorization: Bearer <token>` (else 401);
+ * - ignoreRange: answer 200 with the whole file, as a server without Range support does;
+ * - failNext: answer the next N requests with 503;
+ * - delayMs: wait before answering (to abort requests in flight);
+ * - redirect: answer /resolve/ with a 302 to /cdn/… (the hub redirects large files to its CDN).
+ *
+ * Every request is logged with the body bytes sent, so tests can check what was transferred.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+
+export interface HubServerOptions {
+  /** repo id ('org/name') -> revision -> directory served for it. */
+  repos: Record<string, Record<string, string>>;
+  token?: string;
+}
+
+export interface RequestRecord {
+  method: string;
+  path: string;
+  range?: string;
+  authorization?: string;
+  status: number;
+  /** Body bytes written. */
+  bytes: number;
+}
+
+export interface HubServer {
+  /** http://127.0.0.1:<port> */
+  readonly url: string;
+  readonly log: RequestRecord[];
+  token: string | undefined;
+  ignoreRange: boolean;
+  failNext: number;
+  delayMs: number;
+  redirect: boolean;
+  /** Body bytes sent since the last reset(). */
+  bytesSent(): number;
+  /** Clears the log. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+type Range = { start: number; end: number } | 'unsatisfiable' | undefined;
+
+/** A single byte range (inclusive end) for a file of `size` bytes; undefined means "whole file". */
+function parseRange(header: string | undefined, size: number): Range {
+  if (header === undefined) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m) return undefined; // multiple ranges or junk: ignoring Range is allowed
+  const [, a, b] = m;
+  if (a === '' && b === '') return undefined;
+  if (a === '') {
+    const n = Number(b);
+    if (n === 0 || size === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(a);
+  const end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
+  if (start >= size || (b !== '' && Number(b) < start)) return 'unsatisfiable';
+  return { start, end };
+}
+
+export async function startHubServer(options: HubServerOptions): Promise<HubServer> {
+  const log: RequestRecord[] = [];
+  const state = {
+    token: options.token,
+    ignoreRange: false,
+    failNext: 0,
+    delayMs: 0,
+    redirect: false,
+  };
+
+  function record(req: IncomingMessage, res: ServerResponse, path: string): { add(n: number): void } {
+    const entry: RequestRecord = {
+      method: req.method ?? '',
+      path,
+      status: 0,
+      bytes: 0,
+      ...(req.headers.range ? { range: req.headers.range } : {}),
+      ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+    };
+    log.push(entry);
+    // Every answer goes through writeHead; record its status before the client can see it.
+    const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
+    res.writeHead = ((status: number, ...rest: unknown[]) => {
+      entry.status = status;
+      return writeHead(status, ...rest);
+    }) as typeof res.writeHead;
+    return { add: (n) => (entry.bytes += n) };
+  }
+
+  function fail(res: ServerResponse, status: number, code?: string, message?: string): void {
+    if (code) res.setHeader('X-Error-Code', code);
+    if (message) res.setHeader('X-Error-Message', message);
+    res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': '0' });
+    res.end();
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const rec = record(req, res, url.pathname);
+    if (state.delayMs > 0) await new Promise((r) => setTimeout(r, state.delayMs));
+    if (res.destroyed || req.destroyed) return;
+    if (state.failNext > 0) {
+      state.failNext--;
+      return fail(res, 503, undefined, 'simulated outage');
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, 405);
+    if (state.token !== undefined && req.headers.authorization !== `Bearer ${state.token}`) {
+      return fail(res, 401, 'GatedRepo', 'Invalid credentials in Authorization header');
+    }
+    const parts = url.pathname.split('/').slice(1);
+    const [org, name, kind, revEnc, ...fileParts] = parts;
+    if (!org || !name || (kind !== 'resolve' && kind !== 'cdn') || revEnc === undefined || fileParts.length === 0) {
+      return fail(res, 404, 'RepoNotFound', 'Not a resolve URL');
+    }
+    const repo = options.repos[`${decodeURIComponent(org)}/${decodeURIComponent(name)}`];
+    if (!repo) return fail(res, 404, 'RepoNotFound', 'Repository not found');
+    const revision = decodeURIComponent(revEnc);
+    const dir = repo[revision];
+    if (dir === undefined) return fail(res, 404, 'RevisionNotFound', `Invalid rev id: ${revision}`);
+    const segments = fileParts.map(decodeURIComponent);
+    if (segments.some((s) => s === '' || s === '.' || s === '..' || s.includes('/') || s.includes('\\'))) return fail(res, 400);
+    const path = join(dir, ...segments);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile()) return fail(res, 404, 'EntryNotFound', `${segments.join('/')} does not exist on "${revision}"`);
+    if (state.redirect && kind === 'resolve') {
+      res.writeHead(302, { Location: url.pathname.replace('/resolve/', '/cdn/'), 'Content-Length': '0' });
+      return void res.end();
+    }
+
+    const size = st.size;
+    const range = state.ignoreRange ? undefined : parseRange(req.headers.range, size);
+    res.setHeader('Accept-Ranges', state.ignoreRange ? 'none' : 'bytes');
+    res.setHeader('ETag', `"${size}-${st.mtimeMs}"`);
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, { 'Content-Range': `bytes */${size}`, 'Content-Length': '0' });
+      return void res.end();
+    }
+    const start = range?.start ?? 0;
+    const end = range?.end ?? size - 1;
+    const length = end - start + 1;
+    if (range) res.writeHead(206, { 'Content-Length': String(length), 'Content-Range': `bytes ${start}-${end}/${size}` });
+    else res.writeHead(200, { 'Content-Length': String(size) });
+    if (req.method === 'HEAD' || length <= 0) return void res.end();
+    const stream = createReadStream(path, { start, end });
+    stream.on('data', (chunk) => rec.add(chunk.length));
+    stream.on('error', () => res.destroy());
+    res.on('close', () => stream.destroy());
+    stream.pipe(res);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch(() => {
+      if (!res.headersSent) fail(res, 500);
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    log,
+    get token() {
+      return state.token;
+    },
+    set token(v) {
+      state.token = v;
+    },
+    get ignoreRange() {
+      return state.ignoreRange;
+    },
+    set ignoreRange(v) {
+      state.ignoreRange = v;
+    },
+    get failNext() {
+      return state.failNext;
+    },
+    set failNext(v) {
+      state.failNext = v;
+    },
+    get delayMs() {
+      return state.delayMs;
+    },
+    set delayMs(v) {
+      state.delayMs = v;
+    },
+    get redirect() {
+      return state.redirect;
+    },
+    set redirect(v) {
+      state.redirect = v;
+    },
+    bytesSent: () => log.reduce((n, r) => n + r.bytes, 0),
+    reset: () => void log.splice(0),
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((e) => (e ? reject(e) : resolve()));
+      }),
+  };
+}

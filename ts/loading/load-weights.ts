@@ -1,0 +1,160 @@
+/**
+ * Streams a checkpoint's tensors one at a time and quantizes them while they stream in, so a load
+ * holds about the quantized model plus the tensor in flight — never the whole checkpoint.
+ *
+ *   for await (const w of loadWeights(await resolveSource('org/model'), { quantization: { quantType: 'nf4', doubleQuant: true } })) …
+ *
+ * Pre-quantized bitsandbytes checkpoints come out as they were saved (4-bit or LLM.int8 weights,
+ * bit for bit); plain fp32/fp16/bf16 checkpoints are quantized as transformers + bitsandbytes
+ * would: every 2-D `.weight` of a linear layer, except embeddings and `lm_head` (transformers'
+ * default `llm_int8_skip_modules`).
+ */
+import { LowbitError } from '../errors.js';
+import { quantize4bit } from '../quant/blockwise4.js';
+import { int8VectorwiseQuant } from '../quant/int8.js';
+import type { QuantType4 } from '../quant/quant-state.js';
+import { fromHalf, toHalf } from '../tensor/dtypes.js';
+import { bnbAuxiliaryTensor, findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight } from './bnb-checkpoint.js';
+import { SafetensorsFile, type SafetensorsDType, type SafetensorsTensorInfo } from './safetensors.js';
+import { ProgressTracker, type ProgressCallback } from './sources/progress.js';
+import { listWeightFiles } from './sources/sharding.js';
+import type { ModelSource } from './sources/types.js';
+
+/** A tensor kept as stored (norms, embeddings, lm_head, biases, or everything when not quantizing). */
+export interface DenseWeight {
+  kind: 'dense';
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  data: Uint8Array;
+}
+
+export type LoadedWeight = DenseWeight | BnbWeight;
+
+export interface QuantizeOnLoad {
+  /** 'nf4' | 'fp4' | 'int4' (4-bit block-wise) or 'int8' (LLM.int8 vector-wise). */
+  quantType: QuantType4 | 'int8';
+  /** 4-bit blocksize (default 64). */
+  blocksize?: number;
+  /** Double quantization of the 4-bit absmax (default false). */
+  doubleQuant?: boolean;
+  /** Module names (or name prefixes / last components) left unquantized; default ['lm_head']. */
+  skipModules?: string[];
+}
+
+export interface LoadWeightsOptions {
+  quantization?: QuantizeOnLoad;
+  /** Overrides which tensors are quantized (default: see isQuantizableLinear). */
+  shouldQuantize?: (info: SafetensorsTensorInfo) => boolean;
+  /** The weights file, when the source holds several. */
+  file?: string;
+  onProgress?: ProgressCallback;
+  /** Least ms between two progress events (default 100). */
+  progressThrottleMs?: number;
+  signal?: AbortSignal;
+}
+
+const EMBEDDING = /(^|\.)(embed_tokens|embed_positions|wte|wpe|word_embeddings|position_embeddings|token_type_embeddings|shared)\.weight$/;
+
+/** Whether a module is named by a skip entry: the exact name, a prefix ("model.layers.0"), or its last component ("lm_head"). */
+export function moduleMatches(module: string, skip: readonly string[]): boolean {
+  return skip.some((s) => module === s || module.startsWith(s + '.') || module.endsWith('.' + s));
+}
+
+/** transformers' choice of bitsandbytes modules, by name: 2-D float `.weight`s that are not embeddings or skipped. */
+export function isQuantizableLinear(info: SafetensorsTensorInfo, skipModules: readonly string[] = ['lm_head']): boolean {
+  if (info.shape.length !== 2 || !['F32', 'F16', 'BF16'].includes(info.dtype) || !info.name.endsWith('.weight')) return false;
+  if (EMBEDDING.test(info.name)) return false;
+  return !moduleMatches(info.name.slice(0, -'.weight'.length), skipModules);
+}
+
+function halfOrFloat(info: SafetensorsTensorInfo, bytes: Uint8Array): Float32Array | { dtype: 'float16' | 'bfloat16'; data: Uint16Array } {
+  // A read returns a fresh buffer, but make sure the view is aligned.
+  const b = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  if (info.dtype === 'F32') return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  return { dtype: info.dtype === 'F16' ? 'float16' : 'bfloat16', data: new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) };
+}
+
+function quantizeTensor(info: SafetensorsTensorInfo, bytes: Uint8Array, q: QuantizeOnLoad, file: string): BnbWeight {
+  const x = halfOrFloat(info, bytes);
+  const shape = info.shape as [number, number];
+  try {
+    if (q.quantType === 'int8') {
+      // Linear8bitLt quantizes float16 weights (Int8Params casts them first).
+      const h = x instanceof Float32Array ? toHalf(x, 'float16') : x.dtype === 'float16' ? x : toHalf(fromHalf(x), 'float16');
+      const r = int8VectorwiseQuant(h, { shape });
+      return { kind: 'int8', name: info.name, CB: r.CB, SCB: r.SCB, shape };
+    }
+    const { packed, quantState } = quantize4bit(x, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape });
+    return { kind: '4bit', name: info.name, packed, quantState };
+  } catch (e) {
+    if (e instanceof LowbitError) throw new LowbitError(e.code, `${file}: ${info.name}: ${e.message}`, { cause: e, file, ...(e.index === undefined ? {} : { index: e.index }) });
+    throw e;
+  }
+}
+
+/** Yields every tensor of the checkpoint, quantized where asked, in file order. */
+export async function* loadWeights(source: ModelSource, options: LoadWeightsOptions = {}): AsyncGenerator<LoadedWeight> {
+  const { quantization, signal } = options;
+  if (quantization && !['nf4', 'fp4', 'int4', 'int8'].includes(quantization.quantType)) {
+    throw new LowbitError('UNSUPPORTED_QUANT_TYPE', `quantType must be 'nf4', 'fp4', 'int4' or 'int8', got '${quantization.quantType}'`);
+  }
+  const skip = quantization?.skipModules ?? ['lm_head'];
+  const shouldQuantize = options.shouldQuantize ?? ((info: SafetensorsTensorInfo) => isQuantizableLinear(info, skip));
+  const weights = await listWeightFiles(source, options.file === undefined ? {} : { file: options.file });
+  if (weights.format !== 'safetensors') {
+    throw new LowbitError('UNSUPPORTED_DTYPE', `${weights.files[0]}: loading GGUF weights is not wired into loadWeights yet; use a safetensors checkpoint`, { file: weights.files[0] });
+  }
+  const tracker = new ProgressTracker(options.onProgress, { throttleMs: options.progressThrottleMs ?? 100, phase: 'metadata' });
+  // Headers first (a few KB each): totals are known before the first tensor is read.
+  const files: SafetensorsFile[] = [];
+  try {
+    for (const name of weights.files) {
+      const st = await SafetensorsFile.open(await source.open(name), signal);
+      files.push(st);
+      let bytes = 0;
+      let tensors = 0;
+      for (const t of st.tensors.values()) {
+        bytes += t.end - t.start;
+        if (!bnbAuxiliaryTensor(t.name)) tensors++;
+      }
+      tracker.addTotal({ bytes, tensors });
+    }
+    tracker.phase('weights');
+    for (const st of files) {
+      const { fourBit, eightBit } = findBnbWeights(st);
+      const pre = new Set([...fourBit, ...eightBit]);
+      for (const info of [...st.tensors.values()].sort((a, b) => a.start - b.start)) {
+        signal?.throwIfAborted();
+        if (bnbAuxiliaryTensor(info.name) && !pre.has(info.name)) {
+          tracker.add({ bytes: info.end - info.start, file: st.name });
+          continue;
+        }
+        let out: LoadedWeight;
+        let bytesRead = info.end - info.start;
+        if (fourBit.includes(info.name)) {
+          out = await readBnb4bit(st, info.name, signal);
+          bytesRead = 0; // counted with the auxiliary tensors
+        } else if (eightBit.includes(info.name)) {
+          out = await readBnb8bit(st, info.name, signal);
+        } else {
+          const data = await st.read(info.name, signal);
+          out = quantization && shouldQuantize(info) ? quantizeTensor(info, data, quantization, st.name) : { kind: 'dense', name: info.name, dtype: info.dtype, shape: info.shape, data };
+        }
+        tracker.add({ bytes: bytesRead, tensors: 1, file: st.name });
+        yield out;
+      }
+    }
+    tracker.finish();
+  } finally {
+    for (const st of files) await st.source.close?.();
+  }
+}
+
+/** Bytes a loaded weight occupies (packed codes + quantization state, or the dense data). */
+export function weightBytes(w: LoadedWeight): number {
+  if (w.kind === 'dense') return w.data.byteLength;
+  if (w.kind === 'int8') return w.CB.byteLength + w.SCB.byteLength;
+  const st = w.quantState;
+  return w.packed.byteLength + st.absmax.byteLength + st.code.byteLength + (st.state2 ? st.state2.absmax.byteLength + st.state2.code.byteLength : 0);
+}

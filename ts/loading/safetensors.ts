@@ -1,0 +1,78 @@
+/**
+ * A safetensors file read by ranges: the header is parsed and validated in Rust (wasm) before
+ * anything is allocated from it; tensors are then read one at a time, so memory holds a tensor,
+ * never the checkpoint.
+ */
+import { callWasm, LowbitError } from '../errors.js';
+import { wasm } from '../runtime/wasm.js';
+import type { ByteRange } from './sources/types.js';
+
+/** safetensors dtypes (as written in the header). */
+export type SafetensorsDType = 'BOOL' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3' | 'I16' | 'U16' | 'F16' | 'BF16' | 'I32' | 'U32' | 'F32' | 'F64' | 'I64' | 'U64' | (string & {});
+
+export interface SafetensorsTensorInfo {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  /** Absolute byte offsets in the file. */
+  start: number;
+  end: number;
+}
+
+interface ParsedHeader {
+  dataStart: number;
+  tensors: SafetensorsTensorInfo[];
+  metadata: Record<string, string>;
+}
+
+/** Adds the file name to errors raised while reading it. */
+function inFile<T>(name: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof LowbitError) throw new LowbitError(e.code, `${name}: ${e.message}`, { index: e.index, cause: e, file: name });
+    throw e;
+  }
+}
+
+export class SafetensorsFile {
+  readonly tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly headerBytes: number;
+
+  private constructor(
+    readonly source: ByteRange,
+    header: ParsedHeader,
+  ) {
+    this.tensors = new Map(header.tensors.map((t) => [t.name, t]));
+    this.metadata = header.metadata;
+    this.headerBytes = header.dataStart;
+  }
+
+  /** Reads and validates the header (two small range reads). */
+  static async open(source: ByteRange, signal?: AbortSignal): Promise<SafetensorsFile> {
+    const size = source.size;
+    if (size < 8) throw new LowbitError('MALFORMED_FILE', `${source.name}: ${size} bytes is too short for a safetensors file (it starts with an 8-byte header length)`, { file: source.name });
+    const first8 = await source.read(0, 8, signal);
+    const n = inFile(source.name, () => wasm().safetensorsHeaderLength(first8, size));
+    const json = await source.read(8, n, signal);
+    const header = inFile(source.name, () => callWasm(() => wasm().safetensorsParseHeader(json, size))) as ParsedHeader;
+    return new SafetensorsFile(source, header);
+  }
+
+  get name(): string {
+    return this.source.name;
+  }
+
+  info(name: string): SafetensorsTensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new LowbitError('NOT_FOUND', `${this.name}: no tensor named '${name}'`, { file: this.name });
+    return t;
+  }
+
+  /** The raw little-endian bytes of one tensor (a fresh, aligned buffer). */
+  async read(name: string, signal?: AbortSignal): Promise<Uint8Array> {
+    const t = this.info(name);
+    return this.source.read(t.start, t.end - t.start, signal);
+  }
+}

@@ -12,6 +12,7 @@ import process from 'node:process';
 
 const SUITES = {
   quant: () => import('./quant.mjs'),
+  load: () => import('./load.mjs'),
 };
 
 function help() {

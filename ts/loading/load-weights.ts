@@ -124,7 +124,20 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
     for (const st of files) {
       const { fourBit, eightBit } = findBnbWeights(st);
       const pre = new Set([...fourBit, ...eightBit]);
-      for (const info of [...st.tensors.values()].sort((a, b) => a.start - b.start)) {
+      const order = [...st.tensors.values()].sort((a, b) => a.start - b.start);
+      const plain = (t: SafetensorsTensorInfo) => !pre.has(t.name) && !bnbAuxiliaryTensor(t.name);
+      // One read ahead: the next plain tensor streams in while this one is quantized (the
+      // quantizer runs synchronously, file reads do not), at the cost of one more tensor in memory.
+      const ahead = new Map<string, Promise<Uint8Array>>();
+      const prefetch = (from: number) => {
+        const next = order.slice(from).find(plain);
+        if (next && !ahead.has(next.name)) {
+          const p = st.read(next.name, signal);
+          p.catch(() => {}); // awaited (and its error raised) when its turn comes
+          ahead.set(next.name, p);
+        }
+      };
+      for (const [i, info] of order.entries()) {
         signal?.throwIfAborted();
         if (bnbAuxiliaryTensor(info.name) && !pre.has(info.name)) {
           tracker.add({ bytes: info.end - info.start, file: st.name });
@@ -138,7 +151,9 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
         } else if (eightBit.includes(info.name)) {
           out = await readBnb8bit(st, info.name, signal);
         } else {
-          const data = await st.read(info.name, signal);
+          const data = await (ahead.get(info.name) ?? st.read(info.name, signal));
+          ahead.delete(info.name);
+          prefetch(i + 1);
           out = quantization && shouldQuantize(info) ? quantizeTensor(info, data, quantization, st.name) : { kind: 'dense', name: info.name, dtype: info.dtype, shape: info.shape, data };
         }
         tracker.add({ bytes: bytesRead, tensors: 1, file: st.name });

@@ -22,7 +22,7 @@ export interface SafetensorsTensorInfo {
 interface ParsedHeader {
   dataStart: number;
   tensors: SafetensorsTensorInfo[];
-  metadata: Record<string, string>;
+  metadata: Array<[string, string]>;
 }
 
 /** Adds the file name to errors raised while reading it. */
@@ -45,7 +45,7 @@ export class SafetensorsFile {
     header: ParsedHeader,
   ) {
     this.tensors = new Map(header.tensors.map((t) => [t.name, t]));
-    this.metadata = header.metadata;
+    this.metadata = Object.fromEntries(header.metadata); // own properties, even for "__proto__"
     this.headerBytes = header.dataStart;
   }
 

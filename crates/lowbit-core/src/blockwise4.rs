@@ -272,6 +272,10 @@ pub fn dequantize_4bit<O: Float>(packed: &[u8], state: &QuantState, out: &mut [O
 /// Convenience: dequantize to a new Vec.
 pub fn dequantize_4bit_vec<O: Float>(packed: &[u8], state: &QuantState, kernel: Kernel) -> Result<Vec<O>> {
     let n = state.validate()?;
+    // Check the data before allocating an output sized from the state.
+    if packed.len() != n.div_ceil(2) {
+        bail!(LengthMismatch, "packed data has {} bytes but shape {:?} needs {} (two 4-bit codes per byte)", packed.len(), state.shape, n.div_ceil(2));
+    }
     let mut out = vec![O::default(); n];
     dequantize_4bit(packed, state, &mut out, kernel)?;
     Ok(out)

@@ -263,7 +263,9 @@ impl QuantState {
         };
         let Some(absmax_t) = absmax else { bail!(Parse, "missing 'absmax' tensor") };
         absmax_t.check("absmax")?;
-        let nested = obj.contains_key("nested_offset") || nested_absmax.is_some();
+        // Double quantization if the JSON or the tensors say so: either without the other is an
+        // inconsistent state, not a plain one.
+        let nested = obj.keys().any(|k| k.starts_with("nested_")) || nested_absmax.is_some() || nested_quant_map.is_some();
         let absmax = if nested {
             let Some(na) = nested_absmax else { bail!(Parse, "JSON describes double quantization but 'nested_absmax' is missing") };
             let Some(nq) = nested_quant_map else { bail!(Parse, "JSON describes double quantization but 'nested_quant_map' is missing") };
@@ -287,9 +289,6 @@ impl QuantState {
                 dtype: DType::from_torch_name(get_str("nested_dtype")?)?,
             })
         } else {
-            if nested_quant_map.is_some() {
-                bail!(Parse, "'nested_quant_map' present but the JSON has no nested_offset");
-            }
             Absmax::Plain(absmax_t.to_f32s("absmax")?)
         };
         let st = QuantState { quant_type, blocksize, dtype, shape, code, absmax };

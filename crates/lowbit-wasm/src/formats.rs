@@ -40,9 +40,10 @@ pub fn safetensors_parse_header(header: &[u8], file_size: f64) -> JsResult<Objec
         tensors.push(&e);
     }
     set(&o, "tensors", tensors);
-    let meta = Object::new();
+    // [key, value] pairs: a plain object would mishandle a key such as "__proto__".
+    let meta = Array::new();
     for (k, v) in &h.metadata {
-        set(&meta, k, v.as_str());
+        meta.push(&Array::of2(&k.as_str().into(), &v.as_str().into()));
     }
     set(&o, "metadata", meta);
     Ok(o)

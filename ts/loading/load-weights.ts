@@ -15,6 +15,7 @@ import { int8VectorwiseQuant } from '../quant/int8.js';
 import type { QuantType4 } from '../quant/quant-state.js';
 import { fromHalf, toHalf } from '../tensor/dtypes.js';
 import { bnbAuxiliaryTensor, findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight } from './bnb-checkpoint.js';
+import { dequantizeGguf, GgufFile } from './gguf.js';
 import { SafetensorsFile, type SafetensorsDType, type SafetensorsTensorInfo } from './safetensors.js';
 import { ProgressTracker, type ProgressCallback } from './sources/progress.js';
 import { listWeightFiles } from './sources/sharding.js';
@@ -38,14 +39,14 @@ export interface QuantizeOnLoad {
   blocksize?: number;
   /** Double quantization of the 4-bit absmax (default false). */
   doubleQuant?: boolean;
-  /** Module names (or name prefixes / last components) left unquantized; default ['lm_head']. */
+  /** Module names (or name prefixes / last components) left unquantized; default ['lm_head'] (GGUF: ['output']). */
   skipModules?: string[];
 }
 
 export interface LoadWeightsOptions {
   quantization?: QuantizeOnLoad;
   /** Overrides which tensors are quantized (default: see isQuantizableLinear). */
-  shouldQuantize?: (info: SafetensorsTensorInfo) => boolean;
+  shouldQuantize?: (info: TensorMeta) => boolean;
   /** The weights file, when the source holds several. */
   file?: string;
   onProgress?: ProgressCallback;
@@ -54,7 +55,11 @@ export interface LoadWeightsOptions {
   signal?: AbortSignal;
 }
 
-const EMBEDDING = /(^|\.)(embed_tokens|embed_positions|wte|wpe|word_embeddings|position_embeddings|token_type_embeddings|shared)\.weight$/;
+/** What the quantization choice looks at. */
+export type TensorMeta = Pick<SafetensorsTensorInfo, 'name' | 'dtype' | 'shape'>;
+
+// transformers names, then llama.cpp's GGUF names (token_embd).
+const EMBEDDING = /(^|\.)(embed_tokens|embed_positions|wte|wpe|word_embeddings|position_embeddings|token_type_embeddings|shared|token_embd)\.weight$/;
 
 /** Whether a module is named by a skip entry: the exact name, a prefix ("model.layers.0"), or its last component ("lm_head"). */
 export function moduleMatches(module: string, skip: readonly string[]): boolean {
@@ -62,20 +67,20 @@ export function moduleMatches(module: string, skip: readonly string[]): boolean 
 }
 
 /** transformers' choice of bitsandbytes modules, by name: 2-D float `.weight`s that are not embeddings or skipped. */
-export function isQuantizableLinear(info: SafetensorsTensorInfo, skipModules: readonly string[] = ['lm_head']): boolean {
+export function isQuantizableLinear(info: TensorMeta, skipModules: readonly string[] = ['lm_head']): boolean {
   if (info.shape.length !== 2 || !['F32', 'F16', 'BF16'].includes(info.dtype) || !info.name.endsWith('.weight')) return false;
   if (EMBEDDING.test(info.name)) return false;
   return !moduleMatches(info.name.slice(0, -'.weight'.length), skipModules);
 }
 
-function halfOrFloat(info: SafetensorsTensorInfo, bytes: Uint8Array): Float32Array | { dtype: 'float16' | 'bfloat16'; data: Uint16Array } {
+function halfOrFloat(info: TensorMeta, bytes: Uint8Array): Float32Array | { dtype: 'float16' | 'bfloat16'; data: Uint16Array } {
   // A read returns a fresh buffer, but make sure the view is aligned.
   const b = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   if (info.dtype === 'F32') return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
   return { dtype: info.dtype === 'F16' ? 'float16' : 'bfloat16', data: new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) };
 }
 
-function quantizeTensor(info: SafetensorsTensorInfo, bytes: Uint8Array, q: QuantizeOnLoad, file: string): BnbWeight {
+function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, file: string): BnbWeight {
   const x = halfOrFloat(info, bytes);
   const shape = info.shape as [number, number];
   try {
@@ -99,11 +104,12 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
   if (quantization && !['nf4', 'fp4', 'int4', 'int8'].includes(quantization.quantType)) {
     throw new LowbitError('UNSUPPORTED_QUANT_TYPE', `quantType must be 'nf4', 'fp4', 'int4' or 'int8', got '${quantization.quantType}'`);
   }
-  const skip = quantization?.skipModules ?? ['lm_head'];
-  const shouldQuantize = options.shouldQuantize ?? ((info: SafetensorsTensorInfo) => isQuantizableLinear(info, skip));
   const weights = await listWeightFiles(source, options.file === undefined ? {} : { file: options.file });
-  if (weights.format !== 'safetensors') {
-    throw new LowbitError('UNSUPPORTED_DTYPE', `${weights.files[0]}: loading GGUF weights is not wired into loadWeights yet; use a safetensors checkpoint`, { file: weights.files[0] });
+  const skip = quantization?.skipModules ?? (weights.format === 'gguf' ? ['output'] : ['lm_head']);
+  const shouldQuantize = options.shouldQuantize ?? ((info: TensorMeta) => isQuantizableLinear(info, skip));
+  if (weights.format === 'gguf') {
+    yield* loadGguf(source, weights.files[0]!, quantization, shouldQuantize, options);
+    return;
   }
   const tracker = new ProgressTracker(options.onProgress, { throttleMs: options.progressThrottleMs ?? 100, phase: 'metadata' });
   // Headers first (a few KB each): totals are known before the first tensor is read.
@@ -172,4 +178,46 @@ export function weightBytes(w: LoadedWeight): number {
   if (w.kind === 'int8') return w.CB.byteLength + w.SCB.byteLength;
   const st = w.quantState;
   return w.packed.byteLength + st.absmax.byteLength + st.code.byteLength + (st.state2 ? st.state2.absmax.byteLength + st.state2.code.byteLength : 0);
+}
+
+const GGUF_PLAIN: Record<string, SafetensorsDType> = { F32: 'F32', F16: 'F16', BF16: 'BF16' };
+
+/**
+ * GGUF: F32/F16/BF16 tensors come out as they are (or quantized); ggml-quantized tensors are
+ * dequantized to f32 first and then quantized as asked (or kept as f32). Tensors keep llama.cpp's
+ * names and layout (llama.cpp permutes the rows of Q and K for its rope; model code undoes it).
+ */
+async function* loadGguf(source: ModelSource, file: string, quantization: QuantizeOnLoad | undefined, shouldQuantize: (info: TensorMeta) => boolean, options: LoadWeightsOptions): AsyncGenerator<LoadedWeight> {
+  const { signal } = options;
+  const tracker = new ProgressTracker(options.onProgress, { throttleMs: options.progressThrottleMs ?? 100, phase: 'metadata' });
+  const gg = await GgufFile.open(await source.open(file), signal === undefined ? {} : { signal });
+  try {
+    const order = [...gg.tensors.values()].sort((a, b) => a.offset - b.offset);
+    tracker.addTotal({ bytes: order.reduce((a, t) => a + t.nBytes, 0), tensors: order.length });
+    tracker.phase('weights', file);
+    let next = order.length > 0 ? gg.read(order[0]!.name, signal) : undefined;
+    for (const [i, t] of order.entries()) {
+      signal?.throwIfAborted();
+      const data = await next!;
+      next = i + 1 < order.length ? gg.read(order[i + 1]!.name, signal) : undefined;
+      next?.catch(() => {});
+      const plain = GGUF_PLAIN[t.ggmlType];
+      let meta: TensorMeta;
+      let bytes: Uint8Array;
+      if (plain) {
+        meta = { name: t.name, dtype: plain, shape: t.shape };
+        bytes = data;
+      } else {
+        const f = dequantizeGguf(t, data, 'float32', gg.name);
+        meta = { name: t.name, dtype: 'F32', shape: t.shape };
+        bytes = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+      }
+      const out: LoadedWeight = quantization && shouldQuantize(meta) ? quantizeTensor(meta, bytes, quantization, gg.name) : { kind: 'dense', ...meta, data: bytes };
+      tracker.add({ bytes: t.nBytes, tensors: 1, file });
+      yield out;
+    }
+    tracker.finish();
+  } finally {
+    await gg.source.close?.();
+  }
 }

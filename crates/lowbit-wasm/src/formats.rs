@@ -99,3 +99,124 @@ pub fn safetensors_write_header(entries: JsValue, metadata: JsValue, reference_o
     set(&o, "order", order);
     Ok(o)
 }
+
+// ---- GGUF ---------------------------------------------------------------------------------------
+
+use js_sys::{BigInt, Float32Array, Float64Array, Int16Array, Int32Array, Int8Array, Uint16Array, Uint32Array};
+use lowbit_core::formats::gguf::{self, GgmlType, GgufArray, GgufValue};
+use lowbit_core::{bf16, f16};
+
+fn u64_js(v: u64) -> JsValue {
+    if v <= 9_007_199_254_740_991 {
+        (v as f64).into()
+    } else {
+        BigInt::from(v).into()
+    }
+}
+fn i64_js(v: i64) -> JsValue {
+    if v.unsigned_abs() <= 9_007_199_254_740_991 {
+        (v as f64).into()
+    } else {
+        BigInt::from(v).into()
+    }
+}
+
+fn array_js(a: &GgufArray) -> JsValue {
+    match a {
+        GgufArray::U8(v) => Uint8Array::from(&v[..]).into(),
+        GgufArray::I8(v) => Int8Array::from(&v[..]).into(),
+        GgufArray::U16(v) => Uint16Array::from(&v[..]).into(),
+        GgufArray::I16(v) => Int16Array::from(&v[..]).into(),
+        GgufArray::U32(v) => Uint32Array::from(&v[..]).into(),
+        GgufArray::I32(v) => Int32Array::from(&v[..]).into(),
+        GgufArray::F32(v) => Float32Array::from(&v[..]).into(),
+        GgufArray::F64(v) => Float64Array::from(&v[..]).into(),
+        GgufArray::Bool(v) => v.iter().map(|&b| JsValue::from_bool(b)).collect::<Array>().into(),
+        GgufArray::String(v) => v.iter().map(|s| JsValue::from_str(s)).collect::<Array>().into(),
+        GgufArray::U64(v) => v.iter().map(|&x| u64_js(x)).collect::<Array>().into(),
+        GgufArray::I64(v) => v.iter().map(|&x| i64_js(x)).collect::<Array>().into(),
+        GgufArray::Array(v) => v.iter().map(array_js).collect::<Array>().into(),
+    }
+}
+
+fn value_js(v: &GgufValue) -> JsValue {
+    match v {
+        GgufValue::U8(x) => (*x as f64).into(),
+        GgufValue::I8(x) => (*x as f64).into(),
+        GgufValue::U16(x) => (*x as f64).into(),
+        GgufValue::I16(x) => (*x as f64).into(),
+        GgufValue::U32(x) => (*x as f64).into(),
+        GgufValue::I32(x) => (*x as f64).into(),
+        GgufValue::F32(x) => (*x as f64).into(),
+        GgufValue::F64(x) => (*x).into(),
+        GgufValue::Bool(b) => JsValue::from_bool(*b),
+        GgufValue::String(s) => JsValue::from_str(s),
+        GgufValue::U64(x) => u64_js(*x),
+        GgufValue::I64(x) => i64_js(*x),
+        GgufValue::Array(a) => array_js(a),
+    }
+}
+
+/// Parse a GGUF header from the first bytes of the file. Throws NEED_MORE_DATA (with `index` =
+/// the prefix length needed) when the header runs past `prefix`: read more and call again.
+/// Returns { version, alignment, dataStart, metadata: [key, value][], tensors: [{ name, shape
+/// (row-major), ggmlType, offset, nBytes }] }.
+#[wasm_bindgen(js_name = ggufParse)]
+pub fn gguf_parse(prefix: &[u8], file_size: f64) -> JsResult<Object> {
+    let h = gguf::parse(prefix, file_len(file_size)?).map_err(js_err)?;
+    let o = Object::new();
+    set(&o, "version", h.version as f64);
+    set(&o, "alignment", h.alignment as f64);
+    set(&o, "dataStart", h.data_start as f64);
+    let meta = Array::new();
+    for (k, v) in &h.metadata {
+        meta.push(&Array::of2(&k.as_str().into(), &value_js(v)));
+    }
+    set(&o, "metadata", meta);
+    let tensors = Array::new();
+    for t in &h.tensors {
+        let e = Object::new();
+        set(&e, "name", t.name.as_str());
+        set(&e, "shape", t.torch_shape().iter().map(|&d| JsValue::from_f64(d as f64)).collect::<Array>());
+        set(&e, "ggmlType", t.ggml_type.name());
+        set(&e, "offset", t.offset as f64);
+        set(&e, "nBytes", t.n_bytes as f64);
+        tensors.push(&e);
+    }
+    set(&o, "tensors", tensors);
+    Ok(o)
+}
+
+/// Dequantize one tensor's bytes (`ggml_type` by name, e.g. "Q4_K") to `n` elements of
+/// float32 (Float32Array) or float16 / bfloat16 (Uint16Array bit patterns).
+#[wasm_bindgen(js_name = ggufDequantize)]
+pub fn gguf_dequantize(ggml_type: &str, data: &[u8], n: f64, out_dtype: &str) -> JsResult<JsValue> {
+    let ty = GgmlType::ALL
+        .iter()
+        .copied()
+        .find(|t| t.name() == ggml_type)
+        .ok_or_else(|| js_err(Error::new(ErrorKind::UnsupportedDtype, format!("unknown ggml type '{ggml_type}'"))))?;
+    let n = file_len(n)? as usize;
+    // The byte count must match before an output of n elements is allocated.
+    if ty.byte_size(n as u64) != Some(data.len() as u64) {
+        return Err(js_err(Error::new(ErrorKind::LengthMismatch, format!("{n} elements of {ggml_type} take {:?} bytes, got {}", ty.byte_size(n as u64), data.len()))));
+    }
+    Ok(match out_dtype {
+        "float32" => {
+            let mut out = vec![0f32; n];
+            gguf::dequantize(ty, data, &mut out).map_err(js_err)?;
+            Float32Array::from(&out[..]).into()
+        }
+        "float16" => {
+            let mut out = vec![f16::ZERO; n];
+            gguf::dequantize(ty, data, &mut out).map_err(js_err)?;
+            Uint16Array::from(&out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..]).into()
+        }
+        "bfloat16" => {
+            let mut out = vec![bf16::ZERO; n];
+            gguf::dequantize(ty, data, &mut out).map_err(js_err)?;
+            Uint16Array::from(&out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..]).into()
+        }
+        other => return Err(js_err(Error::new(ErrorKind::UnsupportedDtype, format!("output dtype must be float32, float16 or bfloat16, not {other}")))),
+    })
+}

@@ -70,6 +70,28 @@ describe('reading bitsandbytes checkpoints', () => {
   }
 });
 
+describe('malformed safetensors', () => {
+  it('gives MALFORMED_FILE naming the file and the problem', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const good = readFileSync(join(ROOT, 'llama-nf4', 'model.safetensors'));
+    const n = Number(good.readBigUInt64LE(0));
+    const dir = join(tmp, 'bad');
+    (await import('node:fs')).mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'cut.safetensors'), good.subarray(0, 8 + n + 100)); // data cut short
+    const huge = Buffer.from(good);
+    huge.writeBigUInt64LE(1n << 40n, 0); // header length beyond the file
+    writeFileSync(join(dir, 'len.safetensors'), huge);
+    const src = await localSource(dir);
+    for (const [file, word] of [['cut.safetensors', 'bytes'], ['len.safetensors', 'header']] as const) {
+      const e = await SafetensorsFile.open(await src.open(file)).then(() => null, (x: unknown) => x as { code: string; file: string; message: string });
+      expect(e?.code, file).toBe('MALFORMED_FILE');
+      expect(e?.file).toBe(file);
+      expect(e?.message).toContain(file);
+      expect(e?.message.toLowerCase()).toContain(word);
+    }
+  });
+});
+
 describe('writing bitsandbytes checkpoints', () => {
   for (const [variant, opts] of Object.entries(OPTIONS)) {
     it(`${variant}: quantize-on-load + save gives what transformers saved`, async () => {

@@ -28,7 +28,7 @@ interface ParsedHeader {
 /** Adds the file name to errors raised while reading it. */
 function inFile<T>(name: string, f: () => T): T {
   try {
-    return f();
+    return callWasm(f);
   } catch (e) {
     if (e instanceof LowbitError) throw new LowbitError(e.code, `${name}: ${e.message}`, { index: e.index, cause: e, file: name });
     throw e;
@@ -56,7 +56,7 @@ export class SafetensorsFile {
     const first8 = await source.read(0, 8, signal);
     const n = inFile(source.name, () => wasm().safetensorsHeaderLength(first8, size));
     const json = await source.read(8, n, signal);
-    const header = inFile(source.name, () => callWasm(() => wasm().safetensorsParseHeader(json, size))) as ParsedHeader;
+    const header = inFile(source.name, () => wasm().safetensorsParseHeader(json, size)) as ParsedHeader;
     return new SafetensorsFile(source, header);
   }
 

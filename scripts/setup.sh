@@ -4,6 +4,7 @@
 #     see ../shared/TOOLCHAIN.md),
 #   - wasm-bindgen-cli pinned to the wasm-bindgen crate version in Cargo.toml,
 #   - npm dependencies (package-lock.json).
+#   - with --with-browser: Debian's Chromium, for the browser test (test.sh passes it).
 # Idempotent: every step is skipped when its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +54,9 @@ fi
 # --- BEGIN chromium (test/runtimes.test.ts) -------------------------------------------------
 # 4. Headless Chromium for the browser test: Debian's package (`npx playwright install` cannot
 #    download its own build here). playwright-core drives it via executablePath /usr/bin/chromium.
-if [ -x /usr/bin/chromium ]; then
+if [ "${1:-}" != "--with-browser" ]; then
+  :
+elif [ -x /usr/bin/chromium ]; then
   log "chromium: present"
 else
   log "installing Debian's chromium (apt-get)"

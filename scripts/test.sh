@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/toolchain.sh
 
-bash scripts/setup.sh
+bash scripts/setup.sh --with-browser
 bash scripts/build.sh
 
 echo "== cargo test (native)"

@@ -19,6 +19,7 @@ pub mod dtype;
 pub mod error;
 pub mod formats;
 pub mod int8;
+pub mod kernels;
 pub mod pyfloat;
 pub mod quant_state;
 pub mod simd;

@@ -32,3 +32,13 @@ export { findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight, type Bnb4bitW
 export { loadWeights, isQuantizableLinear, weightBytes, type TensorMeta, type LoadedWeight, type DenseWeight, type LoadWeightsOptions, type QuantizeOnLoad } from './loading/load-weights.js';
 export { saveBnbCheckpoint, bnbQuantizationConfig, checkpointTensors, type BnbConfigOptions } from './loading/save-bnb.js';
 export { GgufFile, dequantizeGguf, GGUF_DEQUANTIZABLE, type GgufTensorInfo, type GgufValue } from './loading/gguf.js';
+
+// --- models (CPU inference) -------------------------------------------------------------------
+export { AutoModelForCausalLM, type FromPretrainedOptions } from './models/auto.js';
+export { BitsAndBytesConfig, type BitsAndBytesConfigOptions } from './models/bnb-config.js';
+export { CausalLM, type GenerateOptions, type MemoryFootprint } from './models/causal-lm.js';
+export { parseConfig, type DecoderConfig } from './models/config.js';
+export type { Backend, Activation, LinearHandle } from './backends/backend.js';
+
+// --- CPU backend (wasm SIMD128 kernels) -------------------------------------------------------
+export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVector, ropeInvFreq, denseToFloat32, type CpuBackendOptions } from './backends/cpu/index.js';

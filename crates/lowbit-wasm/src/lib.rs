@@ -13,7 +13,9 @@ use wasm_bindgen::prelude::*;
 
 mod bench;
 mod formats;
+mod kernels;
 pub use bench::QuantBench;
+pub use kernels::{Embedding, KvCache, Linear4, LinearDense, LinearInt8};
 
 pub(crate) type JsResult<T> = Result<T, JsValue>;
 

@@ -1,0 +1,409 @@
+//! wasm-bindgen surface of the CPU inference kernels (`lowbit_core::kernels`).
+//!
+//! Weights live in wasm memory inside the classes below (`Linear4`, `LinearDense`, `LinearInt8`,
+//! `Embedding`, `KvCache`) and are never copied per call; activations are passed in as `&[f32]`
+//! and come back as new `Float32Array`s (`Vec<f32>`). Every error is a LowbitError (`js_err`).
+
+use crate::{js_err, JsResult};
+use lowbit_core::kernels::{activation, attention, embedding, matmul4, matmul_dense, matmul_int8, norm, rope};
+use lowbit_core::{bf16, f16, DType, Error, ErrorKind, Kernel, QuantType4};
+use wasm_bindgen::prelude::*;
+
+fn invalid(msg: impl Into<String>) -> JsValue {
+    js_err(Error::new(ErrorKind::InvalidArgument, msg))
+}
+
+fn checked_mul(a: usize, b: usize, what: &str) -> JsResult<usize> {
+    a.checked_mul(b).ok_or_else(|| invalid(format!("{what}: {a} x {b} elements do not fit in memory")))
+}
+
+/// An f32 / f16 / bf16 matrix `[rows, cols]` kept in its stored dtype.
+enum Table {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+}
+
+impl Table {
+    fn from_f32(v: Vec<f32>) -> Table {
+        Table::F32(v)
+    }
+
+    fn from_bits(bits: &[u16], dtype: &str) -> JsResult<Table> {
+        match DType::from_torch_name(dtype).map_err(js_err)? {
+            DType::F16 => Ok(Table::F16(bits.iter().map(|&b| f16::from_bits(b)).collect())),
+            DType::BF16 => Ok(Table::BF16(bits.iter().map(|&b| bf16::from_bits(b)).collect())),
+            other => Err(js_err(Error::new(ErrorKind::UnsupportedDtype, format!("16-bit weights must be float16 or bfloat16, not {}", other.torch_name())))),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Table::F32(v) => v.len(),
+            Table::F16(v) => v.len(),
+            Table::BF16(v) => v.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Table::F32(v) => v.len() * 4,
+            Table::F16(v) => v.len() * 2,
+            Table::BF16(v) => v.len() * 2,
+        }
+    }
+
+    fn dtype(&self) -> &'static str {
+        match self {
+            Table::F32(_) => "float32",
+            Table::F16(_) => "float16",
+            Table::BF16(_) => "bfloat16",
+        }
+    }
+
+    /// `x[m, k] · selfᵀ` with self `[n, k]`.
+    fn matmul(&self, x: &[f32], m: usize, n: usize, k: usize, bias: Option<&[f32]>) -> JsResult<Vec<f32>> {
+        let mut out = vec![0f32; checked_mul(m, n, "output")?];
+        let kern = Kernel::best();
+        match self {
+            Table::F32(w) => matmul_dense::matmul_dense(x, m, w, n, k, bias, &mut out, kern),
+            Table::F16(w) => matmul_dense::matmul_dense(x, m, w, n, k, bias, &mut out, kern),
+            Table::BF16(w) => matmul_dense::matmul_dense(x, m, w, n, k, bias, &mut out, kern),
+        }
+        .map_err(js_err)?;
+        Ok(out)
+    }
+
+    fn lookup(&self, dim: usize, ids: &[u32]) -> JsResult<Vec<f32>> {
+        let mut out = vec![0f32; checked_mul(ids.len(), dim, "embedding output")?];
+        match self {
+            Table::F32(t) => embedding::embedding(t, dim, ids, &mut out),
+            Table::F16(t) => embedding::embedding(t, dim, ids, &mut out),
+            Table::BF16(t) => embedding::embedding(t, dim, ids, &mut out),
+        }
+        .map_err(js_err)?;
+        Ok(out)
+    }
+}
+
+fn check_shape(what: &str, len: usize, rows: usize, cols: usize) -> JsResult<()> {
+    if rows == 0 || cols == 0 {
+        return Err(js_err(Error::new(ErrorKind::EmptyTensor, format!("{what} has shape [{rows}, {cols}]"))));
+    }
+    let want = checked_mul(rows, cols, what)?;
+    if len != want {
+        return Err(js_err(Error::new(ErrorKind::LengthMismatch, format!("{what} has {len} elements but [{rows}, {cols}] needs {want}"))));
+    }
+    Ok(())
+}
+
+fn check_bias(bias: &Option<Vec<f32>>, n: usize) -> JsResult<()> {
+    if let Some(b) = bias {
+        if b.len() != n {
+            return Err(js_err(Error::new(ErrorKind::LengthMismatch, format!("bias has {} elements but the layer has {n} outputs", b.len()))));
+        }
+    }
+    Ok(())
+}
+
+/// A 4-bit (NF4 / FP4 / INT4) linear layer `[n (out), k (in)]` with its f32 absmax per block.
+#[wasm_bindgen]
+pub struct Linear4 {
+    packed: Vec<u8>,
+    absmax: Vec<f32>,
+    quant_type: QuantType4,
+    blocksize: usize,
+    n: usize,
+    k: usize,
+    bias: Option<Vec<f32>>,
+}
+
+#[wasm_bindgen]
+impl Linear4 {
+    #[wasm_bindgen(constructor)]
+    pub fn new(packed: Vec<u8>, absmax: Vec<f32>, quant_type: &str, blocksize: u32, n: u32, k: u32, bias: Option<Vec<f32>>) -> JsResult<Linear4> {
+        let quant_type = QuantType4::parse(quant_type).map_err(js_err)?;
+        let (blocksize, n, k) = (blocksize as usize, n as usize, k as usize);
+        matmul4::Weight4::new(&packed, &absmax, quant_type, blocksize, n, k).map_err(js_err)?;
+        check_bias(&bias, n)?;
+        Ok(Linear4 { packed, absmax, quant_type, blocksize, n, k, bias })
+    }
+
+    /// `x[m, k] · Wᵀ (+ bias)` -> `[m, n]`.
+    pub fn forward(&self, x: &[f32], m: u32) -> JsResult<Vec<f32>> {
+        let w = matmul4::Weight4 { packed: &self.packed, absmax: &self.absmax, quant_type: self.quant_type, blocksize: self.blocksize, n: self.n, k: self.k };
+        let mut out = vec![0f32; checked_mul(m as usize, self.n, "output")?];
+        matmul4::matmul4(x, m as usize, &w, self.bias.as_deref(), &mut out, Kernel::best()).map_err(js_err)?;
+        Ok(out)
+    }
+
+    pub fn bytes(&self) -> f64 {
+        (self.packed.len() + self.absmax.len() * 4 + self.bias.as_ref().map_or(0, |b| b.len() * 4)) as f64
+    }
+
+    #[wasm_bindgen(getter, js_name = outFeatures)]
+    pub fn out_features(&self) -> u32 {
+        self.n as u32
+    }
+
+    #[wasm_bindgen(getter, js_name = inFeatures)]
+    pub fn in_features(&self) -> u32 {
+        self.k as u32
+    }
+}
+
+/// An unquantized linear layer `[n, k]` in f32, f16 or bf16.
+#[wasm_bindgen]
+pub struct LinearDense {
+    w: Table,
+    n: usize,
+    k: usize,
+    bias: Option<Vec<f32>>,
+}
+
+impl LinearDense {
+    fn build(w: Table, n: u32, k: u32, bias: Option<Vec<f32>>) -> JsResult<LinearDense> {
+        let (n, k) = (n as usize, k as usize);
+        check_shape("dense weight", w.len(), n, k)?;
+        check_bias(&bias, n)?;
+        Ok(LinearDense { w, n, k, bias })
+    }
+}
+
+#[wasm_bindgen]
+impl LinearDense {
+    /// f32 weight `[n, k]`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(w: Vec<f32>, n: u32, k: u32, bias: Option<Vec<f32>>) -> JsResult<LinearDense> {
+        LinearDense::build(Table::from_f32(w), n, k, bias)
+    }
+
+    /// f16 ("float16") or bf16 ("bfloat16") bit patterns `[n, k]`.
+    #[wasm_bindgen(js_name = fromHalf)]
+    pub fn from_half(bits: &[u16], dtype: &str, n: u32, k: u32, bias: Option<Vec<f32>>) -> JsResult<LinearDense> {
+        LinearDense::build(Table::from_bits(bits, dtype)?, n, k, bias)
+    }
+
+    pub fn forward(&self, x: &[f32], m: u32) -> JsResult<Vec<f32>> {
+        self.w.matmul(x, m as usize, self.n, self.k, self.bias.as_deref())
+    }
+
+    pub fn bytes(&self) -> f64 {
+        (self.w.bytes() + self.bias.as_ref().map_or(0, |b| b.len() * 4)) as f64
+    }
+
+    /// "float32", "float16" or "bfloat16".
+    #[wasm_bindgen(getter)]
+    pub fn dtype(&self) -> String {
+        self.w.dtype().to_string()
+    }
+}
+
+/// An LLM.int8() linear layer: CB `[n, k]` int8, SCB `[n]`.
+#[wasm_bindgen]
+pub struct LinearInt8 {
+    cb: Vec<i8>,
+    scb: Vec<f32>,
+    n: usize,
+    k: usize,
+    threshold: f32,
+    bias: Option<Vec<f32>>,
+}
+
+#[wasm_bindgen]
+impl LinearInt8 {
+    #[wasm_bindgen(constructor)]
+    pub fn new(cb: Vec<i8>, scb: Vec<f32>, n: u32, k: u32, threshold: f32, bias: Option<Vec<f32>>) -> JsResult<LinearInt8> {
+        let (n, k) = (n as usize, k as usize);
+        matmul_int8::WeightInt8::new(&cb, &scb, n, k).map_err(js_err)?;
+        if !threshold.is_finite() || threshold < 0.0 {
+            return Err(invalid(format!("int8 threshold must be a finite number >= 0, got {threshold}")));
+        }
+        check_bias(&bias, n)?;
+        Ok(LinearInt8 { cb, scb, n, k, threshold, bias })
+    }
+
+    pub fn forward(&self, x: &[f32], m: u32) -> JsResult<Vec<f32>> {
+        let w = matmul_int8::WeightInt8 { cb: &self.cb, scb: &self.scb, n: self.n, k: self.k };
+        let mut out = vec![0f32; checked_mul(m as usize, self.n, "output")?];
+        matmul_int8::matmul_int8(x, m as usize, &w, self.threshold, self.bias.as_deref(), &mut out).map_err(js_err)?;
+        Ok(out)
+    }
+
+    pub fn bytes(&self) -> f64 {
+        (self.cb.len() + self.scb.len() * 4 + self.bias.as_ref().map_or(0, |b| b.len() * 4)) as f64
+    }
+}
+
+/// An embedding table `[vocab, dim]` (f32, f16 or bf16), also a tied output projection.
+#[wasm_bindgen]
+pub struct Embedding {
+    t: Table,
+    vocab: usize,
+    dim: usize,
+}
+
+#[wasm_bindgen]
+impl Embedding {
+    #[wasm_bindgen(constructor)]
+    pub fn new(table: Vec<f32>, vocab: u32, dim: u32) -> JsResult<Embedding> {
+        check_shape("embedding table", table.len(), vocab as usize, dim as usize)?;
+        Ok(Embedding { t: Table::from_f32(table), vocab: vocab as usize, dim: dim as usize })
+    }
+
+    #[wasm_bindgen(js_name = fromHalf)]
+    pub fn from_half(bits: &[u16], dtype: &str, vocab: u32, dim: u32) -> JsResult<Embedding> {
+        check_shape("embedding table", bits.len(), vocab as usize, dim as usize)?;
+        Ok(Embedding { t: Table::from_bits(bits, dtype)?, vocab: vocab as usize, dim: dim as usize })
+    }
+
+    /// Rows `ids` of the table -> `[ids.length, dim]`.
+    pub fn lookup(&self, ids: &[u32]) -> JsResult<Vec<f32>> {
+        self.t.lookup(self.dim, ids)
+    }
+
+    /// `x[m, dim] · tableᵀ` -> `[m, vocab]`.
+    pub fn project(&self, x: &[f32], m: u32) -> JsResult<Vec<f32>> {
+        self.t.matmul(x, m as usize, self.vocab, self.dim, None)
+    }
+
+    pub fn bytes(&self) -> f64 {
+        self.t.bytes() as f64
+    }
+}
+
+/// K and V of one attention layer, `[max_pos, n_kv_heads, head_dim]` each, in f32.
+#[wasm_bindgen]
+pub struct KvCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    max_pos: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+#[wasm_bindgen]
+impl KvCache {
+    #[wasm_bindgen(constructor)]
+    pub fn new(max_pos: u32, n_kv_heads: u32, head_dim: u32) -> JsResult<KvCache> {
+        let (max_pos, n_kv_heads, head_dim) = (max_pos as usize, n_kv_heads as usize, head_dim as usize);
+        if max_pos == 0 || n_kv_heads == 0 || head_dim == 0 {
+            return Err(js_err(Error::new(ErrorKind::EmptyTensor, format!("kv cache of {max_pos} positions, {n_kv_heads} kv heads, head_dim {head_dim}"))));
+        }
+        let len = checked_mul(max_pos, checked_mul(n_kv_heads, head_dim, "kv cache")?, "kv cache")?;
+        Ok(KvCache { k: vec![0f32; len], v: vec![0f32; len], max_pos, n_kv_heads, head_dim })
+    }
+
+    /// Writes k, v (`[n_new, n_kv_heads * head_dim]`) at positions `[start, start + n_new)`, then
+    /// causal attention of q (`[n_new, n_heads * head_dim]`) over `[0, start + n_new)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend(&mut self, q: &[f32], k: &[f32], v: &[f32], n_new: u32, start: u32, n_heads: u32, scale: Option<f32>) -> JsResult<Vec<f32>> {
+        let (n_new, start, n_heads) = (n_new as usize, start as usize, n_heads as usize);
+        if n_new == 0 || n_heads == 0 {
+            return Err(js_err(Error::new(ErrorKind::EmptyTensor, format!("attention with {n_new} tokens and {n_heads} heads"))));
+        }
+        if !n_heads.is_multiple_of(self.n_kv_heads) {
+            return Err(invalid(format!("{n_heads} query heads are not a multiple of {} kv heads", self.n_kv_heads)));
+        }
+        match start.checked_add(n_new) {
+            Some(e) if e <= self.max_pos => {}
+            _ => return Err(invalid(format!("positions {start}..{} exceed the kv cache capacity of {} positions", start as u64 + n_new as u64, self.max_pos))),
+        }
+        let kv_row = self.n_kv_heads * self.head_dim;
+        let q_row = checked_mul(n_heads, self.head_dim, "q")?;
+        check_shape("q", q.len(), n_new, q_row)?;
+        check_shape("k", k.len(), n_new, kv_row)?;
+        check_shape("v", v.len(), n_new, kv_row)?;
+        let at = start * kv_row;
+        self.k[at..at + k.len()].copy_from_slice(k);
+        self.v[at..at + v.len()].copy_from_slice(v);
+        let shape = attention::AttentionShape { n_heads, n_kv_heads: self.n_kv_heads, head_dim: self.head_dim, max_pos: self.max_pos };
+        let mut out = vec![0f32; q.len()];
+        attention::attention(q, n_new, start, &self.k, &self.v, &shape, scale, &mut out).map_err(js_err)?;
+        Ok(out)
+    }
+
+    pub fn bytes(&self) -> f64 {
+        ((self.k.len() + self.v.len()) * 4) as f64
+    }
+}
+
+fn check_rows(x: &[f32], hidden: u32) -> JsResult<usize> {
+    let hidden = hidden as usize;
+    if hidden == 0 || x.is_empty() || !x.len().is_multiple_of(hidden) {
+        return Err(js_err(Error::new(ErrorKind::LengthMismatch, format!("input has {} elements, not a non-empty multiple of the hidden size {hidden}", x.len()))));
+    }
+    Ok(hidden)
+}
+
+/// RMSNorm of each row of `x` `[rows, hidden]`.
+#[wasm_bindgen(js_name = rmsNorm)]
+pub fn rms_norm(x: &[f32], hidden: u32, w: &[f32], eps: f32) -> JsResult<Vec<f32>> {
+    let hidden = check_rows(x, hidden)?;
+    let mut out = vec![0f32; x.len()];
+    norm::rms_norm(x, hidden, w, eps, &mut out).map_err(js_err)?;
+    Ok(out)
+}
+
+/// LayerNorm of each row of `x` `[rows, hidden]`, optional bias.
+#[wasm_bindgen(js_name = layerNorm)]
+pub fn layer_norm(x: &[f32], hidden: u32, w: &[f32], b: Option<Vec<f32>>, eps: f32) -> JsResult<Vec<f32>> {
+    let hidden = check_rows(x, hidden)?;
+    let mut out = vec![0f32; x.len()];
+    norm::layer_norm(x, hidden, w, b.as_deref(), eps, &mut out).map_err(js_err)?;
+    Ok(out)
+}
+
+#[wasm_bindgen]
+pub fn silu(x: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    activation::silu_inplace(&mut out);
+    out
+}
+
+/// Exact (erf) GELU.
+#[wasm_bindgen]
+pub fn gelu(x: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    activation::gelu_inplace(&mut out);
+    out
+}
+
+/// GELU, tanh approximation (`gelu_pytorch_tanh`).
+#[wasm_bindgen(js_name = geluTanh)]
+pub fn gelu_tanh(x: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    activation::gelu_tanh_inplace(&mut out);
+    out
+}
+
+/// `silu(gate) * up`.
+#[wasm_bindgen]
+pub fn swiglu(gate: &[f32], up: &[f32]) -> JsResult<Vec<f32>> {
+    let mut out = vec![0f32; gate.len()];
+    activation::swiglu(gate, up, &mut out).map_err(js_err)?;
+    Ok(out)
+}
+
+/// RoPE inverse frequencies for rotary dimension `dim` and base `theta`; `llama3` =
+/// `[factor, low_freq_factor, high_freq_factor, original_max_position_embeddings]`.
+#[wasm_bindgen(js_name = ropeInvFreq)]
+pub fn rope_inv_freq(dim: u32, theta: f32, llama3: Option<Vec<f32>>) -> JsResult<Vec<f32>> {
+    let scaling = match llama3 {
+        None => None,
+        Some(v) => match v[..] {
+            [factor, low_freq_factor, high_freq_factor, original_max_position_embeddings] => Some(rope::Llama3Scaling { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings }),
+            _ => return Err(invalid(format!("llama3 rope scaling needs 4 numbers [factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings], got {}", v.len()))),
+        },
+    };
+    rope::inv_freq(dim as usize, theta, scaling.as_ref()).map_err(js_err)
+}
+
+/// RoPE ("rotate half") of `x` `[positions.length, n_heads * head_dim]`; returns the rotated copy.
+#[wasm_bindgen(js_name = applyRope)]
+pub fn apply_rope(x: &[f32], n_heads: u32, head_dim: u32, positions: &[u32], inv_freq: &[f32]) -> JsResult<Vec<f32>> {
+    let mut out = x.to_vec();
+    let pos: Vec<usize> = positions.iter().map(|&p| p as usize).collect();
+    rope::apply_rope(&mut out, n_heads as usize, head_dim as usize, &pos, inv_freq).map_err(js_err)?;
+    Ok(out)
+}

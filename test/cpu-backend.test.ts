@@ -1,0 +1,384 @@
+/** CPU backend (wasm SIMD128 kernels) against plain JS references. */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { init, CpuBackend, CpuActivation, ropeInvFreq, quantize4bit, dequantize4bit, int8VectorwiseQuant, toHalf, fromHalf, LowbitError, type DenseWeight } from '../dist/index.js';
+
+let be: CpuBackend;
+beforeAll(async () => {
+  await init();
+  be = new CpuBackend();
+});
+
+function rand(n: number, seed = 1, scale = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const u = () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
+  return new Float32Array(n).map(() => (u() * 2 - 1) * scale);
+}
+
+function f32Weight(name: string, data: Float32Array, shape: number[]): DenseWeight {
+  return { kind: 'dense', name, dtype: 'F32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+function halfWeight(name: string, data: Float32Array, shape: number[], dtype: 'float16' | 'bfloat16'): { w: DenseWeight; values: Float32Array } {
+  const h = toHalf(data, dtype);
+  return { w: { kind: 'dense', name, dtype: dtype === 'float16' ? 'F16' : 'BF16', shape, data: new Uint8Array(h.data.buffer, h.data.byteOffset, h.data.byteLength) }, values: fromHalf(h) };
+}
+
+/** y = x Wᵀ + b in f64, plus Σ|x w| + |b| per output (for float-sum bounds). */
+function naiveMatmul(x: Float32Array, m: number, w: Float32Array, n: number, k: number, bias?: Float32Array): { y: Float64Array; mag: Float64Array } {
+  const y = new Float64Array(m * n);
+  const mag = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      let a = 0;
+      for (let t = 0; t < k; t++) {
+        const p = x[i * k + t]! * w[j * k + t]!;
+        s += p;
+        a += Math.abs(p);
+      }
+      const b = bias ? bias[j]! : 0;
+      y[i * n + j] = s + b;
+      mag[i * n + j] = a + Math.abs(b);
+    }
+  return { y, mag };
+}
+
+/** |got - want| <= (k + 2)·2^-22·mag for every element. */
+function expectSumBound(got: Float32Array, ref: { y: Float64Array; mag: Float64Array }, k: number): void {
+  expect(got.length).toBe(ref.y.length);
+  for (let i = 0; i < got.length; i++) {
+    const bound = (k + 2) * 2 ** -22 * ref.mag[i]! + 1e-30;
+    if (!(Math.abs(got[i]! - ref.y[i]!) <= bound)) throw new Error(`element ${i}: got ${got[i]}, want ${ref.y[i]} (bound ${bound})`);
+  }
+}
+
+function expectClose(got: Float32Array, want: ArrayLike<number>, rel = 1e-5, abs = 1e-6): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    const w = want[i]!;
+    if (!(Math.abs(got[i]! - w) <= abs + rel * Math.abs(w))) throw new Error(`element ${i}: got ${got[i]}, want ${w}`);
+  }
+}
+
+async function expectCode(f: () => unknown, code: string): Promise<void> {
+  let err: unknown;
+  try {
+    await f();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(LowbitError);
+  expect((err as LowbitError).code).toBe(code);
+}
+
+describe('CpuBackend basics', () => {
+  it('names itself, copies on fromHost / read, transfers to itself as identity', async () => {
+    expect(be.device).toBe('cpu');
+    expect(be.name).toBe('wasm-simd128');
+    const src = rand(6, 3);
+    const x = be.fromHost(src, 2, 3);
+    src[0] = 42;
+    const r = await be.read(x);
+    expect(r[0]).not.toBe(42);
+    r[1] = 7;
+    expect((await be.read(x))[1]).not.toBe(7);
+    expect(await be.transfer(x, be)).toBe(x);
+    be.release(x);
+  });
+
+  it('rows and add', async () => {
+    const a = rand(12, 5);
+    const b = rand(12, 6);
+    const x = be.fromHost(a, 4, 3);
+    const r = be.rows(x, 1, 3);
+    expect([r.rows, r.cols]).toEqual([2, 3]);
+    expect(Array.from(await be.read(r))).toEqual(Array.from(a.subarray(3, 9)));
+    const s = await be.read(be.add(x, be.fromHost(b, 4, 3)));
+    expect(Array.from(s)).toEqual(Array.from(a, (v, i) => Math.fround(v + b[i]!)));
+  });
+});
+
+describe('linear layers', () => {
+  const [m, n, k] = [3, 7, 96];
+  const x = rand(m * k, 11);
+  const W = rand(n * k, 12, 0.5);
+  const bias = rand(n, 13);
+
+  it('dense f32 (with and without bias, misaligned bytes) matches a naive matmul', async () => {
+    const xa = be.fromHost(x, m, k);
+    const l = be.linear(f32Weight('w', W, [n, k]), f32Weight('b', bias, [n]));
+    expect([l.outFeatures, l.inFeatures, l.format, l.bytes]).toEqual([n, k, 'float32', (n * k + n) * 4]);
+    const y = be.linearForward(xa, l);
+    expect([y.rows, y.cols]).toEqual([m, n]);
+    expectSumBound(await be.read(y), naiveMatmul(x, m, W, n, k, bias), k);
+    // misaligned F32 bytes are copied, not misread
+    const buf = new Uint8Array(W.byteLength + 1);
+    buf.set(new Uint8Array(W.buffer), 1);
+    const l2 = be.linear({ kind: 'dense', name: 'w', dtype: 'F32', shape: [n, k], data: buf.subarray(1) });
+    expectSumBound(await be.read(be.linearForward(xa, l2)), naiveMatmul(x, m, W, n, k), k);
+    l.dispose();
+    l2.dispose();
+  });
+
+  it('dense f16 / bf16 weights with an f16 bias', async () => {
+    for (const dt of ['float16', 'bfloat16'] as const) {
+      const { w, values } = halfWeight('w', W, [n, k], dt);
+      const b = halfWeight('b', bias, [n], 'float16');
+      const l = be.linear(w, b.w);
+      expect(l.format).toBe(dt);
+      expect(l.bytes).toBe(n * k * 2 + n * 4);
+      expectSumBound(await be.read(be.linearForward(be.fromHost(x, m, k), l)), naiveMatmul(x, m, values, n, k, b.values), k);
+      l.dispose();
+    }
+  });
+
+  it('4-bit (nf4, fp4 with double quant) matches dequantize4bit + naive matmul', async () => {
+    for (const [quantType, compressStatistics] of [['nf4', false], ['fp4', true], ['int4', false]] as const) {
+      const { packed, quantState } = quantize4bit(W, { quantType, blocksize: 64, compressStatistics, shape: [n, k] });
+      const deq = dequantize4bit(packed, quantState, { outDtype: 'float32' });
+      const l = be.linear({ kind: '4bit', name: 'w', packed, quantState }, f32Weight('b', bias, [n]));
+      expect(l.format).toBe(`4bit-${quantType}`);
+      expect([l.outFeatures, l.inFeatures]).toEqual([n, k]);
+      for (const rows of [1, m]) {
+        const xs = x.subarray(0, rows * k);
+        expectSumBound(await be.read(be.linearForward(be.fromHost(xs, rows, k), l)), naiveMatmul(xs, rows, deq, n, k, bias), k);
+      }
+      l.dispose();
+    }
+  });
+
+  it('int8 (LLM.int8) is within quantization error of the f32 matmul', async () => {
+    for (const threshold of [6.0, 0.0, 0.8]) {
+      const q = int8VectorwiseQuant(toHalf(W, 'float16'), { shape: [n, k] });
+      const l = be.linear({ kind: 'int8', name: 'w', CB: q.CB, SCB: q.SCB, shape: [n, k] }, f32Weight('b', bias, [n]), { int8Threshold: threshold });
+      expect(l.format).toBe('int8');
+      const got = await be.read(be.linearForward(be.fromHost(x, m, k), l));
+      const ref = naiveMatmul(x, m, W, n, k, bias);
+      for (let i = 0; i < m; i++) {
+        let ax = 0;
+        for (let t = 0; t < k; t++) ax = Math.max(ax, Math.abs(x[i * k + t]!));
+        for (let j = 0; j < n; j++) {
+          // per product: x rounding (f16 + half an int8 step) and w rounding (f16 + half a step)
+          let bound = 0;
+          for (let t = 0; t < k; t++) {
+            const dx = Math.abs(x[i * k + t]!) * 2 ** -11 + ax / 254;
+            const dw = Math.abs(W[j * k + t]!) * 2 ** -11 + q.SCB[j]! / 254;
+            bound += Math.abs(x[i * k + t]!) * dw + Math.abs(W[j * k + t]!) * dx + dx * dw;
+          }
+          bound = bound * 1.01 + 1e-5 * ref.mag[i * n + j]!;
+          expect(Math.abs(got[i * n + j]! - ref.y[i * n + j]!)).toBeLessThanOrEqual(bound);
+        }
+      }
+      l.dispose();
+    }
+  });
+
+  it('rejects mismatched shapes, biases and disposed handles with INVALID_ARGUMENT', async () => {
+    const l = be.linear(f32Weight('w', W, [n, k]));
+    await expectCode(() => be.linearForward(be.fromHost(x.subarray(0, m * (k - 1)), m, k - 1), l), 'INVALID_ARGUMENT');
+    await expectCode(() => be.linear(f32Weight('w', W, [n, k]), f32Weight('b', bias.subarray(0, n - 1), [n - 1])), 'INVALID_ARGUMENT');
+    await expectCode(() => be.linear(f32Weight('w', W, [n * k])), 'INVALID_ARGUMENT');
+    await expectCode(() => be.fromHost(x, m, k + 1), 'INVALID_ARGUMENT');
+    l.dispose();
+    l.dispose(); // idempotent
+    await expectCode(() => be.linearForward(be.fromHost(x, m, k), l), 'INVALID_ARGUMENT');
+    await expectCode(() => be.linearForward({ device: 'webgpu', rows: m, cols: k }, l), 'INVALID_ARGUMENT');
+  });
+});
+
+describe('norms and activations', () => {
+  const [rows, h] = [3, 40];
+  const x = rand(rows * h, 21, 2);
+  const w = rand(h, 22);
+  const b = rand(h, 23);
+
+  it('rmsNorm', async () => {
+    const y = await be.read(be.rmsNorm(be.fromHost(x, rows, h), be.vector(w), 1e-6));
+    const want: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      let ss = 0;
+      for (let j = 0; j < h; j++) ss += x[r * h + j]! ** 2;
+      const inv = 1 / Math.sqrt(ss / h + 1e-6);
+      for (let j = 0; j < h; j++) want.push(w[j]! * x[r * h + j]! * inv);
+    }
+    expectClose(y, want);
+  });
+
+  it('layerNorm with and without bias (DenseWeight vectors)', async () => {
+    const wv = be.vector(f32Weight('w', w, [h]));
+    const bv = be.vector(halfWeight('b', b, [h], 'bfloat16').w);
+    const bvals = fromHalf(toHalf(b, 'bfloat16'));
+    for (const withBias of [true, false]) {
+      const y = await be.read(be.layerNorm(be.fromHost(x, rows, h), wv, withBias ? bv : undefined, 1e-5));
+      const want: number[] = [];
+      for (let r = 0; r < rows; r++) {
+        let s = 0;
+        for (let j = 0; j < h; j++) s += x[r * h + j]!;
+        const mean = s / h;
+        let v = 0;
+        for (let j = 0; j < h; j++) v += (x[r * h + j]! - mean) ** 2;
+        const inv = 1 / Math.sqrt(v / h + 1e-5);
+        for (let j = 0; j < h; j++) want.push((x[r * h + j]! - mean) * inv * w[j]! + (withBias ? bvals[j]! : 0));
+      }
+      expectClose(y, want, 1e-5, 1e-5);
+    }
+    await expectCode(() => be.rmsNorm(be.fromHost(x, rows, h), be.vector(w.subarray(1)), 1e-6), 'INVALID_ARGUMENT');
+  });
+
+  /** erf to ~1e-15 (series / continued fraction would be overkill; use a high-order expansion). */
+  function erf(z: number): number {
+    // Taylor series converges fast for |z| <= 3; beyond, erf is 1 within f32.
+    if (Math.abs(z) > 4) return Math.sign(z);
+    let sum = 0;
+    let term = z;
+    for (let n = 0; n < 80; n++) {
+      sum += term / (2 * n + 1);
+      term *= (-z * z) / (n + 1);
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+
+  it('silu, gelu, geluTanh, swiglu', async () => {
+    const xa = be.fromHost(x, rows, h);
+    const silu = (v: number) => v / (1 + Math.exp(-v));
+    expectClose(await be.read(be.silu(xa)), Array.from(x, silu));
+    expectClose(await be.read(be.gelu(xa)), Array.from(x, (v) => 0.5 * v * (1 + erf(v / Math.SQRT2))));
+    expectClose(await be.read(be.geluTanh(xa)), Array.from(x, (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)))));
+    const up = rand(rows * h, 24);
+    expectClose(await be.read(be.swiglu(xa, be.fromHost(up, rows, h))), Array.from(x, (v, i) => silu(v) * up[i]!));
+    await expectCode(() => be.swiglu(xa, be.fromHost(up, h, rows)), 'INVALID_ARGUMENT');
+  });
+});
+
+describe('rope', () => {
+  it('ropeInvFreq matches theta^(-2i/d)', () => {
+    const f = ropeInvFreq(16, 10000);
+    expect(f.length).toBe(8);
+    expectClose(f, Array.from({ length: 8 }, (_, i) => 1 / 10000 ** ((2 * i) / 16)), 1e-6, 0);
+    const l3 = ropeInvFreq(16, 500000, { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    expect(l3.length).toBe(8);
+    expect(l3[0]).toBeCloseTo(1, 6); // high frequencies are kept
+    expect(l3[7]!).toBeLessThan(f[7]!); // low frequencies are scaled down
+    expect(() => ropeInvFreq(15, 10000)).toThrow(LowbitError);
+  });
+
+  it('rotate-half RoPE matches a direct JS implementation', async () => {
+    const [nHeads, hd] = [3, 8];
+    const positions = new Uint32Array([0, 3, 7, 100]);
+    const x = rand(positions.length * nHeads * hd, 31);
+    const invFreq = ropeInvFreq(hd, 10000);
+    const y = await be.read(be.rope(be.fromHost(x, positions.length, nHeads * hd), nHeads, positions, { headDim: hd, invFreq }));
+    const want = new Float64Array(x.length);
+    const half = hd / 2;
+    positions.forEach((p, t) => {
+      for (let hh = 0; hh < nHeads; hh++) {
+        const base = (t * nHeads + hh) * hd;
+        for (let i = 0; i < half; i++) {
+          const a = Math.fround(p * invFreq[i]!);
+          const [c, s] = [Math.cos(a), Math.sin(a)];
+          const [x1, x2] = [x[base + i]!, x[base + i + half]!];
+          want[base + i] = x1 * c - x2 * s;
+          want[base + i + half] = x2 * c + x1 * s;
+        }
+      }
+    });
+    expectClose(y, want, 1e-5, 1e-6);
+    await expectCode(() => be.rope(be.fromHost(x, positions.length, nHeads * hd), nHeads, positions.subarray(1), { headDim: hd, invFreq }), 'INVALID_ARGUMENT');
+  });
+});
+
+describe('attention', () => {
+  const [nHeads, nKv, hd, total] = [4, 2, 8, 6];
+  const q = rand(total * nHeads * hd, 41);
+  const k = rand(total * nKv * hd, 42);
+  const v = rand(total * nKv * hd, 43);
+
+  function naive(scale = 1 / Math.sqrt(hd)): Float64Array {
+    const out = new Float64Array(q.length);
+    const group = nHeads / nKv;
+    for (let t = 0; t < total; t++)
+      for (let h = 0; h < nHeads; h++) {
+        const kvh = Math.floor(h / group);
+        const scores: number[] = [];
+        for (let p = 0; p <= t; p++) {
+          let d = 0;
+          for (let i = 0; i < hd; i++) d += q[(t * nHeads + h) * hd + i]! * k[(p * nKv + kvh) * hd + i]!;
+          scores.push(d * scale);
+        }
+        const mx = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - mx));
+        const z = e.reduce((a, b) => a + b, 0);
+        for (let p = 0; p <= t; p++)
+          for (let i = 0; i < hd; i++) out[(t * nHeads + h) * hd + i]! += (e[p]! / z) * v[(p * nKv + kvh) * hd + i]!;
+      }
+    return out;
+  }
+
+  const slice = (a: Float32Array, from: number, to: number, cols: number) => be.fromHost(a.subarray(from * cols, to * cols), to - from, cols);
+
+  it('GQA causal attention matches a naive implementation (default and explicit scale)', async () => {
+    for (const scale of [undefined, 0.25]) {
+      const cache = be.kvCache(16, nKv, hd);
+      expect(cache.bytes).toBe(2 * 16 * nKv * hd * 4);
+      const y = be.attention(slice(q, 0, total, nHeads * hd), slice(k, 0, total, nKv * hd), slice(v, 0, total, nKv * hd), cache, 0, nHeads, scale);
+      expect([y.rows, y.cols]).toEqual([total, nHeads * hd]);
+      expectClose(await be.read(y), naive(scale), 1e-5, 1e-6);
+      cache.dispose();
+    }
+  });
+
+  it('prefill 5 then decode 1 token at a time equals one 6-token pass', async () => {
+    const full = be.kvCache(8, nKv, hd);
+    const once = await be.read(be.attention(slice(q, 0, 6, nHeads * hd), slice(k, 0, 6, nKv * hd), slice(v, 0, 6, nKv * hd), full, 0, nHeads));
+    const inc = be.kvCache(8, nKv, hd);
+    const parts = [await be.read(be.attention(slice(q, 0, 5, nHeads * hd), slice(k, 0, 5, nKv * hd), slice(v, 0, 5, nKv * hd), inc, 0, nHeads))];
+    parts.push(await be.read(be.attention(slice(q, 5, 6, nHeads * hd), slice(k, 5, 6, nKv * hd), slice(v, 5, 6, nKv * hd), inc, 5, nHeads)));
+    const joined = new Float32Array(once.length);
+    joined.set(parts[0]!, 0);
+    joined.set(parts[1]!, parts[0]!.length);
+    expect(Array.from(joined)).toEqual(Array.from(once));
+    // and 1 + 1 + ... from an empty cache as well
+    const step = be.kvCache(8, nKv, hd);
+    const steps: number[] = [];
+    for (let t = 0; t < total; t++) steps.push(...(await be.read(be.attention(slice(q, t, t + 1, nHeads * hd), slice(k, t, t + 1, nKv * hd), slice(v, t, t + 1, nKv * hd), step, t, nHeads))));
+    expect(steps).toEqual(Array.from(once));
+  });
+
+  it('rejects cache overflow and bad shapes with INVALID_ARGUMENT', async () => {
+    const cache = be.kvCache(4, nKv, hd);
+    await expectCode(() => be.attention(slice(q, 0, 5, nHeads * hd), slice(k, 0, 5, nKv * hd), slice(v, 0, 5, nKv * hd), cache, 0, nHeads), 'INVALID_ARGUMENT');
+    await expectCode(() => be.attention(slice(q, 0, 1, nHeads * hd), slice(k, 0, 1, nKv * hd), slice(v, 0, 1, nKv * hd), cache, 4, nHeads), 'INVALID_ARGUMENT');
+    await expectCode(() => be.attention(slice(q, 0, 2, nHeads * hd), slice(k, 0, 1, nKv * hd), slice(v, 0, 2, nKv * hd), cache, 0, nHeads), 'INVALID_ARGUMENT');
+    await expectCode(() => be.attention(slice(q, 0, 1, 3 * hd), slice(k, 0, 1, nKv * hd), slice(v, 0, 1, nKv * hd), cache, 0, 3), 'INVALID_ARGUMENT');
+    await expectCode(() => be.kvCache(0, nKv, hd), 'INVALID_ARGUMENT');
+  });
+});
+
+describe('embedding', () => {
+  const [vocab, dim] = [11, 6];
+  const table = rand(vocab * dim, 51);
+
+  it('embed rows and project (x · tableᵀ), f32 and f16 tables', async () => {
+    for (const dt of ['float32', 'float16'] as const) {
+      const { w, values } = dt === 'float32' ? { w: f32Weight('emb', table, [vocab, dim]), values: table } : halfWeight('emb', table, [vocab, dim], dt);
+      const e = be.embedding(w);
+      expect([e.vocab, e.dim, e.bytes]).toEqual([vocab, dim, vocab * dim * (dt === 'float32' ? 4 : 2)]);
+      const ids = new Uint32Array([3, 0, 10, 3]);
+      const x = be.embed(e, ids);
+      expect([x.rows, x.cols]).toEqual([4, dim]);
+      const got = await be.read(x);
+      ids.forEach((id, t) => expect(Array.from(got.subarray(t * dim, (t + 1) * dim))).toEqual(Array.from(values.subarray(id * dim, (id + 1) * dim))));
+      const h = rand(2 * dim, 52);
+      const logits = be.project(be.fromHost(h, 2, dim), e);
+      expect([logits.rows, logits.cols]).toEqual([2, vocab]);
+      expectSumBound(await be.read(logits), naiveMatmul(h, 2, values, vocab, dim), dim);
+      await expectCode(() => be.embed(e, new Uint32Array([vocab])), 'INVALID_ARGUMENT');
+      await expectCode(() => be.project(be.fromHost(h, 3, 4), e), 'INVALID_ARGUMENT');
+      e.dispose();
+    }
+  });
+
+  it('CpuActivation validates its shape', () => {
+    expect(() => new CpuActivation(new Float32Array(5), 2, 3)).toThrow(LowbitError);
+  });
+});

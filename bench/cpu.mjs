@@ -1,0 +1,94 @@
+// `npm run bench -- cpu`: CPU (wasm SIMD128, one thread) inference figures, each next to its
+// reference measured in the same run:
+// - 4-bit GEMV effective bandwidth (bytes of packed weights + f32 absmax per second) vs the read
+//   bandwidth of the same wasm instance over a 128 MiB buffer; goal >= 0.8;
+// - GEMM GFLOP/s for a prefill shape (64 tokens);
+// - decode and prefill tokens/s for SmolLM2-135M- and TinyLlama-1.1B-shaped models with random
+//   weights (scripts/make-random-checkpoint.mjs) in nf4, nf4 + double quant, int8 and f16, with
+//   each model's memory footprint.
+// Not here yet: llama.cpp beside them, and multi-threading.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import { init, AutoModelForCausalLM, BitsAndBytesConfig, quantize4bit } from '../dist/index.js';
+import { Linear4, QuantBench } from '../dist/wasm/pkg/lowbit_wasm.js';
+
+export const describe = 'CPU kernels and models: 4-bit GEMV bandwidth vs read bandwidth, GEMM GFLOP/s, decode/prefill tokens/s';
+export const usage = ['options:', '  --models smollm2-135m,tinyllama   (default both)', '  --quants nf4,nf4-dq,int8,f16       (default all)', '  --decode N                         decode steps (default 16)'].join('\n');
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+function time(f, reps) {
+  const t = [];
+  for (let i = 0; i < reps; i++) {
+    const s = performance.now();
+    f();
+    t.push((performance.now() - s) / 1000);
+  }
+  return median(t);
+}
+
+export async function run({ json, emit, args }) {
+  const get = (k, d) => (args.includes(k) ? args[args.indexOf(k) + 1] : d);
+  await init();
+  const GB = 1e9;
+  const out = (r) => {
+    emit(r);
+    if (!json) console.log(`  ${(r.case + ' ' + r.metric).padEnd(44)} ${String(Number(r.value.toPrecision(4))).padStart(10)} ${r.unit.padEnd(9)}${r.vs != null ? ` vs ${Number(r.vs.toPrecision(4))} → ratio ${r.ratio.toFixed(3)}` : ''}${r.goal ? ` (goal ≥ ${r.goal})` : ''}`);
+  };
+  emit({ suite: 'meta', case: 'cpu', node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: 1 });
+  if (!json) console.log(`lowbit bench cpu — ${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}, one thread (wasm SIMD128)\n`);
+
+  // Read bandwidth of this wasm instance (128 MiB buffer).
+  const qb = new QuantBench(64 << 20, 64, 'nf4');
+  qb.read_pass();
+  const readBw = qb.input_bytes() / time(() => qb.read_pass(), 9) / GB;
+  qb.free();
+  out({ suite: 'cpu', case: 'read_bandwidth', metric: 'bandwidth', value: readBw, unit: 'GB/s', vs: null, ratio: null });
+
+  // GEMV over 8 TinyLlama MLP-sized weights (5632 x 2048, ~52 MB of nf4 in all: out of cache).
+  const N = 5632, K = 2048;
+  const x = new Float32Array(K).map((_, i) => Math.sin(i));
+  const layers = [];
+  for (let l = 0; l < 8; l++) {
+    const w = new Float32Array(N * K).map((_, i) => Math.sin(i * 0.001 + l) * 0.02);
+    const { packed, quantState } = quantize4bit(w, { quantType: 'nf4', blocksize: 64, shape: [N, K] });
+    layers.push({ lin: new Linear4(packed, quantState.absmaxF32(), 'nf4', 64, N, K), bytes: packed.length + quantState.absmaxF32().byteLength });
+  }
+  const bytes = layers.reduce((a, l) => a + l.bytes, 0);
+  const gemvT = time(() => layers.forEach((l) => l.lin.forward(x, 1)), 7);
+  const gemvBw = bytes / gemvT / GB;
+  out({ suite: 'cpu', case: 'gemv_nf4_5632x2048', metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: readBw, ratio: gemvBw / readBw, goal: 0.8 });
+  const M = 64;
+  const xm = new Float32Array(M * K).map((_, i) => Math.cos(i));
+  const gemmT = time(() => layers[0].lin.forward(xm, M), 3);
+  out({ suite: 'cpu', case: `gemm_nf4_${M}x${N}x${K}`, metric: 'throughput', value: (2 * M * N * K) / gemmT / 1e9, unit: 'GFLOP/s', vs: null, ratio: null });
+  for (const l of layers) l.lin.free();
+
+  // Models with random weights.
+  const QUANT = { nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, int8: { loadIn8bit: true }, f16: undefined };
+  const models = get('--models', 'smollm2-135m,tinyllama').split(',');
+  const quants = get('--quants', Object.keys(QUANT).join(',')).split(',');
+  const steps = Number(get('--decode', '16'));
+  for (const shape of models) {
+    const dir = `${here}../.cache/models/${shape}-shape-f16`;
+    if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
+    for (const q of quants) {
+      const lm = await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256 });
+      const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
+      let s = performance.now();
+      await lm.forward(prompt, 0);
+      const prefill = (performance.now() - s) / 1000;
+      s = performance.now();
+      for (let i = 0; i < steps; i++) await lm.forward([(i * 11) % 1000 + 7]);
+      const decode = (performance.now() - s) / 1000;
+      const fp = lm.getMemoryFootprint().total;
+      lm.dispose();
+      out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'prefill', value: prompt.length / prefill, unit: 'tokens/s', vs: null, ratio: null });
+      out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'decode', value: steps / decode, unit: 'tokens/s', vs: null, ratio: null });
+      out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
+    }
+  }
+  if (!json) console.log('\n  llama.cpp beside these figures and multi-threading are not measured yet.');
+}

@@ -8,6 +8,7 @@ import type { ProgressCallback } from '../loading/sources/progress.js';
 import type { BitsAndBytesConfig } from './bnb-config.js';
 import type { CausalLM } from './causal-lm.js';
 import { parseConfig } from './config.js';
+import { fromGguf, ggufWeightFile } from './gguf-llama.js';
 import { GPT2_CONV1D, GPT2LMHeadModel } from './gpt2.js';
 import { LlamaForCausalLM } from './llama.js';
 import { WeightMap } from './weights.js';
@@ -33,6 +34,9 @@ export const AutoModelForCausalLM = {
   async fromPretrained(input: SourceInput, options: FromPretrainedOptions = {}): Promise<CausalLM> {
     checkDeviceMap(options.deviceMap);
     const source = await resolveSource(input, options);
+    // A GGUF (named, or the only weights file): config from its metadata, llama.cpp tensor names.
+    const gguf = await ggufWeightFile(source);
+    if (gguf !== undefined) return fromGguf(source, gguf, options);
     const raw = await source.readJson<Record<string, unknown>>('config.json');
     const config = parseConfig(raw);
     const prequantized = raw.quantization_config !== undefined && (raw.quantization_config as { quant_method?: string }).quant_method === 'bitsandbytes';

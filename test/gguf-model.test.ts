@@ -1,0 +1,150 @@
+/**
+ * AutoModelForCausalLM.fromPretrained on llama-architecture GGUF files.
+ *
+ * test/fixtures/gguf-model/ (scripts/fixtures/make_gguf_model_fixture.py) holds the tiny fp32
+ * Llama of test/fixtures/reference-logits/llama/ converted the way llama.cpp's converter does
+ * (llama.* metadata, llama.cpp names, attn_q / attn_k rows permuted), as F32 and as Q8_0:
+ * - F32: logits within 1e-4 of transformers' logits-fp32.f32 and the same 32 greedy tokens (only
+ *   right if the Q/K rows are un-permuted exactly);
+ * - Q8_0: within 1e-4 of transformers' own load of the same GGUF (logits-q8_0.f32);
+ * - F32 + BitsAndBytesConfig nf4: runs, close to the fp32 logits (NF4 is lossy).
+ * The real default model (SmolLM2-135M-Instruct Q4_1, scripts/models/fetch-default-model.sh) is
+ * checked when it is present: " Paris" after "The capital of France is", top-5 logits close to
+ * transformers 5.23's (which dequantizes the same file to f32).
+ */
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { init, AutoModelForCausalLM, BitsAndBytesConfig, LowbitError } from '../dist/index.js';
+import { ggufToConfig, ggufToHfName, unpermuteHeadRows } from '../dist/models/gguf-llama.js';
+
+const DIR = fileURLToPath(new URL('./fixtures/gguf-model/', import.meta.url));
+const REF = fileURLToPath(new URL('./fixtures/reference-logits/llama/', import.meta.url));
+const REAL_DIR = fileURLToPath(new URL('../.cache/models/smollm2-135m-instruct/', import.meta.url));
+const REAL = existsSync(REAL_DIR) ? readdirSync(REAL_DIR).find((f) => f.endsWith('.gguf')) : undefined;
+
+const ref = JSON.parse(readFileSync(`${REF}reference.json`, 'utf8')) as { input_ids: number[]; fp32: { greedy_tokens: number[] } };
+const f32 = (path: string) => {
+  const b = readFileSync(path);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+};
+const maxDiff = (a: Float32Array, b: Float32Array) => {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+};
+
+const tmp = mkdtempSync(join(tmpdir(), 'lowbit-gguf-model-'));
+beforeAll(async () => {
+  await init();
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('GGUF llama models', () => {
+  it('F32 GGUF: logits within 1e-4 of transformers and the same 32 greedy tokens', async () => {
+    const m = await AutoModelForCausalLM.fromPretrained(`${DIR}llama-f32.gguf`);
+    expect(m.config).toMatchObject({ family: 'llama', hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, intermediateSize: 128, vocabSize: 256, maxPositions: 128, ropeTheta: 10000, tieWordEmbeddings: false, bosTokenId: 1, eosTokenIds: [2] });
+    expect(m.config.normEps).toBe(Math.fround(1e-6)); // stored as f32
+    const ours = await m.forward(ref.input_ids, 0);
+    expect(maxDiff(ours, f32(`${REF}logits-fp32.f32`))).toBeLessThanOrEqual(1e-4);
+    const tokens = await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] });
+    expect(tokens).toEqual(ref.fp32.greedy_tokens);
+    m.dispose();
+  });
+
+  it('Q8_0 GGUF: logits within 1e-4 of transformers loading the same file', async () => {
+    const m = await AutoModelForCausalLM.fromPretrained(`${DIR}llama-q8_0.gguf`);
+    const ours = await m.forward(ref.input_ids, 0);
+    expect(maxDiff(ours, f32(`${DIR}logits-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
+    m.dispose();
+  });
+
+  it('F32 GGUF + BitsAndBytesConfig nf4: Q/K quantized after un-permuting, logits close to fp32', async () => {
+    const q = new BitsAndBytesConfig({ loadIn4bit: true, bnb4bitQuantType: 'nf4' });
+    const m = await AutoModelForCausalLM.fromPretrained(`${DIR}llama-f32.gguf`, { quantizationConfig: q });
+    const fp = m.getMemoryFootprint();
+    // Every attention / MLP linear is 4-bit: [64 -> 64] q_proj is 64*64/2 packed bytes + absmax, far below 64*64*4.
+    expect(fp.byModule['model.layers.0.self_attn.q_proj']).toBeLessThan(64 * 64);
+    expect(fp.byModule['model.layers.0.self_attn.k_proj']).toBeLessThan(32 * 64);
+    const ours = await m.forward(ref.input_ids, 0);
+    const d = maxDiff(ours, f32(`${REF}logits-fp32.f32`));
+    expect(d).toBeGreaterThan(0);
+    // bitsandbytes' own nf4 logits of this model are ~0.1 from fp32 (reference.json); same quantizer here.
+    expect(d).toBeLessThanOrEqual(maxDiff(f32(`${REF}logits-nf4.f32`), f32(`${REF}logits-fp32.f32`)) * 1.5 + 1e-3);
+    expect(maxDiff(ours, f32(`${REF}logits-nf4.f32`))).toBeLessThanOrEqual(1e-4);
+    m.dispose();
+  });
+
+  it('a folder with one .gguf and no config.json loads from the GGUF', async () => {
+    const dir = join(tmp, 'only-gguf');
+    rmSync(dir, { recursive: true, force: true });
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(dir);
+    copyFileSync(`${DIR}llama-q8_0.gguf`, join(dir, 'model.Q8_0.gguf'));
+    const m = await AutoModelForCausalLM.fromPretrained(dir);
+    expect(maxDiff(await m.forward(ref.input_ids, 0), f32(`${DIR}logits-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
+    m.dispose();
+  });
+
+  it('a GGUF of another architecture is UNSUPPORTED_DTYPE, naming it', async () => {
+    const bytes = new Uint8Array(readFileSync(`${DIR}llama-f32.gguf`));
+    const key = new TextEncoder().encode('general.architecture');
+    const at = Buffer.from(bytes).indexOf(Buffer.from(key));
+    const v = Buffer.from(bytes).indexOf(Buffer.from('llama'), at + key.length);
+    bytes.set(new TextEncoder().encode('qwen3'), v);
+    const path = join(tmp, 'other-arch.gguf');
+    writeFileSync(path, bytes);
+    const err = await AutoModelForCausalLM.fromPretrained(path).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LowbitError);
+    expect((err as LowbitError).code).toBe('UNSUPPORTED_DTYPE');
+    expect((err as LowbitError).message).toMatch(/architecture 'qwen3' is not supported \(supported: llama\)/);
+  });
+
+  it('ggufToConfig reads llama.* keys (tied head when output.weight is absent)', () => {
+    const md = new Map<string, unknown>([
+      ['general.architecture', 'llama'], ['llama.block_count', 30], ['llama.embedding_length', 576], ['llama.feed_forward_length', 1536],
+      ['llama.attention.head_count', 9], ['llama.attention.head_count_kv', 3], ['llama.attention.layer_norm_rms_epsilon', 1e-5],
+      ['llama.rope.freq_base', 100000], ['llama.rope.dimension_count', 64], ['llama.context_length', 8192], ['llama.vocab_size', 49152],
+      ['tokenizer.ggml.bos_token_id', 1], ['tokenizer.ggml.eos_token_id', 2n],
+    ]);
+    const c = ggufToConfig(md as never, new Map([['token_embd.weight', { shape: [49152, 576] }]]));
+    expect(c).toMatchObject({ hiddenSize: 576, numLayers: 30, numHeads: 9, numKvHeads: 3, headDim: 64, intermediateSize: 1536, vocabSize: 49152, maxPositions: 8192, ropeTheta: 100000, normEps: 1e-5, tieWordEmbeddings: true, bosTokenId: 1, eosTokenIds: [2] });
+    expect(() => ggufToConfig(new Map([['general.architecture', 'llama'], ['llama.embedding_length', 8], ['llama.attention.head_count', 2], ['llama.block_count', 1], ['llama.feed_forward_length', 8], ['llama.vocab_size', 4], ['llama.rope.scaling.type', 'yarn']]) as never)).toThrow(/rope scaling 'yarn'/);
+  });
+
+  it('names and the Q/K un-permutation', () => {
+    expect(ggufToHfName('token_embd.weight')).toBe('model.embed_tokens.weight');
+    expect(ggufToHfName('blk.12.attn_output.weight')).toBe('model.layers.12.self_attn.o_proj.weight');
+    expect(ggufToHfName('blk.0.ffn_norm.weight')).toBe('model.layers.0.post_attention_layernorm.weight');
+    expect(ggufToHfName('output.weight')).toBe('lm_head.weight');
+    expect(ggufToHfName('blk.0.unknown.weight')).toBeUndefined();
+    // 2 heads of 4 rows; HF rows 0..7 permuted by llama.cpp become [0, 2, 1, 3, 4, 6, 5, 7].
+    const permuted = [0, 2, 1, 3, 4, 6, 5, 7];
+    const data = new Uint8Array(new Float32Array(permuted.flatMap((r) => [r, r + 0.5])).buffer);
+    const out = unpermuteHeadRows({ kind: 'dense', name: 'blk.0.attn_q.weight', dtype: 'F32', shape: [8, 2], data }, 2);
+    expect(Array.from(new Float32Array(out.data.buffer))).toEqual([0, 1, 2, 3, 4, 5, 6, 7].flatMap((r) => [r, r + 0.5]));
+  });
+
+  it.skipIf(REAL === undefined)(
+    `real model${REAL === undefined ? ' (SKIPPED: .cache/models/smollm2-135m-instruct/*.gguf is absent; run scripts/models/fetch-default-model.sh)' : ''}: SmolLM2-135M-Instruct Q4_1 says " Paris"`,
+    async () => {
+      const m = await AutoModelForCausalLM.fromPretrained(join(REAL_DIR, REAL!), { maxPositions: 64 });
+      expect(m.config).toMatchObject({ numLayers: 30, numHeads: 9, numKvHeads: 3, headDim: 64, vocabSize: 49152, tieWordEmbeddings: true, bosTokenId: 1 });
+      // "The capital of France is" (the GGUF's tokenizer, via transformers 5.23).
+      const ids = [504, 3575, 282, 4649, 314];
+      const logits = await m.forward(ids, 0);
+      const last = logits.subarray(logits.length - m.config.vocabSize);
+      expect(last.every(Number.isFinite)).toBe(true);
+      const top = Array.from(last.keys()).sort((a, b) => last[b]! - last[a]!).slice(0, 5);
+      // transformers 5.23 on the same GGUF (dequantized to f32): ' Paris', ' the', ' London', ' Le', ' New'.
+      expect(top).toEqual([7042, 260, 4528, 2250, 1315]);
+      const theirs = [17.371261596679688, 14.888594627380371, 13.244979858398438, 13.009464263916016, 12.951519012451172];
+      for (const [i, id] of top.entries()) expect(Math.abs(last[id]! - theirs[i]!)).toBeLessThanOrEqual(1e-2);
+      m.dispose();
+    },
+    120_000,
+  );
+});

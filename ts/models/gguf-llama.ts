@@ -1,0 +1,239 @@
+/**
+ * Llama-architecture GGUF files (llama.cpp's converter output) -> LlamaForCausalLM.
+ *
+ * - The config comes from the `llama.*` metadata (ggufToConfig); config.json is not read.
+ * - Tensors are renamed from llama.cpp's names to transformers' (ggufToHfName).
+ * - llama.cpp's converter permutes the rows of attn_q / attn_k within each head for GGML's
+ *   interleaved-pair rope (convert_hf_to_gguf.py, LlamaModel.permute:
+ *   `w.reshape(n_head, 2, rows // n_head // 2, cols).swapaxes(1, 2).reshape(rows, cols)`, with
+ *   n_head = head_count for Q and head_count_kv for K). unpermuteHeadRows inverts it, as
+ *   transformers' GGUF loader does (modeling_gguf_pytorch_utils.py,
+ *   LlamaTensorProcessor._reverse_permute_weights: reshape(n_head, dim, 2, cols).swapaxes(2, 1)).
+ *   Quantization mixes rows within a block, so Q and K are loaded dense, un-permuted, and only
+ *   then quantized.
+ */
+import type { RopeSpec } from '../backends/backend.js';
+import { CpuBackend, ropeInvFreq } from '../backends/cpu/index.js';
+import { LowbitError } from '../errors.js';
+import { GgufFile, type GgufTensorInfo, type GgufValue } from '../loading/gguf.js';
+import { isQuantizableLinear, loadWeights, type DenseWeight, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
+import { listWeightFiles } from '../loading/sources/sharding.js';
+import type { ModelSource } from '../loading/sources/types.js';
+import type { FromPretrainedOptions } from './auto.js';
+import type { CausalLM } from './causal-lm.js';
+import type { DecoderConfig } from './config.js';
+import { LlamaForCausalLM } from './llama.js';
+import { denseToF32, quantizeDense, WeightMap } from './weights.js';
+
+export const SUPPORTED_GGUF_ARCHITECTURES = ['llama'] as const;
+
+type Metadata = ReadonlyMap<string, GgufValue>;
+type TensorShapes = ReadonlyMap<string, Pick<GgufTensorInfo, 'shape'>>;
+
+const bad = (msg: string) => new LowbitError('MALFORMED_FILE', `GGUF: ${msg}`);
+const unsupported = (msg: string) => new LowbitError('UNSUPPORTED_DTYPE', `GGUF: ${msg}`);
+
+function numberOf(v: GgufValue | undefined, key: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'number') return v;
+  if (typeof v === 'bigint') return Number(v);
+  // Per-layer arrays (head_count_kv of some models): fine when every layer agrees.
+  if (typeof v === 'object' && v !== null && typeof (v as ArrayLike<unknown>).length === 'number') {
+    const a = Array.from(v as ArrayLike<unknown>, (x) => (typeof x === 'bigint' ? Number(x) : x));
+    if (a.length > 0 && a.every((x) => typeof x === 'number' && x === a[0])) return a[0] as number;
+    throw unsupported(`'${key}' varies per layer (${a.slice(0, 8).join(', ')}${a.length > 8 ? ', …' : ''}); only uniform layers are supported`);
+  }
+  throw bad(`'${key}' must be a number, got ${JSON.stringify(v)}`);
+}
+
+function arch(metadata: Metadata): string {
+  const a = metadata.get('general.architecture');
+  if (typeof a !== 'string') throw bad(`'general.architecture' is missing`);
+  return a;
+}
+
+/** Rope settings DecoderConfig cannot express. */
+export interface GgufRopeExtra {
+  /** Every inverse frequency is divided by this (rope.scaling.type 'linear'). */
+  linearFactor?: number;
+}
+
+/** The `DecoderConfig` of a llama-architecture GGUF, from its metadata (and tensor list: tied head, biases, vocab). */
+export function ggufToConfig(metadata: Metadata, tensors?: TensorShapes): DecoderConfig {
+  const a = arch(metadata);
+  if (!(SUPPORTED_GGUF_ARCHITECTURES as readonly string[]).includes(a)) {
+    throw unsupported(`architecture '${a}' is not supported (supported: ${SUPPORTED_GGUF_ARCHITECTURES.join(', ')})`);
+  }
+  const get = (k: string) => numberOf(metadata.get(`${a}.${k}`), `${a}.${k}`);
+  const req = (k: string) => {
+    const v = get(k);
+    if (v === undefined) throw bad(`'${a}.${k}' is missing`);
+    return v;
+  };
+  const hidden = req('embedding_length');
+  const heads = req('attention.head_count');
+  const kvHeads = get('attention.head_count_kv') ?? heads;
+  const headDim = get('attention.key_length') ?? hidden / heads;
+  const valueDim = get('attention.value_length') ?? headDim;
+  if (valueDim !== headDim) throw unsupported(`key_length ${headDim} != value_length ${valueDim}`);
+  const ropeDim = get('rope.dimension_count') ?? headDim;
+  if (ropeDim !== headDim) throw unsupported(`partial rope (rope.dimension_count ${ropeDim} of head_dim ${headDim}) is not supported`);
+  const tokens = metadata.get('tokenizer.ggml.tokens');
+  const vocabSize =
+    (tokens !== undefined && typeof tokens === 'object' ? (tokens as ArrayLike<unknown>).length : undefined) ?? get('vocab_size') ?? tensors?.get('token_embd.weight')?.shape[0];
+  if (vocabSize === undefined) throw bad('no vocabulary size (tokenizer.ggml.tokens, vocab_size or token_embd.weight)');
+  const id = (k: string) => numberOf(metadata.get(`tokenizer.ggml.${k}`), `tokenizer.ggml.${k}`);
+  const bos = id('bos_token_id');
+  // llama.cpp stops at any end-of-generation token: eos, and eot / eom where a model has them.
+  const eos = [...new Set([id('eos_token_id'), id('eot_token_id'), id('eom_token_id')].filter((x): x is number => x !== undefined))];
+  const scaling = metadata.get(`${a}.rope.scaling.type`);
+  if (scaling !== undefined && scaling !== 'none' && scaling !== 'linear') throw unsupported(`rope scaling '${String(scaling)}' is not supported (none, linear and llama3 rope_freqs are)`);
+  return {
+    family: 'llama', modelType: a, hiddenSize: hidden, numLayers: req('block_count'), numHeads: heads, numKvHeads: kvHeads, headDim,
+    intermediateSize: req('feed_forward_length'), vocabSize, maxPositions: get('context_length') ?? 2048, normEps: get('attention.layer_norm_rms_epsilon') ?? 1e-5,
+    ropeTheta: get('rope.freq_base') ?? 10000,
+    tieWordEmbeddings: tensors ? !tensors.has('output.weight') : false,
+    qkvBias: tensors?.has('blk.0.attn_q.bias') ?? false, oBias: tensors?.has('blk.0.attn_output.bias') ?? false,
+    activation: 'silu', ...(bos !== undefined ? { bosTokenId: bos } : {}), eosTokenIds: eos,
+  };
+}
+
+/** Rope settings a GGUF has beyond DecoderConfig: linear scaling (rope.scaling.type 'linear' or the older rope.scale_linear). */
+export function ggufRopeExtra(metadata: Metadata): GgufRopeExtra {
+  const a = arch(metadata);
+  const type = metadata.get(`${a}.rope.scaling.type`);
+  const factor = numberOf(metadata.get(`${a}.rope.scaling.factor`), `${a}.rope.scaling.factor`) ?? numberOf(metadata.get(`${a}.rope.scale_linear`), `${a}.rope.scale_linear`);
+  if ((type === 'linear' || (type === undefined && metadata.has(`${a}.rope.scale_linear`))) && factor !== undefined && factor !== 1 && factor > 0) return { linearFactor: factor };
+  return {};
+}
+
+const BLOCK: Record<string, string> = {
+  attn_norm: 'input_layernorm',
+  attn_q: 'self_attn.q_proj',
+  attn_k: 'self_attn.k_proj',
+  attn_v: 'self_attn.v_proj',
+  attn_output: 'self_attn.o_proj',
+  ffn_norm: 'post_attention_layernorm',
+  ffn_gate: 'mlp.gate_proj',
+  ffn_up: 'mlp.up_proj',
+  ffn_down: 'mlp.down_proj',
+};
+const TOP: Record<string, string> = { token_embd: 'model.embed_tokens', output_norm: 'model.norm', output: 'lm_head' };
+
+/** llama.cpp's tensor name -> transformers' ('blk.3.attn_q.weight' -> 'model.layers.3.self_attn.q_proj.weight'); undefined when unknown. */
+export function ggufToHfName(name: string): string | undefined {
+  const m = /^(?:blk\.(\d+)\.)?([a-z_]+)\.(weight|bias)$/.exec(name);
+  if (!m) return undefined;
+  const [, layer, module, kind] = m;
+  if (layer !== undefined) {
+    const hf = BLOCK[module!];
+    return hf === undefined ? undefined : `model.layers.${layer}.${hf}.${kind}`;
+  }
+  const hf = TOP[module!];
+  return hf === undefined ? undefined : `${hf}.${kind}`;
+}
+
+const PERMUTED = /^blk\.\d+\.attn_[qk]\.weight$/;
+
+/**
+ * Inverts llama.cpp's LlamaModel.permute on the rows of a [rows, cols] weight of `nHead` heads:
+ * GGUF row h*D + 2r + i holds transformers' row h*D + i*(D/2) + r (D = rows / nHead, i in {0, 1}).
+ * Works on the stored bytes, so any dense dtype.
+ */
+export function unpermuteHeadRows(w: DenseWeight, nHead: number): DenseWeight {
+  if (w.shape.length !== 2) throw bad(`${w.name}: expected a 2-D weight, got shape [${w.shape.join(', ')}]`);
+  const [rows, cols] = w.shape as [number, number];
+  if (rows % (2 * nHead) !== 0) throw bad(`${w.name}: ${rows} rows do not split into ${nHead} heads of an even size`);
+  const rowBytes = w.data.length / rows;
+  if (rowBytes !== Math.floor(rowBytes) || rowBytes % cols !== 0) throw bad(`${w.name}: ${w.data.length} bytes do not hold [${rows}, ${cols}]`);
+  const d = rows / nHead;
+  const half = d / 2;
+  const out = new Uint8Array(w.data.length);
+  for (let h = 0; h < nHead; h++) {
+    for (let i = 0; i < 2; i++) {
+      for (let r = 0; r < half; r++) {
+        const src = h * d + 2 * r + i;
+        const dst = h * d + i * half + r;
+        out.set(w.data.subarray(src * rowBytes, (src + 1) * rowBytes), dst * rowBytes);
+      }
+    }
+  }
+  return { ...w, data: out };
+}
+
+/** The GGUF file a source's weights are, or undefined when they are not a GGUF (or cannot be listed). */
+export async function ggufWeightFile(source: ModelSource): Promise<string | undefined> {
+  if (source.weightFile !== undefined) return /\.gguf$/i.test(source.weightFile) ? source.weightFile : undefined;
+  try {
+    const w = await listWeightFiles(source, { checkFiles: false });
+    return w.format === 'gguf' ? w.files[0] : undefined;
+  } catch (e) {
+    // Without config.json the listing's error (no weights, several .gguf files) says more than a missing config.json.
+    if (e instanceof LowbitError && !(await source.exists('config.json'))) throw e;
+    return undefined;
+  }
+}
+
+/** AutoModelForCausalLM.fromPretrained for a GGUF file: metadata -> config, llama.cpp tensors -> LlamaForCausalLM. */
+export async function fromGguf(source: ModelSource, file: string, options: FromPretrainedOptions = {}): Promise<CausalLM> {
+  const { signal } = options;
+  const gg = await GgufFile.open(await source.open(file), signal === undefined ? {} : { signal });
+  let metadata: Metadata;
+  let infos: ReadonlyMap<string, GgufTensorInfo>;
+  try {
+    metadata = gg.metadata;
+    infos = gg.tensors;
+  } finally {
+    await gg.source.close?.();
+  }
+  let config: DecoderConfig;
+  try {
+    config = ggufToConfig(metadata, infos);
+  } catch (e) {
+    if (e instanceof LowbitError) throw new LowbitError(e.code, `${file}: ${e.message}`, { cause: e, file });
+    throw e;
+  }
+  const ropeExtra = ggufRopeExtra(metadata);
+  const unknown = [...infos.keys()].filter((n) => n !== 'rope_freqs.weight' && ggufToHfName(n) === undefined);
+  if (unknown.length > 0) throw new LowbitError('UNSUPPORTED_DTYPE', `${file}: tensors lowbit does not know for a llama model: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`, { file });
+
+  const quantization = options.quantizationConfig?.quantizeOnLoad();
+  const skip = quantization?.skipModules ?? ['lm_head'];
+  const quantizable = (t: TensorMeta, hf: string) => isQuantizableLinear({ ...t, name: hf }, skip);
+  // Q and K arrive dense: their rows are un-permuted before quantizing.
+  const shouldQuantize = (t: TensorMeta) => {
+    const hf = ggufToHfName(t.name);
+    return hf !== undefined && !PERMUTED.test(t.name) && quantizable(t, hf);
+  };
+  const tensors = new Map<string, LoadedWeight>();
+  let ropeFreqs: Float32Array | undefined;
+  for await (const w of loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}) })) {
+    if (w.name === 'rope_freqs.weight') {
+      if (w.kind === 'dense') ropeFreqs = Float32Array.from(denseToF32(w));
+      continue;
+    }
+    const hf = ggufToHfName(w.name)!;
+    let out: LoadedWeight = w;
+    if (PERMUTED.test(w.name) && w.kind === 'dense') {
+      const nHead = w.name.includes('.attn_q.') ? config.numHeads : config.numKvHeads;
+      const plain = unpermuteHeadRows(w, nHead);
+      out = quantization && quantizable(plain, hf) ? quantizeDense(plain, quantization) : plain;
+    }
+    tensors.set(hf, { ...out, name: hf });
+  }
+  const backend = options.backend ?? new CpuBackend();
+  const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
+  const threshold = options.quantizationConfig?.llmInt8Threshold ?? 6;
+  const model = new LlamaForCausalLM(config, backend, new WeightMap(tensors), maxPositions, threshold);
+  if (ropeFreqs !== undefined || ropeExtra.linearFactor !== undefined) {
+    // llama.cpp divides each rope angle by rope_freqs[i] (Llama 3.1-style scaling stored as a
+    // tensor) and, for linear scaling, by the factor; DecoderConfig cannot say either.
+    const invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
+    if (ropeFreqs !== undefined && ropeFreqs.length !== invFreq.length) throw new LowbitError('MALFORMED_FILE', `${file}: rope_freqs.weight has ${ropeFreqs.length} values, expected ${invFreq.length}`, { file });
+    for (let i = 0; i < invFreq.length; i++) invFreq[i] = invFreq[i]! / (ropeFreqs?.[i] ?? 1) / (ropeExtra.linearFactor ?? 1);
+    const m = model as unknown as { rope?: RopeSpec };
+    if (m.rope === undefined) throw new LowbitError('INTERNAL', 'LlamaForCausalLM no longer keeps its rope spec in `rope`: update gguf-llama.ts');
+    m.rope = { headDim: config.headDim, invFreq };
+  }
+  return model;
+}

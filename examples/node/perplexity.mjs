@@ -47,6 +47,6 @@ for (const v of variants) {
   }
   lm.dispose();
   const ppl = Math.exp(nll / count);
-  const ref = reference?.perplexity?.[v] ?? reference?.[v]?.perplexity ?? reference?.[v];
+  const ref = reference?.results?.[v]?.perplexity;
   console.log(`${v.padEnd(7)} perplexity ${ppl.toFixed(3)}${typeof ref === 'number' ? `   (transformers: ${ref.toFixed(3)})` : ''}   ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }

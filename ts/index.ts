@@ -42,3 +42,9 @@ export type { Backend, Activation, LinearHandle } from './backends/backend.js';
 
 // --- CPU backend (wasm SIMD128 kernels) -------------------------------------------------------
 export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVector, ropeInvFreq, denseToFloat32, type CpuBackendOptions } from './backends/cpu/index.js';
+
+// --- tokenizers: tokenizer.json (@huggingface/tokenizers), GGUF tokenizer metadata, chat templates (@huggingface/jinja)
+export {
+  AutoTokenizer, Tokenizer, DecodeStream, tokenizerJsonFromGguf, GGUF_PRE_TOKENIZERS,
+  type ChatMessage, type EncodeOptions, type DecodeOptions, type ApplyChatTemplateOptions, type AutoTokenizerOptions, type GgufTokenizerParts,
+} from './tokenizer/index.js';

@@ -1,6 +1,7 @@
 /** Turning loaded tensors into backend handles: lookups with clear errors, GPT-2's Conv1D layout. */
 import { LowbitError } from '../errors.js';
 import { quantize4bit } from '../quant/blockwise4.js';
+import { QuantState } from '../quant/quant-state.js';
 import { int8VectorwiseQuant } from '../quant/int8.js';
 import { fromHalf, toHalf } from '../tensor/dtypes.js';
 import type { DenseWeight, LoadedWeight, QuantizeOnLoad } from '../loading/load-weights.js';
@@ -88,7 +89,7 @@ export function splitRows(w: LoadedWeight, parts: number): LoadedWeight[] {
   return Array.from({ length: parts }, (_, p) => {
     const part = { ...w, name: `${w.name}[${p}]`, packed: w.packed.slice((p * per) / 2, ((p + 1) * per) / 2) };
     // A plain-absmax state for the part (double-quantized absmax are rebuilt to f32 first).
-    const qs = new (st.constructor as new (f: unknown) => typeof st)({ quantType: st.quantType, blocksize: st.blocksize, dtype: st.dtype, shape: [n, k], code: st.code, absmax: absmax.slice(p * nb, (p + 1) * nb) });
+    const qs = new QuantState({ quantType: st.quantType, blocksize: st.blocksize, dtype: st.dtype, shape: [n, k], code: st.code, absmax: absmax.slice(p * nb, (p + 1) * nb) });
     return { ...part, quantState: qs };
   });
 }

@@ -8,21 +8,8 @@ use lowbit_core::{ErrorKind, Kernel, QuantType4};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        (self.next() + self.next() + self.next() + self.next() - 2.0) * 1.7
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal() * scale).collect()
-    }
-}
+mod common;
+use common::Rng;
 
 /// |got - exact| <= (terms + 1) * 2^-22 * magnitude: the f32 summation bound (see kernels/mod.rs).
 fn close(got: f32, exact: f64, terms: usize, magnitude: f64, what: &str) {

@@ -8,21 +8,8 @@ use lowbit_core::kernels::matmul4::{matmul4, Weight4};
 use lowbit_core::{Kernel, QuantType4, BLOCKSIZES_4BIT};
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        (self.next() + self.next() + self.next() + self.next() - 2.0) * 1.7
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal() * scale).collect()
-    }
-}
+mod common;
+use common::Rng;
 
 /// Σ|x·w| + |bias| per output, from f32 weights `wf` [n, k].
 fn magnitudes(x: &[f32], m: usize, wf: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Vec<f32> {

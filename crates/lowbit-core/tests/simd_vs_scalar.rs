@@ -8,18 +8,8 @@ use lowbit_core::dtype::SimdLoad;
 use lowbit_core::{bf16, f16, Float, Kernel, QuantType4, BLOCKSIZES_4BIT};
 use wasm_bindgen_test::wasm_bindgen_test;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        (self.next() + self.next() + self.next() + self.next() - 2.0) * 1.7
-    }
-}
+mod common;
+use common::Rng;
 
 /// Signal with the awkward cases: zero blocks, -0.0, tiny and huge values, exact ties.
 fn signal<T: Float>(n: usize, seed: u64) -> Vec<T> {

@@ -128,7 +128,9 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
     }
     tracker.phase('weights');
     for (const st of files) {
-      const { fourBit, eightBit } = findBnbWeights(st);
+      const found = findBnbWeights(st);
+      const fourBit = new Set(found.fourBit);
+      const eightBit = new Set(found.eightBit);
       const pre = new Set([...fourBit, ...eightBit]);
       const order = [...st.tensors.values()].sort((a, b) => a.start - b.start);
       const plain = (t: SafetensorsTensorInfo) => !pre.has(t.name) && !bnbAuxiliaryTensor(t.name);
@@ -151,10 +153,10 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
         }
         let out: LoadedWeight;
         let bytesRead = info.end - info.start;
-        if (fourBit.includes(info.name)) {
+        if (fourBit.has(info.name)) {
           out = await readBnb4bit(st, info.name, signal);
           bytesRead = 0; // counted with the auxiliary tensors
-        } else if (eightBit.includes(info.name)) {
+        } else if (eightBit.has(info.name)) {
           out = await readBnb8bit(st, info.name, signal);
         } else {
           const data = await (ahead.get(info.name) ?? st.read(info.name, signal));

@@ -210,12 +210,12 @@ pub fn gguf_dequantize(ggml_type: &str, data: &[u8], n: f64, out_dtype: &str) ->
         "float16" => {
             let mut out = vec![f16::ZERO; n];
             gguf::dequantize(ty, data, &mut out).map_err(js_err)?;
-            Uint16Array::from(&out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..]).into()
+            crate::half_array(&out).into()
         }
         "bfloat16" => {
             let mut out = vec![bf16::ZERO; n];
             gguf::dequantize(ty, data, &mut out).map_err(js_err)?;
-            Uint16Array::from(&out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..]).into()
+            crate::half_array(&out).into()
         }
         other => return Err(js_err(Error::new(ErrorKind::UnsupportedDtype, format!("output dtype must be float32, float16 or bfloat16, not {other}")))),
     })

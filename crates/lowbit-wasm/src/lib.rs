@@ -158,6 +158,28 @@ fn opts(quant_type: &str, blocksize: u32, compress_statistics: bool, allow_non_f
     Ok(Quantize4Options { quant_type: QuantType4::parse(quant_type).map_err(js_err)?, blocksize: blocksize as usize, compress_statistics, allow_non_finite })
 }
 
+/// f16 / bf16 values whose bit patterns can be viewed as u16 without a copy.
+pub(crate) trait HalfBits: Sized {
+    fn bits(v: &[Self]) -> &[u16];
+}
+impl HalfBits for f16 {
+    fn bits(v: &[Self]) -> &[u16] {
+        // SAFETY: f16 is #[repr(transparent)] over u16; same size and alignment.
+        unsafe { core::slice::from_raw_parts(v.as_ptr() as *const u16, v.len()) }
+    }
+}
+impl HalfBits for bf16 {
+    fn bits(v: &[Self]) -> &[u16] {
+        // SAFETY: bf16 is #[repr(transparent)] over u16; same size and alignment.
+        unsafe { core::slice::from_raw_parts(v.as_ptr() as *const u16, v.len()) }
+    }
+}
+
+/// A Uint16Array of f16 / bf16 bit patterns, copied once out of wasm memory.
+pub(crate) fn half_array<T: HalfBits>(v: &[T]) -> Uint16Array {
+    Uint16Array::from(T::bits(v))
+}
+
 /// Reinterpret u16 bit patterns as f16 / bf16 (both are #[repr(transparent)] u16).
 fn as_f16(v: &[u16]) -> &[f16] {
     // SAFETY: f16 is #[repr(transparent)] over u16; same size and alignment.
@@ -196,8 +218,8 @@ pub fn dequantize_4bit(packed: &[u8], state: JsValue, out_dtype: &str) -> JsResu
     let k = Kernel::best();
     Ok(match dtype_of(out_dtype)? {
         DType::F32 => Float32Array::from(&blockwise4::dequantize_4bit_vec::<f32>(packed, &st, k).map_err(js_err)?[..]).into(),
-        DType::F16 => Uint16Array::from(&blockwise4::dequantize_4bit_vec::<f16>(packed, &st, k).map_err(js_err)?.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..]).into(),
-        DType::BF16 => Uint16Array::from(&blockwise4::dequantize_4bit_vec::<bf16>(packed, &st, k).map_err(js_err)?.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..]).into(),
+        DType::F16 => half_array(&blockwise4::dequantize_4bit_vec::<f16>(packed, &st, k).map_err(js_err)?).into(),
+        DType::BF16 => half_array(&blockwise4::dequantize_4bit_vec::<bf16>(packed, &st, k).map_err(js_err)?).into(),
         other => return Err(js_err(Error::new(ErrorKind::UnsupportedDtype, format!("output dtype must be float32, float16 or bfloat16, not {}", other.torch_name())))),
     })
 }
@@ -312,12 +334,12 @@ pub fn dequantize_blockwise(q: &[u8], absmax: &[f32], code: &[f32], blocksize: u
         DType::F16 => {
             let mut out = vec![f16::ZERO; q.len()];
             blockwise8::dequantize_blockwise(q, absmax, code, bs, &mut out).map_err(js_err)?;
-            Uint16Array::from(&out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..]).into()
+            half_array(&out).into()
         }
         DType::BF16 => {
             let mut out = vec![bf16::ZERO; q.len()];
             blockwise8::dequantize_blockwise(q, absmax, code, bs, &mut out).map_err(js_err)?;
-            Uint16Array::from(&out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..]).into()
+            half_array(&out).into()
         }
         other => return Err(js_err(Error::new(ErrorKind::UnsupportedDtype, format!("output dtype must be float32, float16 or bfloat16, not {}", other.torch_name())))),
     })

@@ -37,6 +37,9 @@ export { GgufFile, dequantizeGguf, GGUF_DEQUANTIZABLE, type GgufTensorInfo, type
 export { AutoModelForCausalLM, type FromPretrainedOptions } from './models/auto.js';
 export { BitsAndBytesConfig, type BitsAndBytesConfigOptions } from './models/bnb-config.js';
 export { CausalLM, type GenerateOptions, type MemoryFootprint } from './models/causal-lm.js';
+export { TextStreamer, type Streamer } from './generation/streamer.js';
+export { StopStrings } from './generation/stopping.js';
+export type { SamplingOptions } from './generation/sampling.js';
 export { parseConfig, type DecoderConfig } from './models/config.js';
 export type { Backend, Activation, LinearHandle } from './backends/backend.js';
 

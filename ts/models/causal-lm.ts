@@ -2,20 +2,28 @@
 import { LowbitError } from '../errors.js';
 import type { Activation, Backend, KvCacheHandle } from '../backends/backend.js';
 import type { DecoderConfig } from './config.js';
+import { checkSamplingOptions, pickToken, seededRandom, type SamplingOptions } from '../generation/sampling.js';
+import { StopStrings } from '../generation/stopping.js';
+import type { Streamer } from '../generation/streamer.js';
+import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 
-export interface GenerateOptions {
-  inputIds: ArrayLike<number>;
+export interface GenerateOptions extends SamplingOptions {
+  /** The prompt as token ids; or give `prompt` (text) or `messages` (a chat, rendered with the chat template). */
+  inputIds?: ArrayLike<number>;
+  prompt?: string;
+  messages?: readonly ChatMessage[];
+  /** Encodes `prompt` / `messages` and decodes for `stop`; default: the model's own (`model.tokenizer`). */
+  tokenizer?: Tokenizer;
+  /** New tokens at most (default 20). */
   maxNewTokens?: number;
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  repetitionPenalty?: number;
-  seed?: number;
-  /** Stop at any of these ids (default: the config's eos ids; pass [] to never stop). */
+  /** Stop at any of these ids (default: the config's and the tokenizer's eos ids; pass [] to never stop). */
   eosTokenIds?: number[];
+  /** Stop once the generated text contains one of these strings (the token that completes it is kept). */
+  stop?: string | readonly string[];
   signal?: AbortSignal;
   onToken?: (id: number) => void;
+  /** Receives the prompt-free new ids as they come (e.g. a TextStreamer). */
+  streamer?: Streamer;
 }
 
 export interface MemoryFootprint {
@@ -66,26 +74,52 @@ export abstract class CausalLM {
     this.position = 0;
   }
 
+  /** The tokenizer found next to the weights by AutoModelForCausalLM.fromPretrained, if any. */
+  tokenizer: Tokenizer | undefined;
+
+  /** The prompt ids of a generate() call: inputIds, or prompt / messages through the tokenizer. */
+  private promptIds(o: GenerateOptions): number[] {
+    const given = [o.inputIds, o.prompt, o.messages].filter((v) => v !== undefined).length;
+    if (given !== 1) throw new LowbitError('INVALID_ARGUMENT', 'generate() needs exactly one of inputIds, prompt or messages');
+    if (o.inputIds !== undefined) return Array.from(o.inputIds);
+    const tok = o.tokenizer ?? this.tokenizer;
+    if (tok === undefined) throw new LowbitError('INVALID_ARGUMENT', 'generate({ prompt | messages }) needs a tokenizer: none was found next to the weights; pass generate({ tokenizer })');
+    if (o.prompt !== undefined) {
+      if (typeof o.prompt !== 'string') throw new LowbitError('INVALID_ARGUMENT', 'prompt must be a string');
+      return tok.encode(o.prompt);
+    }
+    return tok.applyChatTemplate(o.messages!, { addGenerationPrompt: true, tokenize: true });
+  }
+
+  /** Generates up to maxNewTokens new ids after the prompt; returns them (without the prompt). */
   async generate(o: GenerateOptions): Promise<number[]> {
     const max = o.maxNewTokens ?? 20;
-    const eos = new Set(o.eosTokenIds ?? this.config.eosTokenIds);
-    let rng = (o.seed ?? 0x2545f491) >>> 0 || 1;
-    const random = () => ((rng ^= rng << 13), (rng ^= rng >>> 17), (rng ^= rng << 5), (rng >>> 0) / 2 ** 32);
-    this.reset();
-    const seen = Array.from(o.inputIds);
-    let logits = await this.forward(seen);
+    if (!(Number.isInteger(max) && max >= 0)) throw new LowbitError('INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${max}`);
+    checkSamplingOptions(o);
+    const tok = o.tokenizer ?? this.tokenizer;
+    const eos = new Set(o.eosTokenIds ?? [...this.config.eosTokenIds, ...(tok?.eosTokenIds ?? [])]);
+    const stop = new StopStrings(o.stop ?? [], tok);
+    const random = seededRandom(o.seed);
+    const seen = this.promptIds(o);
     const out: number[] = [];
+    if (max === 0) {
+      o.streamer?.end();
+      return out;
+    }
+    this.reset();
+    let logits = await this.forward(seen);
     const vocab = this.config.vocabSize;
     for (let step = 0; step < max; step++) {
       o.signal?.throwIfAborted();
-      const last = logits.subarray(logits.length - vocab);
-      const id = pick(last, seen, o, random);
+      const id = pickToken(logits.subarray(logits.length - vocab), seen, o, random);
       out.push(id);
       seen.push(id);
       o.onToken?.(id);
-      if (eos.has(id) || step === max - 1) break;
+      o.streamer?.put([id]);
+      if (eos.has(id) || stop.push(id) || step === max - 1) break;
       logits = await this.forward([id]);
     }
+    o.streamer?.end();
     return out;
   }
 
@@ -102,33 +136,4 @@ export abstract class CausalLM {
   }
 
   abstract dispose(): void;
-}
-
-function pick(logits: Float32Array, seen: number[], o: GenerateOptions, random: () => number): number {
-  const l = Float32Array.from(logits);
-  if (o.repetitionPenalty && o.repetitionPenalty !== 1) {
-    for (const id of new Set(seen)) l[id] = l[id]! > 0 ? l[id]! / o.repetitionPenalty : l[id]! * o.repetitionPenalty;
-  }
-  if (!o.doSample) {
-    let best = 0;
-    for (let i = 1; i < l.length; i++) if (l[i]! > l[best]!) best = i;
-    return best;
-  }
-  const t = o.temperature ?? 1;
-  let idx = Array.from(l.keys()).sort((a, b) => l[b]! - l[a]!);
-  if (o.topK && o.topK > 0) idx = idx.slice(0, o.topK);
-  const max = l[idx[0]!]!;
-  let probs = idx.map((i) => Math.exp((l[i]! - max) / t));
-  let sum = probs.reduce((a, b) => a + b, 0);
-  if (o.topP !== undefined && o.topP < 1) {
-    let acc = 0;
-    let keep = 0;
-    while (keep < probs.length && acc < o.topP * sum) acc += probs[keep++]!;
-    idx = idx.slice(0, Math.max(1, keep));
-    probs = probs.slice(0, Math.max(1, keep));
-    sum = probs.reduce((a, b) => a + b, 0);
-  }
-  let r = random() * sum;
-  for (let j = 0; j < idx.length; j++) if ((r -= probs[j]!) <= 0) return idx[j]!;
-  return idx[idx.length - 1]!;
 }

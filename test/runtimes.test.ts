@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CASE_8BIT, CASE_INT8, CASES_4BIT, runChecks } from './runtimes/check.js';
+import { MODEL_FILES, runGenerateCheck } from './runtimes/generate-check.js';
 import { serveStatic } from './runtimes/static-server.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -29,6 +30,8 @@ type Result = ReturnType<typeof runChecks>;
 let manifest: { cases: Case[] };
 let blob: Uint8Array;
 let nodeResult: Result;
+let nodeGeneration: Awaited<ReturnType<typeof runGenerateCheck>>;
+const LLAMA = join(ROOT, 'test/fixtures/reference-logits/llama');
 let tmp: string;
 
 const hexOf = (r: Ref) => Buffer.from(blob.subarray(r.offset, r.offset + r.nbytes)).toString('hex');
@@ -41,6 +44,8 @@ beforeAll(async () => {
   const lowbit = await import(pathToFileURL(DIST).href);
   await lowbit.init();
   nodeResult = runChecks(lowbit, manifest, blob);
+  const files = new Map(await Promise.all(MODEL_FILES.map(async (f) => [f, new Blob([await readFile(join(LLAMA, f))])] as const)));
+  nodeGeneration = await runGenerateCheck(lowbit, files);
   tmp = await mkdtemp(join(tmpdir(), 'lowbit-runtimes-'));
 });
 
@@ -98,6 +103,14 @@ describe('Node', () => {
     });
     expect(nodeResult.simd128).toBe(true);
   });
+
+  it('loads a model from Blobs and generates: fp32 greedy tokens equal transformers\'', async () => {
+    const ref = JSON.parse(await readFile(join(LLAMA, 'reference.json'), 'utf8')) as { fp32: { greedy_tokens: number[] } };
+    expect(nodeGeneration.fp32.tokens).toEqual(ref.fp32.greedy_tokens.slice(0, 16));
+    expect(nodeGeneration.nf4.tokens).toHaveLength(16);
+    // NF4 weights take about a quarter of the f32 bytes of the quantized linears
+    expect(nodeGeneration.nf4.footprint).toBeLessThan(nodeGeneration.fp32.footprint * 0.7);
+  });
 });
 
 function run(file: string, args: string[], env: NodeJS.ProcessEnv, timeout: number): Promise<{ stdout: string; stderr: string }> {
@@ -117,9 +130,11 @@ describe('Deno', () => {
     const env = { ...process.env, NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1', DENO_NO_PROMPT: '1', DENO_DIR: join(tmp, 'deno-dir') };
     const { stdout } = await run(DENO, ['run', '--allow-read', 'test/runtimes/deno-check.ts'], env, 90_000);
     const line = stdout.trim().split('\n').at(-1)!;
-    const out = JSON.parse(line) as { runtime: string; result: Result };
+    const out = JSON.parse(line) as { runtime: string; result: Result; generation: typeof nodeGeneration };
     expect(out.runtime).toMatch(/^deno \d+\./);
     expect(out.result).toEqual(nodeResult);
+    // the same logits bits and tokens as Node, fp32 and NF4
+    expect(out.generation).toEqual(nodeGeneration);
   });
 });
 
@@ -148,12 +163,13 @@ describe('Chromium', () => {
       await page.waitForFunction(() => (window as any).__lowbitResult !== undefined, undefined, { timeout: 60_000 }).catch((e) => {
         throw new Error(`the page set no result: ${e.message}\n${logs.join('\n')}`);
       });
-      const out = (await page.evaluate(() => (window as any).__lowbitResult)) as { ok: boolean; error?: string; runtime?: string; result?: Result };
+      const out = (await page.evaluate(() => (window as any).__lowbitResult)) as { ok: boolean; error?: string; runtime?: string; result?: Result; generation?: typeof nodeGeneration };
       expect(out.ok, `${out.error ?? ''}\n${logs.join('\n')}`).toBe(true);
       expect(out.runtime).toMatch(/HeadlessChrome|Chrome/);
       // init() fetched the wasm over HTTP (not from disk) from the package's own folder
       expect(server.served).toContain('/dist/wasm/pkg/lowbit_wasm_bg.wasm');
       expect(out.result).toEqual(nodeResult);
+      expect(out.generation).toEqual(nodeGeneration);
     } finally {
       await context.close();
       await server.close();

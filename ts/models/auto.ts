@@ -15,13 +15,18 @@ import { WeightMap } from './weights.js';
 import { AutoTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import type { ModelSource } from '../loading/sources/types.js';
 
-/** The source's tokenizer, or undefined when it has none (other errors propagate). */
-async function tokenizerOf(source: ModelSource, options: FromPretrainedOptions): Promise<Tokenizer | undefined> {
-  if (options.tokenizer === false) return undefined;
+/**
+ * The source's tokenizer; undefined (with the reason) when it has none or one lowbit cannot build
+ * (e.g. a SentencePiece GGUF tokenizer): the model still loads and takes inputIds. Other errors
+ * (network, a malformed tokenizer.json) propagate.
+ */
+async function tokenizerOf(source: ModelSource, options: FromPretrainedOptions): Promise<{ tokenizer?: Tokenizer; reason?: string }> {
+  if (options.tokenizer === false) return { reason: 'fromPretrained was called with tokenizer: false' };
   try {
-    return await AutoTokenizer.fromPretrained(source);
+    return { tokenizer: await AutoTokenizer.fromPretrained(source) };
   } catch (e) {
-    if (e instanceof LowbitError && e.code === 'NOT_FOUND') return undefined;
+    const unusable = e instanceof LowbitError && (e.code === 'NOT_FOUND' || /^UNSUPPORTED/.test(e.message) || /has no tokenizer/.test(e.message));
+    if (unusable) return { reason: e.message };
     throw e;
   }
 }
@@ -35,7 +40,7 @@ export interface FromPretrainedOptions extends ResolveSourceOptions {
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
   backend?: Backend;
-  /** Also load the tokenizer found next to the weights into `model.tokenizer` (default true; none found = undefined). */
+  /** Also load the tokenizer found next to the weights into `model.tokenizer` (default true; undefined when there is none or lowbit cannot build it). */
   tokenizer?: boolean;
 }
 
@@ -51,7 +56,9 @@ export const AutoModelForCausalLM = {
     const source = await resolveSource(input, options);
     const model = await loadModel(source, options);
     try {
-      model.tokenizer = await tokenizerOf(source, options);
+      const t = await tokenizerOf(source, options);
+      model.tokenizer = t.tokenizer;
+      model.tokenizerUnavailable = t.reason;
     } catch (e) {
       model.dispose();
       throw e;

@@ -76,6 +76,8 @@ export abstract class CausalLM {
 
   /** The tokenizer found next to the weights by AutoModelForCausalLM.fromPretrained, if any. */
   tokenizer: Tokenizer | undefined;
+  /** Why `tokenizer` is undefined (none found, or one lowbit cannot build), for error messages. */
+  tokenizerUnavailable: string | undefined;
 
   /** The prompt ids of a generate() call: inputIds, or prompt / messages through the tokenizer. */
   private promptIds(o: GenerateOptions): number[] {
@@ -83,7 +85,7 @@ export abstract class CausalLM {
     if (given !== 1) throw new LowbitError('INVALID_ARGUMENT', 'generate() needs exactly one of inputIds, prompt or messages');
     if (o.inputIds !== undefined) return Array.from(o.inputIds);
     const tok = o.tokenizer ?? this.tokenizer;
-    if (tok === undefined) throw new LowbitError('INVALID_ARGUMENT', 'generate({ prompt | messages }) needs a tokenizer: none was found next to the weights; pass generate({ tokenizer })');
+    if (tok === undefined) throw new LowbitError('INVALID_ARGUMENT', `generate({ prompt | messages }) needs a tokenizer: the model has none (${this.tokenizerUnavailable ?? 'none was loaded'}); pass generate({ tokenizer }) or inputIds`);
     if (o.prompt !== undefined) {
       if (typeof o.prompt !== 'string') throw new LowbitError('INVALID_ARGUMENT', 'prompt must be a string');
       return tok.encode(o.prompt);

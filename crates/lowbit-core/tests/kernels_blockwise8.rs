@@ -40,6 +40,7 @@ fn make(rng: &mut Rng, int8: bool, n: usize, k: usize, bs: usize) -> (Vec<u8>, V
 }
 
 /// Asserts |got - exact| <= (k + 1)·2^-22·(Σ|x·w| + |bias|) for every output, exact in f64 from the f32 products.
+#[allow(clippy::too_many_arguments)]
 fn check_bound(got: &[f32], x: &[f32], m: usize, wf: &[f32], n: usize, k: usize, bias: Option<&[f32]>, what: &str) {
     for i in 0..m {
         for j in 0..n {

@@ -261,6 +261,23 @@ describe('block-wise 8-bit linear layers', () => {
     g.dispose();
   });
 
+  it('splitRows (GPT-2 c_attn) gives parts whose outputs are the whole layer\'s columns', async () => {
+    const { splitRows } = await import('../dist/models/weights.js');
+    const [rows, cols] = [12, 64];
+    const w = q8_0ToBlockwise8('c_attn', [rows, cols], q8_0Bytes(rows, cols, 51));
+    const xs = rand(2 * cols, 52);
+    const whole = await be.read(be.linearForward(be.fromHost(xs, 2, cols), be.linear(w)));
+    const parts = splitRows(w, 3) as Blockwise8Weight[];
+    for (const [p, part] of parts.entries()) {
+      expect(part.shape).toEqual([4, cols]);
+      const y = await be.read(be.linearForward(be.fromHost(xs, 2, cols), be.linear(part)));
+      for (let i = 0; i < 2; i++) expect(Array.from(y.subarray(i * 4, i * 4 + 4))).toEqual(Array.from(whole.subarray(i * rows + p * 4, i * rows + p * 4 + 4)));
+    }
+    // parts must be whole blocks: 2 rows of 32 in blocks of 64 cannot split into 2
+    const bq = quantizeBlockwise(rand(64, 53), { blocksize: 64 });
+    await expectCode(() => splitRows(blockwise8FromQuantized('c', [2, 32], bq.q, bq.state), 2), 'UNSUPPORTED_DTYPE');
+  });
+
   it('bad shapes, sizes, codes and biases are LowbitErrors', async () => {
     const { q, state } = quantizeBlockwise(W, { blocksize: 64 });
     const w: Blockwise8Weight = blockwise8FromQuantized('w', [n, k], q, state);

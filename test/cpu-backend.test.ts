@@ -1,6 +1,9 @@
 /** CPU backend (wasm SIMD128 kernels) against plain JS references. */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { init, CpuBackend, CpuActivation, ropeInvFreq, quantize4bit, dequantize4bit, int8VectorwiseQuant, toHalf, fromHalf, LowbitError, type DenseWeight } from '../dist/index.js';
+import {
+  init, CpuBackend, CpuActivation, ropeInvFreq, quantize4bit, dequantize4bit, int8VectorwiseQuant, toHalf, fromHalf, LowbitError, type DenseWeight,
+  quantizeBlockwise, dequantizeBlockwise, dynamicMap, blockwise8FromQuantized, q8_0ToBlockwise8, int8Code, type Blockwise8Weight,
+} from '../dist/index.js';
 
 let be: CpuBackend;
 beforeAll(async () => {
@@ -183,6 +186,116 @@ describe('linear layers', () => {
     l.dispose(); // idempotent
     await expectCode(() => be.linearForward(be.fromHost(x, m, k), l), 'INVALID_ARGUMENT');
     await expectCode(() => be.linearForward({ device: 'webgpu', rows: m, cols: k }, l), 'INVALID_ARGUMENT');
+  });
+});
+
+describe('block-wise 8-bit linear layers', () => {
+  // [13, 100] in blocks of 64: blocks span rows, and 13 * 100 % 64 != 0 (a partial last block).
+  const [n, k] = [13, 100];
+  const W = rand(n * k, 31, 0.3);
+  const bias = rand(n, 32);
+
+  /** A Q8_0 tensor's bytes ([rows, cols], blocks of 32 along rows: f16 scale, 32 int8) from a seed. */
+  function q8_0Bytes(rows: number, cols: number, seed: number): Uint8Array {
+    const blocks = (rows * cols) / 32;
+    const bytes = new Uint8Array(blocks * 34);
+    const r = rand(blocks * 33, seed);
+    const d = toHalf(r.subarray(0, blocks).map((v) => v * 0.01), 'float16').data;
+    for (let b = 0; b < blocks; b++) {
+      bytes[b * 34] = d[b]! & 0xff;
+      bytes[b * 34 + 1] = d[b]! >> 8;
+      for (let j = 0; j < 32; j++) bytes[b * 34 + 2 + j] = Math.floor((r[blocks + b * 32 + j]! + 1) * 128) & 0xff;
+    }
+    return bytes;
+  }
+
+  it('bitsandbytes dynamic map (quantizeBlockwise) matches dequantize-then-f32-matmul within the summation bound', async () => {
+    for (const blocksize of [64, 256, 4096]) {
+      const { q, state } = quantizeBlockwise(W, { blocksize });
+      const deq = dequantizeBlockwise(q, state);
+      const w = blockwise8FromQuantized('w', [n, k], q, state);
+      const l = be.linear(w, f32Weight('b', bias, [n]));
+      expect([l.outFeatures, l.inFeatures, l.format]).toEqual([n, k, 'blockwise8']);
+      // codes + f32 absmax + the 256-entry code table + the f32 bias
+      expect(l.bytes).toBe(n * k + state.absmax.length * 4 + 256 * 4 + n * 4);
+      const dense = be.linear(f32Weight('wd', deq, [n, k]), f32Weight('b', bias, [n]));
+      for (const rows of [1, 2, 5, 9]) {
+        const xs = rand(rows * k, 33 + rows);
+        const got = await be.read(be.linearForward(be.fromHost(xs, rows, k), l));
+        const ref = naiveMatmul(xs, rows, deq, n, k, bias);
+        expectSumBound(got, ref, k);
+        // the f32 dense kernel on the dequantized weights: same products, so within twice the bound
+        const d = await be.read(be.linearForward(be.fromHost(xs, rows, k), dense));
+        for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - d[i]!)).toBeLessThanOrEqual(2 * (k + 2) * 2 ** -22 * ref.mag[i]! + 1e-30);
+      }
+      l.dispose();
+      dense.dispose();
+    }
+  });
+
+  it('GGUF Q8_0 bytes (int8 code, blocks of 32): format q8_0, 1.125 bytes per weight, exact weights', async () => {
+    const [rows, cols] = [24, 96];
+    const w = q8_0ToBlockwise8('blk.0.ffn_up.weight', [rows, cols], q8_0Bytes(rows, cols, 41));
+    expect([w.blocksize, w.absmax.length, Array.from(w.code.subarray(126, 130))]).toEqual([32, (rows * cols) / 32, [126, 127, -128, -127]]);
+    const l = be.linear(w);
+    expect([l.format, l.bytes]).toEqual(['q8_0', rows * cols * 1.125]);
+    // identity activations read back every weight: d * q exactly
+    const eye = new Float32Array(cols * cols);
+    for (let i = 0; i < cols; i++) eye[i * cols + i] = 1;
+    const y = await be.read(be.linearForward(be.fromHost(eye, cols, cols), l));
+    for (let c = 0; c < cols; c++)
+      for (let r = 0; r < rows; r++) {
+        const want = Math.fround(((w.q[r * cols + c]! << 24) >> 24) * w.absmax[Math.floor((r * cols + c) / 32)]!);
+        if (y[c * rows + r] !== want) throw new Error(`W[${r}, ${c}]: got ${y[c * rows + r]}, want ${want}`);
+      }
+    const xs = rand(3 * cols, 42);
+    const deq = dequantizeBlockwise(w.q, { absmax: w.absmax, code: w.code, blocksize: 32 });
+    expectSumBound(await be.read(be.linearForward(be.fromHost(xs, 3, cols), l)), naiveMatmul(xs, 3, deq, rows, cols), cols);
+    // another code with the same layout is the general table path, same results
+    const code = int8Code();
+    code[0] = -0;
+    const g = be.linear({ ...w, code });
+    expect(g.format).toBe('blockwise8');
+    expectSumBound(await be.read(be.linearForward(be.fromHost(xs, 3, cols), g)), naiveMatmul(xs, 3, deq, rows, cols), cols);
+    l.dispose();
+    g.dispose();
+  });
+
+  it('splitRows (GPT-2 c_attn) gives parts whose outputs are the whole layer\'s columns', async () => {
+    const { splitRows } = await import('../dist/models/weights.js');
+    const [rows, cols] = [12, 64];
+    const w = q8_0ToBlockwise8('c_attn', [rows, cols], q8_0Bytes(rows, cols, 51));
+    const xs = rand(2 * cols, 52);
+    const whole = await be.read(be.linearForward(be.fromHost(xs, 2, cols), be.linear(w)));
+    const parts = splitRows(w, 3) as Blockwise8Weight[];
+    for (const [p, part] of parts.entries()) {
+      expect(part.shape).toEqual([4, cols]);
+      const y = await be.read(be.linearForward(be.fromHost(xs, 2, cols), be.linear(part)));
+      for (let i = 0; i < 2; i++) expect(Array.from(y.subarray(i * 4, i * 4 + 4))).toEqual(Array.from(whole.subarray(i * rows + p * 4, i * rows + p * 4 + 4)));
+    }
+    // parts must be whole blocks: 2 rows of 32 in blocks of 64 cannot split into 2
+    const bq = quantizeBlockwise(rand(64, 53), { blocksize: 64 });
+    await expectCode(() => splitRows(blockwise8FromQuantized('c', [2, 32], bq.q, bq.state), 2), 'UNSUPPORTED_DTYPE');
+  });
+
+  it('bad shapes, sizes, codes and biases are LowbitErrors', async () => {
+    const { q, state } = quantizeBlockwise(W, { blocksize: 64 });
+    const w: Blockwise8Weight = blockwise8FromQuantized('w', [n, k], q, state);
+    await expectCode(() => be.linear({ ...w, shape: [n, k + 1] }), 'LENGTH_MISMATCH');
+    await expectCode(() => be.linear({ ...w, absmax: w.absmax.subarray(1) }), 'INCONSISTENT_STATE');
+    await expectCode(() => be.linear({ ...w, code: w.code.subarray(0, 255) }), 'INVALID_ARGUMENT');
+    await expectCode(() => be.linear({ ...w, blocksize: 48 }), 'UNSUPPORTED_BLOCKSIZE');
+    await expectCode(() => be.linear({ ...w, shape: [n * k] as unknown as [number, number] }), 'INVALID_ARGUMENT');
+    await expectCode(() => be.linear(w, f32Weight('b', bias.subarray(0, n - 1), [n - 1])), 'INVALID_ARGUMENT');
+    await expectCode(() => blockwise8FromQuantized('w', [n, k + 1], q, state), 'LENGTH_MISMATCH');
+    await expectCode(() => blockwise8FromQuantized('w', [n, k], q, { ...state, absmax: state.absmax.subarray(1) }), 'INCONSISTENT_STATE');
+    await expectCode(() => blockwise8FromQuantized('w', [n, k], q, { ...state, blocksize: 100 }), 'UNSUPPORTED_BLOCKSIZE');
+    await expectCode(() => blockwise8FromQuantized('w', [n, k], q, { ...state, code: dynamicMap(true).subarray(1) }), 'INVALID_ARGUMENT');
+    await expectCode(() => q8_0ToBlockwise8('w', [4, 48], new Uint8Array(6 * 34)), 'MALFORMED_FILE');
+    await expectCode(() => q8_0ToBlockwise8('w', [4, 64], new Uint8Array(8 * 34 - 1)), 'MALFORMED_FILE');
+    const l = be.linear(w);
+    await expectCode(() => be.linearForward(be.fromHost(rand(2 * (k - 1), 1), 2, k - 1), l), 'INVALID_ARGUMENT');
+    l.dispose();
   });
 });
 

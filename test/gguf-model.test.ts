@@ -6,7 +6,8 @@
  * (llama.* metadata, llama.cpp names, attn_q / attn_k rows permuted), as F32 and as Q8_0:
  * - F32: logits within 1e-4 of transformers' logits-fp32.f32 and the same 32 greedy tokens (only
  *   right if the Q/K rows are un-permuted exactly);
- * - Q8_0: within 1e-4 of transformers' own load of the same GGUF (logits-q8_0.f32);
+ * - Q8_0: the linears stay 8-bit (block-wise, int8 code, blocks of 32, exact) and the logits are
+ *   within 1e-4 of transformers' own load of the same GGUF (logits-q8_0.f32);
  * - F32 + BitsAndBytesConfig nf4: runs, close to the fp32 logits (NF4 is lossy).
  * The real default model (SmolLM2-135M-Instruct Q4_1, scripts/models/fetch-default-model.sh) is
  * checked when it is present: " Paris" after "The capital of France is", top-5 logits close to
@@ -17,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { init, AutoModelForCausalLM, BitsAndBytesConfig, LowbitError } from '../dist/index.js';
+import { init, AutoModelForCausalLM, BitsAndBytesConfig, LowbitError, loadWeights, localSource, GgufFile, dequantizeBlockwise, type LoadedWeight } from '../dist/index.js';
 import { ggufToConfig, ggufToHfName, unpermuteHeadRows } from '../dist/models/gguf-llama.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/gguf-model/', import.meta.url));
@@ -55,11 +56,44 @@ describe('GGUF llama models', () => {
     m.dispose();
   });
 
-  it('Q8_0 GGUF: logits within 1e-4 of transformers loading the same file', async () => {
-    const m = await AutoModelForCausalLM.fromPretrained(`${DIR}llama-q8_0.gguf`);
+  it('Q8_0 GGUF: linears stay block-wise 8-bit (~1.1 bytes/weight), logits within 1e-4 of transformers loading the same file', async () => {
+    // tokenizer: false — this fixture's tokenizer is SentencePiece ('llama'), which lowbit does not build from GGUF metadata.
+    const m = await AutoModelForCausalLM.fromPretrained(`${DIR}llama-q8_0.gguf`, { tokenizer: false });
+    const fp = m.getMemoryFootprint();
+    // one byte per weight + one f32 scale per block of 32 (the int8 code is not stored per layer); f32 would be 4
+    const linears: [string, number, number][] = [['self_attn.q_proj', 64, 64], ['self_attn.k_proj', 32, 64], ['self_attn.v_proj', 32, 64], ['self_attn.o_proj', 64, 64], ['mlp.gate_proj', 128, 64], ['mlp.up_proj', 128, 64], ['mlp.down_proj', 64, 128]];
+    for (const l of [0, 1]) for (const [name, n, k] of linears) expect(fp.byModule[`model.layers.${l}.${name}`]).toBe(n * k * 1.125);
+    expect(fp.byModule['lm_head']).toBe(256 * 64 * 1.125);
+    expect(fp.byModule['model.embed_tokens']).toBe(256 * 64 * 4); // embeddings are dequantized to f32
     const ours = await m.forward(ref.input_ids, 0);
     expect(maxDiff(ours, f32(`${DIR}logits-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
     m.dispose();
+  });
+
+  it('loadWeights on a Q8_0 GGUF: linears as blockwise8 (exact), embeddings dense; keepQ8_0: false or a quantization config dequantize', async () => {
+    const src = await localSource(DIR);
+    const load = async (options: Parameters<typeof loadWeights>[1]) => {
+      const out = new Map<string, LoadedWeight>();
+      for await (const w of loadWeights(src, { file: 'llama-q8_0.gguf', ...options })) out.set(w.name, w);
+      return out;
+    };
+    const kept = await load({});
+    const gg = await GgufFile.open(await src.open('llama-q8_0.gguf'));
+    for (const [name, w] of kept) {
+      const info = gg.tensors.get(name)!;
+      const linear = info.ggmlType === 'Q8_0' && name !== 'token_embd.weight';
+      expect(w.kind).toBe(linear ? 'blockwise8' : 'dense');
+      if (w.kind !== 'blockwise8') continue;
+      expect([w.shape, w.blocksize]).toEqual([info.shape, 32]);
+      // bit for bit the GGUF dequantizer's f32 (ggml: d * q)
+      const deq = dequantizeBlockwise(w.q, { absmax: w.absmax, code: w.code, blocksize: w.blocksize });
+      expect(Buffer.from(deq.buffer).equals(Buffer.from((await gg.dequantize(name, 'float32')).buffer))).toBe(true);
+    }
+    await gg.source.close?.();
+    expect([...(await load({ keepQ8_0: false })).values()].every((w) => w.kind === 'dense')).toBe(true);
+    const nf4 = await load({ quantization: { quantType: 'nf4' } });
+    expect(nf4.get('blk.0.ffn_up.weight')!.kind).toBe('4bit');
+    expect(nf4.get('output.weight')!.kind).toBe('dense');
   });
 
   it('F32 GGUF + BitsAndBytesConfig nf4: Q/K quantized after un-permuting, logits close to fp32', async () => {
@@ -126,6 +160,14 @@ describe('GGUF llama models', () => {
     const data = new Uint8Array(new Float32Array(permuted.flatMap((r) => [r, r + 0.5])).buffer);
     const out = unpermuteHeadRows({ kind: 'dense', name: 'blk.0.attn_q.weight', dtype: 'F32', shape: [8, 2], data }, 2);
     expect(Array.from(new Float32Array(out.data.buffer))).toEqual([0, 1, 2, 3, 4, 5, 6, 7].flatMap((r) => [r, r + 0.5]));
+    // Block-wise 8-bit (Q8_0 kept 8-bit): rows of 64 = 2 blocks of 32 each; codes and scales move together.
+    const q = Uint8Array.from(permuted.flatMap((r) => Array.from({ length: 64 }, (_, c) => r * 16 + (c >> 5))));
+    const absmax = Float32Array.from(permuted.flatMap((r) => [r, r + 0.5]));
+    const code = Float32Array.from({ length: 256 }, (_, i) => (i << 24) >> 24);
+    const b8 = unpermuteHeadRows({ kind: 'blockwise8', name: 'blk.0.attn_q.weight', shape: [8, 64], q, absmax, code, blocksize: 32 }, 2);
+    expect(Array.from(b8.absmax)).toEqual([0, 1, 2, 3, 4, 5, 6, 7].flatMap((r) => [r, r + 0.5]));
+    expect(Array.from(b8.q)).toEqual([0, 1, 2, 3, 4, 5, 6, 7].flatMap((r) => Array.from({ length: 64 }, (_, c) => r * 16 + (c >> 5))));
+    expect(() => unpermuteHeadRows({ kind: 'blockwise8', name: 'blk.0.attn_q.weight', shape: [8, 48], q: new Uint8Array(384), absmax: new Float32Array(12), code, blocksize: 32 }, 2)).toThrow(LowbitError);
   });
 
   it.skipIf(REAL === undefined)(

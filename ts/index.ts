@@ -30,6 +30,7 @@ export { SafetensorsFile, type SafetensorsTensorInfo, type SafetensorsDType } fr
 export { encodeSafetensors, writeSafetensorsFile, type TensorToSave } from './loading/safetensors-writer.js';
 export { findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight, type Bnb4bitWeight, type Bnb8bitWeight, type BnbQuantizationConfigJson } from './loading/bnb-checkpoint.js';
 export { loadWeights, isQuantizableLinear, weightBytes, type TensorMeta, type LoadedWeight, type DenseWeight, type LoadWeightsOptions, type QuantizeOnLoad } from './loading/load-weights.js';
+export { blockwise8FromQuantized, q8_0ToBlockwise8, int8Code, isInt8Code, type Blockwise8Weight } from './loading/blockwise8.js';
 export { saveBnbCheckpoint, bnbQuantizationConfig, checkpointTensors, type BnbConfigOptions } from './loading/save-bnb.js';
 export { GgufFile, dequantizeGguf, GGUF_DEQUANTIZABLE, type GgufTensorInfo, type GgufValue } from './loading/gguf.js';
 

@@ -14,6 +14,7 @@ import { quantize4bit } from '../quant/blockwise4.js';
 import { int8VectorwiseQuant } from '../quant/int8.js';
 import type { QuantType4 } from '../quant/quant-state.js';
 import { fromHalf, toHalf } from '../tensor/dtypes.js';
+import { blockwise8Bytes, q8_0ToBlockwise8, type Blockwise8Weight } from './blockwise8.js';
 import { bnbAuxiliaryTensor, findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight } from './bnb-checkpoint.js';
 import { dequantizeGguf, GgufFile } from './gguf.js';
 import { SafetensorsFile, type SafetensorsDType, type SafetensorsTensorInfo } from './safetensors.js';
@@ -30,7 +31,7 @@ export interface DenseWeight {
   data: Uint8Array;
 }
 
-export type LoadedWeight = DenseWeight | BnbWeight;
+export type LoadedWeight = DenseWeight | BnbWeight | Blockwise8Weight;
 
 export interface QuantizeOnLoad {
   /** 'nf4' | 'fp4' | 'int4' (4-bit block-wise) or 'int8' (LLM.int8 vector-wise). */
@@ -47,6 +48,11 @@ export interface LoadWeightsOptions {
   quantization?: QuantizeOnLoad;
   /** Overrides which tensors are quantized (default: see isQuantizableLinear). */
   shouldQuantize?: (info: TensorMeta) => boolean;
+  /**
+   * GGUF without `quantization`: Q8_0 linear weights stay 8-bit as `{ kind: 'blockwise8' }` (int8
+   * code, blocks of 32, exact) instead of being dequantized to f32. Default true.
+   */
+  keepQ8_0?: boolean;
   /** The weights file, when the source holds several. */
   file?: string;
   onProgress?: ProgressCallback;
@@ -178,6 +184,7 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
 export function weightBytes(w: LoadedWeight): number {
   if (w.kind === 'dense') return w.data.byteLength;
   if (w.kind === 'int8') return w.CB.byteLength + w.SCB.byteLength;
+  if (w.kind === 'blockwise8') return blockwise8Bytes(w);
   const st = w.quantState;
   return w.packed.byteLength + st.absmax.byteLength + st.code.byteLength + (st.state2 ? st.state2.absmax.byteLength + st.state2.code.byteLength : 0);
 }
@@ -186,8 +193,10 @@ const GGUF_PLAIN: Record<string, SafetensorsDType> = { F32: 'F32', F16: 'F16', B
 
 /**
  * GGUF: F32/F16/BF16 tensors come out as they are (or quantized); ggml-quantized tensors are
- * dequantized to f32 first and then quantized as asked (or kept as f32). Tensors keep llama.cpp's
- * names and layout (llama.cpp permutes the rows of Q and K for its rope; model code undoes it).
+ * dequantized to f32 first and then quantized as asked (or kept as f32) — except, without
+ * `quantization`, Q8_0 linear weights, which stay 8-bit (`blockwise8`, bit-exact; `keepQ8_0`).
+ * Tensors keep llama.cpp's names and layout (llama.cpp permutes the rows of Q and K for its
+ * rope; model code undoes it).
  */
 async function* loadGguf(source: ModelSource, file: string, quantization: QuantizeOnLoad | undefined, shouldQuantize: (info: TensorMeta) => boolean, options: LoadWeightsOptions): AsyncGenerator<LoadedWeight> {
   const { signal } = options;
@@ -204,6 +213,13 @@ async function* loadGguf(source: ModelSource, file: string, quantization: Quanti
       next = i + 1 < order.length ? gg.read(order[i + 1]!.name, signal) : undefined;
       next?.catch(() => {});
       const plain = GGUF_PLAIN[t.ggmlType];
+      // A linear weight by name and shape (embeddings are not; lm_head / output is).
+      if (!quantization && (options.keepQ8_0 ?? true) && t.ggmlType === 'Q8_0' && isQuantizableLinear({ name: t.name, dtype: 'F32', shape: t.shape }, [])) {
+        const out = q8_0ToBlockwise8(t.name, t.shape, data, gg.name);
+        tracker.add({ bytes: t.nBytes, tensors: 1, file });
+        yield out;
+        continue;
+      }
       let meta: TensorMeta;
       let bytes: Uint8Array;
       if (plain) {

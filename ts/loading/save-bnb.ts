@@ -38,6 +38,7 @@ export function checkpointTensors(weights: Iterable<LoadedWeight>): TensorToSave
   const out: TensorToSave[] = [];
   for (const w of weights) {
     if (w.kind === 'dense') out.push({ name: w.name, dtype: w.dtype, shape: w.shape, data: w.data });
+    else if (w.kind === 'blockwise8') throw new LowbitError('UNSUPPORTED_QUANT_TYPE', `${w.name}: block-wise 8-bit linear weights (GGUF Q8_0) have no bitsandbytes checkpoint form; load with a quantization config (or keepQ8_0: false)`);
     else if (w.kind === '4bit') {
       if (w.quantState.quantType === 'int4') throw new LowbitError('UNSUPPORTED_QUANT_TYPE', `${w.name}: int4 is lowbit's own format; bitsandbytes checkpoints hold nf4 or fp4`);
       out.push(...bnb4bitTensors(w.name, w.packed, w.quantState));

@@ -10,12 +10,14 @@
  *   transformers' GGUF loader does (modeling_gguf_pytorch_utils.py,
  *   LlamaTensorProcessor._reverse_permute_weights: reshape(n_head, dim, 2, cols).swapaxes(2, 1)).
  *   Quantization mixes rows within a block, so Q and K are loaded dense, un-permuted, and only
- *   then quantized.
+ *   then quantized. Q8_0 weights kept 8-bit (no quantization config) have whole blocks per row
+ *   (ggml requires in % 32 == 0), so their rows move with their scales.
  */
 import type { RopeSpec } from '../backends/backend.js';
 import { CpuBackend, ropeInvFreq } from '../backends/cpu/index.js';
 import { LowbitError } from '../errors.js';
 import { GgufFile, type GgufTensorInfo, type GgufValue } from '../loading/gguf.js';
+import { permuteRowsBlockwise8, type Blockwise8Weight } from '../loading/blockwise8.js';
 import { isQuantizableLinear, loadWeights, type DenseWeight, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { listWeightFiles } from '../loading/sources/sharding.js';
 import type { ModelSource } from '../loading/sources/types.js';
@@ -138,25 +140,31 @@ const PERMUTED = /^blk\.\d+\.attn_[qk]\.weight$/;
 /**
  * Inverts llama.cpp's LlamaModel.permute on the rows of a [rows, cols] weight of `nHead` heads:
  * GGUF row h*D + 2r + i holds transformers' row h*D + i*(D/2) + r (D = rows / nHead, i in {0, 1}).
- * Works on the stored bytes, so any dense dtype.
+ * Works on the stored bytes, so any dense dtype; a block-wise 8-bit weight (GGUF Q8_0 kept 8-bit)
+ * moves its codes and per-row blocks of absmax together.
  */
-export function unpermuteHeadRows(w: DenseWeight, nHead: number): DenseWeight {
+export function unpermuteHeadRows<W extends DenseWeight | Blockwise8Weight>(w: W, nHead: number): W {
   if (w.shape.length !== 2) throw bad(`${w.name}: expected a 2-D weight, got shape [${w.shape.join(', ')}]`);
   const [rows, cols] = w.shape as [number, number];
   if (rows % (2 * nHead) !== 0) throw bad(`${w.name}: ${rows} rows do not split into ${nHead} heads of an even size`);
-  const rowBytes = w.data.length / rows;
-  if (rowBytes !== Math.floor(rowBytes) || rowBytes % cols !== 0) throw bad(`${w.name}: ${w.data.length} bytes do not hold [${rows}, ${cols}]`);
   const d = rows / nHead;
   const half = d / 2;
+  // transformers' row dst = h*D + i*half + r comes from GGUF row h*D + 2r + i.
+  const srcRow = (dst: number) => {
+    const h = Math.floor(dst / d);
+    const i = Math.floor((dst % d) / half);
+    return h * d + 2 * ((dst % d) % half) + i;
+  };
+  if (w.kind === 'blockwise8') {
+    if (w.q.length !== rows * cols) throw bad(`${w.name}: ${w.q.length} codes do not hold [${rows}, ${cols}]`);
+    return permuteRowsBlockwise8(w, srcRow) as W;
+  }
+  const rowBytes = w.data.length / rows;
+  if (rowBytes !== Math.floor(rowBytes) || rowBytes % cols !== 0) throw bad(`${w.name}: ${w.data.length} bytes do not hold [${rows}, ${cols}]`);
   const out = new Uint8Array(w.data.length);
-  for (let h = 0; h < nHead; h++) {
-    for (let i = 0; i < 2; i++) {
-      for (let r = 0; r < half; r++) {
-        const src = h * d + 2 * r + i;
-        const dst = h * d + i * half + r;
-        out.set(w.data.subarray(src * rowBytes, (src + 1) * rowBytes), dst * rowBytes);
-      }
-    }
+  for (let dst = 0; dst < rows; dst++) {
+    const src = srcRow(dst);
+    out.set(w.data.subarray(src * rowBytes, (src + 1) * rowBytes), dst * rowBytes);
   }
   return { ...w, data: out };
 }
@@ -214,10 +222,10 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     }
     const hf = ggufToHfName(w.name)!;
     let out: LoadedWeight = w;
-    if (PERMUTED.test(w.name) && w.kind === 'dense') {
+    if (PERMUTED.test(w.name) && (w.kind === 'dense' || w.kind === 'blockwise8')) {
       const nHead = w.name.includes('.attn_q.') ? config.numHeads : config.numKvHeads;
       const plain = unpermuteHeadRows(w, nHead);
-      out = quantization && quantizable(plain, hf) ? quantizeDense(plain, quantization) : plain;
+      out = quantization && plain.kind === 'dense' && quantizable(plain, hf) ? quantizeDense(plain, quantization) : plain;
     }
     tensors.set(hf, { ...out, name: hf });
   }

@@ -79,6 +79,14 @@ export function splitRows(w: LoadedWeight, parts: number): LoadedWeight[] {
     const n = r / parts;
     return Array.from({ length: parts }, (_, p) => ({ ...w, name: `${w.name}[${p}]`, shape: [n, k] as [number, number], CB: w.CB.slice(p * n * k, (p + 1) * n * k), SCB: w.SCB.slice(p * n, (p + 1) * n) }));
   }
+  if (w.kind === 'blockwise8') {
+    const [r, k] = w.shape;
+    const n = r / parts;
+    const per = n * k;
+    if (per % w.blocksize !== 0) throw new LowbitError('UNSUPPORTED_DTYPE', `${w.name}: cannot split a block-wise 8-bit [${r}, ${k}] weight into ${parts} parts on blocksize-${w.blocksize} boundaries`);
+    const nb = per / w.blocksize;
+    return Array.from({ length: parts }, (_, p) => ({ ...w, name: `${w.name}[${p}]`, shape: [n, k] as [number, number], q: w.q.slice(p * per, (p + 1) * per), absmax: w.absmax.slice(p * nb, (p + 1) * nb) }));
+  }
   const st = w.quantState;
   const [r, k] = st.shape as [number, number];
   const n = r / parts;

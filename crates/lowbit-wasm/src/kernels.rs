@@ -152,6 +152,64 @@ impl Linear4 {
     }
 }
 
+use lowbit_core::kernels::matmul_blockwise8;
+
+/// A block-wise 8-bit linear layer `[n (out), k (in)]`: `W = code[q] * absmax[block]` over the
+/// flattened weight (bitsandbytes `quantize_blockwise`, or GGUF Q8_0 with the int8 code and
+/// blocksize 32). The int8 code is not stored per layer (the kernel's static table is used).
+#[wasm_bindgen]
+pub struct LinearBlockwise8 {
+    q: Vec<u8>,
+    absmax: Vec<f32>,
+    /// None for the int8 code (`matmul_blockwise8::INT8_CODE`).
+    code: Option<Box<[f32; 256]>>,
+    blocksize: usize,
+    n: usize,
+    k: usize,
+    bias: Option<Vec<f32>>,
+}
+
+#[wasm_bindgen]
+impl LinearBlockwise8 {
+    #[wasm_bindgen(constructor)]
+    pub fn new(q: Vec<u8>, absmax: Vec<f32>, code: &[f32], blocksize: u32, n: u32, k: u32, bias: Option<Vec<f32>>) -> JsResult<LinearBlockwise8> {
+        let (blocksize, n, k) = (blocksize as usize, n as usize, k as usize);
+        let w = matmul_blockwise8::Weight8::new(&q, &absmax, code, blocksize, n, k).map_err(js_err)?;
+        let code = if w.is_int8_code() { None } else { Some(Box::new(*w.code())) };
+        check_bias(&bias, n)?;
+        Ok(LinearBlockwise8 { q, absmax, code, blocksize, n, k, bias })
+    }
+
+    /// `x[m, k] · Wᵀ (+ bias)` -> `[m, n]`.
+    pub fn forward(&self, x: &[f32], m: u32) -> JsResult<Vec<f32>> {
+        let code = self.code.as_deref().unwrap_or(&matmul_blockwise8::INT8_CODE);
+        let w = matmul_blockwise8::Weight8::new(&self.q, &self.absmax, code, self.blocksize, self.n, self.k).map_err(js_err)?;
+        let mut out = vec![0f32; checked_mul(m as usize, self.n, "output")?];
+        matmul_blockwise8::matmul_blockwise8(x, m as usize, &w, self.bias.as_deref(), &mut out, Kernel::best()).map_err(js_err)?;
+        Ok(out)
+    }
+
+    pub fn bytes(&self) -> f64 {
+        (self.q.len() + self.absmax.len() * 4 + self.code.as_ref().map_or(0, |c| c.len() * 4) + self.bias.as_ref().map_or(0, |b| b.len() * 4)) as f64
+    }
+
+    /// True when the code is the int8 code (GGUF Q8_0's values).
+    #[wasm_bindgen(getter, js_name = int8Code)]
+    pub fn int8_code(&self) -> bool {
+        self.code.is_none()
+    }
+
+    #[wasm_bindgen(getter, js_name = outFeatures)]
+    pub fn out_features(&self) -> u32 {
+        self.n as u32
+    }
+
+    #[wasm_bindgen(getter, js_name = inFeatures)]
+    pub fn in_features(&self) -> u32 {
+        self.k as u32
+    }
+}
+
 /// An unquantized linear layer `[n, k]` in f32, f16 or bf16.
 #[wasm_bindgen]
 pub struct LinearDense {

@@ -9,7 +9,8 @@
 import { callWasm, LowbitError } from '../../errors.js';
 import type { DenseWeight, LoadedWeight } from '../../loading/load-weights.js';
 import { init, wasm, type WasmSource } from '../../runtime/wasm.js';
-import type { Embedding, KvCache, Linear4, LinearDense, LinearInt8 } from '../../wasm/pkg/lowbit_wasm.js';
+import type { Embedding, KvCache, Linear4, LinearBlockwise8, LinearDense, LinearInt8 } from '../../wasm/pkg/lowbit_wasm.js';
+import { blockwise8Format } from '../../loading/blockwise8.js';
 import type {
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, Llama3RopeScaling, RopeSpec, VectorHandle,
 } from '../backend.js';
@@ -74,8 +75,8 @@ abstract class WasmHandle<T extends { free(): void }> {
   }
 }
 
-export class CpuLinear extends WasmHandle<Linear4 | LinearDense | LinearInt8> implements LinearHandle {
-  constructor(obj: Linear4 | LinearDense | LinearInt8, readonly outFeatures: number, readonly inFeatures: number, readonly format: string) {
+export class CpuLinear extends WasmHandle<Linear4 | LinearDense | LinearInt8 | LinearBlockwise8> implements LinearHandle {
+  constructor(obj: Linear4 | LinearDense | LinearInt8 | LinearBlockwise8, readonly outFeatures: number, readonly inFeatures: number, readonly format: string) {
     super(obj, obj.bytes());
   }
   forward(x: Float32Array, m: number): Float32Array {
@@ -194,6 +195,13 @@ export class CpuBackend implements Backend {
         if (!Number.isFinite(threshold) || threshold < 0) bad(`int8Threshold must be a finite number >= 0, got ${threshold}`);
         const obj = callWasm(() => new w.LinearInt8(weight.CB, weight.SCB, n, k, threshold, b));
         return new CpuLinear(obj, n, k, 'int8');
+      }
+      case 'blockwise8': {
+        // Block-wise 8-bit (GGUF Q8_0 or bitsandbytes quantize_blockwise); the kernel checks the sizes.
+        const [n, k] = shape2(weight.name, weight.shape);
+        checkBias(n);
+        const obj = callWasm(() => new w.LinearBlockwise8(weight.q, weight.absmax, weight.code, weight.blocksize, n, k, b));
+        return new CpuLinear(obj, n, k, blockwise8Format(weight));
       }
       case 'dense': {
         const [n, k] = shape2(weight.name, weight.shape);

@@ -15,6 +15,7 @@
 //! - Bad shapes and lengths are an [`Error`](crate::Error), never a panic.
 
 pub mod matmul4;
+pub mod matmul_blockwise8;
 pub mod matmul_dense;
 pub mod matmul_int8;
 pub mod norm;

@@ -47,18 +47,42 @@ export abstract class CausalLM {
 
   /** Logits [ids.length, vocab] for the next tokens, continuing the cache from `start` (default: where it is). */
   async forward(ids: ArrayLike<number>, start = this.position): Promise<Float32Array> {
+    const u = this.checkIds(ids, start);
+    const b = this.backend;
+    const out = b.tidy(() => this.logits(this.hidden(u, start)));
+    this.position = start + u.length;
+    const r = await b.read(out);
+    b.release(out);
+    return r;
+  }
+
+  private checkIds(ids: ArrayLike<number>, start: number): Uint32Array {
     if (ids.length === 0) throw new LowbitError('INVALID_ARGUMENT', 'forward needs at least one token');
     if (start > this.position) throw new LowbitError('INVALID_ARGUMENT', `start ${start} is past the cached positions (${this.position})`);
     if (start + ids.length > this.maxPositions) throw new LowbitError('INVALID_ARGUMENT', `${start + ids.length} positions exceed this model's cache of ${this.maxPositions} (raise maxPositions)`);
     const u = Uint32Array.from(ids);
     for (const id of u) if (id >= this.config.vocabSize) throw new LowbitError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (${this.config.vocabSize})`);
-    const h = this.hidden(u, start);
-    this.position = start + u.length;
-    const out = this.logits(h);
-    const r = await this.backend.read(out);
-    this.backend.release(out);
-    this.backend.release(h);
-    return r;
+    return u;
+  }
+
+  /**
+   * One generation step from the cache's end: the last position's logits, or with `greedy` only
+   * the argmax id, picked on the backend's device (a GPU step then reads back 4 bytes).
+   */
+  protected async step(ids: ArrayLike<number>, greedy: boolean): Promise<{ id: number } | { logits: Float32Array }> {
+    const u = this.checkIds(ids, this.position);
+    const b = this.backend;
+    const n = u.length;
+    const out = b.tidy(() => {
+      const h = this.hidden(u, this.position);
+      return this.logits(n === 1 ? h : b.rows(h, n - 1, n));
+    });
+    this.position += n;
+    try {
+      return greedy ? { id: (await b.argmax(out))[0]! } : { logits: await b.read(out) };
+    } finally {
+      b.release(out);
+    }
   }
 
   /** Forgets the cached positions. */
@@ -73,18 +97,18 @@ export abstract class CausalLM {
     const random = () => ((rng ^= rng << 13), (rng ^= rng >>> 17), (rng ^= rng << 5), (rng >>> 0) / 2 ** 32);
     this.reset();
     const seen = Array.from(o.inputIds);
-    let logits = await this.forward(seen);
+    // greedy without a penalty needs only the argmax: picked on the device
+    const greedy = !o.doSample && !(o.repetitionPenalty && o.repetitionPenalty !== 1);
     const out: number[] = [];
-    const vocab = this.config.vocabSize;
-    for (let step = 0; step < max; step++) {
+    let next = await this.step(seen, greedy);
+    for (let s = 0; s < max; s++) {
       o.signal?.throwIfAborted();
-      const last = logits.subarray(logits.length - vocab);
-      const id = pick(last, seen, o, random);
+      const id = 'id' in next ? next.id : pick(next.logits, seen, o, random);
       out.push(id);
       seen.push(id);
       o.onToken?.(id);
-      if (eos.has(id) || step === max - 1) break;
-      logits = await this.forward([id]);
+      if (eos.has(id) || s === max - 1) break;
+      next = await this.step([id], greedy);
     }
     return out;
   }
@@ -101,7 +125,18 @@ export abstract class CausalLM {
     return { total, byDevice, byModule };
   }
 
-  abstract dispose(): void;
+  /** A backend this model created for itself (deviceMap 'gpu'): disposed with the model. */
+  ownedBackend: Backend | undefined;
+
+  /** Frees the weights, caches and (if the model made it) the backend. */
+  dispose(): void {
+    this.disposeModules();
+    this.ownedBackend?.dispose();
+    this.ownedBackend = undefined;
+  }
+
+  /** Frees every handle the model made. */
+  protected abstract disposeModules(): void;
 }
 
 function pick(logits: Float32Array, seen: number[], o: GenerateOptions, random: () => number): number {

@@ -19,7 +19,7 @@ struct Params {
   has_bias: u32,
   flat_base: u32,
   block_base: u32,
-  blocksize: u32,
+  block_shift: u32, // log2(blocksize): blocksizes are powers of two (32 … 4096)
   _pad0: u32,
   _pad1: u32,
   _pad2: u32,
@@ -43,7 +43,7 @@ fn weight(nl: u32, kk: u32) -> f32 {
   let word = packed[rel >> 3u];
   // byte (rel >> 1) & 3 of the word; the even element is its high nibble
   let shift = ((rel >> 1u) & 3u) * 8u + select(4u, 0u, (rel & 1u) == 1u);
-  return code_value((word >> shift) & 15u) * absmax[flat / p.blocksize - p.block_base];
+  return code_value((word >> shift) & 15u) * absmax[(flat >> p.block_shift) - p.block_base];
 }
 
 fn gemv_row(nl: u32, lane: u32) -> f32 {
@@ -55,7 +55,7 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
     for (var w = lane; w < words; w = w + GEMV_LANES) {
       let flat = row + w * 8u;
       let word = packed[(flat - p.flat_base) >> 3u];
-      let s = absmax[flat / p.blocksize - p.block_base];
+      let s = absmax[(flat >> p.block_shift) - p.block_base];
       let xb = w * 8u;
       for (var b = 0u; b < 4u; b = b + 1u) {
         let byte = (word >> (8u * b)) & 255u;

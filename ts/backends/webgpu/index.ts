@@ -341,6 +341,7 @@ export class WebGpuBackend implements Backend {
         const absmax = st.absmaxF32();
         if (weight.packed.length !== Math.ceil((n * k) / 2)) throw new LowbitError('LENGTH_MISMATCH', `${weight.name}: packed weight has ${weight.packed.length} bytes but [${n}, ${k}] needs ${Math.ceil((n * k) / 2)}`);
         if (absmax.length !== Math.ceil((n * k) / st.blocksize)) throw new LowbitError('INCONSISTENT_STATE', `${weight.name}: ${absmax.length} absmax for ${Math.ceil((n * k) / st.blocksize)} blocks`);
+        if (!Number.isInteger(Math.log2(st.blocksize))) throw new LowbitError('UNSUPPORTED_BLOCKSIZE', `${weight.name}: blocksize ${st.blocksize} is not a power of two`);
         const { parts, bytes } = fourBitParts(this.ctx, weight.name, weight.packed, absmax, st.blocksize, n, k, b);
         return new GpuLinear(this.ctx, '4bit', parts, n, k, `4bit-${st.quantType}`, bytes, { code: this.code(st.quantType), blocksize: st.blocksize, hasBias: b !== undefined });
       }
@@ -452,7 +453,7 @@ export class WebGpuBackend implements Backend {
     const pipe = this.ctx.pipeline(file, entry, defines);
     for (const part of parts) {
       const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
-      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, fmt.blocksize, 0, 0, 0], fmt.code) : words([...head, 0, 0]);
+      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), 0, 0, 0], fmt.code) : words([...head, 0, 0]);
       const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
       if (m === 1) {

@@ -298,6 +298,88 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     }
   });
 
+  it('4-bit quantization on the GPU gives the CPU quantizer\'s bytes: ties, zero blocks, partial blocks, odd n, chunks', async () => {
+    const cases: [string, Float32Array][] = [];
+    const r = rand(3 * 4096 + 37, 5, 3);
+    r.fill(0, 64, 4096 + 64); // all-zero full blocks at every blocksize up to 4096
+    cases.push(['random + zero blocks + partial block (odd n)', r]);
+    const z = rand(200, 6);
+    z.fill(0, 192); // an all-zero final partial block (absmax stored as 1e-38)
+    cases.push(['zero partial block', z]);
+    // values on and one ulp around every midpoint of every code table, with absmax 1 (ties)
+    for (const qt of ['nf4', 'fp4', 'int4'] as const) {
+      const code = Array.from(quantize4bit(new Float32Array([1]), { quantType: qt }).quantState.code).sort((a, b) => a - b);
+      const v: number[] = [1, -1];
+      for (let i = 0; i < 15; i++) {
+        const m = Math.fround((code[i]! + code[i + 1]!) / 2);
+        if (m === 0) {
+          // FP4's midpoint between -0 and +0: both zeros and the smallest normals (subnormal y
+          // is the documented exception)
+          v.push(-0, 0, 2 ** -126, -(2 ** -126));
+          continue;
+        }
+        const u = new Float32Array([m]);
+        const bits = new Uint32Array(u.buffer);
+        for (const d of [-1, 0, 1]) {
+          const b = new Uint32Array([bits[0]! + d]);
+          v.push(new Float32Array(b.buffer)[0]!);
+        }
+      }
+      cases.push([`${qt} midpoints ±1 ulp`, Float32Array.from(v)]);
+    }
+    // full blocks where x * f32(1/absmax) and x / absmax fall on different sides of a midpoint
+    // (so reciprocal-then-multiply and true division give different codes), then the same
+    // values again in the final partial block, where division is the rule
+    for (const qt of ['nf4', 'fp4'] as const) {
+      const code = Array.from(quantize4bit(new Float32Array([1]), { quantType: qt }).quantState.code).sort((a, b) => a - b);
+      const mids = Array.from({ length: 15 }, (_, i) => Math.fround((code[i]! + code[i + 1]!) / 2));
+      const enc = (y: number) => mids.filter((m) => y > m).length;
+      const split: number[] = [];
+      for (const a of [3, 0.7, 1.9, 5.3, 0.37, 2.2]) {
+        const af = Math.fround(a);
+        const r = Math.fround(1 / af);
+        for (const m of mids) {
+          const c = new Float32Array([m * af]);
+          const bits = new Uint32Array(c.buffer);
+          const b0 = bits[0]!;
+          for (let d = -8; d <= 8; d++) {
+            bits[0] = b0 + d;
+            const x = c[0]!;
+            if (Math.abs(x) <= af && enc(Math.fround(x * r)) !== enc(Math.fround(x / af))) split.push(af, x); // each block holds its absmax
+          }
+        }
+      }
+      expect(split.length, `${qt}: found values that tell reciprocal from division`).toBeGreaterThan(4);
+      // blocks of 32: [a, x, a, x, ...] has absmax = max a of the block; keep one absmax per block
+      const blocks: number[] = [];
+      for (let i = 0; i < split.length; i += 2) blocks.push(split[i]!, ...new Array(30).fill(0), split[i + 1]!);
+      const partial = split.slice(0, 2);
+      cases.push([`${qt} reciprocal vs division`, Float32Array.from([...blocks, ...partial])]);
+    }
+    const half = toHalf(rand(1000, 7), 'bfloat16');
+    for (const b of [gpu, small]) {
+      for (const qt of ['nf4', 'fp4', 'int4'] as const) {
+        for (const bs of [32, 64, 256, 4096]) {
+          for (const [name, x] of cases) {
+            const want = quantize4bit(x, { quantType: qt, blocksize: bs });
+            const got = await b.quantize4bit(x, { quantType: qt, blocksize: bs });
+            const what = `${name}, ${qt}, blocksize ${bs}${b === small ? ' (small bindings)' : ''}`;
+            expect(Buffer.from(got.packed).toString('hex'), what).toBe(Buffer.from(want.packed).toString('hex'));
+            expect(Buffer.from(new Uint8Array((got.quantState.absmax as Float32Array).buffer)).toString('hex'), what).toBe(Buffer.from(new Uint8Array((want.quantState.absmax as Float32Array).buffer)).toString('hex'));
+            expect(got.quantState.toJSONString(), what).toBe(want.quantState.toJSONString());
+          }
+        }
+      }
+      const hw = quantize4bit(half, { quantType: 'nf4', blocksize: 64, shape: [10, 100] });
+      const hg = await b.quantize4bit(half, { quantType: 'nf4', blocksize: 64, shape: [10, 100] });
+      expect(hg.packed).toEqual(hw.packed);
+      expect(hg.quantState.toJSONString()).toBe(hw.quantState.toJSONString());
+    }
+    const bad = rand(100, 1);
+    bad[42] = NaN;
+    await expect(gpu.quantize4bit(bad)).rejects.toMatchObject({ code: 'NON_FINITE', index: 42 });
+  });
+
   it('argmax on the device: first index on ties, same as the CPU', async () => {
     const x = rand(4 * 1000, 91);
     x[17] = 5;

@@ -47,7 +47,7 @@ export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVect
 // --- WebGPU backend (WGSL kernels; Node: optional package `webgpu`) ------------------------------
 export {
   WebGpuBackend, GpuActivation, GpuLinear, GpuEmbedding, GpuKvCache, GpuVector, findGpu, describeAdapter,
-  type WebGpuBackendOptions, type AdapterDescription,
+  type WebGpuBackendOptions, type AdapterDescription, type GpuQuantize4Options,
 } from './backends/webgpu/index.js';
 
 // --- tokenizers: tokenizer.json (@huggingface/tokenizers), GGUF tokenizer metadata, chat templates (@huggingface/jinja)

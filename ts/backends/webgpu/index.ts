@@ -13,9 +13,13 @@ import type {
 import { denseToFloat32 } from '../cpu/dense.js';
 import { GpuContext, type Binding } from './context.js';
 import { requestDevice, type AdapterDescription } from './device.js';
+import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
+import type { FloatInput } from '../../tensor/dtypes.js';
+import type { QuantState } from '../../quant/quant-state.js';
 import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, storageDefine, type DenseStorage, type Part } from './weights.js';
 
 export { findGpu, describeAdapter, type AdapterDescription } from './device.js';
+export type { GpuQuantize4Options } from './quantize.js';
 
 export interface WebGpuBackendOptions {
   /** A navigator.gpu-like object (Node: `create([])` from the `webgpu` package). Default: navigator.gpu, else that package. */
@@ -670,6 +674,14 @@ export class WebGpuBackend implements Backend {
     const out = this.newActivation(to - from, a.cols);
     if (to > from && a.cols > 0) this.ctx.copy(a.buffer, from * a.cols * 4, out.buffer, 0, (to - from) * a.cols * 4);
     return out;
+  }
+
+  /**
+   * Block-wise 4-bit quantization on the GPU: the same packed codes and absmax as quantize4bit()
+   * (see quantize.ts for the subnormal exception); no double quantization.
+   */
+  quantize4bit(input: FloatInput, options: GpuQuantize4Options = {}): Promise<{ packed: Uint8Array; quantState: QuantState }> {
+    return quantize4bitGpu(this.ctx, input, options);
   }
 
   async argmax(x: Activation): Promise<Uint32Array> {

@@ -395,6 +395,23 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     expect(g[3]).toBe(0);
   });
 
+  it('topK on the device: the k largest in stable descending order, same as the CPU', async () => {
+    const x = rand(5000, 92);
+    x[10] = 3;
+    x[20] = 3; // a tie: 10 before 20
+    x[4000] = 3;
+    x[7] = 4;
+    for (const k of [1, 3, 5, 64]) {
+      const g = await gpu.topK(gpu.fromHost(x, 1, 5000), k);
+      const c = await cpu.topK(cpu.fromHost(x, 1, 5000), k);
+      expect(Array.from(g.indices), `k=${k}`).toEqual(Array.from(c.indices));
+      expect(Array.from(g.values), `k=${k}`).toEqual(Array.from(c.values));
+    }
+    const c = await cpu.topK(cpu.fromHost(x, 1, 5000), 4);
+    expect(Array.from(c.indices)).toEqual([7, 10, 20, 4000]);
+    await expect(gpu.topK(gpu.fromHost(x, 1, 5000), 0)).rejects.toThrow(LowbitError);
+  });
+
   it('tidy releases what a step made, except its result; buffers are reused', async () => {
     const x = gpu.fromHost(rand(64, 1), 8, 8);
     let inner: Activation | undefined;
@@ -491,6 +508,31 @@ suite('WebGPU parity with transformers (deviceMap "gpu")', () => {
       });
     }
   }
+
+  it('top-k sampling picks on the device: every token is among the top k of the CPU\'s logits', async () => {
+    const ref = JSON.parse(readFileSync(`${FIXTURES}llama/reference.json`, 'utf8'));
+    const g = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: env.gpu! });
+    const c = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'cpu' });
+    const k = 5;
+    const runs: number[][] = [];
+    for (const seed of [1, 2, 3]) {
+      const tokens = await g.generate({ inputIds: ref.input_ids, maxNewTokens: 16, eosTokenIds: [], doSample: true, topK: k, temperature: 1.5, seed });
+      expect(tokens).toHaveLength(16);
+      // teacher-forced on the CPU: the logits before each sampled token
+      const logits = await c.forward([...ref.input_ids, ...tokens.slice(0, -1)], 0);
+      const vocab = g.config.vocabSize;
+      for (const [t, id] of tokens.entries()) {
+        const row = logits.subarray((ref.input_ids.length - 1 + t) * vocab, (ref.input_ids.length + t) * vocab);
+        const kth = [...row].sort((a, b) => b - a)[k - 1]!;
+        expect(row[id]!, `seed ${seed}, token ${t}`).toBeGreaterThanOrEqual(kth - 1e-4);
+      }
+      runs.push(tokens);
+    }
+    // it samples: different seeds, different sequences
+    expect(new Set(runs.map((r) => r.join(','))).size).toBeGreaterThan(1);
+    g.dispose();
+    c.dispose();
+  });
 
   it('the model owns the backend it made: dispose() destroys the device', async () => {
     const m = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: { '': 'gpu' }, gpu: env.gpu! });

@@ -16,7 +16,7 @@
  *   (a decode step makes hundreds); `release` stays for freeing early inside a step.
  * - `argmax(x)`: the greedy pick per row on the device, so a decode step reads back one token
  *   id (4 bytes) instead of the vocabulary's logits; ties go to the lowest index, as the CPU's
- *   greedy pick does.
+ *   greedy pick does. `topK(x, k)`: likewise k candidates for top-k sampling.
  * - `dispose()`: frees the backend's own resources (the GPU device); handles made with it are
  *   unusable afterwards. Models dispose a backend they created themselves (deviceMap 'gpu').
  */
@@ -87,8 +87,13 @@ export interface Backend {
   release(x: Activation): void;
   /** Runs fn and releases every activation it made except the one it returns. */
   tidy<T extends Activation>(fn: () => T): T;
-  /** Per row of x [rows, cols]: the index of the largest value (the first on ties; NaN never wins). Waits for the device. */
+  /** Per row of x [rows, cols]: the index of the largest value (the first on ties; NaN never wins on the CPU — WGSL may assume there is none). Waits for the device. */
   argmax(x: Activation): Promise<Uint32Array>;
+  /**
+   * The k largest values of a one-row x, in stable descending order (larger first, lower index
+   * first on ties), with their indices: sampling with top-k reads back k candidates, not the row.
+   */
+  topK(x: Activation, k: number): Promise<{ indices: Uint32Array; values: Float32Array }>;
   /** Frees the backend's own resources; its handles and activations become unusable. */
   dispose(): void;
 

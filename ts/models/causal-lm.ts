@@ -66,10 +66,11 @@ export abstract class CausalLM {
   }
 
   /**
-   * One generation step from the cache's end: the last position's logits, or with `greedy` only
-   * the argmax id, picked on the backend's device (a GPU step then reads back 4 bytes).
+   * One generation step from the cache's end. What comes back is what picking the next token
+   * needs, chosen on the backend's device: the argmax id (greedy), the top k candidates (top-k
+   * sampling), or the last position's logits.
    */
-  protected async step(ids: ArrayLike<number>, greedy: boolean): Promise<{ id: number } | { logits: Float32Array }> {
+  protected async step(ids: ArrayLike<number>, want: StepWant): Promise<StepResult> {
     const u = this.checkIds(ids, this.position);
     const b = this.backend;
     const n = u.length;
@@ -79,7 +80,9 @@ export abstract class CausalLM {
     });
     this.position += n;
     try {
-      return greedy ? { id: (await b.argmax(out))[0]! } : { logits: await b.read(out) };
+      if (want === 'argmax') return { id: (await b.argmax(out))[0]! };
+      if (want === 'logits') return { logits: await b.read(out) };
+      return { candidates: await b.topK(out, want.topK) };
     } finally {
       b.release(out);
     }
@@ -97,18 +100,21 @@ export abstract class CausalLM {
     const random = () => ((rng ^= rng << 13), (rng ^= rng >>> 17), (rng ^= rng << 5), (rng >>> 0) / 2 ** 32);
     this.reset();
     const seen = Array.from(o.inputIds);
-    // greedy without a penalty needs only the argmax: picked on the device
-    const greedy = !o.doSample && !(o.repetitionPenalty && o.repetitionPenalty !== 1);
+    // Without a repetition penalty (which needs every logit), the device narrows the choice:
+    // greedy reads back the argmax, top-k sampling its k candidates.
+    const penalty = !!o.repetitionPenalty && o.repetitionPenalty !== 1;
+    const topK = o.topK && o.topK > 0 ? Math.min(o.topK, this.config.vocabSize) : 0;
+    const want: StepWant = penalty ? 'logits' : !o.doSample ? 'argmax' : topK > 0 && topK <= 1024 ? { topK } : 'logits';
     const out: number[] = [];
-    let next = await this.step(seen, greedy);
+    let next = await this.step(seen, want);
     for (let s = 0; s < max; s++) {
       o.signal?.throwIfAborted();
-      const id = 'id' in next ? next.id : pick(next.logits, seen, o, random);
+      const id = 'id' in next ? next.id : 'logits' in next ? pick(next.logits, seen, o, random) : sample(Array.from(next.candidates.values), Array.from(next.candidates.indices), o, random);
       out.push(id);
       seen.push(id);
       o.onToken?.(id);
       if (eos.has(id) || s === max - 1) break;
-      next = await this.step([id], greedy);
+      next = await this.step([id], want);
     }
     return out;
   }
@@ -139,6 +145,9 @@ export abstract class CausalLM {
   protected abstract disposeModules(): void;
 }
 
+type StepWant = 'argmax' | 'logits' | { topK: number };
+type StepResult = { id: number } | { logits: Float32Array } | { candidates: { indices: Uint32Array; values: Float32Array } };
+
 function pick(logits: Float32Array, seen: number[], o: GenerateOptions, random: () => number): number {
   const l = Float32Array.from(logits);
   if (o.repetitionPenalty && o.repetitionPenalty !== 1) {
@@ -149,11 +158,17 @@ function pick(logits: Float32Array, seen: number[], o: GenerateOptions, random: 
     for (let i = 1; i < l.length; i++) if (l[i]! > l[best]!) best = i;
     return best;
   }
-  const t = o.temperature ?? 1;
   let idx = Array.from(l.keys()).sort((a, b) => l[b]! - l[a]!);
   if (o.topK && o.topK > 0) idx = idx.slice(0, o.topK);
-  const max = l[idx[0]!]!;
-  let probs = idx.map((i) => Math.exp((l[i]! - max) / t));
+  return sample(idx.map((i) => l[i]!), idx, o, random);
+}
+
+/** Temperature, top-p and the draw over candidates sorted by descending logit (`values[j]` is `ids[j]`'s). */
+function sample(values: number[], ids: number[], o: GenerateOptions, random: () => number): number {
+  const t = o.temperature ?? 1;
+  const max = values[0]!;
+  let idx = ids;
+  let probs = values.map((v) => Math.exp((v - max) / t));
   let sum = probs.reduce((a, b) => a + b, 0);
   if (o.topP !== undefined && o.topP < 1) {
     let acc = 0;

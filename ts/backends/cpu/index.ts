@@ -282,6 +282,23 @@ export class CpuBackend implements Backend {
     }
   }
 
+  topK(x: Activation, k: number): Promise<{ indices: Uint32Array; values: Float32Array }> {
+    try {
+      const a = act(x, 'topK: x');
+      if (a.rows !== 1 || a.cols === 0) bad(`topK: x must be one row, got [${a.rows}, ${a.cols}]`);
+      if (!Number.isInteger(k) || k < 1 || k > a.cols) bad(`topK: k must be an integer in [1, ${a.cols}], got ${k}`);
+      // a stable descending sort: larger first, lower index first on ties (NaN last)
+      const idx = Array.from(a.data.keys()).sort((i, j) => {
+        const u = a.data[i]!;
+        const v = a.data[j]!;
+        return u > v ? -1 : u < v ? 1 : Number.isNaN(u) === Number.isNaN(v) ? i - j : Number.isNaN(u) ? 1 : -1;
+      }).slice(0, k);
+      return Promise.resolve({ indices: Uint32Array.from(idx), values: Float32Array.from(idx, (i) => a.data[i]!) });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   dispose(): void {
     // Handles own their wasm objects; the module itself stays loaded for other users.
   }

@@ -198,6 +198,8 @@ interface RopeTable {
 }
 
 const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
+/** topK on the device: k passes over the row (sample.wgsl), meant for small k. */
+export const MAX_TOP_K = 1024;
 
 export class WebGpuBackend implements Backend {
   readonly device: DeviceKind = 'webgpu';
@@ -682,6 +684,20 @@ export class WebGpuBackend implements Backend {
    */
   quantize4bit(input: FloatInput, options: GpuQuantize4Options = {}): Promise<{ packed: Uint8Array; quantState: QuantState }> {
     return quantize4bitGpu(this.ctx, input, options);
+  }
+
+  async topK(x: Activation, k: number): Promise<{ indices: Uint32Array; values: Float32Array }> {
+    const a = this.act(x, 'topK: x');
+    if (a.rows !== 1 || a.cols === 0) bad(`topK: x must be one row, got [${a.rows}, ${a.cols}]`);
+    if (!Number.isInteger(k) || k < 1 || k > Math.min(a.cols, MAX_TOP_K)) bad(`topK: k must be an integer in [1, ${Math.min(a.cols, MAX_TOP_K)}], got ${k}`);
+    const out = this.ctx.acquire(2 * k * 4);
+    this.ctx.dispatch(this.ctx.pipeline('sample.wgsl', 'topk'), { 0: this.ctx.uniform(words([k, a.cols, 0, 0])), 1: a.binding('x'), 2: { buffer: out, size: 2 * k * 4 } }, 1);
+    try {
+      const r = await this.ctx.readBuffer(out, 0, 2 * k * 4);
+      return { indices: new Uint32Array(r, 0, k).slice(), values: new Float32Array(r, 4 * k, k).slice() };
+    } finally {
+      this.ctx.release(out);
+    }
   }
 
   async argmax(x: Activation): Promise<Uint32Array> {

@@ -541,8 +541,22 @@ suite('WebGPU parity with transformers (deviceMap "gpu")', () => {
     expect(() => b.fromHost(new Float32Array(1), 1, 1)).toThrow(/disposed/);
   });
 
+});
+
+// These need no adapter: they run everywhere.
+describe('WebGPU backend: errors without an adapter', () => {
+  it('no adapter is a LowbitError WEBGPU_UNAVAILABLE, from the backend and from fromPretrained', async () => {
+    await init();
+    const none = { requestAdapter: async () => null } as unknown as GPU;
+    await expect(WebGpuBackend.create({ gpu: none })).rejects.toMatchObject({ name: 'LowbitError', code: 'WEBGPU_UNAVAILABLE' });
+    const failing = { requestAdapter: async () => { throw new Error('driver exploded'); } } as unknown as GPU;
+    await expect(WebGpuBackend.create({ gpu: failing })).rejects.toMatchObject({ code: 'WEBGPU_UNAVAILABLE', message: expect.stringMatching(/driver exploded/) });
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: none })).rejects.toMatchObject({ code: 'WEBGPU_UNAVAILABLE' });
+  });
+
   it('deviceMap values other than one device are refused (for now)', async () => {
     await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: { 'model.layers.0': 'gpu', lm_head: 'cpu' } })).rejects.toThrow(/not supported yet/);
     await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'tpu' as never })).rejects.toThrow(LowbitError);
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', backend: new CpuBackend() })).rejects.toThrow(/runs on 'cpu'/);
   });
 });

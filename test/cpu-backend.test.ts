@@ -494,4 +494,17 @@ describe('embedding', () => {
   it('CpuActivation validates its shape', () => {
     expect(() => new CpuActivation(new Float32Array(5), 2, 3)).toThrow(LowbitError);
   });
+
+  it('argmax and topK: first index on ties, stable descending order; tidy returns the result', async () => {
+    const x = new Float32Array([1, 5, 5, -2, 5, 0, 7, 7, NaN, 3]);
+    expect(Array.from(await be.argmax(be.fromHost(x, 2, 5)))).toEqual([1, 1]);
+    expect(Array.from(await be.argmax(be.fromHost(new Float32Array([NaN, 1, NaN]), 1, 3)))).toEqual([1]);
+    const t = await be.topK(be.fromHost(x, 1, 10), 5);
+    expect(Array.from(t.indices)).toEqual([6, 7, 1, 2, 4]);
+    expect(Array.from(t.values)).toEqual([7, 7, 5, 5, 5]);
+    await expect(be.topK(be.fromHost(x, 2, 5), 1)).rejects.toThrow(LowbitError);
+    await expect(be.topK(be.fromHost(x, 1, 10), 11)).rejects.toThrow(LowbitError);
+    const a = be.fromHost(x, 1, 10);
+    expect(be.tidy(() => a)).toBe(a);
+  });
 });

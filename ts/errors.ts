@@ -15,6 +15,12 @@ export type LowbitErrorCode =
   | 'INVALID_ARGUMENT'
   | 'NOT_INITIALIZED'
   | 'WASM_LOAD_FAILED'
+  /** No WebGPU here: no navigator.gpu (nor the optional `webgpu` package in Node), or no adapter / device. */
+  | 'WEBGPU_UNAVAILABLE'
+  /** The GPU device was lost (driver reset, out of memory, destroyed); the backend is unusable. */
+  | 'DEVICE_LOST'
+  /** The GPU reported a validation or out-of-memory error for recorded work. */
+  | 'GPU_ERROR'
   | 'INTERNAL';
 
 /**

@@ -43,9 +43,16 @@ export { StopStrings } from './generation/stopping.js';
 export type { SamplingOptions } from './generation/sampling.js';
 export { parseConfig, type DecoderConfig } from './models/config.js';
 export type { Backend, Activation, LinearHandle } from './backends/backend.js';
+export { deviceOf, type Device, type DeviceMap, type BackendOptions } from './models/device-map.js';
 
 // --- CPU backend (wasm SIMD128 kernels) -------------------------------------------------------
 export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVector, ropeInvFreq, denseToFloat32, type CpuBackendOptions } from './backends/cpu/index.js';
+
+// --- WebGPU backend (WGSL kernels; Node: optional package `webgpu`) ------------------------------
+export {
+  WebGpuBackend, GpuActivation, GpuLinear, GpuEmbedding, GpuKvCache, GpuVector, findGpu, describeAdapter,
+  type WebGpuBackendOptions, type AdapterDescription, type GpuQuantize4Options,
+} from './backends/webgpu/index.js';
 
 // --- tokenizers: tokenizer.json (@huggingface/tokenizers), GGUF tokenizer metadata, chat templates (@huggingface/jinja)
 export {

@@ -1,13 +1,24 @@
 /**
- * The one interface every compute backend implements (CPU = wasm SIMD128 now, WebGPU next).
+ * The one interface every compute backend implements (CPU = wasm SIMD128, WebGPU = WGSL).
  * Model code is written once against it.
  *
  * - Weights are uploaded once into handles that live on the backend's device (wasm memory for
  *   the CPU backend, GPU buffers for WebGPU) and stay there.
  * - Activations are 2-D f32 [rows, cols] row-major tensors that know their device. Ops return
- *   new activations without waiting (a GPU backend just records work); only `read` is async,
- *   so a GPU decode step can submit once and read back a few bytes.
+ *   new activations without waiting (a GPU backend just records work); only `read`, `argmax`
+ *   and `topK` are async, so a GPU decode step can submit once and read back a few bytes.
  * - Transfers between devices happen only at module boundaries (`transfer`).
+ *
+ * Added for asynchronous GPU execution (the WebGPU backend); the CPU backend implements each
+ * with the same semantics:
+ * - `tidy(fn)`: activations made inside fn are released when it returns, except the one it
+ *   returns. A GPU activation is a device buffer that garbage collection would free too late
+ *   (a decode step makes hundreds); `release` stays for freeing early inside a step.
+ * - `argmax(x)`: the greedy pick per row on the device, so a decode step reads back one token
+ *   id (4 bytes) instead of the vocabulary's logits; ties go to the lowest index, as the CPU's
+ *   greedy pick does. `topK(x, k)`: likewise k candidates for top-k sampling.
+ * - `dispose()`: frees the backend's own resources (the GPU device); handles made with it are
+ *   unusable afterwards. Models dispose a backend they created themselves (deviceMap 'gpu').
  */
 import type { LoadedWeight, DenseWeight } from '../loading/load-weights.js';
 
@@ -74,6 +85,17 @@ export interface Backend {
   /** Moves an activation to this backend's device (a no-op when it is already there). */
   transfer(x: Activation, from: Backend): Promise<Activation>;
   release(x: Activation): void;
+  /** Runs fn and releases every activation it made except the one it returns. */
+  tidy<T extends Activation>(fn: () => T): T;
+  /** Per row of x [rows, cols]: the index of the largest value (the first on ties; NaN never wins on the CPU — WGSL may assume there is none). Waits for the device. */
+  argmax(x: Activation): Promise<Uint32Array>;
+  /**
+   * The k largest values of a one-row x, in stable descending order (larger first, lower index
+   * first on ties), with their indices: sampling with top-k reads back k candidates, not the row.
+   */
+  topK(x: Activation, k: number): Promise<{ indices: Uint32Array; values: Float32Array }>;
+  /** Frees the backend's own resources; its handles and activations become unusable. */
+  dispose(): void;
 
   // --- ops (shapes are checked; a mismatch throws INVALID_ARGUMENT)
   embed(table: EmbeddingHandle, ids: Uint32Array): Activation;

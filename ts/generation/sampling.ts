@@ -43,11 +43,20 @@ export function pickToken(logits: Float32Array, seen: readonly number[], o: Samp
     for (let i = 1; i < l.length; i++) if (l[i]! > l[best]!) best = i;
     return best;
   }
-  const t = o.temperature ?? 1;
   let idx = Array.from(l.keys()).sort((a, b) => l[b]! - l[a]!);
   if (o.topK && o.topK > 0) idx = idx.slice(0, o.topK);
-  const max = l[idx[0]!]!;
-  let probs = idx.map((i) => Math.exp((l[i]! - max) / t));
+  return sampleCandidates(idx.map((i) => l[i]!), idx, o, random);
+}
+
+/**
+ * Temperature, top-p and the draw over candidates sorted by descending logit (`values[j]` is
+ * `ids[j]`'s): what is left of sampling once top-k ran (on the host or on the device).
+ */
+export function sampleCandidates(values: readonly number[], ids: readonly number[], o: SamplingOptions, random: () => number): number {
+  const t = o.temperature ?? 1;
+  const max = values[0]!;
+  let idx = ids;
+  let probs = values.map((v) => Math.exp((v - max) / t));
   let sum = probs.reduce((a, b) => a + b, 0);
   if (o.topP !== undefined && o.topP < 1) {
     // Keep the smallest prefix whose probability mass reaches topP (at least one token).

@@ -1,13 +1,12 @@
 /** AutoModelForCausalLM.fromPretrained: source -> config -> streamed weights -> model on a backend. */
-import { CpuBackend } from '../backends/cpu/index.js';
 import type { Backend } from '../backends/backend.js';
-import { LowbitError } from '../errors.js';
 import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
 import type { ProgressCallback } from '../loading/sources/progress.js';
 import type { BitsAndBytesConfig } from './bnb-config.js';
 import type { CausalLM } from './causal-lm.js';
 import { parseConfig } from './config.js';
+import { backendFor, deviceOf, type BackendOptions } from './device-map.js';
 import { fromGguf, ggufWeightFile } from './gguf-llama.js';
 import { GPT2_CONV1D, GPT2LMHeadModel } from './gpt2.js';
 import { LlamaForCausalLM } from './llama.js';
@@ -31,46 +30,45 @@ async function tokenizerOf(source: ModelSource, options: FromPretrainedOptions):
   }
 }
 
-export interface FromPretrainedOptions extends ResolveSourceOptions {
+export interface FromPretrainedOptions extends ResolveSourceOptions, BackendOptions {
   quantizationConfig?: BitsAndBytesConfig;
-  /** 'cpu' or { '': 'cpu' } for now; GPU placement comes with the WebGPU backend. */
-  deviceMap?: 'cpu' | Record<string, 'cpu'>;
   /** KV cache length (default: the config's max positions, at most 4096). */
   maxPositions?: number;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
-  backend?: Backend;
   /** Also load the tokenizer found next to the weights into `model.tokenizer` (default true; undefined when there is none or lowbit cannot build it). */
   tokenizer?: boolean;
 }
 
-function checkDeviceMap(d: FromPretrainedOptions['deviceMap']): void {
-  if (d === undefined || d === 'cpu') return;
-  if (typeof d === 'object' && d !== null && Object.values(d).every((v) => v === 'cpu')) return;
-  throw new LowbitError('INVALID_ARGUMENT', `deviceMap ${JSON.stringify(d)} is not supported yet: only 'cpu' (or { "": "cpu" }) until the WebGPU backend lands`);
-}
-
 export const AutoModelForCausalLM = {
+  /**
+   * Loads a model onto `deviceMap`'s device: 'cpu' (default, wasm) or 'gpu' (WebGPU; in Node pass
+   * `gpu` or install the optional `webgpu` package). The backend is made first, so a missing
+   * adapter fails before any weight is read.
+   */
   async fromPretrained(input: SourceInput, options: FromPretrainedOptions = {}): Promise<CausalLM> {
-    checkDeviceMap(options.deviceMap);
-    const source = await resolveSource(input, options);
-    const model = await loadModel(source, options);
+    deviceOf(options.deviceMap);
+    const { backend, owned } = await backendFor(options);
     try {
+      const source = await resolveSource(input, options);
+      // The tokenizer first: it is small, and a broken one fails before any weight is read.
       const t = await tokenizerOf(source, options);
+      const model = await load(source, options, backend);
+      if (owned) model.ownedBackend = backend;
       model.tokenizer = t.tokenizer;
       model.tokenizerUnavailable = t.reason;
+      return model;
     } catch (e) {
-      model.dispose();
+      if (owned) backend.dispose();
       throw e;
     }
-    return model;
   },
 };
 
-async function loadModel(source: ModelSource, options: FromPretrainedOptions): Promise<CausalLM> {
+async function load(source: ModelSource, options: FromPretrainedOptions, backend: Backend): Promise<CausalLM> {
   // A GGUF (named, or the only weights file): config from its metadata, llama.cpp tensor names.
   const gguf = await ggufWeightFile(source);
-  if (gguf !== undefined) return fromGguf(source, gguf, options);
+  if (gguf !== undefined) return fromGguf(source, gguf, options, backend);
   const raw = await source.readJson<Record<string, unknown>>('config.json');
   const config = parseConfig(raw);
   const prequantized = raw.quantization_config !== undefined && (raw.quantization_config as { quant_method?: string }).quant_method === 'bitsandbytes';
@@ -82,7 +80,6 @@ async function loadModel(source: ModelSource, options: FromPretrainedOptions): P
   for await (const w of loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) })) {
     tensors.set(w.name, w);
   }
-  const backend = options.backend ?? new CpuBackend();
   const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
   const weights = new WeightMap(tensors);
   const threshold = options.quantizationConfig?.llmInt8Threshold ?? ((raw.quantization_config as { llm_int8_threshold?: number } | undefined)?.llm_int8_threshold ?? 6);

@@ -2,7 +2,7 @@
 import { LowbitError } from '../errors.js';
 import type { Activation, Backend, KvCacheHandle } from '../backends/backend.js';
 import type { DecoderConfig } from './config.js';
-import { checkSamplingOptions, pickToken, seededRandom, type SamplingOptions } from '../generation/sampling.js';
+import { checkSamplingOptions, pickToken, sampleCandidates, seededRandom, type SamplingOptions } from '../generation/sampling.js';
 import { StopStrings } from '../generation/stopping.js';
 import type { Streamer } from '../generation/streamer.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
@@ -55,18 +55,45 @@ export abstract class CausalLM {
 
   /** Logits [ids.length, vocab] for the next tokens, continuing the cache from `start` (default: where it is). */
   async forward(ids: ArrayLike<number>, start = this.position): Promise<Float32Array> {
+    const u = this.checkIds(ids, start);
+    const b = this.backend;
+    const out = b.tidy(() => this.logits(this.hidden(u, start)));
+    this.position = start + u.length;
+    const r = await b.read(out);
+    b.release(out);
+    return r;
+  }
+
+  private checkIds(ids: ArrayLike<number>, start: number): Uint32Array {
     if (ids.length === 0) throw new LowbitError('INVALID_ARGUMENT', 'forward needs at least one token');
     if (start > this.position) throw new LowbitError('INVALID_ARGUMENT', `start ${start} is past the cached positions (${this.position})`);
     if (start + ids.length > this.maxPositions) throw new LowbitError('INVALID_ARGUMENT', `${start + ids.length} positions exceed this model's cache of ${this.maxPositions} (raise maxPositions)`);
     const u = Uint32Array.from(ids);
     for (const id of u) if (id >= this.config.vocabSize) throw new LowbitError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (${this.config.vocabSize})`);
-    const h = this.hidden(u, start);
-    this.position = start + u.length;
-    const out = this.logits(h);
-    const r = await this.backend.read(out);
-    this.backend.release(out);
-    this.backend.release(h);
-    return r;
+    return u;
+  }
+
+  /**
+   * One generation step from the cache's end. What comes back is what picking the next token
+   * needs, chosen on the backend's device: the argmax id (greedy), the top k candidates (top-k
+   * sampling), or the last position's logits.
+   */
+  protected async step(ids: ArrayLike<number>, want: StepWant): Promise<StepResult> {
+    const u = this.checkIds(ids, this.position);
+    const b = this.backend;
+    const n = u.length;
+    const out = b.tidy(() => {
+      const h = this.hidden(u, this.position);
+      return this.logits(n === 1 ? h : b.rows(h, n - 1, n));
+    });
+    this.position += n;
+    try {
+      if (want === 'argmax') return { id: (await b.argmax(out))[0]! };
+      if (want === 'logits') return { logits: await b.read(out) };
+      return { candidates: await b.topK(out, want.topK) };
+    } finally {
+      b.release(out);
+    }
   }
 
   /** Forgets the cached positions. */
@@ -109,17 +136,21 @@ export abstract class CausalLM {
       return out;
     }
     this.reset();
-    let logits = await this.forward(seen);
-    const vocab = this.config.vocabSize;
-    for (let step = 0; step < max; step++) {
+    // Without a repetition penalty (which needs every logit), the device narrows the choice:
+    // greedy reads back the argmax, top-k sampling its k candidates.
+    const penalty = o.repetitionPenalty !== undefined && o.repetitionPenalty !== 1;
+    const topK = o.topK && o.topK > 0 ? Math.min(o.topK, this.config.vocabSize) : 0;
+    const want: StepWant = penalty ? 'logits' : !o.doSample ? 'argmax' : topK > 0 && topK <= 1024 ? { topK } : 'logits';
+    let next = await this.step(seen, want);
+    for (let s = 0; s < max; s++) {
       o.signal?.throwIfAborted();
-      const id = pickToken(logits.subarray(logits.length - vocab), seen, o, random);
+      const id = 'id' in next ? next.id : 'logits' in next ? pickToken(next.logits, seen, o, random) : sampleCandidates(Array.from(next.candidates.values), Array.from(next.candidates.indices), o, random);
       out.push(id);
       seen.push(id);
       o.onToken?.(id);
       o.streamer?.put([id]);
-      if (eos.has(id) || stop.push(id) || step === max - 1) break;
-      logits = await this.forward([id]);
+      if (eos.has(id) || stop.push(id) || s === max - 1) break;
+      next = await this.step([id], want);
     }
     o.streamer?.end();
     return out;
@@ -137,5 +168,19 @@ export abstract class CausalLM {
     return { total, byDevice, byModule };
   }
 
-  abstract dispose(): void;
+  /** A backend this model created for itself (deviceMap 'gpu'): disposed with the model. */
+  ownedBackend: Backend | undefined;
+
+  /** Frees the weights, caches and (if the model made it) the backend. */
+  dispose(): void {
+    this.disposeModules();
+    this.ownedBackend?.dispose();
+    this.ownedBackend = undefined;
+  }
+
+  /** Frees every handle the model made. */
+  protected abstract disposeModules(): void;
 }
+
+type StepWant = 'argmax' | 'logits' | { topK: number };
+type StepResult = { id: number } | { logits: Float32Array } | { candidates: { indices: Uint32Array; values: Float32Array } };

@@ -14,7 +14,8 @@
  *   (ggml requires in % 32 == 0), so their rows move with their scales.
  */
 import type { RopeSpec } from '../backends/backend.js';
-import { CpuBackend, ropeInvFreq } from '../backends/cpu/index.js';
+import { ropeInvFreq } from '../backends/cpu/index.js';
+import type { Backend } from '../backends/backend.js';
 import { LowbitError } from '../errors.js';
 import { GgufFile, type GgufTensorInfo, type GgufValue } from '../loading/gguf.js';
 import { permuteRowsBlockwise8, type Blockwise8Weight } from '../loading/blockwise8.js';
@@ -183,7 +184,7 @@ export async function ggufWeightFile(source: ModelSource): Promise<string | unde
 }
 
 /** AutoModelForCausalLM.fromPretrained for a GGUF file: metadata -> config, llama.cpp tensors -> LlamaForCausalLM. */
-export async function fromGguf(source: ModelSource, file: string, options: FromPretrainedOptions = {}): Promise<CausalLM> {
+export async function fromGguf(source: ModelSource, file: string, options: FromPretrainedOptions, backend: Backend): Promise<CausalLM> {
   const { signal } = options;
   const gg = await GgufFile.open(await source.open(file), signal === undefined ? {} : { signal });
   let metadata: Metadata;
@@ -229,7 +230,6 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     }
     tensors.set(hf, { ...out, name: hf });
   }
-  const backend = options.backend ?? new CpuBackend();
   const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
   const threshold = options.quantizationConfig?.llmInt8Threshold ?? 6;
   const model = new LlamaForCausalLM(config, backend, new WeightMap(tensors), maxPositions, threshold);

@@ -86,23 +86,42 @@ export class GPT2LMHeadModel extends CausalLM {
     const b = this.backend;
     const c = this.config;
     const positions = Uint32Array.from(ids, (_, i) => start + i);
-    let h = b.add(b.embed(this.wte, ids), b.embed(this.wpe, positions));
+    // Intermediates are released as soon as they are used (see LlamaForCausalLM.hidden).
+    const free = (...xs: Activation[]) => xs.forEach((x) => b.release(x));
+    const te = b.embed(this.wte, ids);
+    const pe = b.embed(this.wpe, positions);
+    let h = b.add(te, pe);
+    free(te, pe);
     for (const [i, B] of this.blocks.entries()) {
       const x = b.layerNorm(h, B.ln1w, B.ln1b, c.normEps);
-      const a = b.attention(b.linearForward(x, B.q), b.linearForward(x, B.k), b.linearForward(x, B.v), this.caches[i]!, start, c.numHeads);
-      h = b.add(h, b.linearForward(a, B.proj));
-      const y = b.layerNorm(h, B.ln2w, B.ln2b, c.normEps);
+      const q = b.linearForward(x, B.q);
+      const k = b.linearForward(x, B.k);
+      const v = b.linearForward(x, B.v);
+      free(x);
+      const a = b.attention(q, k, v, this.caches[i]!, start, c.numHeads);
+      free(q, k, v);
+      const p = b.linearForward(a, B.proj);
+      const h1 = b.add(h, p);
+      free(a, p, h);
+      const y = b.layerNorm(h1, B.ln2w, B.ln2b, c.normEps);
       const f = b.linearForward(y, B.fc);
-      h = b.add(h, b.linearForward(c.activation === 'gelu' ? b.gelu(f) : b.geluTanh(f), B.out));
+      free(y);
+      const g = c.activation === 'gelu' ? b.gelu(f) : b.geluTanh(f);
+      free(f);
+      const o = b.linearForward(g, B.out);
+      h = b.add(h1, o);
+      free(g, o, h1);
     }
-    return b.layerNorm(h, this.lnfW, this.lnfB, c.normEps);
+    const out = b.layerNorm(h, this.lnfW, this.lnfB, c.normEps);
+    free(h);
+    return out;
   }
 
   protected logits(h: Activation): Activation {
     return this.backend.project(h, this.wte);
   }
 
-  dispose(): void {
+  protected disposeModules(): void {
     for (const B of this.blocks) for (const x of Object.values(B)) x.dispose();
     for (const c of this.caches) c.dispose();
     this.wte.dispose();

@@ -68,25 +68,44 @@ export class LlamaForCausalLM extends CausalLM {
     const b = this.backend;
     const c = this.config;
     const positions = Uint32Array.from(ids, (_, i) => start + i);
+    // Intermediates are released as soon as they are used: on a GPU backend each is a device
+    // buffer, reused by the next op (CausalLM also wraps the step in backend.tidy).
+    const free = (...xs: Activation[]) => xs.forEach((x) => b.release(x));
     let h = b.embed(this.embed, ids);
     for (const [i, L] of this.layers.entries()) {
       const x = b.rmsNorm(h, L.inNorm, c.normEps);
-      const q = b.rope(b.linearForward(x, L.q), c.numHeads, positions, this.rope);
-      const k = b.rope(b.linearForward(x, L.k), c.numKvHeads, positions, this.rope);
+      const q0 = b.linearForward(x, L.q);
+      const k0 = b.linearForward(x, L.k);
       const v = b.linearForward(x, L.v);
+      free(x);
+      const q = b.rope(q0, c.numHeads, positions, this.rope);
+      const k = b.rope(k0, c.numKvHeads, positions, this.rope);
+      free(q0, k0);
       const a = b.attention(q, k, v, this.caches[i]!, start, c.numHeads);
-      h = b.add(h, b.linearForward(a, L.o));
-      const y = b.rmsNorm(h, L.postNorm, c.normEps);
-      h = b.add(h, b.linearForward(b.swiglu(b.linearForward(y, L.gate), b.linearForward(y, L.up)), L.down));
+      free(q, k, v);
+      const o = b.linearForward(a, L.o);
+      const h1 = b.add(h, o);
+      free(a, o, h);
+      const y = b.rmsNorm(h1, L.postNorm, c.normEps);
+      const gate = b.linearForward(y, L.gate);
+      const up = b.linearForward(y, L.up);
+      free(y);
+      const g = b.swiglu(gate, up);
+      free(gate, up);
+      const d = b.linearForward(g, L.down);
+      h = b.add(h1, d);
+      free(g, d, h1);
     }
-    return b.rmsNorm(h, this.norm, c.normEps);
+    const out = b.rmsNorm(h, this.norm, c.normEps);
+    free(h);
+    return out;
   }
 
   protected logits(h: Activation): Activation {
     return this.lmHead ? this.backend.linearForward(h, this.lmHead) : this.backend.project(h, this.embed);
   }
 
-  dispose(): void {
+  protected disposeModules(): void {
     for (const L of this.layers) for (const x of Object.values(L)) x.dispose();
     for (const c of this.caches) c.dispose();
     this.embed.dispose();

@@ -261,6 +261,56 @@ export class CpuBackend implements Backend {
     // Host arrays: the garbage collector reclaims them.
   }
 
+  tidy<T extends Activation>(fn: () => T): T {
+    return fn();
+  }
+
+  argmax(x: Activation): Promise<Uint32Array> {
+    try {
+      const a = act(x, 'argmax: x');
+      if (a.rows === 0 || a.cols === 0) bad(`argmax: x is [${a.rows}, ${a.cols}]`);
+      const out = new Uint32Array(a.rows);
+      for (let r = 0; r < a.rows; r++) {
+        const row = a.data.subarray(r * a.cols, (r + 1) * a.cols);
+        // NaN never wins; an all-NaN row gives 0 (as the WGSL kernel does)
+        let best = -1;
+        let bv = -Infinity;
+        for (let i = 0; i < row.length; i++) {
+          const v = row[i]!;
+          if (v > bv || (best < 0 && v === bv)) {
+            best = i;
+            bv = v;
+          }
+        }
+        out[r] = Math.max(best, 0);
+      }
+      return Promise.resolve(out);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  topK(x: Activation, k: number): Promise<{ indices: Uint32Array; values: Float32Array }> {
+    try {
+      const a = act(x, 'topK: x');
+      if (a.rows !== 1 || a.cols === 0) bad(`topK: x must be one row, got [${a.rows}, ${a.cols}]`);
+      if (!Number.isInteger(k) || k < 1 || k > a.cols) bad(`topK: k must be an integer in [1, ${a.cols}], got ${k}`);
+      // a stable descending sort: larger first, lower index first on ties (NaN last)
+      const idx = Array.from(a.data.keys()).sort((i, j) => {
+        const u = a.data[i]!;
+        const v = a.data[j]!;
+        return u > v ? -1 : u < v ? 1 : Number.isNaN(u) === Number.isNaN(v) ? i - j : Number.isNaN(u) ? 1 : -1;
+      }).slice(0, k);
+      return Promise.resolve({ indices: Uint32Array.from(idx), values: Float32Array.from(idx, (i) => a.data[i]!) });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  dispose(): void {
+    // Handles own their wasm objects; the module itself stays loaded for other users.
+  }
+
   // --- ops
 
   embed(table: EmbeddingHandle, ids: Uint32Array): Activation {

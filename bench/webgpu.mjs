@@ -1,0 +1,122 @@
+// `npm run bench -- webgpu`: the WebGPU backend's figures, labelled with the adapter, each next
+// to its reference measured in the same run:
+// - NF4 GEMV effective bandwidth (bytes of packed weights + f32 absmax per second) vs the
+//   adapter's buffer-to-buffer copy bandwidth (bytes copied per second: each byte is read once
+//   and written once) over a buffer of the same size;
+// - NF4 GEMM GFLOP/s for a prefill shape (64 tokens);
+// - decode and prefill tokens/s of the SmolLM2-135M shape with random weights
+//   (scripts/make-random-checkpoint.mjs), greedy, argmax on the device.
+// On a software adapter (lavapipe, SwiftShader) the figures only show that it runs.
+// Node needs the optional `webgpu` package (Dawn); on a machine without a GPU,
+// scripts/setup-webgpu.sh prepares lavapipe and this suite uses it.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+// Before Dawn loads: the lavapipe setup-webgpu.sh prepared, unless a driver is named already.
+const icd = join(here, '../.cache/webgpu/lvp_icd.json');
+if (!process.env.VK_ICD_FILENAMES && existsSync(icd)) process.env.VK_ICD_FILENAMES = icd;
+if (!process.env.XDG_RUNTIME_DIR) {
+  process.env.XDG_RUNTIME_DIR = join(tmpdir(), 'lowbit-xdg-runtime');
+  mkdirSync(process.env.XDG_RUNTIME_DIR, { recursive: true, mode: 0o700 });
+}
+const { init, AutoModelForCausalLM, BitsAndBytesConfig, WebGpuBackend, quantize4bit } = await import('../dist/index.js');
+
+export const describe = 'WebGPU: NF4 GEMV bandwidth vs copy bandwidth, NF4 GEMM GFLOP/s, SmolLM2-135M-shape decode/prefill tokens/s';
+export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)'].join('\n');
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Seconds per call of `record` (records GPU work), `reps` calls per timing, median of `trials`. */
+async function gpuTime(be, record, reps, trials) {
+  record();
+  await be.synchronize(); // warm-up: pipelines, pools
+  const t = [];
+  for (let i = 0; i < trials; i++) {
+    const s = performance.now();
+    for (let r = 0; r < reps; r++) record();
+    await be.synchronize();
+    t.push((performance.now() - s) / 1000 / reps);
+  }
+  return median(t);
+}
+
+export async function run({ json, emit, args }) {
+  const get = (k, d) => (args.includes(k) ? args[args.indexOf(k) + 1] : d);
+  await init();
+  const be = await WebGpuBackend.create();
+  const a = be.adapter;
+  const label = [a.vendor, a.architecture, a.description].filter((s) => s).join(' / ') || 'unknown adapter';
+  const GB = 1e9;
+  const out = (r) => {
+    emit(r);
+    if (!json) console.log(`  ${(r.case + ' ' + r.metric).padEnd(44)} ${String(Number(r.value.toPrecision(4))).padStart(10)} ${r.unit.padEnd(9)}${r.vs != null ? ` vs ${Number(r.vs.toPrecision(4))} → ratio ${r.ratio.toFixed(3)}` : ''}`);
+  };
+  emit({ suite: 'meta', case: 'webgpu', node: process.version, adapter: label, software: a.software, features: a.features, wgsl: a.wgslLanguageFeatures, maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize, packedDot: be.packedDot });
+  if (!json) {
+    console.log(`lowbit bench webgpu — adapter: ${label}${a.software ? ' (SOFTWARE)' : ''}, node ${process.version}`);
+    console.log(`  max storage binding ${a.limits.maxStorageBufferBindingSize / 2 ** 20} MiB, dot4I8Packed ${be.packedDot ? 'yes' : 'no'}, shader-f16 ${a.features.includes('shader-f16') ? 'yes' : 'no'}`);
+    if (a.software) console.log('  This is a software adapter running on the CPU: the figures below only show that the kernels run, not GPU speed.');
+    console.log('');
+  }
+  const ctx = be.ctx;
+  const soft = a.software;
+
+  // GEMV over 8 weights ([N, K] nf4, ~46 MB in all for the default TinyLlama-MLP shape)
+  const [N, K] = get('--gemv', '5632,2048').split(',').map(Number);
+  const layers = [];
+  let bytes = 0;
+  for (let l = 0; l < 8; l++) {
+    const w = new Float32Array(N * K).map((_, i) => Math.sin(i * 0.001 + l) * 0.02);
+    const { packed, quantState } = quantize4bit(w, { quantType: 'nf4', blocksize: 64, shape: [N, K] });
+    layers.push(be.linear({ kind: '4bit', name: `w${l}`, packed, quantState }));
+    bytes += packed.length + quantState.absmaxF32().byteLength;
+  }
+  // copy bandwidth over a buffer as large as the weights of one GEMV pass (bytes copied per second)
+  const copyBytes = Math.min(Math.floor(bytes / 4) * 4, ctx.limits.maxBinding);
+  const src = ctx.createBuffer(copyBytes, 'bench src');
+  const dst = ctx.createBuffer(copyBytes, 'bench dst');
+  const copyT = await gpuTime(be, () => ctx.copy(src, 0, dst, 0, copyBytes), soft ? 4 : 50, 5);
+  const copyBw = copyBytes / copyT / GB;
+  out({ suite: 'webgpu', case: 'copy_buffer_to_buffer', metric: 'bandwidth', value: copyBw, unit: 'GB/s', vs: null, ratio: null });
+  const x = be.fromHost(new Float32Array(K).map((_, i) => Math.sin(i)), 1, K);
+  const gemvT = await gpuTime(be, () => { for (const l of layers) be.release(be.linearForward(x, l)); }, soft ? 2 : 50, 5);
+  const gemvBw = bytes / gemvT / GB;
+  out({ suite: 'webgpu', case: `gemv_nf4_${N}x${K}`, metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: copyBw, ratio: gemvBw / copyBw });
+  const M = 64;
+  const xm = be.fromHost(new Float32Array(M * K).map((_, i) => Math.cos(i)), M, K);
+  const gemmT = await gpuTime(be, () => be.release(be.linearForward(xm, layers[0])), soft ? 1 : 20, 3);
+  out({ suite: 'webgpu', case: `gemm_nf4_${M}x${N}x${K}`, metric: 'throughput', value: (2 * M * N * K) / gemmT / 1e9, unit: 'GFLOP/s', vs: null, ratio: null });
+  for (const l of layers) l.dispose();
+  ctx.destroyLater(src);
+  ctx.destroyLater(dst);
+
+  // SmolLM2-135M shape, random weights: prefill (first token) and decode (greedy, argmax on the device)
+  const QUANT = { nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, int8: { loadIn8bit: true }, f16: undefined };
+  const quants = get('--quants', 'nf4,f16').split(',');
+  const steps = Number(get('--decode', '16'));
+  const shape = 'smollm2-135m';
+  const dir = `${here}../.cache/models/${shape}-shape-f16`;
+  if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
+  for (const q of quants) {
+    if (!Object.hasOwn(QUANT, q)) throw new Error(`unknown format '${q}' (${Object.keys(QUANT).join(', ')})`);
+    const lm = await AutoModelForCausalLM.fromPretrained(dir, { backend: be, ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256 });
+    const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
+    await lm.generate({ inputIds: prompt.slice(0, 8), maxNewTokens: 2, eosTokenIds: [] }); // warm-up (pipelines)
+    const stamps = [];
+    const s = performance.now();
+    await lm.generate({ inputIds: prompt, maxNewTokens: steps + 1, eosTokenIds: [], onToken: () => stamps.push(performance.now()) });
+    const prefill = (stamps[0] - s) / 1000;
+    const decode = (stamps.at(-1) - stamps[0]) / 1000;
+    const fp = lm.getMemoryFootprint().total;
+    lm.dispose();
+    out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'prefill', value: prompt.length / prefill, unit: 'tokens/s', vs: null, ratio: null });
+    out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'decode', value: steps / decode, unit: 'tokens/s', vs: null, ratio: null });
+    out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
+  }
+  be.dispose();
+  if (!json && soft) console.log('\n  (software adapter: these numbers measure a CPU emulating a GPU; rerun on a real GPU for speed figures)');
+}

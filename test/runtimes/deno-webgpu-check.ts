@@ -1,0 +1,64 @@
+// Deno side of the WebGPU parity test (test/webgpu-deno.test.ts): the transformers fixtures of
+// test/parity.test.ts on Deno's own navigator.gpu (wgpu; shaders compiled by naga instead of
+// Dawn's Tint), printing one JSON line with the differences for the Node side to check.
+//   node_modules/.bin/deno run --allow-read --allow-env test/runtimes/deno-webgpu-check.ts
+import * as lowbit from '../../dist/index.js';
+
+const ROOT = new URL('../fixtures/reference-logits/', import.meta.url);
+const MODELS = ['llama', 'llama3-rope', 'qwen2', 'gpt2'];
+const VARIANTS: Record<string, Record<string, unknown> | undefined> = {
+  fp32: undefined,
+  nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' },
+  'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true },
+  fp4: { loadIn4bit: true, bnb4bitQuantType: 'fp4' },
+  'fp4-dq': { loadIn4bit: true, bnb4bitQuantType: 'fp4', bnb4bitUseDoubleQuant: true },
+  int8: { loadIn8bit: true },
+};
+
+async function f32(url: URL): Promise<Float32Array> {
+  const b = await Deno.readFile(url);
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+}
+
+await lowbit.init();
+let adapter: string | undefined;
+try {
+  const b = await lowbit.WebGpuBackend.create();
+  adapter = b.name;
+  b.dispose();
+} catch (e) {
+  console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, skip: (e as Error).message }));
+  Deno.exit(0);
+}
+
+const results: Record<string, unknown>[] = [];
+for (const model of MODELS) {
+  const dir = new URL(`${model}/`, ROOT);
+  const ref = JSON.parse(await Deno.readTextFile(new URL('reference.json', dir)));
+  for (const [variant, q] of Object.entries(VARIANTS)) {
+    const m = await lowbit.AutoModelForCausalLM.fromPretrained(dir.pathname, { deviceMap: 'gpu', ...(q ? { quantizationConfig: new lowbit.BitsAndBytesConfig(q) } : {}) });
+    const ours = await m.forward(ref.input_ids, 0);
+    const theirs = await f32(new URL(`logits-${variant}.f32`, dir));
+    let max = 0;
+    let sum = 0;
+    for (let i = 0; i < ours.length; i++) {
+      const d = Math.abs(ours[i]! - theirs[i]!);
+      max = Math.max(max, d);
+      sum += d;
+    }
+    const r: Record<string, unknown> = { model, variant, length: ours.length, refLength: theirs.length, max, mean: sum / ours.length };
+    if (variant.endsWith('-dq')) {
+      const plain = await f32(new URL(`logits-${variant.slice(0, -3)}.f32`, dir));
+      let dq = 0;
+      for (let i = 0; i < plain.length; i++) dq = Math.max(dq, Math.abs(plain[i]! - theirs[i]!));
+      r.dqEffect = dq;
+    }
+    if (variant === 'fp32') {
+      r.tokens = await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] });
+      r.refTokens = ref.fp32.greedy_tokens;
+    }
+    m.dispose();
+    results.push(r);
+  }
+}
+console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, adapter, results }));

@@ -1,0 +1,562 @@
+/**
+ * WebGPU backend (Dawn in Node, via the optional `webgpu` package; on CPU-only machines Mesa's
+ * lavapipe prepared by scripts/setup-webgpu.sh) against the CPU backend on random inputs, then
+ * the transformers parity fixtures on the GPU.
+ *
+ * Tolerances. Both backends form the same f32 products; they differ in the order of f32 sums
+ * (tree reductions, tiles), in FMA contraction and in WGSL's exp / division / sqrt (a few ulp,
+ * not correctly rounded). For a sum of K products p_k the two orders differ by at most about
+ * K·2^-23·Σ|p_k| (recursive summation bound γ_K·Σ|p_k|, γ_K ≈ K·2^-24, for each of them), so
+ * matmuls check |gpu - cpu| <= (K + 2)·2^-22·(Σ|p_k| + |bias|), as the Rust kernel tests do.
+ * Element-wise ops and norms: relative 2e-6…1e-5 (WGSL exp within 3 + 2|x| ulp, division
+ * 2.5 ulp). Lookups, copies, rows and argmax must be exact; LLM.int8 sums are exact integers,
+ * so only the final float steps may differ (an ulp or two).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, WebGpuBackend, LowbitError, ropeInvFreq, quantize4bit, dequantize4bit,
+  int8VectorwiseQuant, int8VectorwiseDequant, toHalf, fromHalf, type Activation, type Backend, type DenseWeight, type LoadedWeight,
+} from '../dist/index.js';
+import { testGpu } from './helpers/webgpu.js';
+
+const env = await testGpu();
+const suite = env.skip ? describe.skip : describe;
+
+let gpu: WebGpuBackend;
+let small: WebGpuBackend; // storage bindings capped at 1 KiB: every weight is split into parts
+let cpu: CpuBackend;
+
+beforeAll(async () => {
+  if (env.skip) return;
+  await init();
+  cpu = new CpuBackend();
+  gpu = await WebGpuBackend.create({ gpu: env.gpu! });
+  small = await WebGpuBackend.create({ gpu: env.gpu!, maxBindingSize: 1024 });
+});
+
+afterAll(() => {
+  gpu?.dispose();
+  small?.dispose();
+});
+
+function rand(n: number, seed = 1, scale = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const u = () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
+  return new Float32Array(n).map(() => (u() * 2 - 1) * scale);
+}
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function dense(name: string, v: Float32Array, shape: number[], dtype: 'F32' | 'F16' | 'BF16' = 'F32'): { w: DenseWeight; values: Float32Array } {
+  if (dtype === 'F32') return { w: { kind: 'dense', name, dtype, shape, data: bytesOf(v) }, values: v };
+  const h = toHalf(v, dtype === 'F16' ? 'float16' : 'bfloat16');
+  return { w: { kind: 'dense', name, dtype, shape, data: bytesOf(h.data) }, values: fromHalf(h) };
+}
+
+/** Σ|x_k w_k| + |b| per output, in f64. */
+function magnitudes(x: Float32Array, m: number, w: Float32Array, n: number, k: number, bias?: Float32Array): Float64Array {
+  const mag = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let a = 0;
+      for (let t = 0; t < k; t++) a += Math.abs(x[i * k + t]! * w[j * k + t]!);
+      mag[i * n + j] = a + (bias ? Math.abs(bias[j]!) : 0);
+    }
+  return mag;
+}
+
+function expectSumBound(got: Float32Array, want: Float32Array, mag: Float64Array, k: number, what: string): void {
+  expect(got.length, what).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    const bound = (k + 2) * 2 ** -22 * mag[i]! + 1e-30;
+    if (!(Math.abs(got[i]! - want[i]!) <= bound)) throw new Error(`${what}, element ${i}: gpu ${got[i]}, cpu ${want[i]} (bound ${bound})`);
+  }
+}
+
+function expectClose(got: Float32Array, want: Float32Array, rel: number, abs: number, what: string): void {
+  expect(got.length, what).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    if (!(Math.abs(got[i]! - want[i]!) <= abs + rel * Math.abs(want[i]!))) throw new Error(`${what}, element ${i}: gpu ${got[i]}, cpu ${want[i]}`);
+  }
+}
+
+/** Runs `op` on both backends with the same host inputs; returns [gpu, cpu] results. */
+async function both(inputs: { data: Float32Array; rows: number; cols: number }[], op: (b: Backend, xs: Activation[]) => Activation): Promise<[Float32Array, Float32Array]> {
+  const run = async (b: Backend) => {
+    const xs = inputs.map((i) => b.fromHost(i.data, i.rows, i.cols));
+    const y = op(b, xs);
+    const r = await b.read(y);
+    for (const a of [...xs, y]) b.release(a);
+    return r;
+  };
+  return [await run(gpu), await run(cpu)];
+}
+
+suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () => {
+  it('reports the adapter and compiles every kernel', async () => {
+    expect(gpu.device).toBe('webgpu');
+    expect(gpu.name).toMatch(/^webgpu \(/);
+    const defs = ['WEIGHT_F32', 'WEIGHT_F16', 'WEIGHT_BF16'];
+    await gpu.ctx.compileCheck([
+      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []],
+      ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
+      ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
+      ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
+      ...['add', 'swiglu', 'silu_op', 'gelu', 'gelu_tanh'].map((e) => ['elementwise.wgsl', e, []] as [string, string, string[]]),
+      ['sample.wgsl', 'argmax', []],
+    ]);
+  });
+
+  it('fromHost / read / rows / transfer are exact', async () => {
+    const v = rand(7 * 5, 3);
+    const a = gpu.fromHost(v, 7, 5);
+    expect(await gpu.read(a)).toEqual(v);
+    expect(await gpu.read(gpu.rows(a, 2, 5))).toEqual(v.slice(10, 25));
+    const c = await cpu.transfer(a, gpu);
+    expect(c.device).toBe('cpu');
+    expect(await cpu.read(c)).toEqual(v);
+    const back = await gpu.transfer(c, cpu);
+    expect(await gpu.read(back)).toEqual(v);
+    gpu.release(a);
+    await expect(gpu.read(a)).rejects.toThrow(/released/);
+  });
+
+  for (const [dtype, storage] of [['F32', 'f32'], ['F16', 'f16'], ['BF16', 'bf16']] as const) {
+    it(`embedding lookup and tied projection, ${storage} table, whole and split by rows`, async () => {
+      const vocab = 37;
+      const dim = 24;
+      const { w } = dense('emb', rand(vocab * dim, 5, 0.5), [vocab, dim], dtype);
+      const ids = Uint32Array.from([0, 36, 5, 5, 17, 1]);
+      const ce = cpu.embedding(w);
+      const want = await cpu.read(cpu.embed(ce, ids));
+      for (const b of [gpu, small]) {
+        const ge = b.embedding(w);
+        expect(await b.read(b.embed(ge, ids))).toEqual(want);
+        for (const m of [1, 3]) {
+          const x = rand(m * dim, 9 + m);
+          const got = await b.read(b.project(b.fromHost(x, m, dim), ge));
+          const ref = await cpu.read(cpu.project(cpu.fromHost(x, m, dim), ce));
+          const values = fromHalfOrSelf(w);
+          expectSumBound(got, ref, magnitudes(x, m, values, vocab, dim), dim, `project ${storage} m=${m}`);
+        }
+        ge.dispose();
+      }
+      const ge = gpu.embedding(w);
+      expect(() => gpu.embed(ge, Uint32Array.from([1, 37]))).toThrow(LowbitError);
+    });
+  }
+
+  // (n, k, blocksize): k a multiple of 8 (the word-wise GEMV), ragged k (blocks span rows, rows
+  // start mid-byte), k not a multiple of the blocksize
+  const SHAPES4: [number, number, number][] = [[40, 128, 64], [33, 100, 64], [24, 72, 32], [17, 257, 128]];
+  for (const qt of ['nf4', 'fp4', 'int4'] as const) {
+    for (const dq of [false, true]) {
+      it(`4-bit ${qt}${dq ? ' + double quant' : ''} linear: GEMV and GEMM, ragged K, with bias, whole and split`, async () => {
+        for (const [n, k, bs] of SHAPES4) {
+          const wv = rand(n * k, n * 31 + k, 0.2);
+          const { packed, quantState } = quantize4bit(wv, { quantType: qt, blocksize: bs, compressStatistics: dq, shape: [n, k] });
+          const weight: LoadedWeight = { kind: '4bit', name: `w${n}x${k}`, packed, quantState };
+          const deq = dequantize4bit(packed, quantState, { outDtype: 'float32' }) as Float32Array;
+          const bias = rand(n, 77, 0.1);
+          const bw = dense('b', bias, [n]).w;
+          const cl = cpu.linear(weight, bw);
+          for (const b of [gpu, small]) {
+            const gl = b.linear(weight, bw);
+            expect(gl.format).toBe(`4bit-${qt}`);
+            for (const m of [1, 3, 70]) {
+              const x = rand(m * k, m + 11);
+              const got = await b.read(b.linearForward(b.fromHost(x, m, k), gl));
+              const ref = await cpu.read(cpu.linearForward(cpu.fromHost(x, m, k), cl));
+              expectSumBound(got, ref, magnitudes(x, m, deq, n, k, bias), k, `${qt} [${n}, ${k}] bs ${bs} m=${m}${b === small ? ' (split)' : ''}`);
+            }
+            gl.dispose();
+          }
+        }
+      });
+    }
+  }
+
+  for (const dtype of ['F32', 'F16', 'BF16'] as const) {
+    it(`dense ${dtype} linear, odd K, with and without bias, whole and split`, async () => {
+      for (const [n, k] of [[19, 33], [64, 64]] as const) {
+        const { w, values } = dense('w', rand(n * k, k, 0.3), [n, k], dtype);
+        const bias = rand(n, 4);
+        for (const withBias of [false, true]) {
+          const bw = withBias ? dense('b', bias, [n]).w : undefined;
+          const cl = cpu.linear(w, bw);
+          for (const b of [gpu, small]) {
+            const gl = b.linear(w, bw);
+            for (const m of [1, 5]) {
+              const x = rand(m * k, m);
+              const got = await b.read(b.linearForward(b.fromHost(x, m, k), gl));
+              const ref = await cpu.read(cpu.linearForward(cpu.fromHost(x, m, k), cl));
+              expectSumBound(got, ref, magnitudes(x, m, values, n, k, withBias ? bias : undefined), k, `${dtype} [${n}, ${k}] m=${m} bias=${withBias}`);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  for (const threshold of [6, 0]) {
+    it(`LLM.int8 linear, threshold ${threshold}: outlier columns, K not a multiple of 4, whole and split`, async () => {
+      for (const [n, k] of [[21, 50], [32, 96]] as const) {
+        const wv = rand(n * k, k + 1, 0.5);
+        const { CB, SCB } = int8VectorwiseQuant(toHalf(wv, 'float16'), { shape: [n, k] });
+        const weight: LoadedWeight = { kind: 'int8', name: 'w8', CB, SCB, shape: [n, k] };
+        const deq = int8VectorwiseDequant(CB, SCB, k) as Float32Array;
+        const bias = rand(n, 8, 0.2);
+        const bw = dense('b', bias, [n]).w;
+        const cl = cpu.linear(weight, bw, { int8Threshold: threshold });
+        for (const b of [gpu, small]) {
+          const gl = b.linear(weight, bw, { int8Threshold: threshold });
+          for (const m of [1, 4]) {
+            const x = rand(m * k, 100 + m, 2);
+            x[3] = 9.5; // outliers (|x| >= 6) in two columns of row 0, one of them in every row
+            for (let i = 0; i < m; i++) x[i * k + 7] = -7 - i;
+            const got = await b.read(b.linearForward(b.fromHost(x, m, k), gl));
+            const ref = await cpu.read(cpu.linearForward(cpu.fromHost(x, m, k), cl));
+            // exact integer sums; the float tail (a few roundings, FMA contraction) may differ by ulps
+            expectSumBound(got, ref, magnitudes(x, m, deq, n, k, bias), 4, `int8 [${n}, ${k}] m=${m}`);
+          }
+        }
+      }
+    });
+  }
+
+  it('RMSNorm and LayerNorm', async () => {
+    const rows = 5;
+    const cols = 300;
+    const x = rand(rows * cols, 21, 3);
+    const w = rand(cols, 22);
+    const bv = rand(cols, 23);
+    const [g1, c1] = await both([{ data: x, rows, cols }], (b, [a]) => b.rmsNorm(a!, b.vector(w), 1e-5));
+    expectClose(g1, c1, 1e-5, 1e-6, 'rmsNorm');
+    const [g2, c2] = await both([{ data: x, rows, cols }], (b, [a]) => b.layerNorm(a!, b.vector(w), b.vector(bv), 1e-5));
+    expectClose(g2, c2, 1e-5, 1e-5, 'layerNorm');
+    const [g3, c3] = await both([{ data: x, rows, cols }], (b, [a]) => b.layerNorm(a!, b.vector(w), undefined, 1e-5));
+    expectClose(g3, c3, 1e-5, 1e-5, 'layerNorm without bias');
+  });
+
+  it('add, SiLU, SwiGLU, GELU (exact and tanh)', async () => {
+    const rows = 3;
+    const cols = 701;
+    const a = rand(rows * cols, 31, 8);
+    const c = rand(rows * cols, 32, 8);
+    a[0] = 80; // large |x|: tanh / exp must not overflow to NaN
+    a[1] = -80;
+    const ins = [{ data: a, rows, cols }, { data: c, rows, cols }];
+    const [ga, ca] = await both(ins, (b, [x, y]) => b.add(x!, y!));
+    expect(ga).toEqual(ca);
+    for (const [name, op, rel] of [
+      ['silu', (b: Backend, x: Activation) => b.silu(x), 1e-5],
+      ['gelu', (b: Backend, x: Activation) => b.gelu(x), 2e-5],
+      ['geluTanh', (b: Backend, x: Activation) => b.geluTanh(x), 1e-5],
+    ] as const) {
+      const [g, cc] = await both(ins, (b, [x]) => op(b, x!));
+      expectClose(g, cc, rel, 1e-6, name);
+    }
+    const [gs, cs] = await both(ins, (b, [x, y]) => b.swiglu(x!, y!));
+    expectClose(gs, cs, 1e-5, 1e-6, 'swiglu');
+  });
+
+  it('RoPE (default and Llama 3 inverse frequencies, positions up to 5000)', async () => {
+    const headDim = 64;
+    for (const invFreq of [ropeInvFreq(headDim, 10000), ropeInvFreq(headDim, 500000, { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 })]) {
+      const nHeads = 3;
+      const positions = Uint32Array.from([0, 1, 17, 255, 256, 4999]);
+      const rows = positions.length;
+      const x = rand(rows * nHeads * headDim, 41, 2);
+      const [g, c] = await both([{ data: x, rows, cols: nHeads * headDim }], (b, [a]) => b.rope(a!, nHeads, positions, { headDim, invFreq }));
+      // the same cos / sin and the same two products per value: FMA contraction at most
+      expectClose(g, c, 2e-6, 2e-6, 'rope');
+    }
+  });
+
+  it('attention: GQA prefill then decode into the cache, head_dim 16 and 80, a context longer than one chunk', async () => {
+    for (const [nHeads, nKv, hd, chunks] of [[4, 2, 16, [5, 1, 1, 3]], [3, 3, 80, [2, 1]], [2, 1, 8, [600, 1, 7]]] as const) {
+      const maxPos = 640;
+      const caches = [gpu.kvCache(maxPos, nKv, hd), cpu.kvCache(maxPos, nKv, hd)] as const;
+      let start = 0;
+      for (const [ci, n] of chunks.entries()) {
+        const q = rand(n * nHeads * hd, 50 + ci);
+        const k = rand(n * nKv * hd, 60 + ci);
+        const v = rand(n * nKv * hd, 70 + ci);
+        const res: Float32Array[] = [];
+        for (const [bi, b] of ([gpu, cpu] as const).entries()) {
+          const y = b.attention(b.fromHost(q, n, nHeads * hd), b.fromHost(k, n, nKv * hd), b.fromHost(v, n, nKv * hd), caches[bi]!, start, nHeads);
+          res.push(await b.read(y));
+        }
+        expectClose(res[0]!, res[1]!, 1e-5, 2e-6, `attention ${nHeads}/${nKv}x${hd} chunk ${ci} (start ${start}, n ${n})`);
+        start += n;
+      }
+      expect(() => gpu.attention(gpu.fromHost(new Float32Array(nHeads * hd), 1, nHeads * hd), gpu.fromHost(new Float32Array(nKv * hd), 1, nKv * hd), gpu.fromHost(new Float32Array(nKv * hd), 1, nKv * hd), caches[0], maxPos, nHeads)).toThrow(/capacity/);
+    }
+  });
+
+  it('4-bit quantization on the GPU gives the CPU quantizer\'s bytes: ties, zero blocks, partial blocks, odd n, chunks', async () => {
+    const cases: [string, Float32Array][] = [];
+    const r = rand(3 * 4096 + 37, 5, 3);
+    r.fill(0, 64, 4096 + 64); // all-zero full blocks at every blocksize up to 4096
+    cases.push(['random + zero blocks + partial block (odd n)', r]);
+    const z = rand(200, 6);
+    z.fill(0, 192); // an all-zero final partial block (absmax stored as 1e-38)
+    cases.push(['zero partial block', z]);
+    // values on and one ulp around every midpoint of every code table, with absmax 1 (ties)
+    for (const qt of ['nf4', 'fp4', 'int4'] as const) {
+      const code = Array.from(quantize4bit(new Float32Array([1]), { quantType: qt }).quantState.code).sort((a, b) => a - b);
+      const v: number[] = [1, -1];
+      for (let i = 0; i < 15; i++) {
+        const m = Math.fround((code[i]! + code[i + 1]!) / 2);
+        if (m === 0) {
+          // FP4's midpoint between -0 and +0: both zeros and the smallest normals (subnormal y
+          // is the documented exception)
+          v.push(-0, 0, 2 ** -126, -(2 ** -126));
+          continue;
+        }
+        const u = new Float32Array([m]);
+        const bits = new Uint32Array(u.buffer);
+        for (const d of [-1, 0, 1]) {
+          const b = new Uint32Array([bits[0]! + d]);
+          v.push(new Float32Array(b.buffer)[0]!);
+        }
+      }
+      cases.push([`${qt} midpoints ±1 ulp`, Float32Array.from(v)]);
+    }
+    // full blocks where x * f32(1/absmax) and x / absmax fall on different sides of a midpoint
+    // (so reciprocal-then-multiply and true division give different codes), then the same
+    // values again in the final partial block, where division is the rule
+    for (const qt of ['nf4', 'fp4'] as const) {
+      const code = Array.from(quantize4bit(new Float32Array([1]), { quantType: qt }).quantState.code).sort((a, b) => a - b);
+      const mids = Array.from({ length: 15 }, (_, i) => Math.fround((code[i]! + code[i + 1]!) / 2));
+      const enc = (y: number) => mids.filter((m) => y > m).length;
+      const split: number[] = [];
+      for (const a of [3, 0.7, 1.9, 5.3, 0.37, 2.2]) {
+        const af = Math.fround(a);
+        const r = Math.fround(1 / af);
+        for (const m of mids) {
+          const c = new Float32Array([m * af]);
+          const bits = new Uint32Array(c.buffer);
+          const b0 = bits[0]!;
+          for (let d = -8; d <= 8; d++) {
+            bits[0] = b0 + d;
+            const x = c[0]!;
+            if (Math.abs(x) <= af && enc(Math.fround(x * r)) !== enc(Math.fround(x / af))) split.push(af, x); // each block holds its absmax
+          }
+        }
+      }
+      expect(split.length, `${qt}: found values that tell reciprocal from division`).toBeGreaterThan(4);
+      // blocks of 32: [a, x, a, x, ...] has absmax = max a of the block; keep one absmax per block
+      const blocks: number[] = [];
+      for (let i = 0; i < split.length; i += 2) blocks.push(split[i]!, ...new Array(30).fill(0), split[i + 1]!);
+      const partial = split.slice(0, 2);
+      cases.push([`${qt} reciprocal vs division`, Float32Array.from([...blocks, ...partial])]);
+    }
+    const half = toHalf(rand(1000, 7), 'bfloat16');
+    for (const b of [gpu, small]) {
+      for (const qt of ['nf4', 'fp4', 'int4'] as const) {
+        for (const bs of [32, 64, 256, 4096]) {
+          for (const [name, x] of cases) {
+            const want = quantize4bit(x, { quantType: qt, blocksize: bs });
+            const got = await b.quantize4bit(x, { quantType: qt, blocksize: bs });
+            const what = `${name}, ${qt}, blocksize ${bs}${b === small ? ' (small bindings)' : ''}`;
+            expect(Buffer.from(got.packed).toString('hex'), what).toBe(Buffer.from(want.packed).toString('hex'));
+            expect(Buffer.from(new Uint8Array((got.quantState.absmax as Float32Array).buffer)).toString('hex'), what).toBe(Buffer.from(new Uint8Array((want.quantState.absmax as Float32Array).buffer)).toString('hex'));
+            expect(got.quantState.toJSONString(), what).toBe(want.quantState.toJSONString());
+          }
+        }
+      }
+      const hw = quantize4bit(half, { quantType: 'nf4', blocksize: 64, shape: [10, 100] });
+      const hg = await b.quantize4bit(half, { quantType: 'nf4', blocksize: 64, shape: [10, 100] });
+      expect(hg.packed).toEqual(hw.packed);
+      expect(hg.quantState.toJSONString()).toBe(hw.quantState.toJSONString());
+    }
+    const bad = rand(100, 1);
+    bad[42] = NaN;
+    await expect(gpu.quantize4bit(bad)).rejects.toMatchObject({ code: 'NON_FINITE', index: 42 });
+  });
+
+  it('argmax on the device: first index on ties, same as the CPU', async () => {
+    const x = rand(4 * 1000, 91);
+    x[17] = 5;
+    x[400] = 5; // tie in row 0: 17 wins
+    x[1000 + 999] = 7;
+    x[3000] = 9;
+    const a = gpu.fromHost(x, 4, 1000);
+    const g = await gpu.argmax(a);
+    const c = await cpu.argmax(cpu.fromHost(x, 4, 1000));
+    expect(Array.from(g)).toEqual(Array.from(c));
+    expect(g[0]).toBe(17);
+    expect(g[1]).toBe(999);
+    expect(g[3]).toBe(0);
+  });
+
+  it('topK on the device: the k largest in stable descending order, same as the CPU', async () => {
+    const x = rand(5000, 92);
+    x[10] = 3;
+    x[20] = 3; // a tie: 10 before 20
+    x[4000] = 3;
+    x[7] = 4;
+    for (const k of [1, 3, 5, 64]) {
+      const g = await gpu.topK(gpu.fromHost(x, 1, 5000), k);
+      const c = await cpu.topK(cpu.fromHost(x, 1, 5000), k);
+      expect(Array.from(g.indices), `k=${k}`).toEqual(Array.from(c.indices));
+      expect(Array.from(g.values), `k=${k}`).toEqual(Array.from(c.values));
+    }
+    const c = await cpu.topK(cpu.fromHost(x, 1, 5000), 4);
+    expect(Array.from(c.indices)).toEqual([7, 10, 20, 4000]);
+    await expect(gpu.topK(gpu.fromHost(x, 1, 5000), 0)).rejects.toThrow(LowbitError);
+  });
+
+  it('tidy releases what a step made, except its result; buffers are reused', async () => {
+    const x = gpu.fromHost(rand(64, 1), 8, 8);
+    let inner: Activation | undefined;
+    const out = gpu.tidy(() => {
+      inner = gpu.add(x, x);
+      return gpu.add(inner, x);
+    });
+    await expect(gpu.read(inner!)).rejects.toThrow(/released/);
+    const v = await gpu.read(out);
+    expect(v[0]).toBeCloseTo(3 * (await gpu.read(x))[0]!, 6);
+    const before = gpu.ctx.stats.pooledBytes;
+    gpu.release(out);
+    expect(gpu.ctx.stats.pooledBytes).toBeGreaterThan(before);
+  });
+
+  it('rejects bad shapes, foreign activations and released handles with LowbitError', async () => {
+    const a = gpu.fromHost(new Float32Array(6), 2, 3);
+    const b = gpu.fromHost(new Float32Array(4), 2, 2);
+    expect(() => gpu.add(a, b)).toThrow(/differ/);
+    expect(() => gpu.add(a, cpu.fromHost(new Float32Array(6), 2, 3))).toThrow(/transfer it first/);
+    const v = gpu.vector(new Float32Array(3));
+    expect(() => gpu.rmsNorm(b, v, 1e-5)).toThrow(LowbitError);
+    const l = gpu.linear(dense('w', rand(6, 1), [2, 3]).w);
+    expect(() => gpu.linearForward(b, l)).toThrow(/columns/);
+    l.dispose();
+    expect(() => gpu.linearForward(a, l)).toThrow(/disposed/);
+    // one row of 600 f32 does not fit in a 1 KiB binding: rows are the unit of splitting
+    expect(() => small.linear(dense('w', rand(600, 1), [1, 600]).w)).toThrow(/binding limit/);
+  });
+});
+
+function fromHalfOrSelf(w: DenseWeight): Float32Array {
+  if (w.dtype === 'F32') return new Float32Array(w.data.buffer, w.data.byteOffset, w.data.byteLength / 4);
+  const u = new Uint16Array(w.data.slice().buffer);
+  return fromHalf({ dtype: w.dtype === 'F16' ? 'float16' : 'bfloat16', data: u });
+}
+
+// --- parity with transformers on the GPU (the fixtures and tolerances of parity.test.ts) -------
+
+const FIXTURES = fileURLToPath(new URL('./fixtures/reference-logits/', import.meta.url));
+const MODELS = ['llama', 'llama3-rope', 'qwen2', 'gpt2'];
+const VARIANTS: Record<string, ConstructorParameters<typeof BitsAndBytesConfig>[0] | undefined> = {
+  fp32: undefined,
+  nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' },
+  'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true },
+  fp4: { loadIn4bit: true, bnb4bitQuantType: 'fp4' },
+  'fp4-dq': { loadIn4bit: true, bnb4bitQuantType: 'fp4', bnb4bitUseDoubleQuant: true },
+  int8: { loadIn8bit: true },
+};
+
+function logitsOf(model: string, variant: string): Float32Array {
+  const b = readFileSync(`${FIXTURES}${model}/logits-${variant}.f32`);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+suite('WebGPU parity with transformers (deviceMap "gpu")', () => {
+  for (const model of MODELS) {
+    const ref = JSON.parse(readFileSync(`${FIXTURES}${model}/reference.json`, 'utf8'));
+    for (const [variant, q] of Object.entries(VARIANTS)) {
+      it(`${model} ${variant}`, async () => {
+        const m = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${model}`, { deviceMap: 'gpu', gpu: env.gpu!, ...(q ? { quantizationConfig: new BitsAndBytesConfig(q) } : {}) });
+        expect(m.backend.device).toBe('webgpu');
+        const ours = await m.forward(ref.input_ids, 0);
+        const theirs = logitsOf(model, variant);
+        expect(ours.length).toBe(theirs.length);
+        let max = 0;
+        let sum = 0;
+        for (let i = 0; i < ours.length; i++) {
+          const d = Math.abs(ours[i]! - theirs[i]!);
+          max = Math.max(max, d);
+          sum += d;
+        }
+        if (variant.endsWith('-dq')) {
+          const plain = logitsOf(model, variant.slice(0, -3));
+          let dqEffect = 0;
+          for (let i = 0; i < plain.length; i++) dqEffect = Math.max(dqEffect, Math.abs(plain[i]! - theirs[i]!));
+          expect(max).toBeLessThanOrEqual(1e-2);
+          expect(max).toBeLessThanOrEqual(dqEffect / 2);
+        } else if (variant === 'int8') {
+          expect(max).toBeLessThanOrEqual(0.1);
+          expect(sum / ours.length).toBeLessThanOrEqual(1e-2);
+        } else {
+          expect(max).toBeLessThanOrEqual(1e-4);
+        }
+        if (variant === 'fp32') {
+          // 32 greedy tokens (argmax on the device): transformers' and the CPU backend's
+          const tokens = await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] });
+          expect(tokens).toEqual(ref.fp32.greedy_tokens);
+          const c = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${model}`, { deviceMap: 'cpu' });
+          expect(await c.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(tokens);
+          c.dispose();
+        }
+        m.dispose();
+      });
+    }
+  }
+
+  it('top-k sampling picks on the device: every token is among the top k of the CPU\'s logits', async () => {
+    const ref = JSON.parse(readFileSync(`${FIXTURES}llama/reference.json`, 'utf8'));
+    const g = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: env.gpu! });
+    const c = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'cpu' });
+    const k = 5;
+    const runs: number[][] = [];
+    for (const seed of [1, 2, 3]) {
+      const tokens = await g.generate({ inputIds: ref.input_ids, maxNewTokens: 16, eosTokenIds: [], doSample: true, topK: k, temperature: 1.5, seed });
+      expect(tokens).toHaveLength(16);
+      // teacher-forced on the CPU: the logits before each sampled token
+      const logits = await c.forward([...ref.input_ids, ...tokens.slice(0, -1)], 0);
+      const vocab = g.config.vocabSize;
+      for (const [t, id] of tokens.entries()) {
+        const row = logits.subarray((ref.input_ids.length - 1 + t) * vocab, (ref.input_ids.length + t) * vocab);
+        const kth = [...row].sort((a, b) => b - a)[k - 1]!;
+        expect(row[id]!, `seed ${seed}, token ${t}`).toBeGreaterThanOrEqual(kth - 1e-4);
+      }
+      runs.push(tokens);
+    }
+    // it samples: different seeds, different sequences
+    expect(new Set(runs.map((r) => r.join(','))).size).toBeGreaterThan(1);
+    g.dispose();
+    c.dispose();
+  });
+
+  it('the model owns the backend it made: dispose() destroys the device', async () => {
+    const m = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: { '': 'gpu' }, gpu: env.gpu! });
+    const b = m.backend as WebGpuBackend;
+    m.dispose();
+    expect(() => b.fromHost(new Float32Array(1), 1, 1)).toThrow(/disposed/);
+  });
+
+});
+
+// These need no adapter: they run everywhere.
+describe('WebGPU backend: errors without an adapter', () => {
+  it('no adapter is a LowbitError WEBGPU_UNAVAILABLE, from the backend and from fromPretrained', async () => {
+    await init();
+    const none = { requestAdapter: async () => null } as unknown as GPU;
+    await expect(WebGpuBackend.create({ gpu: none })).rejects.toMatchObject({ name: 'LowbitError', code: 'WEBGPU_UNAVAILABLE' });
+    const failing = { requestAdapter: async () => { throw new Error('driver exploded'); } } as unknown as GPU;
+    await expect(WebGpuBackend.create({ gpu: failing })).rejects.toMatchObject({ code: 'WEBGPU_UNAVAILABLE', message: expect.stringMatching(/driver exploded/) });
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: none })).rejects.toMatchObject({ code: 'WEBGPU_UNAVAILABLE' });
+  });
+
+  it('deviceMap values other than one device are refused (for now)', async () => {
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: { 'model.layers.0': 'gpu', lm_head: 'cpu' } })).rejects.toThrow(/not supported yet/);
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'tpu' as never })).rejects.toThrow(LowbitError);
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', backend: new CpuBackend() })).rejects.toThrow(/runs on 'cpu'/);
+  });
+});

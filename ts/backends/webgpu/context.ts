@@ -1,0 +1,342 @@
+/**
+ * The WebGPU plumbing under the backend: buffer pools, the pipeline cache, and recording.
+ *
+ * Recording: every op records its dispatches (and buffer copies) into one command encoder; the
+ * batch is submitted only when something must come back (`read`), when it grows large, or on
+ * `flush()`. Host data an op needs (uniform parameters, token ids, positions, fromHost values)
+ * goes into upload chunks that are written with queue.writeBuffer right before the batch is
+ * submitted. That ordering matters: queue.writeBuffer runs on the queue timeline at once, ahead
+ * of any not-yet-submitted commands, so writing straight into a buffer that recorded commands
+ * still read would corrupt them. Chunks are reused by the next batch: its writes are queued
+ * after this batch's submit, and queue operations run in order.
+ *
+ * Buffers of released activations go back to a pool (size classes, 4 per octave) and may be
+ * handed out again while commands that read them are recorded but not submitted: commands run
+ * in recording order, so the old readers finish before the new writer starts.
+ */
+import { LowbitError } from '../../errors.js';
+import { preprocess } from './preprocess.js';
+import { SHADER_SOURCES } from './shaders.generated.js';
+
+// GPUBufferUsage / GPUMapMode values (WebGPU spec), so no globals are needed (Node's `webgpu`
+// package does not install them unless asked).
+export const USAGE = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 } as const;
+const MAP_READ_MODE = 0x1;
+const STORAGE_USAGE = USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST;
+/** Upload chunk size; larger single uploads get a chunk of their own. */
+const CHUNK_BYTES = 1 << 20;
+/** Submit after this many recorded dispatches even without a read (bounds encoder memory). */
+const MAX_BATCH_DISPATCHES = 4096;
+/** At most this many workgroups in one grid dimension (WebGPU's default limit). */
+export const MAX_GROUPS = 65535;
+
+export interface ContextLimits {
+  /** Largest storage binding in bytes (the adapter's). */
+  maxBinding: number;
+  /** Largest weight part in bytes: maxBinding, or lower when asked (tests force splitting). */
+  weightBinding: number;
+  maxBufferSize: number;
+  uniformAlign: number;
+  storageAlign: number;
+}
+
+export interface Binding {
+  buffer: GPUBuffer;
+  offset?: number;
+  size?: number;
+}
+
+interface Chunk {
+  buffer: GPUBuffer;
+  host: Uint8Array;
+  used: number;
+  dedicated: boolean;
+}
+
+function roundUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+/** Pool size class: at least 256 bytes, rounded up to a quarter octave. */
+function sizeClass(bytes: number): number {
+  if (bytes <= 256) return 256;
+  const step = 2 ** (Math.floor(Math.log2(bytes)) - 2);
+  return roundUp(bytes, step);
+}
+
+export class GpuContext {
+  /** The first uncaptured GPU error, reported at the next flush / read. */
+  private error: string | undefined;
+  /** Why the device was lost, once it was. */
+  lost: string | undefined;
+  private encoder: GPUCommandEncoder | undefined;
+  private pass: GPUComputePassEncoder | undefined;
+  private batchDispatches = 0;
+  private readonly modules = new Map<string, GPUShaderModule>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private readonly readPool = new Map<number, GPUBuffer[]>();
+  private readonly chunks: Chunk[] = [];
+  private readonly freeChunks: Chunk[] = [];
+  private readonly destroyAfterSubmit: GPUBuffer[] = [];
+  private dummyBuffer: GPUBuffer | undefined;
+  /** Dispatches and submits since creation (for tests and the bench). */
+  readonly stats = { dispatches: 0, submits: 0, pooledBytes: 0 };
+  private destroyed = false;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly limits: ContextLimits,
+    /** WGSL defines every module gets (e.g. DOT4). */
+    private readonly globalDefines: readonly string[],
+  ) {
+    device.addEventListener('uncapturederror', (e) => {
+      const err = (e as GPUUncapturedErrorEvent).error;
+      this.error ??= `${err.constructor?.name ?? 'GPUError'}: ${err.message}`;
+    });
+    void device.lost.then((info) => {
+      this.lost = `${info.reason}: ${info.message}`;
+    });
+  }
+
+  /** Throws when the device is lost or reported an error. */
+  check(): void {
+    if (this.destroyed) throw new LowbitError('DEVICE_LOST', 'the WebGPU backend was disposed');
+    if (this.lost !== undefined) throw new LowbitError('DEVICE_LOST', `the WebGPU device was lost (${this.lost})`);
+    if (this.error !== undefined) {
+      const e = this.error;
+      this.error = undefined;
+      throw new LowbitError('GPU_ERROR', `WebGPU reported: ${e}`);
+    }
+  }
+
+  // --- pipelines
+
+  pipeline(file: string, entry: string, defines: readonly string[] = []): GPUComputePipeline {
+    const all = [...new Set([...this.globalDefines, ...defines])].sort();
+    const key = `${file}|${entry}|${all.join(',')}`;
+    let p = this.pipelines.get(key);
+    if (p === undefined) {
+      const mkey = `${file}|${all.join(',')}`;
+      let module = this.modules.get(mkey);
+      if (module === undefined) {
+        const code = preprocess(file, SHADER_SOURCES, new Set(all));
+        module = this.device.createShaderModule({ label: `${file} [${all.join(' ')}]`, code });
+        this.modules.set(mkey, module);
+      }
+      p = this.device.createComputePipeline({ label: `${file}:${entry}`, layout: 'auto', compute: { module, entryPoint: entry } });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** Compiles every listed pipeline and throws GPU_ERROR with the compiler's messages if one fails. */
+  async compileCheck(list: readonly [string, string, readonly string[]][]): Promise<void> {
+    this.device.pushErrorScope('validation');
+    for (const [f, e, d] of list) this.pipeline(f, e, d);
+    const err = await this.device.popErrorScope();
+    if (err) throw new LowbitError('GPU_ERROR', `WGSL pipeline creation failed: ${err.message}`);
+  }
+
+  // --- buffers
+
+  /** A device buffer of its own (weights, caches); zero-filled by WebGPU. */
+  createBuffer(bytes: number, label: string, usage: number = STORAGE_USAGE): GPUBuffer {
+    const size = roundUp(Math.max(bytes, 4), 4);
+    if (size > this.limits.maxBufferSize) throw new LowbitError('INVALID_ARGUMENT', `${label}: ${size} bytes exceed the adapter's maxBufferSize (${this.limits.maxBufferSize})`);
+    return this.device.createBuffer({ label, size, usage });
+  }
+
+  /** A new buffer holding `data` (written now: nothing recorded can reference a new buffer). */
+  upload(data: ArrayBufferView, label: string): GPUBuffer {
+    this.check();
+    const buf = this.createBuffer(data.byteLength, label);
+    writeAligned(this.device, buf, data);
+    return buf;
+  }
+
+  /** A 16-byte buffer bound where a shader declares a binding the op does not use. */
+  get dummy(): GPUBuffer {
+    this.dummyBuffer ??= this.createBuffer(16, 'dummy');
+    return this.dummyBuffer;
+  }
+
+  /** A pooled storage buffer of at least `bytes`. */
+  acquire(bytes: number): GPUBuffer {
+    this.check();
+    if (bytes > this.limits.maxBinding) {
+      throw new LowbitError('INVALID_ARGUMENT', `an activation of ${bytes} bytes exceeds this adapter's storage binding limit (${this.limits.maxBinding} bytes); use fewer tokens per call`);
+    }
+    const cls = sizeClass(bytes);
+    const free = this.pool.get(cls);
+    const b = free?.pop();
+    if (b !== undefined) {
+      this.stats.pooledBytes -= cls;
+      return b;
+    }
+    return this.device.createBuffer({ label: 'activation', size: cls, usage: STORAGE_USAGE });
+  }
+
+  /** Returns a buffer from acquire() to the pool (see the file comment on why this is safe). */
+  release(buf: GPUBuffer): void {
+    const cls = buf.size;
+    let free = this.pool.get(cls);
+    if (free === undefined) this.pool.set(cls, (free = []));
+    free.push(buf);
+    this.stats.pooledBytes += cls;
+  }
+
+  /** Destroys a buffer once recorded work no longer needs it (after the next submit). */
+  destroyLater(buf: GPUBuffer): void {
+    if (this.encoder === undefined) buf.destroy();
+    else this.destroyAfterSubmit.push(buf);
+  }
+
+  // --- host data for the current batch
+
+  private chunkFor(bytes: number, align: number): { chunk: Chunk; offset: number } {
+    const cur = this.chunks.at(-1);
+    if (cur !== undefined && !cur.dedicated) {
+      const offset = roundUp(cur.used, align);
+      if (offset + bytes <= cur.host.byteLength) return { chunk: cur, offset };
+    }
+    let chunk: Chunk;
+    if (bytes > CHUNK_BYTES) {
+      const size = roundUp(bytes, 4);
+      chunk = { buffer: this.createBuffer(size, 'upload', USAGE.UNIFORM | STORAGE_USAGE), host: new Uint8Array(size), used: 0, dedicated: true };
+    } else {
+      chunk = this.freeChunks.pop() ?? { buffer: this.createBuffer(CHUNK_BYTES, 'upload', USAGE.UNIFORM | STORAGE_USAGE), host: new Uint8Array(CHUNK_BYTES), used: 0, dedicated: false };
+    }
+    this.chunks.push(chunk);
+    return { chunk, offset: 0 };
+  }
+
+  /** Host bytes for this batch, bindable as uniform or storage; written at submit. */
+  stage(data: ArrayBufferView, uniform: boolean): Required<Binding> {
+    const bytes = data.byteLength;
+    const size = roundUp(Math.max(bytes, 4), 4);
+    const { chunk, offset } = this.chunkFor(size, uniform ? this.limits.uniformAlign : this.limits.storageAlign);
+    chunk.host.set(new Uint8Array(data.buffer, data.byteOffset, bytes), offset);
+    chunk.host.fill(0, offset + bytes, offset + size);
+    chunk.used = offset + size;
+    this.ensureEncoder();
+    return { buffer: chunk.buffer, offset, size };
+  }
+
+  /** A uniform block from 32-bit words (u32 unless given as f32 in a Float32Array view of the same buffer). */
+  uniform(words: ArrayBuffer): Required<Binding> {
+    return this.stage(new Uint8Array(words), true);
+  }
+
+  // --- recording
+
+  private ensureEncoder(): GPUCommandEncoder {
+    this.check();
+    this.encoder ??= this.device.createCommandEncoder({ label: 'lowbit batch' });
+    return this.encoder;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = undefined;
+  }
+
+  /** Records one dispatch; `bindings` maps binding numbers (group 0) to buffers. */
+  dispatch(pipeline: GPUComputePipeline, bindings: Record<number, Binding | GPUBuffer>, x: number, y = 1, z = 1): void {
+    const enc = this.ensureEncoder();
+    const entries: GPUBindGroupEntry[] = Object.entries(bindings).map(([k, b]) => ({
+      binding: Number(k),
+      resource: 'buffer' in b ? b : { buffer: b },
+    }));
+    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    this.pass ??= enc.beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, group);
+    this.pass.dispatchWorkgroups(x, y, z);
+    this.stats.dispatches++;
+    if (++this.batchDispatches >= MAX_BATCH_DISPATCHES) this.flush();
+  }
+
+  /** Workgroup grid for `groups` workgroups along one logical axis (x, then y). */
+  grid(groups: number): [number, number] {
+    if (groups <= MAX_GROUPS) return [Math.max(groups, 1), 1];
+    const y = Math.ceil(groups / MAX_GROUPS);
+    if (y > MAX_GROUPS) throw new LowbitError('INVALID_ARGUMENT', `${groups} workgroups exceed the dispatch limit`);
+    return [Math.ceil(groups / y), y];
+  }
+
+  /** Records a buffer-to-buffer copy (sizes and offsets multiples of 4). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    const enc = this.ensureEncoder();
+    this.endPass();
+    enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+
+  /** Submits the recorded batch (uploads first). */
+  flush(): void {
+    this.check();
+    const enc = this.encoder;
+    if (enc === undefined) return;
+    this.endPass();
+    for (const c of this.chunks) if (c.used > 0) this.device.queue.writeBuffer(c.buffer, 0, c.host.buffer, c.host.byteOffset, roundUp(c.used, 4));
+    this.device.queue.submit([enc.finish()]);
+    this.stats.submits++;
+    this.encoder = undefined;
+    this.batchDispatches = 0;
+    for (const c of this.chunks.splice(0)) {
+      c.used = 0;
+      if (c.dedicated) c.buffer.destroy();
+      else this.freeChunks.push(c);
+    }
+    for (const b of this.destroyAfterSubmit.splice(0)) b.destroy();
+  }
+
+  /** Copies `size` bytes of `src` back to the host (submits the batch). */
+  async readBuffer(src: GPUBuffer, offset: number, size: number): Promise<ArrayBuffer> {
+    const cls = sizeClass(size);
+    const staging = this.readPool.get(cls)?.pop() ?? this.device.createBuffer({ label: 'readback', size: cls, usage: USAGE.MAP_READ | USAGE.COPY_DST });
+    this.copy(src, offset, staging, 0, roundUp(size, 4));
+    this.flush();
+    try {
+      await staging.mapAsync(MAP_READ_MODE, 0, roundUp(size, 4));
+    } catch (e) {
+      this.check();
+      throw new LowbitError('GPU_ERROR', `reading back from the GPU failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+    const out = staging.getMappedRange(0, roundUp(size, 4)).slice(0, size);
+    staging.unmap();
+    let free = this.readPool.get(cls);
+    if (free === undefined) this.readPool.set(cls, (free = []));
+    free.push(staging);
+    this.check();
+    return out;
+  }
+
+  /** Waits until the GPU has finished everything submitted so far. */
+  async idle(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.check();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.encoder = undefined;
+    this.pass = undefined;
+    this.device.destroy();
+  }
+}
+
+/** queue.writeBuffer of any byte length (the API wants multiples of 4: pad a copy). */
+export function writeAligned(device: GPUDevice, buf: GPUBuffer, data: ArrayBufferView, offset = 0): void {
+  const bytes = data.byteLength;
+  if (bytes === 0) return;
+  if (bytes % 4 === 0 && data.byteOffset % 4 === 0) {
+    device.queue.writeBuffer(buf, offset, data.buffer, data.byteOffset, bytes);
+    return;
+  }
+  const padded = new Uint8Array(roundUp(bytes, 4));
+  padded.set(new Uint8Array(data.buffer, data.byteOffset, bytes));
+  device.queue.writeBuffer(buf, offset, padded.buffer, 0, padded.byteLength);
+}

@@ -1,0 +1,715 @@
+/**
+ * The WebGPU backend: the Backend interface on WGSL kernels (shaders/*.wgsl), f32 activations,
+ * weights as loaded (bitsandbytes 4-bit, LLM.int8, f32 / f16 / bf16). Ops record into one command
+ * encoder (context.ts) and nothing waits until `read` / `argmax`: a decode step is one submit.
+ */
+import { LowbitError } from '../../errors.js';
+import type { DenseWeight, LoadedWeight } from '../../loading/load-weights.js';
+import { quantMap } from '../../quant/codes.js';
+import { init, type WasmSource } from '../../runtime/wasm.js';
+import type {
+  Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
+} from '../backend.js';
+import { denseToFloat32 } from '../cpu/dense.js';
+import { GpuContext, type Binding } from './context.js';
+import { requestDevice, type AdapterDescription } from './device.js';
+import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
+import type { FloatInput } from '../../tensor/dtypes.js';
+import type { QuantState } from '../../quant/quant-state.js';
+import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, storageDefine, type DenseStorage, type Part } from './weights.js';
+
+export { findGpu, describeAdapter, type AdapterDescription } from './device.js';
+export type { GpuQuantize4Options } from './quantize.js';
+
+export interface WebGpuBackendOptions {
+  /** A navigator.gpu-like object (Node: `create([])` from the `webgpu` package). Default: navigator.gpu, else that package. */
+  gpu?: GPU;
+  powerPreference?: GPUPowerPreference;
+  /** Flags for the `webgpu` package's create() when it is loaded here. */
+  dawnFlags?: string[];
+  /**
+   * Splits weights into parts of at most this many bytes (default and upper bound: the adapter's
+   * maxStorageBufferBindingSize). Tests use a small value to exercise the split path.
+   */
+  maxBindingSize?: number;
+  /** Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default true). */
+  packedDot?: boolean;
+  /** Where init() loads the wasm module from (the models use it for RoPE tables and quantization). */
+  wasm?: WasmSource;
+}
+
+function bad(message: string): never {
+  throw new LowbitError('INVALID_ARGUMENT', message);
+}
+
+function isCount(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+}
+
+function checkPositive(what: string, n: number): void {
+  if (!isCount(n) || n === 0) bad(`${what} must be a positive integer, got ${n}`);
+}
+
+function shape2(name: string, shape: readonly number[]): [number, number] {
+  if (shape.length !== 2 || !shape.every((d) => isCount(d) && d > 0)) bad(`${name}: a linear weight must be 2-D [out, in] with positive sizes, got [${shape.join(', ')}]`);
+  return [shape[0]!, shape[1]!];
+}
+
+/** A uniform block: u32 words, with f32 where given as { f: value }. */
+function words(values: readonly (number | { f: number })[], extraF32?: Float32Array): ArrayBuffer {
+  const n = Math.ceil((values.length + (extraF32?.length ?? 0)) / 4) * 4;
+  const buf = new ArrayBuffer(n * 4);
+  const u = new Uint32Array(buf);
+  const f = new Float32Array(buf);
+  values.forEach((v, i) => {
+    if (typeof v === 'number') u[i] = v;
+    else f[i] = v.f;
+  });
+  if (extraF32) f.set(extraF32, values.length);
+  return buf;
+}
+
+/** An f32 [rows, cols] activation in a pooled GPU buffer. */
+export class GpuActivation implements Activation {
+  readonly device = 'webgpu' as const;
+  private buf: GPUBuffer | undefined;
+  constructor(
+    readonly owner: WebGpuBackend,
+    buffer: GPUBuffer,
+    readonly rows: number,
+    readonly cols: number,
+  ) {
+    this.buf = buffer;
+  }
+  get bytes(): number {
+    return this.rows * this.cols * 4;
+  }
+  get released(): boolean {
+    return this.buf === undefined;
+  }
+  /** The buffer, bound to exactly this activation's bytes. */
+  binding(what: string): Required<Binding> {
+    const buffer = this.buf ?? bad(`${what} was released`);
+    return { buffer, offset: 0, size: this.bytes };
+  }
+  get buffer(): GPUBuffer {
+    return this.buf ?? bad('the activation was released');
+  }
+  /** Gives the buffer up (to the pool); later use throws. */
+  take(): GPUBuffer | undefined {
+    const b = this.buf;
+    this.buf = undefined;
+    return b;
+  }
+}
+
+abstract class GpuHandle {
+  readonly device = 'webgpu' as const;
+  protected disposed = false;
+  constructor(protected readonly ctx: GpuContext) {}
+  protected alive(what: string): void {
+    if (this.disposed) bad(`${what} was disposed`);
+  }
+}
+
+export class GpuLinear extends GpuHandle implements LinearHandle {
+  constructor(
+    ctx: GpuContext,
+    readonly kind: '4bit' | 'int8' | 'dense',
+    readonly parts: Part[],
+    readonly outFeatures: number,
+    readonly inFeatures: number,
+    readonly format: string,
+    readonly bytes: number,
+    /** dense: storage; 4-bit: code values and blocksize; int8: threshold. */
+    readonly extra: { storage?: DenseStorage; code?: Float32Array; blocksize?: number; threshold?: number; hasBias: boolean },
+  ) {
+    super(ctx);
+  }
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    destroyParts(this.ctx, this.parts);
+  }
+  check(): void {
+    this.alive(`the ${this.format} linear weight`);
+  }
+}
+
+export class GpuEmbedding extends GpuHandle implements EmbeddingHandle {
+  constructor(ctx: GpuContext, readonly parts: Part[], readonly storage: DenseStorage, readonly vocab: number, readonly dim: number, readonly bytes: number) {
+    super(ctx);
+  }
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    destroyParts(this.ctx, this.parts);
+  }
+  check(): void {
+    this.alive('the embedding table');
+  }
+}
+
+export class GpuVector extends GpuHandle implements VectorHandle {
+  constructor(ctx: GpuContext, readonly buffer: GPUBuffer, readonly length: number) {
+    super(ctx);
+  }
+  get bytes(): number {
+    return this.length * 4;
+  }
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.ctx.destroyLater(this.buffer);
+  }
+  binding(what: string): Required<Binding> {
+    this.alive(what);
+    return { buffer: this.buffer, offset: 0, size: this.length * 4 };
+  }
+}
+
+export class GpuKvCache extends GpuHandle implements KvCacheHandle {
+  constructor(ctx: GpuContext, readonly k: GPUBuffer, readonly v: GPUBuffer, readonly maxPositions: number, readonly nKvHeads: number, readonly headDim: number) {
+    super(ctx);
+  }
+  get bytes(): number {
+    return 2 * this.maxPositions * this.nKvHeads * this.headDim * 4;
+  }
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.ctx.destroyLater(this.k);
+    this.ctx.destroyLater(this.v);
+  }
+  check(): void {
+    this.alive('the kv cache');
+  }
+}
+
+function handle<T>(h: unknown, cls: abstract new (...a: never[]) => T, what: string): T {
+  if (h instanceof cls) return h;
+  return bad(`${what} is not a WebGPU backend handle (make it with this backend)`);
+}
+
+interface RopeTable {
+  buffer: GPUBuffer;
+  /** positions covered */
+  capacity: number;
+}
+
+const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
+/** topK on the device: k passes over the row (sample.wgsl), meant for small k. */
+export const MAX_TOP_K = 1024;
+
+export class WebGpuBackend implements Backend {
+  readonly device: DeviceKind = 'webgpu';
+  readonly name: string;
+  private readonly codes = new Map<string, Float32Array>();
+  private readonly ropeTables = new WeakMap<Float32Array, RopeTable>();
+  private readonly scopes: Set<GpuActivation>[] = [];
+
+  private constructor(
+    readonly ctx: GpuContext,
+    /** What the adapter says it is (for bench labels and messages). */
+    readonly adapter: AdapterDescription,
+    /** Whether LLM.int8 uses dot4I8Packed. */
+    readonly packedDot: boolean,
+  ) {
+    this.name = `webgpu (${[adapter.vendor, adapter.architecture, adapter.description].filter((s) => s).join(' / ') || 'unknown adapter'})`;
+  }
+
+  /**
+   * Requests an adapter and device (throws LowbitError WEBGPU_UNAVAILABLE when there is none)
+   * and loads the wasm module the models also need.
+   */
+  static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    await init(options.wasm);
+    const { gpu, adapter, device, info } = await requestDevice({
+      ...(options.gpu ? { gpu: options.gpu } : {}),
+      ...(options.powerPreference ? { powerPreference: options.powerPreference } : {}),
+      ...(options.dawnFlags ? { dawnFlags: options.dawnFlags } : {}),
+    });
+    const l = device.limits;
+    let maxBinding = Math.min(l.maxStorageBufferBindingSize, l.maxBufferSize);
+    maxBinding -= maxBinding % 4;
+    let weightBinding = maxBinding;
+    if (options.maxBindingSize !== undefined) {
+      if (!(Number.isInteger(options.maxBindingSize) && options.maxBindingSize >= 256)) bad(`maxBindingSize must be an integer >= 256, got ${options.maxBindingSize}`);
+      weightBinding = Math.min(maxBinding, options.maxBindingSize - (options.maxBindingSize % 4));
+    }
+    const packedDot = options.packedDot !== false && info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product');
+    const ctx = new GpuContext(
+      device,
+      { maxBinding, weightBinding, maxBufferSize: l.maxBufferSize, uniformAlign: l.minUniformBufferOffsetAlignment, storageAlign: l.minStorageBufferOffsetAlignment },
+      packedDot ? ['DOT4'] : [],
+    );
+    const b = new WebGpuBackend(ctx, info, packedDot);
+    // Dawn (Node's `webgpu` package) tears its instance down when the GPU object is collected,
+    // under the live device: keep both referenced for the backend's lifetime.
+    b.keepAlive = [gpu, adapter];
+    return b;
+  }
+
+  private keepAlive: unknown[] = [];
+
+  /** Destroys the device; every handle and activation of this backend becomes unusable. */
+  dispose(): void {
+    this.ctx.destroy();
+    this.keepAlive = [];
+  }
+
+  // --- activations
+
+  private newActivation(rows: number, cols: number): GpuActivation {
+    const a = new GpuActivation(this, this.ctx.acquire(Math.max(rows * cols, 1) * 4), rows, cols);
+    this.scopes.at(-1)?.add(a);
+    return a;
+  }
+
+  private act(x: Activation, what: string): GpuActivation {
+    if (x instanceof GpuActivation && x.owner === this) {
+      if (x.released) bad(`${what} was released`);
+      return x;
+    }
+    if (x instanceof GpuActivation) bad(`${what} belongs to another WebGPU backend: transfer it first`);
+    return bad(`${what} is on device '${x.device}', not on this WebGPU backend: transfer it first`);
+  }
+
+  fromHost(data: Float32Array, rows: number, cols: number): Activation {
+    if (!(data instanceof Float32Array)) bad('fromHost expects a Float32Array');
+    if (!isCount(rows) || !isCount(cols)) bad(`activation shape must be non-negative integers, got [${rows}, ${cols}]`);
+    if (data.length !== rows * cols) bad(`activation data has ${data.length} values but [${rows}, ${cols}] needs ${rows * cols}`);
+    const a = this.newActivation(rows, cols);
+    if (data.length > 0) {
+      const src = this.ctx.stage(data, false);
+      this.ctx.copy(src.buffer, src.offset, a.buffer, 0, data.byteLength);
+    }
+    return a;
+  }
+
+  async read(x: Activation): Promise<Float32Array> {
+    const a = this.act(x, 'read: x');
+    if (a.bytes === 0) return new Float32Array(0);
+    return new Float32Array(await this.ctx.readBuffer(a.buffer, 0, a.bytes));
+  }
+
+  async transfer(x: Activation, from: Backend): Promise<Activation> {
+    if (x instanceof GpuActivation && x.owner === this) return x;
+    const data = await from.read(x);
+    return this.fromHost(data, x.rows, x.cols);
+  }
+
+  release(x: Activation): void {
+    if (!(x instanceof GpuActivation) || x.owner !== this) return;
+    const b = x.take();
+    if (b !== undefined) this.ctx.release(b);
+    for (const s of this.scopes) s.delete(x);
+  }
+
+  tidy<T extends Activation>(fn: () => T): T {
+    const scope = new Set<GpuActivation>();
+    this.scopes.push(scope);
+    let out: T;
+    try {
+      out = fn();
+    } finally {
+      this.scopes.pop();
+    }
+    for (const a of scope) if (a !== (out as Activation)) this.release(a);
+    if (out instanceof GpuActivation) this.scopes.at(-1)?.add(out);
+    return out;
+  }
+
+  /** Submits what is recorded so far without waiting. */
+  flush(): void {
+    this.ctx.flush();
+  }
+
+  /** Waits for the GPU to finish all submitted work (benchmarks). */
+  async synchronize(): Promise<void> {
+    await this.ctx.idle();
+  }
+
+  // --- weights
+
+  linear(weight: LoadedWeight, bias?: DenseWeight, options: { int8Threshold?: number } = {}): LinearHandle {
+    this.ctx.check();
+    let b: Float32Array | undefined;
+    if (bias !== undefined) b = denseToFloat32(bias);
+    const checkBias = (n: number) => {
+      if (b !== undefined && b.length !== n) bad(`${bias!.name}: bias has ${b.length} values but ${weight.name} has ${n} outputs`);
+    };
+    switch (weight.kind) {
+      case '4bit': {
+        const st = weight.quantState;
+        const [n, k] = shape2(weight.name, st.shape);
+        checkBias(n);
+        const absmax = st.absmaxF32();
+        if (weight.packed.length !== Math.ceil((n * k) / 2)) throw new LowbitError('LENGTH_MISMATCH', `${weight.name}: packed weight has ${weight.packed.length} bytes but [${n}, ${k}] needs ${Math.ceil((n * k) / 2)}`);
+        if (absmax.length !== Math.ceil((n * k) / st.blocksize)) throw new LowbitError('INCONSISTENT_STATE', `${weight.name}: ${absmax.length} absmax for ${Math.ceil((n * k) / st.blocksize)} blocks`);
+        if (!Number.isInteger(Math.log2(st.blocksize))) throw new LowbitError('UNSUPPORTED_BLOCKSIZE', `${weight.name}: blocksize ${st.blocksize} is not a power of two`);
+        const { parts, bytes } = fourBitParts(this.ctx, weight.name, weight.packed, absmax, st.blocksize, n, k, b);
+        return new GpuLinear(this.ctx, '4bit', parts, n, k, `4bit-${st.quantType}`, bytes, { code: this.code(st.quantType), blocksize: st.blocksize, hasBias: b !== undefined });
+      }
+      case 'int8': {
+        const [n, k] = shape2(weight.name, weight.shape);
+        checkBias(n);
+        const threshold = options.int8Threshold ?? 6.0;
+        if (!Number.isFinite(threshold) || threshold < 0) bad(`int8Threshold must be a finite number >= 0, got ${threshold}`);
+        if (weight.CB.length !== n * k || weight.SCB.length !== n) throw new LowbitError('LENGTH_MISMATCH', `${weight.name}: CB has ${weight.CB.length} and SCB ${weight.SCB.length} values for [${n}, ${k}]`);
+        if (k > Math.floor(0x7fffffff / (127 * 127))) bad(`${weight.name}: K = ${k} could overflow the i32 accumulator`);
+        const { parts, bytes } = int8Parts(this.ctx, weight.name, weight.CB, weight.SCB, n, k, b);
+        return new GpuLinear(this.ctx, 'int8', parts, n, k, 'int8', bytes, { threshold: Math.fround(threshold), hasBias: b !== undefined });
+      }
+      case 'dense': {
+        const [n, k] = shape2(weight.name, weight.shape);
+        checkBias(n);
+        const { parts, storage, bytes } = denseParts(this.ctx, weight, n, k, b);
+        const format = storage === 'f32' ? 'float32' : storage === 'f16' ? 'float16' : 'bfloat16';
+        return new GpuLinear(this.ctx, 'dense', parts, n, k, format, bytes, { storage, hasBias: b !== undefined });
+      }
+      default:
+        return bad(`unknown weight kind '${(weight as { kind?: unknown }).kind}'`);
+    }
+  }
+
+  private code(quantType: string): Float32Array {
+    let c = this.codes.get(quantType);
+    if (c === undefined) {
+      c = kernelCode(quantMap(quantType as 'nf4'), quantType as 'nf4');
+      this.codes.set(quantType, c);
+    }
+    return c;
+  }
+
+  embedding(table: DenseWeight): EmbeddingHandle {
+    this.ctx.check();
+    const [vocab, dim] = shape2(table.name, table.shape);
+    const { parts, storage, bytes } = denseParts(this.ctx, table, vocab, dim);
+    return new GpuEmbedding(this.ctx, parts, storage, vocab, dim, bytes);
+  }
+
+  vector(v: DenseWeight | Float32Array): VectorHandle {
+    this.ctx.check();
+    const data = v instanceof Float32Array ? v : denseToFloat32(v);
+    if (data.length === 0) bad('a vector needs at least one value');
+    return new GpuVector(this.ctx, this.ctx.upload(data, 'vector'), data.length);
+  }
+
+  kvCache(maxPositions: number, nKvHeads: number, headDim: number): KvCacheHandle {
+    checkPositive('maxPositions', maxPositions);
+    checkPositive('nKvHeads', nKvHeads);
+    checkPositive('headDim', headDim);
+    if (headDim > MAX_HEAD_DIM) bad(`headDim ${headDim} is above the WebGPU attention kernel's ${MAX_HEAD_DIM}`);
+    const bytes = maxPositions * nKvHeads * headDim * 4;
+    if (bytes > this.ctx.limits.maxBinding) bad(`a kv cache of ${maxPositions} positions x ${nKvHeads} x ${headDim} (${bytes} bytes) exceeds the storage binding limit (${this.ctx.limits.maxBinding}); lower maxPositions`);
+    return new GpuKvCache(this.ctx, this.ctx.createBuffer(bytes, 'k cache'), this.ctx.createBuffer(bytes, 'v cache'), maxPositions, nKvHeads, headDim);
+  }
+
+  // --- ops
+
+  embed(table: EmbeddingHandle, ids: Uint32Array): Activation {
+    const t = handle(table, GpuEmbedding, 'embed: table');
+    t.check();
+    if (!(ids instanceof Uint32Array)) bad('embed: ids must be a Uint32Array');
+    if (ids.length === 0) bad('embed: no token ids');
+    const badAt = ids.findIndex((id) => id >= t.vocab);
+    if (badAt >= 0) throw new LowbitError('INVALID_ARGUMENT', `token id ${ids[badAt]} at position ${badAt} is outside the vocabulary of ${t.vocab}`, { index: badAt });
+    const out = this.newActivation(ids.length, t.dim);
+    const idBuf = this.ctx.stage(ids, false);
+    const pipe = this.ctx.pipeline('embedding.wgsl', 'gather', [storageDefine(t.storage)]);
+    const [gx, gy] = this.ctx.grid(Math.ceil((ids.length * t.dim) / 256));
+    for (const part of t.parts) {
+      // only the parts some id falls into
+      if (!ids.some((id) => id >= part.n0 && id < part.n0 + part.rows)) continue;
+      this.ctx.dispatch(pipe, { 0: this.ctx.uniform(words([ids.length, t.dim, part.n0, part.rows])), 1: idBuf, 2: part.data, 3: out.binding('embed output') }, gx, gy);
+    }
+    return out;
+  }
+
+  linearForward(x: Activation, w: LinearHandle): Activation {
+    const a = this.act(x, 'linearForward: x');
+    const l = handle(w, GpuLinear, 'linearForward: weight');
+    l.check();
+    if (a.cols !== l.inFeatures) bad(`linearForward: x has ${a.cols} columns but the ${l.format} weight [${l.outFeatures}, ${l.inFeatures}] takes ${l.inFeatures}`);
+    if (a.rows === 0) bad('linearForward: x has no rows');
+    if (l.kind === 'int8') return this.int8Forward(a, l);
+    const out = this.newActivation(a.rows, l.outFeatures);
+    this.matmul(a, l.parts, l.kind === '4bit' ? { code: l.extra.code!, blocksize: l.extra.blocksize! } : { storage: l.extra.storage! }, l.outFeatures, l.inFeatures, out);
+    return out;
+  }
+
+  project(x: Activation, table: EmbeddingHandle): Activation {
+    const a = this.act(x, 'project: x');
+    const t = handle(table, GpuEmbedding, 'project: table');
+    t.check();
+    if (a.cols !== t.dim) bad(`project: x has ${a.cols} columns but the embedding dim is ${t.dim}`);
+    if (a.rows === 0) bad('project: x has no rows');
+    const out = this.newActivation(a.rows, t.vocab);
+    this.matmul(a, t.parts, { storage: t.storage }, t.vocab, t.dim, out);
+    return out;
+  }
+
+  /** 4-bit or dense y = x Wᵀ (+ bias), one dispatch per part: GEMV for one row, tiled GEMM else. */
+  private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation): void {
+    const m = a.rows;
+    const file = 'code' in fmt ? 'matmul4.wgsl' : 'matmul_dense.wgsl';
+    const defines = 'code' in fmt ? [] : [storageDefine(fmt.storage)];
+    const entry = m === 1 ? 'gemv' : 'gemm';
+    const pipe = this.ctx.pipeline(file, entry, defines);
+    for (const part of parts) {
+      const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
+      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), 0, 0, 0], fmt.code) : words([...head, 0, 0]);
+      const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
+      if ('code' in fmt) bindings[3] = part.scales!;
+      if (m === 1) {
+        const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / 8));
+        this.ctx.dispatch(pipe, bindings, gx, gy);
+      } else {
+        const gy = Math.ceil(m / 64);
+        if (gy > 65535) bad(`linear: ${m} rows are too many for one dispatch`);
+        this.ctx.dispatch(pipe, bindings, Math.ceil(part.rows / 64), gy);
+      }
+    }
+  }
+
+  private int8Forward(a: GpuActivation, l: GpuLinear): Activation {
+    const m = a.rows;
+    const k = l.inFeatures;
+    const n = l.outFeatures;
+    const wordsPerRow = Math.ceil(k / 4);
+    const threshold = l.extra.threshold!;
+    const outliers = threshold > 0;
+    const head = (n0: number, nPart: number, hasBias: boolean) => words([m, k, n, n0, nPart, hasBias ? 1 : 0, wordsPerRow, outliers ? 1 : 0, { f: threshold }, 0, 0, 0]);
+    const ctx = this.ctx;
+    const x = a.binding('x');
+    let flags: GPUBuffer | undefined;
+    let cols: GPUBuffer | undefined;
+    if (outliers) {
+      flags = ctx.acquire(k * 4);
+      cols = ctx.acquire((k + 1) * 4);
+      const u = ctx.uniform(head(0, 0, false));
+      const [gx, gy] = ctx.grid(Math.ceil(k / 256));
+      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_flags'), { 0: u, 1: x, 2: { buffer: flags, size: k * 4 } }, gx, gy);
+      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_compact'), { 0: u, 3: { buffer: cols, size: (k + 1) * 4 }, 6: { buffer: flags, size: k * 4 } }, 1);
+    }
+    const ca = ctx.acquire(m * wordsPerRow * 4);
+    const sca = ctx.acquire(m * 4);
+    {
+      const [gx, gy] = ctx.grid(m);
+      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_quant'), { 0: ctx.uniform(head(0, 0, false)), 1: x, 4: { buffer: ca, size: m * wordsPerRow * 4 }, 5: { buffer: sca, size: m * 4 }, 6: flags ?? ctx.dummy }, gx, gy);
+    }
+    const out = this.newActivation(m, n);
+    const pipe = ctx.pipeline('matmul_int8.wgsl', 'int8_matmul');
+    for (const part of l.parts) {
+      ctx.dispatch(pipe, {
+        0: ctx.uniform(head(part.n0, part.rows, part.bias !== undefined)),
+        1: x,
+        7: cols ?? ctx.dummy,
+        8: { buffer: ca, size: m * wordsPerRow * 4 },
+        9: { buffer: sca, size: m * 4 },
+        10: part.data,
+        11: part.scales!,
+        12: part.bias ?? ctx.dummy,
+        13: out.binding('output'),
+      }, Math.ceil(part.rows / 64), m);
+    }
+    for (const b of [flags, cols, ca, sca]) if (b) ctx.release(b);
+    return out;
+  }
+
+  private unaryOrBinary(entry: string, a: GpuActivation, b: GpuActivation | undefined): Activation {
+    const out = this.newActivation(a.rows, a.cols);
+    const count = a.rows * a.cols;
+    if (count === 0) return out;
+    const [gx, gy] = this.ctx.grid(Math.ceil(count / 256));
+    const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(words([count])), 1: a.binding('input'), 3: out.binding('output') };
+    if (b) bindings[2] = b.binding('input');
+    this.ctx.dispatch(this.ctx.pipeline('elementwise.wgsl', entry), bindings, gx, gy);
+    return out;
+  }
+
+  private sameShape(a: GpuActivation, b: GpuActivation, op: string): void {
+    if (a.rows !== b.rows || a.cols !== b.cols) bad(`${op}: shapes [${a.rows}, ${a.cols}] and [${b.rows}, ${b.cols}] differ`);
+  }
+
+  add(a: Activation, b: Activation): Activation {
+    const x = this.act(a, 'add: a');
+    const y = this.act(b, 'add: b');
+    this.sameShape(x, y, 'add');
+    return this.unaryOrBinary('add', x, y);
+  }
+
+  silu(x: Activation): Activation {
+    return this.unaryOrBinary('silu_op', this.act(x, 'silu: x'), undefined);
+  }
+
+  gelu(x: Activation): Activation {
+    return this.unaryOrBinary('gelu', this.act(x, 'gelu: x'), undefined);
+  }
+
+  geluTanh(x: Activation): Activation {
+    return this.unaryOrBinary('gelu_tanh', this.act(x, 'geluTanh: x'), undefined);
+  }
+
+  swiglu(gate: Activation, up: Activation): Activation {
+    const g = this.act(gate, 'swiglu: gate');
+    const u = this.act(up, 'swiglu: up');
+    this.sameShape(g, u, 'swiglu');
+    return this.unaryOrBinary('swiglu', g, u);
+  }
+
+  rmsNorm(x: Activation, weight: VectorHandle, eps: number): Activation {
+    const a = this.act(x, 'rmsNorm: x');
+    const w = handle(weight, GpuVector, 'rmsNorm: weight');
+    if (w.length !== a.cols) bad(`rmsNorm: weight has ${w.length} values but x has ${a.cols} columns`);
+    if (a.rows === 0) bad('rmsNorm: x has no rows');
+    const out = this.newActivation(a.rows, a.cols);
+    const [gx, gy] = this.ctx.grid(a.rows);
+    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.uniform(words([a.rows, a.cols, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNorm: weight'), 4: out.binding('output') }, gx, gy);
+    return out;
+  }
+
+  layerNorm(x: Activation, weight: VectorHandle, bias: VectorHandle | undefined, eps: number): Activation {
+    const a = this.act(x, 'layerNorm: x');
+    const w = handle(weight, GpuVector, 'layerNorm: weight');
+    const b = bias === undefined ? undefined : handle(bias, GpuVector, 'layerNorm: bias');
+    if (w.length !== a.cols) bad(`layerNorm: weight has ${w.length} values but x has ${a.cols} columns`);
+    if (b !== undefined && b.length !== a.cols) bad(`layerNorm: bias has ${b.length} values but x has ${a.cols} columns`);
+    if (a.rows === 0) bad('layerNorm: x has no rows');
+    const out = this.newActivation(a.rows, a.cols);
+    const [gx, gy] = this.ctx.grid(a.rows);
+    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'layer_norm'), {
+      0: this.ctx.uniform(words([a.rows, a.cols, { f: eps }, b ? 1 : 0])),
+      1: a.binding('x'),
+      2: w.binding('layerNorm: weight'),
+      3: b ? b.binding('layerNorm: bias') : this.ctx.dummy,
+      4: out.binding('output'),
+    }, gx, gy);
+    return out;
+  }
+
+  /** cos / sin of f32(position * inv_freq) for positions [0, capacity), as the CPU kernel computes them. */
+  private ropeTable(invFreq: Float32Array, needed: number): RopeTable {
+    const old = this.ropeTables.get(invFreq);
+    if (old !== undefined && old.capacity >= needed) return old;
+    const capacity = Math.max(needed, 256, (old?.capacity ?? 0) * 2);
+    const half = invFreq.length;
+    const cs = new Float32Array(capacity * half * 2);
+    for (let p = 0; p < capacity; p++) {
+      const pf = Math.fround(p);
+      for (let i = 0; i < half; i++) {
+        const angle = Math.fround(pf * invFreq[i]!);
+        cs[(p * half + i) * 2] = Math.cos(angle);
+        cs[(p * half + i) * 2 + 1] = Math.sin(angle);
+      }
+    }
+    if (cs.byteLength > this.ctx.limits.maxBinding) bad(`rope: a table for ${capacity} positions exceeds the storage binding limit`);
+    const t = { buffer: this.ctx.upload(cs, 'rope cos/sin'), capacity };
+    if (old) this.ctx.destroyLater(old.buffer);
+    this.ropeTables.set(invFreq, t);
+    return t;
+  }
+
+  rope(x: Activation, nHeads: number, positions: Uint32Array, spec: RopeSpec): Activation {
+    const a = this.act(x, 'rope: x');
+    checkPositive('rope: nHeads', nHeads);
+    checkPositive('rope: headDim', spec.headDim);
+    if (a.cols !== nHeads * spec.headDim) bad(`rope: x has ${a.cols} columns but ${nHeads} heads of ${spec.headDim} need ${nHeads * spec.headDim}`);
+    if (!(positions instanceof Uint32Array)) bad('rope: positions must be a Uint32Array');
+    if (positions.length !== a.rows) bad(`rope: ${positions.length} positions for ${a.rows} rows`);
+    if (spec.invFreq.length * 2 !== spec.headDim) bad(`rope: headDim ${spec.headDim} needs ${spec.headDim / 2} inverse frequencies, got ${spec.invFreq.length}`);
+    const out = this.newActivation(a.rows, a.cols);
+    if (a.rows === 0) return out;
+    let maxPos = 0;
+    for (const p of positions) maxPos = Math.max(maxPos, p);
+    const table = this.ropeTable(spec.invFreq, maxPos + 1);
+    const half = spec.headDim / 2;
+    const [gx, gy] = this.ctx.grid(Math.ceil((a.rows * nHeads * half) / 256));
+    this.ctx.dispatch(this.ctx.pipeline('rope.wgsl', 'rope'), {
+      0: this.ctx.uniform(words([a.rows, nHeads, half, 0])),
+      1: a.binding('x'),
+      2: this.ctx.stage(positions, false),
+      3: table.buffer,
+      4: out.binding('output'),
+    }, gx, gy);
+    return out;
+  }
+
+  attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number): Activation {
+    const qa = this.act(q, 'attention: q');
+    const ka = this.act(k, 'attention: k');
+    const va = this.act(v, 'attention: v');
+    const c = handle(cache, GpuKvCache, 'attention: cache');
+    c.check();
+    checkPositive('attention: nHeads', nHeads);
+    if (!isCount(start)) bad(`attention: start must be a non-negative integer, got ${start}`);
+    const n = qa.rows;
+    if (n === 0) bad('attention: q has no rows');
+    if (nHeads % c.nKvHeads !== 0) bad(`attention: ${nHeads} query heads are not a multiple of the cache's ${c.nKvHeads} kv heads`);
+    const kvCols = c.nKvHeads * c.headDim;
+    if (qa.cols !== nHeads * c.headDim) bad(`attention: q has ${qa.cols} columns but ${nHeads} heads of ${c.headDim} need ${nHeads * c.headDim}`);
+    if (ka.rows !== n || ka.cols !== kvCols) bad(`attention: k is [${ka.rows}, ${ka.cols}] but [${n}, ${kvCols}] is needed`);
+    if (va.rows !== n || va.cols !== kvCols) bad(`attention: v is [${va.rows}, ${va.cols}] but [${n}, ${kvCols}] is needed`);
+    if (start + n > c.maxPositions) bad(`attention: positions ${start}..${start + n} exceed the kv cache capacity of ${c.maxPositions} positions`);
+    if (scale !== undefined && !Number.isFinite(scale)) bad(`attention: scale must be finite, got ${scale}`);
+    if (nHeads > 65535 || n > 65535) bad(`attention: ${nHeads} heads x ${n} tokens exceed one dispatch`);
+    // the CPU kernel's default: 1 / sqrt(head_dim) in f32
+    const s = scale === undefined ? Math.fround(1 / Math.fround(Math.sqrt(c.headDim))) : Math.fround(scale);
+    const rowBytes = kvCols * 4;
+    this.ctx.copy(ka.buffer, 0, c.k, start * rowBytes, n * rowBytes);
+    this.ctx.copy(va.buffer, 0, c.v, start * rowBytes, n * rowBytes);
+    const out = this.newActivation(n, qa.cols);
+    this.ctx.dispatch(this.ctx.pipeline('attention.wgsl', 'attention'), {
+      0: this.ctx.uniform(words([n, start, nHeads, nHeads / c.nKvHeads, c.headDim, kvCols, { f: s }, 0])),
+      1: qa.binding('q'),
+      2: c.k,
+      3: c.v,
+      4: out.binding('output'),
+    }, nHeads, n);
+    return out;
+  }
+
+  rows(x: Activation, from: number, to: number): Activation {
+    const a = this.act(x, 'rows: x');
+    if (!isCount(from) || !isCount(to) || from > to || to > a.rows) bad(`rows: [${from}, ${to}) is not a range of rows of a [${a.rows}, ${a.cols}] activation`);
+    const out = this.newActivation(to - from, a.cols);
+    if (to > from && a.cols > 0) this.ctx.copy(a.buffer, from * a.cols * 4, out.buffer, 0, (to - from) * a.cols * 4);
+    return out;
+  }
+
+  /**
+   * Block-wise 4-bit quantization on the GPU: the same packed codes and absmax as quantize4bit()
+   * (see quantize.ts for the subnormal exception); no double quantization.
+   */
+  quantize4bit(input: FloatInput, options: GpuQuantize4Options = {}): Promise<{ packed: Uint8Array; quantState: QuantState }> {
+    return quantize4bitGpu(this.ctx, input, options);
+  }
+
+  async topK(x: Activation, k: number): Promise<{ indices: Uint32Array; values: Float32Array }> {
+    const a = this.act(x, 'topK: x');
+    if (a.rows !== 1 || a.cols === 0) bad(`topK: x must be one row, got [${a.rows}, ${a.cols}]`);
+    if (!Number.isInteger(k) || k < 1 || k > Math.min(a.cols, MAX_TOP_K)) bad(`topK: k must be an integer in [1, ${Math.min(a.cols, MAX_TOP_K)}], got ${k}`);
+    const out = this.ctx.acquire(2 * k * 4);
+    this.ctx.dispatch(this.ctx.pipeline('sample.wgsl', 'topk'), { 0: this.ctx.uniform(words([k, a.cols, 0, 0])), 1: a.binding('x'), 2: { buffer: out, size: 2 * k * 4 } }, 1);
+    try {
+      const r = await this.ctx.readBuffer(out, 0, 2 * k * 4);
+      return { indices: new Uint32Array(r, 0, k).slice(), values: new Float32Array(r, 4 * k, k).slice() };
+    } finally {
+      this.ctx.release(out);
+    }
+  }
+
+  async argmax(x: Activation): Promise<Uint32Array> {
+    const a = this.act(x, 'argmax: x');
+    if (a.rows === 0 || a.cols === 0) bad(`argmax: x is [${a.rows}, ${a.cols}]`);
+    const ids = this.ctx.acquire(a.rows * 4);
+    const [gx, gy] = this.ctx.grid(a.rows);
+    this.ctx.dispatch(this.ctx.pipeline('sample.wgsl', 'argmax'), { 0: this.ctx.uniform(words([a.rows, a.cols, 0, 0])), 1: a.binding('x'), 2: { buffer: ids, size: a.rows * 4 } }, gx, gy);
+    try {
+      return new Uint32Array(await this.ctx.readBuffer(ids, 0, a.rows * 4));
+    } finally {
+      this.ctx.release(ids);
+    }
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * Weights on the GPU. A weight larger than the adapter's storage binding limit is split by
+ * output rows into parts that each fit; ops dispatch once per part and write their columns of
+ * the output. Everything here is uploaded once and kept until dispose().
+ */
+import { LowbitError } from '../../errors.js';
+import type { DenseWeight } from '../../loading/load-weights.js';
+import type { QuantType4 } from '../../quant/quant-state.js';
+import { denseData } from '../cpu/dense.js';
+import type { GpuContext } from './context.js';
+
+export type DenseStorage = 'f32' | 'f16' | 'bf16';
+
+/** The WGSL define that selects a dense storage type. */
+export function storageDefine(s: DenseStorage): string {
+  return s === 'f32' ? 'WEIGHT_F32' : s === 'f16' ? 'WEIGHT_F16' : 'WEIGHT_BF16';
+}
+
+/** Rows [n0, n0 + rows) of a weight, with their own buffers. */
+export interface Part {
+  n0: number;
+  rows: number;
+  /** f32 values, half bit patterns (two per u32), packed nibbles or int8 rows. */
+  data: GPUBuffer;
+  /** 4-bit: absmax of blocks [blockBase, ...); int8: SCB of the part's rows. */
+  scales?: GPUBuffer;
+  bias?: GPUBuffer;
+  /** 4-bit: flat index of the first element in `data` (a multiple of 8). */
+  flatBase: number;
+  blockBase: number;
+}
+
+function bad(message: string): never {
+  throw new LowbitError('INVALID_ARGUMENT', message);
+}
+
+/** Splits n rows into runs of at most `perPart` (>= 1) rows. */
+function runs(n: number, perPart: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let r = 0; r < n; r += perPart) out.push([r, Math.min(n, r + perPart)]);
+  return out;
+}
+
+function rowsPerPart(ctx: GpuContext, rowBytes: number, slack: number, what: string): number {
+  const fit = Math.floor((ctx.limits.weightBinding - slack) / rowBytes);
+  if (fit < 1) bad(`${what}: one row of ${rowBytes} bytes exceeds this adapter's storage binding limit (${ctx.limits.weightBinding} bytes)`);
+  return fit;
+}
+
+function biasPart(ctx: GpuContext, bias: Float32Array | undefined, r0: number, r1: number, name: string): GPUBuffer | undefined {
+  return bias === undefined ? undefined : ctx.upload(bias.subarray(r0, r1), `${name}.bias[${r0}:${r1}]`);
+}
+
+/** Unquantized [n, k] (linear weight or embedding table): f32 or f16 / bf16 bit patterns. */
+export function denseParts(ctx: GpuContext, w: DenseWeight, n: number, k: number, bias?: Float32Array): { parts: Part[]; storage: DenseStorage; bytes: number } {
+  const d = denseData(w);
+  const storage: DenseStorage = d instanceof Float32Array ? 'f32' : d.dtype === 'float16' ? 'f16' : 'bf16';
+  const size = storage === 'f32' ? 4 : 2;
+  const values = d instanceof Float32Array ? d : d.data;
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  const parts: Part[] = [];
+  let total = 0;
+  for (const [r0, r1] of runs(n, rowsPerPart(ctx, k * size, 4, w.name))) {
+    const slice = bytes.subarray(r0 * k * size, r1 * k * size);
+    const data = ctx.upload(slice, `${w.name}[${r0}:${r1}]`);
+    const b = biasPart(ctx, bias, r0, r1, w.name);
+    total += data.size + (b?.size ?? 0);
+    parts.push({ n0: r0, rows: r1 - r0, data, ...(b ? { bias: b } : {}), flatBase: 0, blockBase: 0 });
+  }
+  return { parts, storage, bytes: total };
+}
+
+/** bitsandbytes 4-bit [n, k]: parts keep the original bytes from a word boundary on. */
+export function fourBitParts(ctx: GpuContext, name: string, packed: Uint8Array, absmax: Float32Array, blocksize: number, n: number, k: number, bias?: Float32Array): { parts: Part[]; bytes: number } {
+  if (n * k > 0xffff_ffff - 8) bad(`${name}: [${n}, ${k}] has more elements than 32-bit indices reach`);
+  const parts: Part[] = [];
+  let total = 0;
+  // a part's words start at floor(r0 k / 8) and end at ceil(r1 k / 8): up to 8 bytes of slack
+  for (const [r0, r1] of runs(n, rowsPerPart(ctx, k / 2, 16, name))) {
+    const w0 = Math.floor((r0 * k) / 8);
+    const w1 = Math.ceil((r1 * k) / 8);
+    const bytes = new Uint8Array((w1 - w0) * 4);
+    bytes.set(packed.subarray(w0 * 4, Math.min(w1 * 4, packed.length)));
+    const b0 = Math.floor((r0 * k) / blocksize);
+    const b1 = Math.ceil((r1 * k) / blocksize);
+    if ((b1 - b0) * 4 > ctx.limits.weightBinding) bad(`${name}: the absmax of ${r1 - r0} rows exceed the storage binding limit`);
+    const data = ctx.upload(bytes, `${name}[${r0}:${r1}]`);
+    const scales = ctx.upload(absmax.subarray(b0, b1), `${name}.absmax[${r0}:${r1}]`);
+    const b = biasPart(ctx, bias, r0, r1, name);
+    total += data.size + scales.size + (b?.size ?? 0);
+    parts.push({ n0: r0, rows: r1 - r0, data, scales, ...(b ? { bias: b } : {}), flatBase: w0 * 8, blockBase: b0 });
+  }
+  return { parts, bytes: total };
+}
+
+/** LLM.int8 CB [n, k] int8 + SCB [n]: rows padded to k4 = ceil(k / 4) * 4 bytes. */
+export function int8Parts(ctx: GpuContext, name: string, cb: Int8Array, scb: Float32Array, n: number, k: number, bias?: Float32Array): { parts: Part[]; bytes: number } {
+  const k4 = Math.ceil(k / 4) * 4;
+  const src = new Uint8Array(cb.buffer, cb.byteOffset, cb.byteLength);
+  const parts: Part[] = [];
+  let total = 0;
+  for (const [r0, r1] of runs(n, rowsPerPart(ctx, k4, 0, name))) {
+    let bytes: Uint8Array;
+    if (k4 === k) bytes = src.subarray(r0 * k, r1 * k);
+    else {
+      bytes = new Uint8Array((r1 - r0) * k4);
+      for (let r = r0; r < r1; r++) bytes.set(src.subarray(r * k, (r + 1) * k), (r - r0) * k4);
+    }
+    const data = ctx.upload(bytes, `${name}[${r0}:${r1}]`);
+    const scales = ctx.upload(scb.subarray(r0, r1), `${name}.SCB[${r0}:${r1}]`);
+    const b = biasPart(ctx, bias, r0, r1, name);
+    total += data.size + scales.size + (b?.size ?? 0);
+    parts.push({ n0: r0, rows: r1 - r0, data, scales, ...(b ? { bias: b } : {}), flatBase: 0, blockBase: 0 });
+  }
+  return { parts, bytes: total };
+}
+
+export function destroyParts(ctx: GpuContext, parts: readonly Part[]): void {
+  for (const p of parts) {
+    ctx.destroyLater(p.data);
+    if (p.scales) ctx.destroyLater(p.scales);
+    if (p.bias) ctx.destroyLater(p.bias);
+  }
+}
+
+/**
+ * The 16 values of a 4-bit type as the dequantization kernels use them: bitsandbytes' table
+ * (quantMap) except FP4 code 8, which the kernels (CUDA, bitsandbytes' C++, our CPU backend)
+ * dequantize to -0.0 where the stored quant_map has +0.0.
+ */
+export function kernelCode(quantMap: Float32Array, quantType: QuantType4): Float32Array {
+  const v = Float32Array.from(quantMap);
+  if (quantType === 'fp4') v[8] = -0;
+  return v;
+}

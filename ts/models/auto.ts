@@ -1,4 +1,5 @@
 /** AutoModelForCausalLM.fromPretrained: source -> config -> streamed weights -> model on a backend. */
+import { LowbitError } from '../errors.js';
 import type { Backend } from '../backends/backend.js';
 import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';

@@ -10,23 +10,26 @@ pub fn shaders_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shaders")
 }
 
-/// Every kernel module: shaders/*.wgsl that are not only included by others. A file that holds
-/// a `@compute` entry point is a module; the rest (common.wgsl, …) are include-only.
+/// Every kernel module: the shaders/*.wgsl files no other file includes (common.wgsl and the
+/// like are pieces, only valid inside the modules that include them).
 pub fn kernel_files() -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
     let dir = shaders_dir();
-    let entries = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for e in entries {
-        let e = e.map_err(|e| e.to_string())?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".wgsl") {
-            continue;
-        }
-        let text = fs::read_to_string(e.path()).map_err(|e| format!("{name}: {e}"))?;
-        if text.contains("@compute") {
-            out.push(name);
+    let mut all = Vec::new();
+    for e in fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let name = e.map_err(|e| e.to_string())?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".wgsl") {
+            all.push(name);
         }
     }
+    let mut included = BTreeSet::new();
+    for f in &all {
+        for line in read(f)?.lines() {
+            if let Some(inc) = line.trim().strip_prefix("#include ") {
+                included.insert(include_name(inc, f)?);
+            }
+        }
+    }
+    let mut out: Vec<String> = all.into_iter().filter(|f| !included.contains(f)).collect();
     out.sort();
     Ok(out)
 }
@@ -79,7 +82,26 @@ pub fn load(file: &str, defines: &[&str]) -> Result<String, String> {
 
 fn expand(file: &str, defines: &[&str], out: &mut String, included: &mut BTreeSet<String>) -> Result<(), String> {
     included.insert(file.to_string());
-    let text = read(file)?;
+    // Live #include lines become marker lines, expanded here in order, each file once.
+    const MARKER: &str = "\u{0}include:";
+    let body = expand_text(file, &read(file)?, defines, &|name| Ok(format!("{MARKER}{name}\n")))?;
+    for line in body.lines() {
+        match line.strip_prefix(MARKER) {
+            Some(name) if included.contains(name) => {}
+            Some(name) => expand(name, defines, out, included)?,
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves the directives of one file's `text`: kept lines, and for each live `#include` the
+/// text `include(name)` gives. Errors name the file and line.
+pub fn expand_text(file: &str, text: &str, defines: &[&str], include: &dyn Fn(&str) -> Result<String, String>) -> Result<String, String> {
+    let mut out = String::new();
     // One entry per open #ifdef: (this branch is kept, its #else was seen); a line is emitted
     // when every enclosing branch is kept.
     let mut stack: Vec<(bool, bool)> = Vec::new();
@@ -100,11 +122,9 @@ fn expand(file: &str, defines: &[&str], out: &mut String, included: &mut BTreeSe
         } else if t == "#endif" {
             stack.pop().ok_or_else(|| format!("{}: #endif without #ifdef", at()))?;
         } else if let Some(inc) = t.strip_prefix("#include ") {
+            let name = include_name(inc, file)?;
             if live(&stack) {
-                let name = include_name(inc, file)?;
-                if !included.contains(&name) {
-                    expand(&name, defines, out, included)?;
-                }
+                out.push_str(&include(&name)?);
             }
         } else if t.starts_with('#') {
             return Err(format!("{}: unknown preprocessor line '{t}'", at()));
@@ -116,7 +136,7 @@ fn expand(file: &str, defines: &[&str], out: &mut String, included: &mut BTreeSe
     if !stack.is_empty() {
         return Err(format!("{file}: {} #ifdef without #endif", stack.len()));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Parses and validates WGSL with naga (what wgpu runs before creating a pipeline), with every

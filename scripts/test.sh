@@ -15,6 +15,10 @@ source scripts/lib/toolchain.sh
 bash scripts/setup.sh --with-browser
 bash scripts/build.sh
 
+# The WebGPU driver setup-webgpu.sh prepared (Mesa lavapipe): lowbit-gpu's wgpu tests and the
+# Dawn tests use it, and fail instead of skipping when it gives no adapter.
+if [ -f .cache/webgpu/env ]; then source .cache/webgpu/env; fi
+
 echo "== cargo test (native)"
 cargo test --workspace
 
@@ -22,5 +26,4 @@ echo "== cargo test (wasm32 + simd128, Node)"
 cargo_wasm test -p lowbit-core
 
 echo "== vitest"
-if [ -f .cache/webgpu/env ]; then source .cache/webgpu/env; fi
 npx vitest run

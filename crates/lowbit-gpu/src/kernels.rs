@@ -19,10 +19,11 @@ pub struct Matmul4 {
     pub weight_bytes: usize,
 }
 
-/// matmul4.wgsl's `Params` (std140-style layout: 12 u32 then the 16 code values).
+/// matmul4.wgsl's `Params` (12 u32 then the 16 code values as 4 vec4).
 fn params4(m: usize, w: &Matmul4) -> Vec<u8> {
     let mut b = Vec::with_capacity(112);
-    for v in [m, w.k, w.n, 0, w.n, w.bias.is_some() as usize, 0, 0, w.blocksize, 0, 0, 0] {
+    // m, k, n_total, n0, n_part, has_bias, flat_base, block_base, block_shift (log2 blocksize), pad
+    for v in [m, w.k, w.n, 0, w.n, w.bias.is_some() as usize, 0, 0, w.blocksize.trailing_zeros() as usize, 0, 0, 0] {
         b.extend_from_slice(&(v as u32).to_le_bytes());
     }
     for c in Codebook4::get(w.quant_type).values {

@@ -1,0 +1,34 @@
+// Browser side of test/webgpu-browser.test.ts: loads the tiny Llama of
+// test/fixtures/reference-logits/llama over HTTP (as Blobs) onto the page's navigator.gpu with
+// deviceMap 'gpu', quantized to NF4 while it loads, and generates 16 greedy tokens; then the
+// same on the CPU backend (wasm) for comparison. The result lands on window.__lowbitResult.
+import * as lowbit from '/dist/index.js';
+
+const status = document.getElementById('status');
+const INPUT_IDS = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 10, 84];
+try {
+  await lowbit.init();
+  const base = '/test/fixtures/reference-logits/llama/';
+  const files = new Map(await Promise.all(['config.json', 'model.safetensors'].map(async (f) => [f, await fetch(base + f).then((r) => r.blob())])));
+  const reference = await fetch(base + 'reference.json').then((r) => r.json());
+  const adapter = await navigator.gpu?.requestAdapter();
+  const info = adapter?.info ?? {};
+  const result = { adapter: adapter ? `${info.vendor} ${info.architecture} ${info.description}`.trim() : null, reference: reference.fp32.greedy_tokens.slice(0, 16) };
+  for (const [name, quantizationConfig] of Object.entries({ fp32: undefined, nf4: new lowbit.BitsAndBytesConfig({ loadIn4bit: true, bnb4bitQuantType: 'nf4' }) })) {
+    for (const deviceMap of ['gpu', 'cpu']) {
+      const model = await lowbit.AutoModelForCausalLM.fromPretrained(files, { deviceMap, maxPositions: 64, tokenizer: false, ...(quantizationConfig ? { quantizationConfig } : {}) });
+      try {
+        const logits = await model.forward(INPUT_IDS, 0);
+        const tokens = await model.generate({ inputIds: INPUT_IDS, maxNewTokens: 16, eosTokenIds: [] });
+        result[`${name}-${deviceMap}`] = { tokens, logits: Array.from(logits), device: Object.keys(model.getMemoryFootprint().byDevice) };
+      } finally {
+        model.dispose();
+      }
+    }
+  }
+  window.__lowbitResult = { ok: true, runtime: navigator.userAgent, result };
+  status.textContent = 'done';
+} catch (e) {
+  window.__lowbitResult = { ok: false, error: `${e?.name}: ${e?.message}${e?.code ? ` (${e.code})` : ''}\n${e?.stack ?? ''}` };
+  status.textContent = window.__lowbitResult.error;
+}

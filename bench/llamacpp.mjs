@@ -30,7 +30,8 @@ export const PEER_OF = { nf4: 'q4_0', 'nf4-dq': 'q4_0', int8: 'q8_0', f16: 'f16'
 export const BUILDS = ['default', 'avx2'];
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const PEERS = join(here, '..', '.cache', 'bench-peers');
+// LOWBIT_BENCH_PEERS moves the install (the default is shared by every checkout's .cache).
+const PEERS = process.env.LOWBIT_BENCH_PEERS ?? join(here, '..', '.cache', 'bench-peers');
 const DEFAULT_PREFIX = join(PEERS, `node-llama-cpp-${NODE_LLAMA_CPP}`);
 const AVX2_PREFIX = `${DEFAULT_PREFIX}-avx2`;
 
@@ -49,8 +50,15 @@ const binsDir = (prefix, pkg) => {
   return sub.length === 1 ? join(root, sub[0]) : undefined;
 };
 
+let installed; // one try per process: a failed install is not retried for the next shape
+
 /** Installs node-llama-cpp into .cache/bench-peers/ once; returns {prefix: {default, avx2?}} or {reason}. */
 export function ensurePeer({ log = () => {} } = {}) {
+  installed ??= install(log);
+  return installed;
+}
+
+function install(log) {
   const pkg = prebuiltPackage();
   if (!pkg) return { reason: `node-llama-cpp ships no prebuilt binary for ${process.platform}-${process.arch}` };
   if (!existsSync(join(DEFAULT_PREFIX, 'node_modules', 'node-llama-cpp', 'package.json')) || !binsDir(DEFAULT_PREFIX, pkg)) {
@@ -67,7 +75,9 @@ export function ensurePeer({ log = () => {} } = {}) {
       timeout: 600_000,
     });
     if (r.status !== 0 || !binsDir(DEFAULT_PREFIX, pkg)) {
-      const why = (r.error?.message ?? r.stderr ?? '').trim().split('\n').filter((l) => !/^npm warn/i.test(l)).slice(-3).join(' | ');
+      // npm's own first words: the error code and what failed (its stack and log hints left out).
+      const lines = (r.error?.message ?? r.stderr ?? '').split('\n').map((l) => l.replace(/^npm error\s*/i, '').trim());
+      const why = lines.filter((l) => /^(code |[A-Z]\w*Error|E[A-Z]+|\d{3} |404|request to)/.test(l)).slice(0, 2).join('; ') || lines.filter((l) => l && !/^npm warn/i.test(l)).slice(0, 2).join('; ');
       rmSync(DEFAULT_PREFIX, { recursive: true, force: true });
       return { reason: `npm install node-llama-cpp@${NODE_LLAMA_CPP} ${pkg}@${NODE_LLAMA_CPP} failed${why ? `: ${why}` : ''}` };
     }

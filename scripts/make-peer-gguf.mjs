@@ -29,7 +29,7 @@
 // - A random model has no tokenizer: the vocabulary is synthesized, one token per id, SentencePiece
 //   style ("llama" model): <unk> <s> </s>, the 256 byte tokens <0x00>..<0xFF> that llama.cpp's SPM
 //   vocabulary needs (it looks up <0x0A> for the newline), then "▁t<id>" normal tokens.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8 };
@@ -403,12 +403,13 @@ export function writePeerGguf(srcDir, outPath, type, { name } = {}) {
   return { tensors: tensors.length, bytes: w.length + offset };
 }
 
-/** Writes <outDir>/model-<type>.gguf for each type not already there (all with `force`); returns the paths. */
+/** Writes <outDir>/model-<type>.gguf for each type not there or older than the checkpoint (all with `force`); returns the paths. */
 export function makePeerGgufs(srcDir, outDir, types = PEER_TYPES, { force = false, log = () => {} } = {}) {
   const paths = {};
+  const srcTime = statSync(join(srcDir, 'model.safetensors')).mtimeMs;
   for (const type of types) {
     const path = join(outDir, `model-${type}.gguf`);
-    if (force || !existsSync(path)) {
+    if (force || !existsSync(path) || statSync(path).mtimeMs < srcTime) {
       const t = performance.now();
       const r = writePeerGguf(srcDir, path, type);
       log(`wrote ${path}: ${r.tensors} tensors, ${(r.bytes / 1e6).toFixed(1)} MB in ${((performance.now() - t) / 1000).toFixed(1)} s`);

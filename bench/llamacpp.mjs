@@ -133,7 +133,7 @@ export async function llamaCppRows({ shape, dir, threads = 1, decodeSteps = 16, 
   };
   out ??= (r) => {
     emit(r);
-    say(`  ${(r.case + ' ' + r.metric).padEnd(44)} ${String(Number(r.value.toPrecision(4))).padStart(10)} ${r.unit.padEnd(9)}${r.threads} thread${r.threads > 1 ? 's' : ''}${r.cpu_per_wall ? ` (cpu/wall ${r.cpu_per_wall.toFixed(2)})` : ''}`);
+    say(`  ${(r.case + ' ' + r.metric).padEnd(44)} ${String(Number(r.value.toPrecision(4))).padStart(10)} ${r.unit.padEnd(9)}${r.threads} thread${r.threads > 1 ? 's' : ''}${r.cpu_per_wall !== undefined ? ` (cpu/wall ${r.cpu_per_wall.toFixed(2)})` : ''}`);
   };
   const peerQuants = [...new Set(quants.map((q) => PEER_OF[q]).filter(Boolean))];
   const counts = threadList(threads);
@@ -182,8 +182,9 @@ export async function llamaCppRows({ shape, dir, threads = 1, decodeSteps = 16, 
       for (const r of m.results) {
         for (const metric of ['prefill', 'decode']) {
           table.set(`${build}/${pq}/${metric}/${r.threads}`, r[metric]);
-          // cpu_per_wall: process CPU seconds per second while decoding, ~ the threads really busy.
-          push(pq, { suite: 'cpu', case: `${shape}_llamacpp-${build}_${pq}`, metric, value: r[metric], unit: 'tokens/s', threads: r.threads, vs: null, ratio: null, peer, backend: info.variant, repack: info.repack, ...(metric === 'decode' ? { cpu_per_wall: r.cpuPerWall } : {}) });
+          // cpu_per_wall: the process's CPU seconds per wall second over the timed runs, about
+          // `threads` when the machine is free; below it, other processes had the cores.
+          push(pq, { suite: 'cpu', case: `${shape}_llamacpp-${build}_${pq}`, metric, value: r[metric], unit: 'tokens/s', threads: r.threads, vs: null, ratio: null, peer, backend: info.variant, repack: info.repack, cpu_per_wall: r.cpuPerWall[metric] });
         }
       }
     }
@@ -208,4 +209,18 @@ export async function llamaCppRows({ shape, dir, threads = 1, decodeSteps = 16, 
     return { vs: theirs, ratio: value / theirs, ...(metric === 'decode' ? { goal: 1.0 } : {}), peer: `${PEER_OF[q]} ${label.get('avx2')}` };
   };
   return { vs, emitFor, table };
+}
+
+// Alone, without lowbit's rows: node bench/llamacpp.mjs [--models smollm2-135m,tinyllama]
+// [--quants nf4,int8,f16] [--threads 1,2|all] [--decode N] [--json]
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const args = process.argv.slice(2);
+  const get = (k, d) => (args.includes(k) ? args[args.indexOf(k) + 1] : d);
+  const json = args.includes('--json');
+  const emit = json ? (r) => process.stdout.write(`${JSON.stringify(r)}\n`) : () => {};
+  for (const shape of get('--models', 'smollm2-135m').split(',')) {
+    const dir = join(here, '..', '.cache', 'models', `${shape}-shape-f16`);
+    if (!existsSync(join(dir, 'model.safetensors'))) execFileSync(process.execPath, [join(here, '..', 'scripts', 'make-random-checkpoint.mjs'), '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
+    await llamaCppRows({ shape, dir, threads: get('--threads', '1'), decodeSteps: Number(get('--decode', '16')), quants: get('--quants', 'nf4,int8,f16').split(','), emit, json });
+  }
 }

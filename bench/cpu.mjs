@@ -6,16 +6,20 @@
 // - decode and prefill tokens/s for SmolLM2-135M- and TinyLlama-1.1B-shaped models with random
 //   weights (scripts/make-random-checkpoint.mjs) in nf4, nf4 + double quant, int8 and f16, with
 //   each model's memory footprint.
-// Not here yet: llama.cpp beside them, and multi-threading.
+// - llama.cpp (bench/llamacpp.mjs) on the same weights as GGUF: each lowbit quant's decode and
+//   prefill ratio against its peer (nf4 / nf4-dq <-> Q4_0, int8 <-> Q8_0, f16 <-> F16) in the
+//   AVX2-only build, goal >= 1.0 for decode; --no-peers skips it.
+// Not here yet: multi-threading.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig, quantize4bit } from '../dist/index.js';
 import { Linear4, QuantBench } from '../dist/wasm/pkg/lowbit_wasm.js';
+import { llamaCppRows } from './llamacpp.mjs'; // llama.cpp peer
 
 export const describe = 'CPU kernels and models: 4-bit GEMV bandwidth vs read bandwidth, GEMM GFLOP/s, decode/prefill tokens/s';
-export const usage = ['options:', '  --models smollm2-135m,tinyllama   (default both)', '  --quants nf4,nf4-dq,int8,f16       (default all)', '  --decode N                         decode steps (default 16)'].join('\n');
+export const usage = ['options:', '  --models smollm2-135m,tinyllama   (default both)', '  --quants nf4,nf4-dq,int8,f16       (default all)', '  --decode N                         decode steps (default 16)', '  --no-peers                         skip llama.cpp (bench/llamacpp.mjs)', '  --peer-threads 1,2|all             llama.cpp thread counts (default 1, as lowbit)'].join('\n');
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -74,6 +78,8 @@ export async function run({ json, emit, args }) {
   for (const shape of models) {
     const dir = `${here}../.cache/models/${shape}-shape-f16`;
     if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
+    // llama.cpp peer: measured first, its rows printed beside each lowbit quant, lowbit's ratios against it.
+    const peer = args.includes('--no-peers') ? null : await llamaCppRows({ shape, dir, threads: get('--peer-threads', '1'), decodeSteps: steps, promptTokens: 64, quants, emit, json, defer: true });
     for (const q of quants) {
       const lm = await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256 });
       const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
@@ -85,10 +91,11 @@ export async function run({ json, emit, args }) {
       const decode = (performance.now() - s) / 1000;
       const fp = lm.getMemoryFootprint().total;
       lm.dispose();
-      out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'prefill', value: prompt.length / prefill, unit: 'tokens/s', vs: null, ratio: null });
-      out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'decode', value: steps / decode, unit: 'tokens/s', vs: null, ratio: null });
+      out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'prefill', value: prompt.length / prefill, unit: 'tokens/s', vs: null, ratio: null, ...peer?.vs(q, 'prefill', prompt.length / prefill) });
+      out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'decode', value: steps / decode, unit: 'tokens/s', vs: null, ratio: null, ...peer?.vs(q, 'decode', steps / decode) });
       out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
+      peer?.emitFor(q); // llama.cpp peer rows
     }
   }
-  if (!json) console.log('\n  llama.cpp beside these figures and multi-threading are not measured yet.');
+  if (!json) console.log('\n  multi-threading is not measured yet.');
 }

@@ -17,7 +17,7 @@
 //!     summation of K terms in any order is within γ_{K−1}·Σ|p_k| of the exact sum, so the two
 //!     kernels differ by at most 2γ_{K−1}·Σ|p_k| ≈ K·2^-23·Σ|p_k|.
 //!   * 4-bit GEMV (m = 1): absmax is factored out of each block,
-//!     `y = Σ_b fl(a_b · Σ_(k in b) fl(v_k·x_k))` (v_k = values[code], a_b = absmax), so the
+//!     `y = Σ_b fl(a_b · Σ_(k in b) fl(v_k·x_k))` (v_k = `values[code]`, a_b = absmax), so the
 //!     products differ from the reference's `fl(x_k · fl(v_k·a_b))`. Against the exact
 //!     Σ x_k·v_k·a_b each term of ours goes through at most K + 2 roundings (its product, the
 //!     additions inside and across blocks — at most K − 1 on any path of the summation tree —

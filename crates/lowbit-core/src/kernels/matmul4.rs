@@ -10,13 +10,14 @@
 //! `w = values[nibble] * absmax` (one f32 multiply), multiplied by the f32 activation and summed
 //! in f32. The scalar kernel sums in k order and is bit-identical to "dequantize to f32, then a
 //! naive f32 matmul" ([`matmul4_reference`]). The SIMD128 kernels (see [`super`] for the bounds):
-//! - GEMV (m = 1) factors absmax out of each block: `y = Σ_b absmax_b · Σ_{k in b} values[c_k]·x_k`,
-//!   the inner sum in f32x4 lanes. The code values come from a constant 16-entry table held as 4
+//! - GEMV (m = 1; also m = 2, 3 when K % 32 == 0, the rows sharing each decoded vector) factors
+//!   absmax out of each block: `y = Σ_b absmax_b · Σ_{k in b} values[c_k]·x_k`, the inner sum in
+//!   f32x4 lanes. The code values come from a constant 16-entry table held as 4
 //!   byte planes (one `i8x16.swizzle` per plane, then 8 byte/word interleaves per 16 weights);
 //!   with K % 32 == 0 the nibbles of 16 packed bytes are used as two 16-lane index vectors
 //!   (high nibbles = even weights, low = odd) against a copy of x permuted to match, so no
 //!   nibble interleave is needed. Other products than the reference's, bounded in [`super`].
-//! - GEMM (m >= 2) decodes 8 weight rows at a time to exact f32 (`values * absmax`, the
+//! - GEMM (m >= 4, or m >= 2 with K % 32 != 0) decodes 8 weight rows at a time to exact f32 (`values * absmax`, the
 //!   reference's weights) and runs the register-blocked panel kernel (`simd::panel`): the
 //!   reference's products and k-order sums, so the same bits as the scalar kernel.
 //!
@@ -129,7 +130,7 @@ pub fn matmul4(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>, out: &mut
     if kernel.use_simd() {
         if m == 1 {
             simd::gemv(x, w, values, out);
-        } else {
+        } else if !simd::gemv_rows(x, m, w, values, out) {
             simd::gemm(x, m, w, values, out);
         }
         add_bias(out, w.n, bias);
@@ -224,20 +225,36 @@ mod simd {
     pub fn gemv(x: &[f32], w: &Weight4, values: &[f32; 16], out: &mut [f32]) {
         let t = planes(values);
         if w.k.is_multiple_of(32) {
-            gemv_aligned(x, w, &t, out);
+            gemv_aligned::<1>(x, w, &t, out);
         } else {
             gemv_ragged(x, w, values, &t, out);
         }
     }
 
+    /// m = 2 or 3 with K % 32 == 0: the GEMV kernel on all rows at once (decoding is most of
+    /// its cost and is shared); below the panel GEMM's break-even. False when not applicable.
+    pub fn gemv_rows(x: &[f32], m: usize, w: &Weight4, values: &[f32; 16], out: &mut [f32]) -> bool {
+        if !w.k.is_multiple_of(32) {
+            return false;
+        }
+        let t = planes(values);
+        match m {
+            2 => gemv_aligned::<2>(x, w, &t, out),
+            3 => gemv_aligned::<3>(x, w, &t, out),
+            _ => return false,
+        }
+        true
+    }
+
     /// K % 32 == 0 (so every row, and every 32-element chunk of it, starts at a multiple of 32
-    /// and lies inside one block, blocksizes being multiples of 32).
-    fn gemv_aligned(x: &[f32], w: &Weight4, t: &[v128; 4], out: &mut [f32]) {
-        let (k, bs) = (w.k, w.blocksize);
-        assert!(k % 32 == 0 && bs % 32 == 0 && x.len() == k && out.len() == w.n && w.packed.len() * 2 == w.n * k);
+    /// and lies inside one block, blocksizes being multiples of 32); R activation rows share
+    /// each decoded weight vector.
+    fn gemv_aligned<const R: usize>(x: &[f32], w: &Weight4, t: &[v128; 4], out: &mut [f32]) {
+        let (n, k, bs) = (w.n, w.k, w.blocksize);
+        assert!(k % 32 == 0 && bs % 32 == 0 && x.len() == R * k && out.len() == R * n && w.packed.len() * 2 == n * k);
         // x permuted per 32-chunk: the high nibbles of the chunk's 16 bytes (weights 0, 2, .., 30)
         // meet xp[0..16], the low nibbles (weights 1, 3, .., 31) xp[16..32].
-        let mut xp = vec![0f32; k];
+        let mut xp = vec![0f32; R * k];
         for (d, s) in xp.chunks_exact_mut(32).zip(x.chunks_exact(32)) {
             for i in 0..16 {
                 d[i] = s[2 * i];
@@ -245,17 +262,17 @@ mod simd {
             }
         }
         let mask = u8x16_splat(0x0f);
-        for (j, o) in out.iter_mut().enumerate() {
+        for j in 0..n {
             let (base, end) = (j * k, (j + 1) * k);
-            let mut tot = f32x4_splat(0.0);
+            let mut tot = [f32x4_splat(0.0); R];
             let mut f = base;
             while f < end {
                 let b = f / bs;
                 let e = end.min((b + 1) * bs);
-                let mut acc = f32x4_splat(0.0);
+                let mut acc = [f32x4_splat(0.0); R];
                 // SAFETY: f and e are multiples of 32 with e <= n * k, so the 16-byte loads at
                 // packed[f / 2 ..] stay below (n * k) / 2 = packed.len(), and the x loads read
-                // xp[f - base .. e - base] with e - base <= k (asserted above).
+                // xp[r * k + f - base .. r * k + e - base] with e - base <= k, r < R (asserted).
                 unsafe {
                     let mut p = w.packed.as_ptr().add(f / 2) as *const v128;
                     let mut xq = xp.as_ptr().add(f - base) as *const v128;
@@ -263,19 +280,26 @@ mod simd {
                         let bytes = v128_load(p);
                         for (h, codes) in [v128_and(u16x8_shr(bytes, 4), mask), v128_and(bytes, mask)].into_iter().enumerate() {
                             let wv = lookup(codes, t);
-                            let xh = xq.add(4 * h);
-                            let p0 = f32x4_add(f32x4_mul(wv[0], v128_load(xh)), f32x4_mul(wv[1], v128_load(xh.add(1))));
-                            let p1 = f32x4_add(f32x4_mul(wv[2], v128_load(xh.add(2))), f32x4_mul(wv[3], v128_load(xh.add(3))));
-                            acc = f32x4_add(acc, f32x4_add(p0, p1));
+                            for (r, a) in acc.iter_mut().enumerate() {
+                                let xh = xq.add(r * k / 4 + 4 * h);
+                                let p0 = f32x4_add(f32x4_mul(wv[0], v128_load(xh)), f32x4_mul(wv[1], v128_load(xh.add(1))));
+                                let p1 = f32x4_add(f32x4_mul(wv[2], v128_load(xh.add(2))), f32x4_mul(wv[3], v128_load(xh.add(3))));
+                                *a = f32x4_add(*a, f32x4_add(p0, p1));
+                            }
                         }
                         p = p.add(1);
                         xq = xq.add(8);
                     }
                 }
-                tot = f32x4_add(tot, f32x4_mul(acc, f32x4_splat(w.absmax[b])));
+                let amax = f32x4_splat(w.absmax[b]);
+                for (tr, a) in tot.iter_mut().zip(acc) {
+                    *tr = f32x4_add(*tr, f32x4_mul(a, amax));
+                }
                 f = e;
             }
-            *o = hsum(tot);
+            for (r, tr) in tot.into_iter().enumerate() {
+                out[r * n + j] = hsum(tr);
+            }
         }
     }
 

@@ -10,13 +10,14 @@
 //!   `y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n])`.
 //! - Linear layers, SIMD128 against the scalar reference (u = 2^-24, γ_n = n·u / (1 − n·u);
 //!   bounds ignore underflow):
-//!   * GEMM (m >= 2; 4-bit, f32 / f16 / bf16) and LLM.int8 (every m): the same bits. The panel
+//!   * GEMM (4-bit: m >= 4, or m >= 2 with K % 32 != 0; f32 / f16 / bf16: m >= 2) and
+//!     LLM.int8 (every m): the same bits. The panel
 //!     GEMM forms the reference's f32 products (4-bit: the dequantized `values[c]·absmax`) and
 //!     sums them in k order from 0 like the reference; int8 sums integers exactly.
 //!   * Dense GEMV (m = 1): the same f32 products p_k, summed in f32x4 lanes. Recursive
 //!     summation of K terms in any order is within γ_{K−1}·Σ|p_k| of the exact sum, so the two
 //!     kernels differ by at most 2γ_{K−1}·Σ|p_k| ≈ K·2^-23·Σ|p_k|.
-//!   * 4-bit GEMV (m = 1): absmax is factored out of each block,
+//!   * 4-bit GEMV (m = 1, and m = 2, 3 when K % 32 == 0): absmax is factored out of each block,
 //!     `y = Σ_b fl(a_b · Σ_(k in b) fl(v_k·x_k))` (v_k = `values[code]`, a_b = absmax), so the
 //!     products differ from the reference's `fl(x_k · fl(v_k·a_b))`. Against the exact
 //!     Σ x_k·v_k·a_b each term of ours goes through at most K + 2 roundings (its product, the

@@ -216,6 +216,23 @@ mod simd {
         i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(hi, v128_and(bytes, mask))
     }
 
+    /// Σ of wv[q] · x[4q .. 4q + 4] over q, as one f32x4 (x at `xh`, 16 floats).
+    #[inline(always)]
+    unsafe fn dot16(wv: &[v128; 4], xh: *const v128) -> v128 {
+        let p0 = f32x4_add(f32x4_mul(wv[0], v128_load(xh)), f32x4_mul(wv[1], v128_load(xh.add(1))));
+        let p1 = f32x4_add(f32x4_mul(wv[2], v128_load(xh.add(2))), f32x4_mul(wv[3], v128_load(xh.add(3))));
+        f32x4_add(p0, p1)
+    }
+
+    /// d[q] = wv[q] · a for q < 4.
+    #[inline(always)]
+    unsafe fn store_scaled(d: *mut v128, wv: [v128; 4], a: v128) {
+        v128_store(d, f32x4_mul(wv[0], a));
+        v128_store(d.add(1), f32x4_mul(wv[1], a));
+        v128_store(d.add(2), f32x4_mul(wv[2], a));
+        v128_store(d.add(3), f32x4_mul(wv[3], a));
+    }
+
     #[inline(always)]
     fn hsum(v: v128) -> f32 {
         (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
@@ -278,14 +295,14 @@ mod simd {
                     let mut xq = xp.as_ptr().add(f - base) as *const v128;
                     for _ in 0..(e - f) / 32 {
                         let bytes = v128_load(p);
-                        for (h, codes) in [v128_and(u16x8_shr(bytes, 4), mask), v128_and(bytes, mask)].into_iter().enumerate() {
-                            let wv = lookup(codes, t);
-                            for (r, a) in acc.iter_mut().enumerate() {
-                                let xh = xq.add(r * k / 4 + 4 * h);
-                                let p0 = f32x4_add(f32x4_mul(wv[0], v128_load(xh)), f32x4_mul(wv[1], v128_load(xh.add(1))));
-                                let p1 = f32x4_add(f32x4_mul(wv[2], v128_load(xh.add(2))), f32x4_mul(wv[3], v128_load(xh.add(3))));
-                                *a = f32x4_add(*a, f32x4_add(p0, p1));
-                            }
+                        // (no loops over [hi, lo] arrays here: LLVM keeps those in memory)
+                        let wv = lookup(v128_and(u16x8_shr(bytes, 4), mask), t);
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            *a = f32x4_add(*a, dot16(&wv, xq.add(r * k / 4)));
+                        }
+                        let wv = lookup(v128_and(bytes, mask), t);
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            *a = f32x4_add(*a, dot16(&wv, xq.add(r * k / 4 + 4)));
                         }
                         p = p.add(1);
                         xq = xq.add(8);
@@ -370,18 +387,12 @@ mod simd {
                     let c0 = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(hi, lo);
                     let c1 = i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(hi, lo);
                     let d = dst.as_mut_ptr().add(f - f0) as *mut v128;
-                    for (h, codes) in [c0, c1].into_iter().enumerate() {
-                        for (q, v) in lookup(codes, t).into_iter().enumerate() {
-                            v128_store(d.add(4 * h + q), f32x4_mul(v, a));
-                        }
-                    }
+                    store_scaled(d, lookup(c0, t), a);
+                    store_scaled(d.add(4), lookup(c1, t), a);
                     f += 32;
                 }
                 if f + 16 <= e {
-                    let d = dst.as_mut_ptr().add(f - f0) as *mut v128;
-                    for (q, v) in lookup(codes16(w.packed.as_ptr().add(f / 2)), t).into_iter().enumerate() {
-                        v128_store(d.add(q), f32x4_mul(v, a));
-                    }
+                    store_scaled(dst.as_mut_ptr().add(f - f0) as *mut v128, lookup(codes16(w.packed.as_ptr().add(f / 2)), t), a);
                     f += 16;
                 }
             }

@@ -253,9 +253,9 @@ mod simd {
                 let h = v128_load(src.as_ptr().add(c) as *const v128);
                 top = u16x8_max(top, i16x8_shl(h, 1));
                 let d = row.as_mut_ptr().add(c) as *mut v128;
-                for (q, half) in [u32x4_extend_low_u16x8(h), u32x4_extend_high_u16x8(h)].into_iter().enumerate() {
-                    v128_store(d.add(q), f32x4_mul(v128_and(i32x4_shr(i32x4_shl(half, 16), 3), keep), p112));
-                }
+                let widen = |half: v128| f32x4_mul(v128_and(i32x4_shr(i32x4_shl(half, 16), 3), keep), p112);
+                v128_store(d, widen(u32x4_extend_low_u16x8(h)));
+                v128_store(d.add(1), widen(u32x4_extend_high_u16x8(h)));
             }
         }
         if !u16x8_all_true(u16x8_lt(top, u16x8_splat(0xf800))) {

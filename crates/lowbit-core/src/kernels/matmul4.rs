@@ -11,15 +11,21 @@
 //! in f32. The scalar kernel sums in k order and is bit-identical to "dequantize to f32, then a
 //! naive f32 matmul" ([`matmul4_reference`]). The SIMD128 kernels (see [`super`] for the bounds):
 //! - GEMV (m = 1; also m = 2, 3 when K % 32 == 0, the rows sharing each decoded vector) factors
-//!   absmax out of each block: `y = Σ_b absmax_b · Σ_{k in b} values[c_k]·x_k`, the inner sum in
-//!   f32x4 lanes. The code values come from a constant 16-entry table held as 4
-//!   byte planes (one `i8x16.swizzle` per plane, then 8 byte/word interleaves per 16 weights);
-//!   with K % 32 == 0 the nibbles of 16 packed bytes are used as two 16-lane index vectors
-//!   (high nibbles = even weights, low = odd) against a copy of x permuted to match, so no
-//!   nibble interleave is needed. Other products than the reference's, bounded in [`super`].
-//! - GEMM (m >= 4, or m >= 2 with K % 32 != 0) decodes 8 weight rows at a time to exact f32 (`values * absmax`, the
-//!   reference's weights) and runs the register-blocked panel kernel (`simd::panel`): the
-//!   reference's products and k-order sums, so the same bits as the scalar kernel.
+//!   absmax out of each block: `y = Σ_b absmax_b · Σ_{k in b} values[c_k]·x_k`, the inner sum
+//!   in f32x4 lanes. The code values come from a constant 16-entry table held as 4 byte planes
+//!   (one `i8x16.swizzle` per plane, then 8 byte / word interleaves per 16 weights); with
+//!   K % 32 == 0 the nibbles of 16 packed bytes serve as two 16-lane index vectors (high
+//!   nibbles = even weights, low = odd) against a copy of x permuted to match, so no nibble
+//!   interleave is needed. Other products than the reference's, bounded in [`super`].
+//!   This is shuffle-bound: the 12 shuffles per 16 weights (V8 adds a saturating add and a
+//!   constant load to each swizzle) and the 4 f32 multiplies and 4 adds share Zen 3's four
+//!   vector pipes, about 10 cycles per 16 weights in V8 against 18 for the per-block tables
+//!   this replaced. The multiply and add alone would need all four pipes to keep up with
+//!   memory (8 weights per cycle), so 4-bit GEMV stays compute-bound in 128-bit f32 wasm.
+//! - GEMM (m >= 4, or m >= 2 with K % 32 != 0) decodes 8 weight rows at a time to exact f32
+//!   (`values * absmax`, the reference's weights) and runs the register-blocked panel kernel
+//!   (`simd::panel`): the reference's products and k-order sums, so the same bits as the
+//!   scalar kernel.
 //!
 //! Activations are f32; for f16 / bf16 compute dtypes the caller rounds x to that dtype first
 //! (torch would also round the dequantized weight to the compute dtype: bitsandbytes'

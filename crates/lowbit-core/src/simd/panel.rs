@@ -114,13 +114,22 @@ fn tile<const R: usize>(xs: &[f32], k: usize, panel: &[f32]) -> [[v128; 2]; R] {
 #[inline(always)]
 fn store<const R: usize>(acc: [[v128; 2]; R], out: &mut [f32], i0: usize, j0: usize, n: usize, nr: usize) {
     for (r, a) in acc.iter().enumerate() {
-        let mut v = [0f32; NR];
-        // SAFETY: v has 8 floats.
-        unsafe {
-            v128_store(v.as_mut_ptr() as *mut v128, a[0]);
-            v128_store(v.as_mut_ptr().add(4) as *mut v128, a[1]);
-        }
         let o = (i0 + r) * n + j0;
-        out[o..o + nr].copy_from_slice(&v[..nr]);
+        let dst = &mut out[o..o + nr];
+        if nr == NR {
+            // SAFETY: dst has 8 floats. (A full panel: no memory.copy call per row.)
+            unsafe {
+                v128_store(dst.as_mut_ptr() as *mut v128, a[0]);
+                v128_store(dst.as_mut_ptr().add(4) as *mut v128, a[1]);
+            }
+        } else {
+            let mut v = [0f32; NR];
+            // SAFETY: v has 8 floats.
+            unsafe {
+                v128_store(v.as_mut_ptr() as *mut v128, a[0]);
+                v128_store(v.as_mut_ptr().add(4) as *mut v128, a[1]);
+            }
+            dst.copy_from_slice(&v[..nr]);
+        }
     }
 }

@@ -1,7 +1,8 @@
 // `npm run bench -- cpu`: CPU (wasm SIMD128, one thread) inference figures, each next to its
 // reference measured in the same run:
 // - 4-bit GEMV effective bandwidth (bytes of packed weights + f32 absmax per second) vs the read
-//   bandwidth of the same wasm instance over a 128 MiB buffer; goal >= 0.8;
+//   bandwidth of the same wasm instance over a 128 MiB buffer; goal >= 0.8; likewise the dense
+//   f16 and LLM.int8 GEMVs (bytes of weights per second);
 // - GEMM GFLOP/s for a prefill shape (64 tokens);
 // - decode and prefill tokens/s for SmolLM2-135M- and TinyLlama-1.1B-shaped models with random
 //   weights (scripts/make-random-checkpoint.mjs) in nf4, nf4 + double quant, int8 and f16, with
@@ -15,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig, quantize4bit } from '../dist/index.js';
-import { Linear4, QuantBench } from '../dist/wasm/pkg/lowbit_wasm.js';
+import { Linear4, LinearDense, LinearInt8, QuantBench } from '../dist/wasm/pkg/lowbit_wasm.js';
 import { llamaCppRows } from './llamacpp.mjs'; // llama.cpp peer
 
 export const describe = 'CPU kernels and models: 4-bit GEMV bandwidth vs read bandwidth, GEMM GFLOP/s, decode/prefill tokens/s';
@@ -69,6 +70,19 @@ export async function run({ json, emit, args }) {
   const gemmT = time(() => layers[0].lin.forward(xm, M), 3);
   out({ suite: 'cpu', case: `gemm_nf4_${M}x${N}x${K}`, metric: 'throughput', value: (2 * M * N * K) / gemmT / 1e9, unit: 'GFLOP/s', vs: null, ratio: null });
   for (const l of layers) l.lin.free();
+  // Dense f16 GEMV (a SmolLM2-sized tied lm_head, 57 MB) and LLM.int8 GEMV (4 x [5632, 2048], 46 MB).
+  const vocab = 49152, dim = 576;
+  const head = LinearDense.fromHalf(new Uint16Array(vocab * dim).map((_, i) => 0x2000 + ((i * 2654435761) >>> 20) % 0x1800 + (i & 1) * 0x8000), 'float16', vocab, dim);
+  const xd = new Float32Array(dim).map((_, i) => Math.sin(i));
+  for (let i = 0; i < 3; i++) head.forward(xd, 1); // past V8's baseline tier
+  const f16Bw = (vocab * dim * 2) / time(() => head.forward(xd, 1), 7) / GB;
+  head.free();
+  out({ suite: 'cpu', case: `gemv_f16_${vocab}x${dim}`, metric: 'effective_bandwidth', value: f16Bw, unit: 'GB/s', vs: readBw, ratio: f16Bw / readBw });
+  const int8 = Array.from({ length: 4 }, (_, l) => new LinearInt8(new Int8Array(N * K).map((_, i) => (((i * 2654435761 + l) >>> 24) % 255) - 127), new Float32Array(N).fill(0.01), N, K, 0));
+  for (let i = 0; i < 3; i++) int8.forEach((w) => w.forward(x, 1));
+  const int8Bw = (4 * N * K) / time(() => int8.forEach((w) => w.forward(x, 1)), 7) / GB;
+  out({ suite: 'cpu', case: `gemv_int8_${N}x${K}`, metric: 'effective_bandwidth', value: int8Bw, unit: 'GB/s', vs: readBw, ratio: int8Bw / readBw });
+  for (const w of int8) w.free();
 
   // Models with random weights.
   const QUANT = { nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, int8: { loadIn8bit: true }, f16: undefined };

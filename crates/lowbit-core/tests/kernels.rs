@@ -385,7 +385,11 @@ fn int8_matmul_bnb_cpu_formula() {
         for threshold in [0.0f32, 6.0] {
             for b in [None, Some(&bias[..])] {
                 let mut out = vec![0f32; m * n];
-                matmul_int8(&a, m, &w, threshold, b, &mut out).unwrap();
+                matmul_int8(&a, m, &w, threshold, b, &mut out, Kernel::Scalar).unwrap();
+                // the SIMD kernel sums the same integers exactly: same bits
+                let mut best = vec![0f32; m * n];
+                matmul_int8(&a, m, &w, threshold, b, &mut best, Kernel::best()).unwrap();
+                assert_eq!(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), best.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
                 let a16: Vec<f16> = a.iter().map(|v| f16::from_f32(*v)).collect();
                 let qa = vectorwise_quant(&a16, &[m, k], threshold).unwrap();
                 let cols = qa.outlier_cols.clone().unwrap_or_default();
@@ -414,7 +418,10 @@ fn int8_matmul_bnb_cpu_formula() {
         }
     }
     let w = WeightInt8::new(&[1i8; 6], &[1.0; 2], 2, 3).unwrap();
-    assert_eq!(matmul_int8(&[1.0; 2], 1, &w, 0.0, None, &mut [0.0; 2]).unwrap_err().kind, ErrorKind::LengthMismatch);
-    assert_eq!(matmul_int8(&[1.0; 3], 1, &w, -1.0, None, &mut [0.0; 2]).unwrap_err().kind, ErrorKind::InvalidArgument);
+    for kernel in [Kernel::Scalar, Kernel::best()] {
+        assert_eq!(matmul_int8(&[1.0; 2], 1, &w, 0.0, None, &mut [0.0; 2], kernel).unwrap_err().kind, ErrorKind::LengthMismatch);
+        assert_eq!(matmul_int8(&[1.0; 3], 1, &w, -1.0, None, &mut [0.0; 2], kernel).unwrap_err().kind, ErrorKind::InvalidArgument);
+        assert_eq!(matmul_int8(&[], 0, &w, 0.0, None, &mut [], kernel).unwrap_err().kind, ErrorKind::EmptyTensor);
+    }
     assert_eq!(WeightInt8::new(&[1i8; 6], &[1.0; 3], 2, 3).unwrap_err().kind, ErrorKind::LengthMismatch);
 }

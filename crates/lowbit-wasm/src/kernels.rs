@@ -284,7 +284,7 @@ impl LinearInt8 {
     pub fn forward(&self, x: &[f32], m: u32) -> JsResult<Vec<f32>> {
         let w = matmul_int8::WeightInt8 { cb: &self.cb, scb: &self.scb, n: self.n, k: self.k };
         let mut out = vec![0f32; checked_mul(m as usize, self.n, "output")?];
-        matmul_int8::matmul_int8(x, m as usize, &w, self.threshold, self.bias.as_deref(), &mut out).map_err(js_err)?;
+        matmul_int8::matmul_int8(x, m as usize, &w, self.threshold, self.bias.as_deref(), &mut out, Kernel::best()).map_err(js_err)?;
         Ok(out)
     }
 

@@ -8,10 +8,31 @@
 //!   `Float::from_f32`; every kernel accumulates in f32.
 //! - Linear weights use nn.Linear's layout, W `[N, K]` row-major, and compute
 //!   `y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n])`.
-//! - SIMD versions compute the same f32 products as the scalar references and differ only in
-//!   the order of the f32 sums. Recursive summation of K terms p_k has an error at most
-//!   γ_K·Σ|p_k| (γ_K ≈ K·2^-24), so the two differ by at most about K·2^-23·Σ|p_k|; the tests
-//!   check |Δ| <= (K+1)·2^-22·(Σ|p_k| + |bias|).
+//! - Linear layers, SIMD128 against the scalar reference (u = 2^-24, γ_n = n·u / (1 − n·u);
+//!   bounds ignore underflow):
+//!   * GEMM (4-bit: m >= 4, or m >= 2 with K % 32 != 0; f32 / f16 / bf16: m >= 2) and
+//!     LLM.int8 (every m): the same bits. The panel
+//!     GEMM forms the reference's f32 products (4-bit: the dequantized `values[c]·absmax`) and
+//!     sums them in k order from 0 like the reference; int8 sums integers exactly.
+//!   * Dense GEMV (m = 1): the same f32 products p_k, summed in f32x4 lanes. Recursive
+//!     summation of K terms in any order is within γ_{K−1}·Σ|p_k| of the exact sum, so the two
+//!     kernels differ by at most 2γ_{K−1}·Σ|p_k| ≈ K·2^-23·Σ|p_k|.
+//!   * 4-bit GEMV (m = 1, and m = 2, 3 when K % 32 == 0): absmax is factored out of each block,
+//!     `y = Σ_b fl(a_b · Σ_(k in b) fl(v_k·x_k))` (v_k = `values[code]`, a_b = absmax), so the
+//!     products differ from the reference's `fl(x_k · fl(v_k·a_b))`. Against the exact
+//!     Σ x_k·v_k·a_b each term of ours goes through at most K + 2 roundings (its product, the
+//!     additions inside and across blocks — at most K − 1 on any path of the summation tree —
+//!     the absmax multiply, the bias add), the reference's through at most K + 2 as well (two
+//!     products, K − 1 additions, the bias add). Hence |ours − ref| <= 2γ_{K+2}·(Σ|x_k·v_k·a_b| + |bias|),
+//!     and with |x_k·v_k·a_b| <= |p_k| / (1 − u)² (p_k the reference's product),
+//!     |ours − ref| <= 2γ_{K+2}/(1 − u)²·(Σ|p_k| + |bias|), which is below (K+1)·2^-22·(Σ|p_k| + |bias|)
+//!     for K < 10^5 (2.03·(K+2) <= 4·(K+1)). Absmax must be finite (an infinite one gives Inf
+//!     in the reference where ours may give NaN). In practice the error is that of any f32
+//!     dot product, ~√K·u relative: the bnb parity tests (1e-4 on logits) are unaffected.
+//!
+//!   The tests (tests/kernels_simd.rs, wasm32) check |Δ| <= (K+1)·2^-22·(Σ|p_k| + |bias|) for
+//!   the GEMVs and bit equality for the rest, on random shapes with ragged K, m = 1..9, every
+//!   4-bit type and blocksizes 32..512.
 //! - Bad shapes and lengths are an [`Error`](crate::Error), never a panic.
 
 pub mod matmul4;

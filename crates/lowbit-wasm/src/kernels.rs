@@ -5,7 +5,7 @@
 //! and come back as new `Float32Array`s (`Vec<f32>`). Every error is a LowbitError (`js_err`).
 
 use crate::{js_err, JsResult};
-use lowbit_core::kernels::{activation, attention, embedding, matmul4, matmul_dense, matmul_int8, norm, rope};
+use lowbit_core::kernels::{activation, attention, embedding, matmul4, matmul4_half, matmul_dense, matmul_int8, norm, rope};
 use lowbit_core::{bf16, f16, DType, Error, ErrorKind, Kernel, QuantType4};
 use wasm_bindgen::prelude::*;
 
@@ -116,6 +116,8 @@ pub struct Linear4 {
     n: usize,
     k: usize,
     bias: Option<Vec<f32>>,
+    /// bnb_4bit_compute_dtype: F32 (the fast fused kernel) or F16 / BF16 (matmul4_half).
+    compute: DType,
 }
 
 #[wasm_bindgen]
@@ -126,14 +128,28 @@ impl Linear4 {
         let (blocksize, n, k) = (blocksize as usize, n as usize, k as usize);
         matmul4::Weight4::new(&packed, &absmax, quant_type, blocksize, n, k).map_err(js_err)?;
         check_bias(&bias, n)?;
-        Ok(Linear4 { packed, absmax, quant_type, blocksize, n, k, bias })
+        Ok(Linear4 { packed, absmax, quant_type, blocksize, n, k, bias, compute: DType::F32 })
+    }
+
+    /// The compute dtype ("float32", "float16" or "bfloat16"): with a half dtype the input, the
+    /// dequantized weight, the bias and the output are rounded to it, as bitsandbytes does.
+    #[wasm_bindgen(js_name = setComputeDtype)]
+    pub fn set_compute_dtype(&mut self, dtype: &str) -> JsResult<()> {
+        self.compute = crate::dtype_of(dtype)?;
+        Ok(())
     }
 
     /// `x[m, k] · Wᵀ (+ bias)` -> `[m, n]`.
     pub fn forward(&self, x: &[f32], m: u32) -> JsResult<Vec<f32>> {
         let w = matmul4::Weight4 { packed: &self.packed, absmax: &self.absmax, quant_type: self.quant_type, blocksize: self.blocksize, n: self.n, k: self.k };
         let mut out = vec![0f32; checked_mul(m as usize, self.n, "output")?];
-        matmul4::matmul4(x, m as usize, &w, self.bias.as_deref(), &mut out, Kernel::best()).map_err(js_err)?;
+        let (m, bias) = (m as usize, self.bias.as_deref());
+        match self.compute {
+            DType::F16 => matmul4_half::matmul4_half::<f16>(x, m, &w, bias, &mut out, Kernel::best()),
+            DType::BF16 => matmul4_half::matmul4_half::<bf16>(x, m, &w, bias, &mut out, Kernel::best()),
+            _ => matmul4::matmul4(x, m, &w, bias, &mut out, Kernel::best()),
+        }
+        .map_err(js_err)?;
         Ok(out)
     }
 

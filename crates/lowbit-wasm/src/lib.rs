@@ -45,7 +45,7 @@ fn shape_of(shape: &[u32]) -> Vec<usize> {
     shape.iter().map(|&d| d as usize).collect()
 }
 
-fn dtype_of(name: &str) -> JsResult<DType> {
+pub(crate) fn dtype_of(name: &str) -> JsResult<DType> {
     DType::from_torch_name(name).map_err(js_err)
 }
 

@@ -95,7 +95,7 @@ impl<'a> Weight4<'a> {
     }
 }
 
-fn check_io(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
+pub(crate) fn check_io(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
     w.validate()?;
     if m == 0 {
         bail!(EmptyTensor, "matmul with 0 rows of activations");

@@ -36,6 +36,7 @@
 //! - Bad shapes and lengths are an [`Error`](crate::Error), never a panic.
 
 pub mod matmul4;
+pub mod matmul4_half;
 pub mod matmul_blockwise8;
 pub mod matmul_dense;
 pub mod matmul_int8;

@@ -75,14 +75,14 @@ fn add_bias(out: &mut [f32], n: usize, bias: Option<&[f32]>) {
 
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod simd {
+pub(crate) mod simd {
     use crate::dtype::{bf16, f16, SimdLoad};
     use crate::simd::panel;
     use core::any::TypeId;
     use core::arch::wasm32::*;
 
     #[inline(always)]
-    fn hsum(v: v128) -> f32 {
+    pub(crate) fn hsum(v: v128) -> f32 {
         (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
     }
 

@@ -69,12 +69,24 @@ export interface RopeSpec {
   invFreq: Float32Array;
 }
 
+/** How a linear layer computes (from BitsAndBytesConfig or the checkpoint's quantization_config). */
+export interface LinearOptions {
+  /** LLM.int8 outlier threshold (default 6). */
+  int8Threshold?: number;
+  /**
+   * bnb_4bit_compute_dtype for 4-bit weights (default 'float32'). With 'float16' / 'bfloat16' the
+   * CPU backend rounds the input, the dequantized weight, the bias and the output to it, as
+   * bitsandbytes does; the WebGPU backend computes in f32 either way.
+   */
+  computeDtype?: 'float32' | 'float16' | 'bfloat16';
+}
+
 export interface Backend {
   readonly device: DeviceKind;
   readonly name: string;
 
   // --- weights
-  linear(weight: LoadedWeight, bias?: DenseWeight, options?: { int8Threshold?: number }): LinearHandle;
+  linear(weight: LoadedWeight, bias?: DenseWeight, options?: LinearOptions): LinearHandle;
   embedding(table: DenseWeight): EmbeddingHandle;
   vector(v: DenseWeight | Float32Array): VectorHandle;
   kvCache(maxPositions: number, nKvHeads: number, headDim: number): KvCacheHandle;

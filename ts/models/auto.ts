@@ -1,6 +1,6 @@
 /** AutoModelForCausalLM.fromPretrained: source -> config -> streamed weights -> model on a backend. */
 import { LowbitError } from '../errors.js';
-import type { Backend } from '../backends/backend.js';
+import type { Backend, LinearOptions } from '../backends/backend.js';
 import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
 import type { ProgressCallback } from '../loading/sources/progress.js';
@@ -83,7 +83,20 @@ async function load(source: ModelSource, options: FromPretrainedOptions, backend
   }
   const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
   const weights = new WeightMap(tensors);
-  const threshold = options.quantizationConfig?.llmInt8Threshold ?? ((raw.quantization_config as { llm_int8_threshold?: number } | undefined)?.llm_int8_threshold ?? 6);
-  if (config.family === 'gpt2') return new GPT2LMHeadModel(config, backend, weights, maxPositions, quantization, threshold);
-  return new LlamaForCausalLM(config, backend, weights, maxPositions, threshold);
+  const saved = raw.quantization_config as { llm_int8_threshold?: number; bnb_4bit_compute_dtype?: string } | undefined;
+  const linear: LinearOptions = {
+    int8Threshold: options.quantizationConfig?.llmInt8Threshold ?? saved?.llm_int8_threshold ?? 6,
+    // A pre-quantized checkpoint computes in the dtype it was saved with, as transformers does.
+    computeDtype: prequantized ? computeDtypeOf(saved?.bnb_4bit_compute_dtype) : options.quantizationConfig?.bnb4bitComputeDtype ?? 'float32',
+  };
+  if (config.family === 'gpt2') return new GPT2LMHeadModel(config, backend, weights, maxPositions, quantization, linear);
+  return new LlamaForCausalLM(config, backend, weights, maxPositions, linear);
+}
+
+/** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */
+function computeDtypeOf(v: string | undefined): LinearOptions['computeDtype'] {
+  const name = v?.replace(/^torch\./, '');
+  if (name === undefined || name === 'float32') return 'float32';
+  if (name === 'float16' || name === 'bfloat16') return name;
+  throw new LowbitError('MALFORMED_FILE', `config.json: quantization_config.bnb_4bit_compute_dtype is '${v}'; expected float32, float16 or bfloat16`);
 }

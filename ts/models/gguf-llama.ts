@@ -231,8 +231,8 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     tensors.set(hf, { ...out, name: hf });
   }
   const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
-  const threshold = options.quantizationConfig?.llmInt8Threshold ?? 6;
-  const model = new LlamaForCausalLM(config, backend, new WeightMap(tensors), maxPositions, threshold);
+  const q = options.quantizationConfig;
+  const model = new LlamaForCausalLM(config, backend, new WeightMap(tensors), maxPositions, { int8Threshold: q?.llmInt8Threshold ?? 6, computeDtype: q?.bnb4bitComputeDtype ?? 'float32' });
   if (ropeFreqs !== undefined || ropeExtra.linearFactor !== undefined) {
     // llama.cpp divides each rope angle by rope_freqs[i] (Llama 3.1-style scaling stored as a
     // tensor) and, for linear scaling, by the factor; DecoderConfig cannot say either.

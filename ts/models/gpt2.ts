@@ -3,7 +3,7 @@
  * linears), GELU (tanh) MLP, tied output. Its Conv1D weights are stored [in, out]; like
  * transformers + bitsandbytes we transpose them to [out, in] before quantizing.
  */
-import type { Activation, Backend, EmbeddingHandle, KvCacheHandle, LinearHandle, VectorHandle } from '../backends/backend.js';
+import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, VectorHandle } from '../backends/backend.js';
 import type { DenseWeight, LoadedWeight, QuantizeOnLoad } from '../loading/load-weights.js';
 import { CausalLM } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
@@ -32,7 +32,7 @@ export class GPT2LMHeadModel extends CausalLM {
   private readonly lnfW: VectorHandle;
   private readonly lnfB: VectorHandle;
 
-  constructor(config: DecoderConfig, backend: Backend, weights: WeightMap, maxPositions: number, quantization?: QuantizeOnLoad, int8Threshold = 6) {
+  constructor(config: DecoderConfig, backend: Backend, weights: WeightMap, maxPositions: number, quantization?: QuantizeOnLoad, linearOptions: LinearOptions = {}) {
     super(config, backend, maxPositions);
     const b = backend;
     const pre = weights.has('transformer.wte.weight') ? 'transformer.' : '';
@@ -50,7 +50,7 @@ export class GPT2LMHeadModel extends CausalLM {
       return h;
     };
     const lin = (w: LoadedWeight, bias: DenseWeight, name: string) => {
-      const h = b.linear(w, bias, { int8Threshold });
+      const h = b.linear(w, bias, linearOptions);
       this.record(name, h);
       return h;
     };

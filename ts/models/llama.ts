@@ -2,7 +2,7 @@
  * The Llama family (Llama 2 / 3, SmolLM2, TinyLlama, Mistral) and Qwen2 (q/k/v bias): pre-norm
  * decoder blocks with RMSNorm, rotary attention with grouped-query heads and a SwiGLU MLP.
  */
-import type { Activation, Backend, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle } from '../backends/backend.js';
+import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle } from '../backends/backend.js';
 import { ropeInvFreq } from '../backends/cpu/index.js';
 import { CausalLM } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
@@ -27,11 +27,11 @@ export class LlamaForCausalLM extends CausalLM {
   private readonly lmHead?: LinearHandle;
   private readonly rope: RopeSpec;
 
-  constructor(config: DecoderConfig, backend: Backend, weights: WeightMap, maxPositions: number, int8Threshold = 6) {
+  constructor(config: DecoderConfig, backend: Backend, weights: WeightMap, maxPositions: number, linearOptions: LinearOptions = {}) {
     super(config, backend, maxPositions);
     const b = backend;
     const lin = (name: string, bias: boolean) => {
-      const h = b.linear(weights.take(`${name}.weight`), bias ? weights.takeDense(`${name}.bias`) : weights.takeOptional(`${name}.bias`), { int8Threshold });
+      const h = b.linear(weights.take(`${name}.weight`), bias ? weights.takeDense(`${name}.bias`) : weights.takeOptional(`${name}.bias`), linearOptions);
       this.record(name, h);
       return h;
     };

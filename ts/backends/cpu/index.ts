@@ -12,6 +12,7 @@ import { init, wasm, type WasmSource } from '../../runtime/wasm.js';
 import type { Embedding, KvCache, Linear4, LinearBlockwise8, LinearDense, LinearInt8 } from '../../wasm/pkg/lowbit_wasm.js';
 import { blockwise8Format } from '../../loading/blockwise8.js';
 import type {
+  LinearOptions,
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, Llama3RopeScaling, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { denseData, denseToFloat32 } from './dense.js';
@@ -170,7 +171,7 @@ export class CpuBackend implements Backend {
 
   // --- weights
 
-  linear(weight: LoadedWeight, bias?: DenseWeight, options: { int8Threshold?: number } = {}): LinearHandle {
+  linear(weight: LoadedWeight, bias?: DenseWeight, options: LinearOptions = {}): LinearHandle {
     const w = wasm();
     let b: Float32Array | undefined;
     if (bias !== undefined) {
@@ -186,6 +187,9 @@ export class CpuBackend implements Backend {
         checkBias(n);
         const absmax = st.absmaxF32();
         const obj = callWasm(() => new w.Linear4(weight.packed, absmax, st.quantType, st.blocksize, n, k, b));
+        const dtype = options.computeDtype ?? 'float32';
+        if (!['float32', 'float16', 'bfloat16'].includes(dtype)) bad(`computeDtype must be float32, float16 or bfloat16, got ${String(dtype)}`);
+        if (dtype !== 'float32') callWasm(() => obj.setComputeDtype(dtype));
         return new CpuLinear(obj, n, k, `4bit-${st.quantType}`);
       }
       case 'int8': {

@@ -8,6 +8,7 @@ import type { DenseWeight, LoadedWeight } from '../../loading/load-weights.js';
 import { quantMap } from '../../quant/codes.js';
 import { init, type WasmSource } from '../../runtime/wasm.js';
 import type {
+  LinearOptions,
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { denseToFloat32 } from '../cpu/dense.js';
@@ -332,7 +333,7 @@ export class WebGpuBackend implements Backend {
 
   // --- weights
 
-  linear(weight: LoadedWeight, bias?: DenseWeight, options: { int8Threshold?: number } = {}): LinearHandle {
+  linear(weight: LoadedWeight, bias?: DenseWeight, options: LinearOptions = {}): LinearHandle {
     this.ctx.check();
     let b: Float32Array | undefined;
     if (bias !== undefined) b = denseToFloat32(bias);

@@ -15,6 +15,7 @@ export type LowbitErrorCode =
   | 'INVALID_ARGUMENT'
   | 'NOT_INITIALIZED'
   | 'WASM_LOAD_FAILED'
+  | 'WORKER_FAILED'
   | 'INTERNAL';
 
 /**

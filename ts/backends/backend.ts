@@ -62,6 +62,9 @@ export interface Backend {
   readonly device: DeviceKind;
   readonly name: string;
 
+  /** Releases what the backend itself holds (worker threads, devices); its handles become unusable. */
+  dispose(): void;
+
   // --- weights
   linear(weight: LoadedWeight, bias?: DenseWeight, options?: { int8Threshold?: number }): LinearHandle;
   embedding(table: DenseWeight): EmbeddingHandle;

@@ -1,6 +1,4 @@
 /** AutoModelForCausalLM.fromPretrained: source -> config -> streamed weights -> model on a backend. */
-import { CpuBackend } from '../backends/cpu/index.js';
-import type { Backend } from '../backends/backend.js';
 import { LowbitError } from '../errors.js';
 import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
@@ -12,8 +10,9 @@ import { fromGguf, ggufWeightFile } from './gguf-llama.js';
 import { GPT2_CONV1D, GPT2LMHeadModel } from './gpt2.js';
 import { LlamaForCausalLM } from './llama.js';
 import { WeightMap } from './weights.js';
+import { buildOnBackend, type BackendChoice } from './model-backend.js';
 
-export interface FromPretrainedOptions extends ResolveSourceOptions {
+export interface FromPretrainedOptions extends ResolveSourceOptions, BackendChoice {
   quantizationConfig?: BitsAndBytesConfig;
   /** 'cpu' or { '': 'cpu' } for now; GPU placement comes with the WebGPU backend. */
   deviceMap?: 'cpu' | Record<string, 'cpu'>;
@@ -21,7 +20,6 @@ export interface FromPretrainedOptions extends ResolveSourceOptions {
   maxPositions?: number;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
-  backend?: Backend;
 }
 
 function checkDeviceMap(d: FromPretrainedOptions['deviceMap']): void {
@@ -48,11 +46,11 @@ export const AutoModelForCausalLM = {
     for await (const w of loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) })) {
       tensors.set(w.name, w);
     }
-    const backend = options.backend ?? new CpuBackend();
     const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
     const weights = new WeightMap(tensors);
     const threshold = options.quantizationConfig?.llmInt8Threshold ?? ((raw.quantization_config as { llm_int8_threshold?: number } | undefined)?.llm_int8_threshold ?? 6);
-    if (config.family === 'gpt2') return new GPT2LMHeadModel(config, backend, weights, maxPositions, quantization, threshold);
-    return new LlamaForCausalLM(config, backend, weights, maxPositions, threshold);
+    return buildOnBackend<CausalLM>(options, (backend) =>
+      config.family === 'gpt2' ? new GPT2LMHeadModel(config, backend, weights, maxPositions, quantization, threshold) : new LlamaForCausalLM(config, backend, weights, maxPositions, threshold),
+    );
   },
 };

@@ -29,6 +29,8 @@ export abstract class CausalLM {
   /** Tokens already in the KV cache. */
   position = 0;
   protected readonly footprint = new Map<string, { device: string; bytes: number }>();
+  /** Whether dispose() also disposes the backend (fromPretrained sets it when it made the backend). */
+  disposeBackend = false;
 
   constructor(
     readonly config: DecoderConfig,
@@ -101,7 +103,16 @@ export abstract class CausalLM {
     return { total, byDevice, byModule };
   }
 
-  abstract dispose(): void;
+  /** Frees the weights and caches (and the backend, when `disposeBackend`: its worker threads). */
+  dispose(): void {
+    try {
+      this.disposeWeights();
+    } finally {
+      if (this.disposeBackend) this.backend.dispose();
+    }
+  }
+
+  protected abstract disposeWeights(): void;
 }
 
 function pick(logits: Float32Array, seen: number[], o: GenerateOptions, random: () => number): number {

@@ -13,7 +13,7 @@
  *   then quantized.
  */
 import type { RopeSpec } from '../backends/backend.js';
-import { CpuBackend, ropeInvFreq } from '../backends/cpu/index.js';
+import { ropeInvFreq } from '../backends/cpu/index.js';
 import { LowbitError } from '../errors.js';
 import { GgufFile, type GgufTensorInfo, type GgufValue } from '../loading/gguf.js';
 import { isQuantizableLinear, loadWeights, type DenseWeight, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
@@ -23,6 +23,7 @@ import type { FromPretrainedOptions } from './auto.js';
 import type { CausalLM } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import { LlamaForCausalLM } from './llama.js';
+import { buildOnBackend } from './model-backend.js';
 import { denseToF32, quantizeDense, WeightMap } from './weights.js';
 
 export const SUPPORTED_GGUF_ARCHITECTURES = ['llama'] as const;
@@ -221,19 +222,23 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     }
     tensors.set(hf, { ...out, name: hf });
   }
-  const backend = options.backend ?? new CpuBackend();
   const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
   const threshold = options.quantizationConfig?.llmInt8Threshold ?? 6;
-  const model = new LlamaForCausalLM(config, backend, new WeightMap(tensors), maxPositions, threshold);
+  let invFreq: Float32Array | undefined;
   if (ropeFreqs !== undefined || ropeExtra.linearFactor !== undefined) {
     // llama.cpp divides each rope angle by rope_freqs[i] (Llama 3.1-style scaling stored as a
     // tensor) and, for linear scaling, by the factor; DecoderConfig cannot say either.
-    const invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
+    invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
     if (ropeFreqs !== undefined && ropeFreqs.length !== invFreq.length) throw new LowbitError('MALFORMED_FILE', `${file}: rope_freqs.weight has ${ropeFreqs.length} values, expected ${invFreq.length}`, { file });
     for (let i = 0; i < invFreq.length; i++) invFreq[i] = invFreq[i]! / (ropeFreqs?.[i] ?? 1) / (ropeExtra.linearFactor ?? 1);
-    const m = model as unknown as { rope?: RopeSpec };
-    if (m.rope === undefined) throw new LowbitError('INTERNAL', 'LlamaForCausalLM no longer keeps its rope spec in `rope`: update gguf-llama.ts');
-    m.rope = { headDim: config.headDim, invFreq };
   }
-  return model;
+  return buildOnBackend<CausalLM>(options, (backend) => {
+    const model = new LlamaForCausalLM(config, backend, new WeightMap(tensors), maxPositions, threshold);
+    if (invFreq !== undefined) {
+      const m = model as unknown as { rope?: RopeSpec };
+      if (m.rope === undefined) throw new LowbitError('INTERNAL', 'LlamaForCausalLM no longer keeps its rope spec in `rope`: update gguf-llama.ts');
+      m.rope = { headDim: config.headDim, invFreq };
+    }
+    return model;
+  });
 }

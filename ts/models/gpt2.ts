@@ -102,7 +102,7 @@ export class GPT2LMHeadModel extends CausalLM {
     return this.backend.project(h, this.wte);
   }
 
-  dispose(): void {
+  protected disposeWeights(): void {
     for (const B of this.blocks) for (const x of Object.values(B)) x.dispose();
     for (const c of this.caches) c.dispose();
     this.wte.dispose();

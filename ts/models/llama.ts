@@ -86,7 +86,7 @@ export class LlamaForCausalLM extends CausalLM {
     return this.lmHead ? this.backend.linearForward(h, this.lmHead) : this.backend.project(h, this.embed);
   }
 
-  dispose(): void {
+  protected disposeWeights(): void {
     for (const L of this.layers) for (const x of Object.values(L)) x.dispose();
     for (const c of this.caches) c.dispose();
     this.embed.dispose();

@@ -266,6 +266,12 @@ export class WorkerPool {
   terminate(): void {
     if (this.closed) return;
     this.closed = true;
+    // Ask them to leave their wait loop and close first: Deno's terminate() does not interrupt
+    // Atomics.wait (the process would never exit); Node's and browsers' do.
+    const c = this.ctl;
+    c[CMD] = Cmd.Exit;
+    Atomics.add(c, SEQ, 1);
+    Atomics.notify(c, SEQ);
     for (const w of this.workers) w.terminate();
   }
 

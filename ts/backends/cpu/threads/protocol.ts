@@ -45,6 +45,8 @@ export const enum Cmd {
   Lookup = 4,
   /** Frees handle ARG_ID. */
   Free = 5,
+  /** Leave the loop and close the worker (Deno's terminate() cannot interrupt Atomics.wait). */
+  Exit = 6,
 }
 
 export const STATUS_OK = 0;

@@ -115,7 +115,10 @@ function finish(error?: unknown): void {
   if (Atomics.sub(ctl, PENDING, 1) === 1) Atomics.notify(ctl, PENDING);
 }
 
-/** Waits for and runs commands until one says Yield (then returns to the event loop). */
+/** How this worker closes itself (runtime-specific, set at start-up). */
+let close: () => void = () => {};
+
+/** Waits for and runs commands until one says Yield (then returns to the event loop) or Exit. */
 function serve(): void {
   for (;;) {
     // Spin a little first: in a decode step the next command usually comes within microseconds,
@@ -130,6 +133,10 @@ function serve(): void {
     seen = s;
     const cmd = Atomics.load(ctl, CMD);
     if (cmd === Cmd.Yield) return; // the posted message's handler calls finish()
+    if (cmd === Cmd.Exit) {
+      close();
+      return;
+    }
     try {
       execute(cmd);
       finish();
@@ -176,9 +183,11 @@ if (g.Deno === undefined && typeof g.process?.versions?.node === 'string') {
   const { parentPort } = (await import(/* @vite-ignore */ spec)) as typeof import('node:worker_threads');
   if (!parentPort) throw new Error('worker.js must run in a worker thread');
   const p: Port = { post: (m) => parentPort.postMessage(m) };
+  close = () => parentPort.close();
   parentPort.on('message', (m: WorkerMessage) => void onMessage(m, p));
 } else {
-  const self = globalThis as unknown as { postMessage(m: unknown): void; addEventListener(t: 'message', f: (e: MessageEvent) => void): void };
+  const self = globalThis as unknown as { postMessage(m: unknown): void; close(): void; addEventListener(t: 'message', f: (e: MessageEvent) => void): void };
   const p: Port = { post: (m) => self.postMessage(m) };
+  close = () => self.close();
   self.addEventListener('message', (e) => void onMessage(e.data as WorkerMessage, p));
 }

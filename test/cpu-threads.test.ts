@@ -150,6 +150,40 @@ describe('linear layers: threads give the bits of one thread', () => {
   });
 });
 
+describe('linearForwardMany: one dispatch for several layers', () => {
+  it('equals linearForward on each, split and unsplit layers mixed (different formats and widths)', async () => {
+    const k = 64;
+    const { packed, quantState } = quantize4bit(rand(96 * k, 61, 0.05), { quantType: 'nf4', blocksize: 64, shape: [96, k] });
+    const weights: LoadedWeight[] = [
+      { kind: '4bit', name: 'q', packed, quantState },
+      dense('k', rand(32 * k, 62), [32, k]),
+      dense('v', rand(16 * k, 63), [16, k], 'F16'), // 16 rows: one step, never split
+    ];
+    const refs = weights.map((w) => one.linear(w));
+    const threaded = await CpuBackend.create({ threads: 3, minSliceElements: 1 });
+    try {
+      const ls = weights.map((w) => threaded.linear(w) as CpuLinear);
+      expect(ls.map((l) => l.slices)).toEqual([3, 2, 1]);
+      for (const m of [1, 5]) {
+        const x = rand(m * k, 64 + m);
+        const got = threaded.linearForwardMany(threaded.fromHost(x, m, k), ls);
+        const want = refs.map((r) => one.linearForward(one.fromHost(x, m, k), r));
+        for (let i = 0; i < ls.length; i++) {
+          expect([got[i]!.rows, got[i]!.cols]).toEqual([m, ls[i]!.outFeatures]);
+          expectSameBits(await threaded.read(got[i]!), await one.read(want[i]!), `layer ${i}, m=${m}`);
+        }
+        // the same on one thread
+        const single = one.linearForwardMany(one.fromHost(x, m, k), refs);
+        for (let i = 0; i < refs.length; i++) expectSameBits(await one.read(single[i]!), await one.read(want[i]!), `one thread, layer ${i}`);
+      }
+      expect(() => threaded.linearForwardMany(threaded.fromHost(rand(2 * 63), 2, 63), ls)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    } finally {
+      threaded.dispose();
+      for (const r of refs) r.dispose();
+    }
+  });
+});
+
 describe('embedding tables split by vocabulary rows', () => {
   const [vocab, dim] = [300, 48];
   const table = rand(vocab * dim, 41);

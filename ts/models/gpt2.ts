@@ -89,7 +89,8 @@ export class GPT2LMHeadModel extends CausalLM {
     let h = b.add(b.embed(this.wte, ids), b.embed(this.wpe, positions));
     for (const [i, B] of this.blocks.entries()) {
       const x = b.layerNorm(h, B.ln1w, B.ln1b, c.normEps);
-      const a = b.attention(b.linearForward(x, B.q), b.linearForward(x, B.k), b.linearForward(x, B.v), this.caches[i]!, start, c.numHeads);
+      const [q, k, v] = b.linearForwardMany(x, [B.q, B.k, B.v]) as [Activation, Activation, Activation];
+      const a = b.attention(q, k, v, this.caches[i]!, start, c.numHeads);
       h = b.add(h, b.linearForward(a, B.proj));
       const y = b.layerNorm(h, B.ln2w, B.ln2b, c.normEps);
       const f = b.linearForward(y, B.fc);

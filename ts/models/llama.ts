@@ -71,13 +71,14 @@ export class LlamaForCausalLM extends CausalLM {
     let h = b.embed(this.embed, ids);
     for (const [i, L] of this.layers.entries()) {
       const x = b.rmsNorm(h, L.inNorm, c.normEps);
-      const q = b.rope(b.linearForward(x, L.q), c.numHeads, positions, this.rope);
-      const k = b.rope(b.linearForward(x, L.k), c.numKvHeads, positions, this.rope);
-      const v = b.linearForward(x, L.v);
+      const [xq, xk, v] = b.linearForwardMany(x, [L.q, L.k, L.v]) as [Activation, Activation, Activation];
+      const q = b.rope(xq, c.numHeads, positions, this.rope);
+      const k = b.rope(xk, c.numKvHeads, positions, this.rope);
       const a = b.attention(q, k, v, this.caches[i]!, start, c.numHeads);
       h = b.add(h, b.linearForward(a, L.o));
       const y = b.rmsNorm(h, L.postNorm, c.normEps);
-      h = b.add(h, b.linearForward(b.swiglu(b.linearForward(y, L.gate), b.linearForward(y, L.up)), L.down));
+      const [gate, up] = b.linearForwardMany(y, [L.gate, L.up]) as [Activation, Activation];
+      h = b.add(h, b.linearForward(b.swiglu(gate, up), L.down));
     }
     return b.rmsNorm(h, this.norm, c.normEps);
   }

@@ -114,6 +114,13 @@ export class CpuLinear extends WasmHandle<Linear4 | LinearDense | LinearInt8> im
     if (s === undefined) return callWasm(() => o.forward(x, m));
     return s.pool.matmul(Cmd.Forward, s.id, x, m, this.inFeatures, this.outFeatures, s.bounds[1]!, () => callWasm(() => o.forward(x, m)));
   }
+  /** For a fused dispatch on `pool`: this layer's part, or undefined when it is not split there. */
+  part(pool: WorkerPool, x: Float32Array, m: number): { id: number; n: number; n0: number; own: () => Float32Array } | undefined {
+    const o = this.inner;
+    const s = this.shard;
+    if (s === undefined || s.pool !== pool) return undefined;
+    return { id: s.id, n: this.outFeatures, n0: s.bounds[1]!, own: () => callWasm(() => o.forward(x, m)) };
+  }
 }
 
 export class CpuEmbedding extends WasmHandle<Embedding> implements EmbeddingHandle {
@@ -463,6 +470,29 @@ export class CpuBackend implements Backend {
     if (a.cols !== l.inFeatures) bad(`linearForward: x has ${a.cols} columns but the ${l.format} weight [${l.outFeatures}, ${l.inFeatures}] takes ${l.inFeatures}`);
     if (a.rows === 0) bad('linearForward: x has no rows');
     return new CpuActivation(l.forward(a.data, a.rows), a.rows, l.outFeatures);
+  }
+
+  linearForwardMany(x: Activation, ws: readonly LinearHandle[]): Activation[] {
+    const a = act(x, 'linearForwardMany: x');
+    const ls = ws.map((w, i) => {
+      const l = handle(w, CpuLinear, `linearForwardMany: weight ${i}`);
+      if (a.cols !== l.inFeatures) bad(`linearForwardMany: x has ${a.cols} columns but the ${l.format} weight ${i} [${l.outFeatures}, ${l.inFeatures}] takes ${l.inFeatures}`);
+      return l;
+    });
+    if (a.rows === 0) bad('linearForwardMany: x has no rows');
+    const pool = this.pool;
+    const parts = pool === undefined ? [] : ls.map((l) => l.part(pool, a.data, a.rows));
+    const split = parts.filter((p) => p !== undefined);
+    if (pool === undefined || split.length < 2) return ls.map((l) => new CpuActivation(l.forward(a.data, a.rows), a.rows, l.outFeatures));
+    // One command for the split layers; the others run on this thread meanwhile.
+    const out: (Float32Array | undefined)[] = ls.map(() => undefined);
+    const ys = pool.matmulMany(a.data, a.rows, a.cols, split, () => {
+      ls.forEach((l, i) => {
+        if (parts[i] === undefined) out[i] = l.forward(a.data, a.rows);
+      });
+    });
+    let j = 0;
+    return ls.map((l, i) => new CpuActivation(parts[i] === undefined ? out[i]! : ys[j++]!, a.rows, l.outFeatures));
   }
 
   project(x: Activation, table: EmbeddingHandle): Activation {

@@ -251,6 +251,39 @@ export class WorkerPool {
   }
 
   /**
+   * One command for several split layers on the same x[m, k]: returns each layer's [m, n] output.
+   * `own(j)` computes the main thread's rows [0, n0) of layer j; `alongside()` runs on the main
+   * thread after them, while the workers may still be busy (layers that are not split).
+   */
+  matmulMany(x: Float32Array, m: number, k: number, layers: { id: number; n: number; n0: number; own: () => Float32Array }[], alongside: () => void): Float32Array[] {
+    const align = (i: number) => Math.ceil(i / 16) * 16;
+    const xLen = m * k;
+    const pairs = align(xLen);
+    const outs: number[] = [];
+    let end = align(pairs + 2 * layers.length);
+    for (const l of layers) {
+      outs.push(end);
+      end = align(end + m * l.n);
+    }
+    this.ensureData(end);
+    this.f32.set(x.subarray(0, xLen), 0);
+    layers.forEach((l, j) => {
+      this.u32[pairs + 2 * j] = l.id;
+      this.u32[pairs + 2 * j + 1] = outs[j]!;
+    });
+    this.run(Cmd.ForwardMany, layers.length, m, pairs, () => {
+      layers.forEach((l, j) => {
+        const y = l.own();
+        const out = outs[j]!;
+        if (m === 1) this.f32.set(y, out);
+        else for (let i = 0; i < m; i++) this.f32.set(y.subarray(i * l.n0, (i + 1) * l.n0), out + i * l.n);
+      });
+      alongside();
+    });
+    return layers.map((l, j) => this.f32.slice(outs[j]!, outs[j]! + m * l.n));
+  }
+
+  /**
    * Embedding rows for `ids` (all < vocab): each thread copies the rows it holds; `own()` fills
    * the main thread's rows (ids < n0) into the shared output at `out`.
    */

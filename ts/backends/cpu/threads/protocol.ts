@@ -47,6 +47,11 @@ export const enum Cmd {
   Free = 5,
   /** Leave the loop and close the worker (Deno's terminate() cannot interrupt Atomics.wait). */
   Exit = 6,
+  /**
+   * Forward of the same x through ARG_ID layers (q / k / v, gate / up) in one command: u32 pairs
+   * (handle id, output offset) at ARG_OUT.
+   */
+  ForwardMany = 7,
 }
 
 export const STATUS_OK = 0;

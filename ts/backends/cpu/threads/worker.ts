@@ -72,6 +72,16 @@ function scatter(y: Float32Array, p: Part, m: number, out: number): void {
 }
 
 function execute(cmd: number): void {
+  if (cmd === Cmd.ForwardMany) {
+    const [count, m, pairs] = [ctl[ARG_ID]!, ctl[ARG_M]!, ctl[ARG_OUT]!];
+    for (let j = 0; j < count; j++) {
+      const p = parts.get(u32[pairs + 2 * j]!);
+      if (p === undefined) continue;
+      const y = callWasm(() => (p.obj as Linear4).forward(f32.subarray(0, m * p.k), m));
+      scatter(y, p, m, u32[pairs + 2 * j + 1]!);
+    }
+    return;
+  }
   const p = parts.get(ctl[ARG_ID]!);
   if (cmd === Cmd.Free) {
     p?.obj.free();

@@ -225,6 +225,21 @@ describe('embedding tables split by vocabulary rows', () => {
   });
 });
 
+describe('shared buffers', () => {
+  it('grow for an output larger than the initial 1 MiB (the workers get the new buffer)', async () => {
+    const [vocab, dim, m] = [8192, 16, 40]; // 40 x 8192 f32 logits = 1.25 MiB
+    const w = dense('emb', rand(vocab * dim, 71), [vocab, dim]);
+    const ref = one.embedding(w);
+    const e = three.embedding(w);
+    const x = rand(m * dim, 72);
+    for (let rep = 0; rep < 2; rep++) expectSameBits(await three.read(three.project(three.fromHost(x, m, dim), e)), await one.read(one.project(one.fromHost(x, m, dim), ref)), `project m=${m}`);
+    // and later, smaller ops still work
+    expectSameBits(await three.read(three.project(three.fromHost(x.subarray(0, dim), 1, dim), e)), await one.read(one.project(one.fromHost(x.subarray(0, dim), 1, dim), ref)), 'project m=1');
+    e.dispose();
+    ref.dispose();
+  });
+});
+
 describe('models: logits on threads equal one thread exactly', () => {
   const FIX = `${ROOT}test/fixtures/reference-logits/`;
   const VARIANTS = {

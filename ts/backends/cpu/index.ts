@@ -219,7 +219,7 @@ export interface CpuBackendOptions {
   threads?: number | 'auto';
   /** How long to wait for a worker beyond the main thread's own share of an op (ms, default 60 000). */
   workerTimeoutMs?: number;
-  /** Layers with fewer weights than this per thread are not split (default 65 536: smaller ones cost more to wake threads for than they save). */
+  /** Layers with fewer weights than this per thread are not split (default 32 768: smaller ones cost more to wake threads for than they save). */
   minSliceElements?: number;
 }
 

@@ -59,7 +59,7 @@ export const STATUS_ERROR = 1;
 
 /** Messages posted to workers (each followed by a Yield command, except `init`). */
 export type WorkerMessage =
-  | { type: 'init'; module: WebAssembly.Module; ctl: SharedArrayBuffer; err: SharedArrayBuffer; data: SharedArrayBuffer; index: number; spinMs: number }
+  | { type: 'init'; module: WebAssembly.Module; ctl: SharedArrayBuffer; err: SharedArrayBuffer; data: SharedArrayBuffer; index: number }
   | { type: 'data'; data: SharedArrayBuffer }
   | { type: 'nop' }
   | { type: 'build'; id: number; spec: SliceSpec };

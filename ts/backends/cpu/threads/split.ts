@@ -17,10 +17,11 @@
 export const ROW_ALIGN = 16;
 
 /**
- * Below this many weight elements per slice a layer is not split: waking the other threads
- * costs more than they save (about 10-30 µs per op against ~1 µs per 32 K 4-bit weights).
+ * Below this many weight elements per slice a layer is not split: a slice of 32 K 4-bit weights
+ * takes ~10-20 µs on one core, about what waking the other threads costs (15-30 µs per op on
+ * the development machine). Layers in a fused dispatch (linearForwardMany) share one wake-up.
  */
-export const MIN_SLICE_ELEMENTS = 1 << 16;
+export const MIN_SLICE_ELEMENTS = 1 << 15;
 
 function gcd(a: number, b: number): number {
   while (b) [a, b] = [b, a % b];

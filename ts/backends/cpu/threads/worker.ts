@@ -32,7 +32,6 @@ let errBytes: Uint8Array;
 let f32: Float32Array;
 let u32: Uint32Array;
 let index = 0;
-let spinMs = 0;
 /** The last SEQ this worker has taken up. */
 let seen = 0;
 
@@ -131,13 +130,7 @@ let close: () => void = () => {};
 /** Waits for and runs commands until one says Yield (then returns to the event loop) or Exit. */
 function serve(): void {
   for (;;) {
-    // Spin a little first: in a decode step the next command usually comes within microseconds,
-    // and a futex wake-up costs tens of them.
-    if (Atomics.load(ctl, SEQ) === seen && spinMs > 0) {
-      const until = performance.now() + spinMs;
-      while (Atomics.load(ctl, SEQ) === seen && performance.now() < until);
-    }
-    Atomics.wait(ctl, SEQ, seen);
+    Atomics.wait(ctl, SEQ, seen); // no spin: see pool.ts
     const s = Atomics.load(ctl, SEQ);
     if (s === seen) continue;
     seen = s;
@@ -165,7 +158,6 @@ async function onMessage(m: WorkerMessage, p: Port): Promise<void> {
       errBytes = new Uint8Array(m.err);
       setData(m.data);
       index = m.index;
-      spinMs = m.spinMs;
       seen = Atomics.load(ctl, SEQ);
       p.post({ type: 'ready' });
     } catch (e) {

@@ -2,19 +2,23 @@
 // `deno` package's binary) and headless Chromium (test/runtimes/browser/, driven by
 // playwright-core with Debian's /usr/bin/chromium). All three run test/runtimes/check.js on the
 // built package (dist/); Node's result is first checked byte for byte against the bitsandbytes
-// golden vectors, then Deno's and Chromium's must equal it exactly.
+// golden vectors, then Deno's and Chromium's must equal it exactly. Each runtime also runs
+// test/runtimes/threads-check.js: the CPU backend on three threads (worker threads with their own
+// wasm instances; in Chromium a cross-origin-isolated page) must give the bytes of one thread,
+// and the same bytes in all three runtimes.
 //
 // Needs `bash scripts/build.sh` (dist/) and `bash scripts/setup.sh` (npm deps, chromium). A
 // missing runtime fails the test: it does not skip.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CASE_8BIT, CASE_INT8, CASES_4BIT, runChecks } from './runtimes/check.js';
 import { MODEL_FILES, runGenerateCheck } from './runtimes/generate-check.js';
+import { runThreadChecks } from './runtimes/threads-check.js';
 import { serveStatic } from './runtimes/static-server.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -32,6 +36,8 @@ let blob: Uint8Array;
 let nodeResult: Result;
 let nodeGeneration: Awaited<ReturnType<typeof runGenerateCheck>>;
 const LLAMA = join(ROOT, 'test/fixtures/reference-logits/llama');
+type ThreadResult = Awaited<ReturnType<typeof runThreadChecks>>;
+let nodeThreads: ThreadResult;
 let tmp: string;
 
 const hexOf = (r: Ref) => Buffer.from(blob.subarray(r.offset, r.offset + r.nbytes)).toString('hex');
@@ -46,6 +52,7 @@ beforeAll(async () => {
   nodeResult = runChecks(lowbit, manifest, blob);
   const files = new Map(await Promise.all(MODEL_FILES.map(async (f) => [f, new Blob([await readFile(join(LLAMA, f))])] as const)));
   nodeGeneration = await runGenerateCheck(lowbit, files);
+  nodeThreads = await runThreadChecks(lowbit);
   tmp = await mkdtemp(join(tmpdir(), 'lowbit-runtimes-'));
 });
 
@@ -111,7 +118,19 @@ describe('Node', () => {
     // NF4 weights take about a quarter of the f32 bytes of the quantized linears
     expect(nodeGeneration.nf4.footprint).toBeLessThan(nodeGeneration.fp32.footprint * 0.7);
   });
+
+  it('three threads (worker_threads) give the bytes of one thread; auto uses every core', () => {
+    expectThreads(nodeThreads, availableParallelism());
+  });
 });
+
+/** A runtime's threads-check result: threaded == one thread, auto took the cores, bytes == Node's. */
+function expectThreads(t: ThreadResult, cores: number): void {
+  expect(t.threads).toBe(3);
+  expect(Object.values(t.same).every((v) => v === true), JSON.stringify(t.same)).toBe(true);
+  expect(t.autoThreads).toBe(Math.min(cores, 8));
+  if (t !== nodeThreads) expect(t.outputs).toEqual(nodeThreads.outputs);
+}
 
 function run(file: string, args: string[], env: NodeJS.ProcessEnv, timeout: number): Promise<{ stdout: string; stderr: string }> {
   return new Promise((ok, fail) => {
@@ -130,11 +149,12 @@ describe('Deno', () => {
     const env = { ...process.env, NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1', DENO_NO_PROMPT: '1', DENO_DIR: join(tmp, 'deno-dir') };
     const { stdout } = await run(DENO, ['run', '--allow-read', 'test/runtimes/deno-check.ts'], env, 90_000);
     const line = stdout.trim().split('\n').at(-1)!;
-    const out = JSON.parse(line) as { runtime: string; result: Result; generation: typeof nodeGeneration };
+    const out = JSON.parse(line) as { runtime: string; result: Result; generation: typeof nodeGeneration; threads: ThreadResult; cores: number };
     expect(out.runtime).toMatch(/^deno \d+\./);
     expect(out.result).toEqual(nodeResult);
     // the same logits bits and tokens as Node, fp32 and NF4
     expect(out.generation).toEqual(nodeGeneration);
+    expectThreads(out.threads, out.cores);
   });
 });
 
@@ -163,13 +183,17 @@ describe('Chromium', () => {
       await page.waitForFunction(() => (window as any).__lowbitResult !== undefined, undefined, { timeout: 60_000 }).catch((e) => {
         throw new Error(`the page set no result: ${e.message}\n${logs.join('\n')}`);
       });
-      const out = (await page.evaluate(() => (window as any).__lowbitResult)) as { ok: boolean; error?: string; runtime?: string; result?: Result; generation?: typeof nodeGeneration };
+      const out = (await page.evaluate(() => (window as any).__lowbitResult)) as { ok: boolean; error?: string; runtime?: string; result?: Result; generation?: typeof nodeGeneration; threads: ThreadResult; crossOriginIsolated: boolean; cores: number };
       expect(out.ok, `${out.error ?? ''}\n${logs.join('\n')}`).toBe(true);
       expect(out.runtime).toMatch(/HeadlessChrome|Chrome/);
       // init() fetched the wasm over HTTP (not from disk) from the package's own folder
       expect(server.served).toContain('/dist/wasm/pkg/lowbit_wasm_bg.wasm');
       expect(out.result).toEqual(nodeResult);
       expect(out.generation).toEqual(nodeGeneration);
+      expect(out.crossOriginIsolated).toBe(true);
+      expectThreads(out.threads, out.cores);
+      // the worker script came from the package's own folder
+      expect(server.served).toContain('/dist/backends/cpu/threads/worker.js');
     } finally {
       await context.close();
       await server.close();

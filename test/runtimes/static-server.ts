@@ -1,4 +1,5 @@
-// A tiny static file server for the browser test: serves `root` on 127.0.0.1 at a random port.
+// A tiny static file server for the browser test: serves `root` on 127.0.0.1 at a random port,
+// cross-origin isolated (COOP + COEP headers), so that pages get SharedArrayBuffer and threads.
 import { createServer, type Server } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, resolve, sep } from 'node:path';
@@ -48,6 +49,8 @@ export async function serveStatic(root: string): Promise<StaticServer> {
         'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
         'Content-Length': body.length,
         'Cache-Control': 'no-store',
+        'Cross-Origin-Opener-Policy': 'same-origin',
+        'Cross-Origin-Embedder-Policy': 'require-corp',
       });
       res.end(req.method === 'HEAD' ? undefined : body);
       served.push(path);

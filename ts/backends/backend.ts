@@ -85,6 +85,9 @@ export interface Backend {
   readonly device: DeviceKind;
   readonly name: string;
 
+  /** Releases what the backend itself holds (worker threads, devices); its handles become unusable. */
+  dispose(): void;
+
   // --- weights
   linear(weight: LoadedWeight, bias?: DenseWeight, options?: LinearOptions): LinearHandle;
   embedding(table: DenseWeight): EmbeddingHandle;
@@ -112,6 +115,11 @@ export interface Backend {
   // --- ops (shapes are checked; a mismatch throws INVALID_ARGUMENT)
   embed(table: EmbeddingHandle, ids: Uint32Array): Activation;
   linearForward(x: Activation, w: LinearHandle): Activation;
+  /**
+   * The same x through several layers (q / k / v, gate / up): exactly linearForward on each, in
+   * one dispatch where the backend can (one wake-up of the CPU backend's threads).
+   */
+  linearForwardMany(x: Activation, ws: readonly LinearHandle[]): Activation[];
   /** x · tableᵀ: logits through a tied embedding. */
   project(x: Activation, table: EmbeddingHandle): Activation;
   rmsNorm(x: Activation, weight: VectorHandle, eps: number): Activation;

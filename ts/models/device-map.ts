@@ -20,6 +20,8 @@ export interface BackendOptions {
   gpu?: GPU;
   /** For deviceMap 'gpu': other WebGPU backend options. */
   webgpu?: Omit<WebGpuBackendOptions, 'gpu'>;
+  /** Threads of the CPU backend fromPretrained makes: 'auto' (default: every core where threads work) or a count; 1 = one thread. */
+  threads?: number | 'auto';
 }
 
 /** The one device a deviceMap names; refuses what is not supported yet. */
@@ -45,5 +47,6 @@ export async function backendFor(o: BackendOptions): Promise<{ backend: Backend;
     return { backend: o.backend, owned: false };
   }
   if (device === 'gpu') return { backend: await WebGpuBackend.create({ ...o.webgpu, ...(o.gpu ? { gpu: o.gpu } : {}) }), owned: true };
-  return { backend: await CpuBackend.create(), owned: false };
+  // The model owns the CPU backend it gets: dispose() stops its worker threads.
+  return { backend: await CpuBackend.create(o.threads === undefined ? {} : { threads: o.threads }), owned: true };
 }

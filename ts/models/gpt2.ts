@@ -94,9 +94,7 @@ export class GPT2LMHeadModel extends CausalLM {
     free(te, pe);
     for (const [i, B] of this.blocks.entries()) {
       const x = b.layerNorm(h, B.ln1w, B.ln1b, c.normEps);
-      const q = b.linearForward(x, B.q);
-      const k = b.linearForward(x, B.k);
-      const v = b.linearForward(x, B.v);
+      const [q, k, v] = b.linearForwardMany(x, [B.q, B.k, B.v]) as [Activation, Activation, Activation];
       free(x);
       const a = b.attention(q, k, v, this.caches[i]!, start, c.numHeads);
       free(q, k, v);

@@ -74,9 +74,7 @@ export class LlamaForCausalLM extends CausalLM {
     let h = b.embed(this.embed, ids);
     for (const [i, L] of this.layers.entries()) {
       const x = b.rmsNorm(h, L.inNorm, c.normEps);
-      const q0 = b.linearForward(x, L.q);
-      const k0 = b.linearForward(x, L.k);
-      const v = b.linearForward(x, L.v);
+      const [q0, k0, v] = b.linearForwardMany(x, [L.q, L.k, L.v]) as [Activation, Activation, Activation];
       free(x);
       const q = b.rope(q0, c.numHeads, positions, this.rope);
       const k = b.rope(k0, c.numKvHeads, positions, this.rope);
@@ -87,8 +85,7 @@ export class LlamaForCausalLM extends CausalLM {
       const h1 = b.add(h, o);
       free(a, o, h);
       const y = b.rmsNorm(h1, L.postNorm, c.normEps);
-      const gate = b.linearForward(y, L.gate);
-      const up = b.linearForward(y, L.up);
+      const [gate, up] = b.linearForwardMany(y, [L.gate, L.up]) as [Activation, Activation];
       free(y);
       const g = b.swiglu(gate, up);
       free(gate, up);

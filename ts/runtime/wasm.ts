@@ -11,6 +11,7 @@ export type WasmSource = BufferSource | WebAssembly.Module | Response | URL | st
 
 let ready: Promise<void> | undefined;
 let loaded = false;
+let compiled: WebAssembly.Module | undefined;
 
 function isServerRuntime(): boolean {
   const g = globalThis as { process?: { versions?: { node?: string } }; Deno?: unknown };
@@ -22,6 +23,21 @@ async function readLocal(url: URL): Promise<Uint8Array> {
   const fsModule = 'node:fs/promises';
   const fs = (await import(/* @vite-ignore */ fsModule)) as { readFile(u: URL): Promise<Uint8Array> };
   return fs.readFile(url);
+}
+
+/** A Response's body compiled (streaming when the server says application/wasm). */
+async function compileResponse(r: Response): Promise<WebAssembly.Module> {
+  if (!r.ok) throw new Error(`failed to fetch Wasm: ${r.status} ${r.statusText} fetching '${r.url}'`);
+  if (typeof WebAssembly.compileStreaming === 'function' && r.headers.get('Content-Type') === 'application/wasm') return WebAssembly.compileStreaming(r);
+  return WebAssembly.compile(await r.arrayBuffer());
+}
+
+/** Any WasmSource as a compiled module (kept so that worker threads can instantiate it too). */
+async function compile(input: WasmSource): Promise<WebAssembly.Module> {
+  if (input instanceof WebAssembly.Module) return input;
+  if (input instanceof ArrayBuffer || ArrayBuffer.isView(input)) return WebAssembly.compile(input);
+  if (typeof Response === 'function' && input instanceof Response) return compileResponse(input);
+  return compileResponse(await fetch(input as URL | string));
 }
 
 /**
@@ -37,7 +53,9 @@ export function init(source?: WasmSource): Promise<void> {
         const url = new URL('../wasm/pkg/lowbit_wasm_bg.wasm', import.meta.url);
         input = isServerRuntime() && url.protocol === 'file:' ? await readLocal(url) : url;
       }
-      await initWasm({ module_or_path: input as never });
+      const module = await compile(input);
+      await initWasm({ module_or_path: module });
+      compiled = module;
       loaded = true;
     } catch (e) {
       ready = undefined;
@@ -51,6 +69,12 @@ export function init(source?: WasmSource): Promise<void> {
 export function wasm(): typeof bindings {
   if (!loaded) throw new LowbitError('NOT_INITIALIZED', "lowbit is not initialized: call `await init()` first");
   return bindings;
+}
+
+/** The compiled module init() instantiated (worker threads instantiate it again). */
+export function wasmModule(): WebAssembly.Module {
+  if (compiled === undefined) throw new LowbitError('NOT_INITIALIZED', "lowbit is not initialized: call `await init()` first");
+  return compiled;
 }
 
 /** Whether this build runs the SIMD128 kernels (every release build does). */

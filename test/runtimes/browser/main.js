@@ -3,6 +3,7 @@
 import * as lowbit from '/dist/index.js';
 import { runChecks } from '../check.js';
 import { MODEL_FILES, runGenerateCheck } from '../generate-check.js';
+import { runThreadChecks } from '../threads-check.js';
 
 const status = document.getElementById('status');
 try {
@@ -14,7 +15,8 @@ try {
   const result = runChecks(lowbit, manifest, new Uint8Array(blob));
   const files = new Map(await Promise.all(MODEL_FILES.map(async (f) => [f, await fetch(`/test/fixtures/reference-logits/llama/${f}`).then((r) => r.blob())])));
   const generation = await runGenerateCheck(lowbit, files);
-  window.__lowbitResult = { ok: true, runtime: navigator.userAgent, result, generation };
+  const threads = await runThreadChecks(lowbit);
+  window.__lowbitResult = { ok: true, runtime: navigator.userAgent, result, generation, threads, crossOriginIsolated: self.crossOriginIsolated, cores: navigator.hardwareConcurrency };
   status.textContent = 'done';
 } catch (e) {
   window.__lowbitResult = { ok: false, error: `${e?.name}: ${e?.message}${e?.code ? ` (${e.code})` : ''}\n${e?.stack ?? ''}` };

@@ -5,10 +5,16 @@
  * `dispose()`. Activations are host Float32Arrays ([rows, cols] row-major); each op copies its
  * (small) inputs into wasm memory and returns a new activation. Nothing is asynchronous except
  * `read` and `transfer`, to match the Backend interface.
+ *
+ * Threads (CpuBackend.create({ threads })): the wasm build has no shared memory, so each worker
+ * thread runs its own wasm instance. Linear layers and embedding tables are split by output rows
+ * (threads/split.ts): every thread holds one slice — the weights are not duplicated — and computes
+ * its rows of every output, the main thread included (threads/pool.ts). Everything else (norms,
+ * attention, ...) runs on the main thread. Results are bit-identical to one thread.
  */
 import { callWasm, LowbitError } from '../../errors.js';
 import type { DenseWeight, LoadedWeight } from '../../loading/load-weights.js';
-import { init, wasm, type WasmSource } from '../../runtime/wasm.js';
+import { init, wasm, wasmModule, type WasmSource } from '../../runtime/wasm.js';
 import type { Embedding, KvCache, Linear4, LinearBlockwise8, LinearDense, LinearInt8 } from '../../wasm/pkg/lowbit_wasm.js';
 import { blockwise8Format } from '../../loading/blockwise8.js';
 import type {
@@ -16,6 +22,10 @@ import type {
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, Llama3RopeScaling, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { denseData, denseToFloat32 } from './dense.js';
+import { WorkerPool } from './threads/pool.js';
+import { Cmd, type SliceSpec } from './threads/protocol.js';
+import { resolveThreads } from './threads/runtime.js';
+import { MIN_SLICE_ELEMENTS, rowStep4bit, splitRows, ROW_ALIGN } from './threads/split.js';
 
 export { denseData, denseToFloat32 } from './dense.js';
 
@@ -55,12 +65,27 @@ export class CpuActivation implements Activation {
   }
 }
 
-/** Base of the handles: owns one wasm object, freed by dispose(). */
+/** A weight split between threads: the main thread holds rows [0, bounds[1]), worker t rows [bounds[t], bounds[t + 1]). */
+interface Shard {
+  pool: WorkerPool;
+  id: number;
+  bounds: number[];
+}
+
+/** Base of the handles: owns one wasm object (the main thread's slice when split), freed by dispose(). */
 abstract class WasmHandle<T extends { free(): void }> {
   readonly device = 'cpu' as const;
   private obj: T | undefined;
-  constructor(obj: T, readonly bytes: number) {
+  /** Bytes held on all threads together. */
+  readonly bytes: number;
+  constructor(
+    obj: T,
+    ownBytes: number,
+    /** Present when the weight is split between threads. */
+    protected readonly shard?: Shard & { workerBytes: number },
+  ) {
     this.obj = obj;
+    this.bytes = ownBytes + (shard?.workerBytes ?? 0);
   }
   /** The wasm object; throws when the handle was disposed. */
   protected get inner(): T {
@@ -73,30 +98,64 @@ abstract class WasmHandle<T extends { free(): void }> {
     const o = this.obj;
     this.obj = undefined;
     o?.free();
+    if (o !== undefined && this.shard !== undefined) this.shard.pool.free(this.shard.id);
+  }
+  /** Threads holding a slice of this weight (1 = not split). */
+  get slices(): number {
+    return this.shard === undefined ? 1 : this.shard.bounds.length - 1;
   }
 }
 
 export class CpuLinear extends WasmHandle<Linear4 | LinearDense | LinearInt8 | LinearBlockwise8> implements LinearHandle {
-  constructor(obj: Linear4 | LinearDense | LinearInt8 | LinearBlockwise8, readonly outFeatures: number, readonly inFeatures: number, readonly format: string) {
-    super(obj, obj.bytes());
+  constructor(obj: Linear4 | LinearDense | LinearInt8 | LinearBlockwise8, readonly outFeatures: number, readonly inFeatures: number, readonly format: string, shard?: Shard & { workerBytes: number }) {
+    super(obj, obj.bytes(), shard);
   }
   forward(x: Float32Array, m: number): Float32Array {
     const o = this.inner;
-    return callWasm(() => o.forward(x, m));
+    const s = this.shard;
+    if (s === undefined) return callWasm(() => o.forward(x, m));
+    return s.pool.matmul(Cmd.Forward, s.id, x, m, this.inFeatures, this.outFeatures, s.bounds[1]!, () => callWasm(() => o.forward(x, m)));
+  }
+  /** For a fused dispatch on `pool`: this layer's part, or undefined when it is not split there. */
+  part(pool: WorkerPool, x: Float32Array, m: number): { id: number; n: number; n0: number; own: () => Float32Array } | undefined {
+    const o = this.inner;
+    const s = this.shard;
+    if (s === undefined || s.pool !== pool) return undefined;
+    return { id: s.id, n: this.outFeatures, n0: s.bounds[1]!, own: () => callWasm(() => o.forward(x, m)) };
   }
 }
 
 export class CpuEmbedding extends WasmHandle<Embedding> implements EmbeddingHandle {
-  constructor(obj: Embedding, readonly vocab: number, readonly dim: number) {
-    super(obj, obj.bytes());
+  constructor(obj: Embedding, readonly vocab: number, readonly dim: number, shard?: Shard & { workerBytes: number }) {
+    super(obj, obj.bytes(), shard);
   }
   lookup(ids: Uint32Array): Float32Array {
     const o = this.inner;
-    return callWasm(() => o.lookup(ids));
+    const s = this.shard;
+    if (s === undefined) return callWasm(() => o.lookup(ids));
+    // Rows live where their slice does; ids of the main thread's slice alone need no workers.
+    const own = s.bounds[1]!;
+    let mine = true;
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t]!;
+      // the error one thread gives (lowbit_core::kernels::embedding)
+      if (id >= this.vocab) throw new LowbitError('INVALID_ARGUMENT', `token id ${id} at position ${t} is outside the vocabulary of ${this.vocab}`, { index: t });
+      if (id >= own) mine = false;
+    }
+    if (mine) return callWasm(() => o.lookup(ids));
+    return s.pool.lookup(s.id, ids, this.dim, (out) => {
+      const at: number[] = [];
+      for (let t = 0; t < ids.length; t++) if (ids[t]! < own) at.push(t);
+      if (at.length === 0) return;
+      const rows = callWasm(() => o.lookup(Uint32Array.from(at, (t) => ids[t]!)));
+      for (let j = 0; j < at.length; j++) out.set(rows.subarray(j * this.dim, (j + 1) * this.dim), at[j]! * this.dim);
+    });
   }
   project(x: Float32Array, m: number): Float32Array {
     const o = this.inner;
-    return callWasm(() => o.project(x, m));
+    const s = this.shard;
+    if (s === undefined) return callWasm(() => o.project(x, m));
+    return s.pool.matmul(Cmd.Project, s.id, x, m, this.dim, this.vocab, s.bounds[1]!, () => callWasm(() => o.project(x, m)));
   }
 }
 
@@ -152,26 +211,101 @@ function vectorData(v: DenseWeight | Float32Array): Float32Array {
 export interface CpuBackendOptions {
   /** Where init() loads the wasm module from (see init()). */
   wasm?: WasmSource;
+  /**
+   * Threads computing each linear layer and the tied output projection, the calling thread
+   * included: 'auto' (default) uses every core (at most 8) where the runtime offers
+   * SharedArrayBuffer, Atomics and module workers (Node, Deno, cross-origin-isolated pages) and
+   * one thread elsewhere; 1 forces one thread; a number > 1 where threads cannot run throws
+   * WORKER_FAILED.
+   */
+  threads?: number | 'auto';
+  /** How long to wait for a worker beyond the main thread's own share of an op (ms, default 60 000). */
+  workerTimeoutMs?: number;
+  /** Layers with fewer weights than this per thread are not split (default 32 768: smaller ones cost more to wake threads for than they save). */
+  minSliceElements?: number;
 }
+
+type Split<T> = { bounds: number[]; own: T; workers: (SliceSpec | undefined)[] };
 
 export class CpuBackend implements Backend {
   readonly device: DeviceKind = 'cpu';
   readonly name = 'wasm-simd128';
+  /** Threads that compute linear layers (1: this thread only). */
+  readonly threads: number;
+  /** Why 'auto' settled on one thread, when it did. */
+  readonly threadsNote: string | undefined;
+  private readonly pool: WorkerPool | undefined;
+  private readonly minSlice: number;
 
-  /** Loads the wasm module (if needed) and returns a backend. */
+  /** Loads the wasm module (if needed), starts the worker threads and returns a backend. */
   static async create(options: CpuBackendOptions = {}): Promise<CpuBackend> {
     await init(options.wasm);
-    return new CpuBackend();
+    const min = options.minSliceElements ?? MIN_SLICE_ELEMENTS;
+    if (!(Number.isInteger(min) && min >= 1)) bad(`minSliceElements must be a positive integer, got ${min}`);
+    const { threads, reason } = await resolveThreads(options.threads);
+    if (threads === 1) return new CpuBackend(undefined, reason);
+    try {
+      const pool = await WorkerPool.start({ threads, module: wasmModule(), ...(options.workerTimeoutMs !== undefined ? { timeoutMs: options.workerTimeoutMs } : {}) });
+      return new CpuBackend(pool, undefined, min);
+    } catch (e) {
+      if (options.threads === undefined || options.threads === 'auto') return new CpuBackend(undefined, e instanceof Error ? e.message : String(e));
+      throw e;
+    }
   }
 
-  /** Needs init() to have finished (use CpuBackend.create() otherwise). */
-  constructor() {
+  /**
+   * One thread; needs init() to have finished. (The arguments are internal: CpuBackend.create()
+   * makes threaded backends.)
+   */
+  constructor(pool?: WorkerPool, note?: string, minSliceElements = MIN_SLICE_ELEMENTS) {
     wasm();
+    this.pool = pool;
+    this.threads = pool?.threads ?? 1;
+    this.threadsNote = note;
+    this.minSlice = minSliceElements;
+  }
+
+  private disposed = false;
+
+  /** Stops the worker threads: handles split between threads stop working, and no new ones can be made. */
+  dispose(): void {
+    this.disposed = true;
+    this.pool?.terminate();
+  }
+
+  private live(): void {
+    if (this.disposed) bad('this CpuBackend was disposed');
+  }
+
+  /**
+   * Splits rows [0, n) (k columns) between the threads; `make(r0, r1, worker)` builds slice
+   * [r0, r1): the main thread's wasm object, or a worker's SliceSpec (fresh copies).
+   */
+  private split<T>(n: number, k: number, step: number, own: (r0: number, r1: number) => T, spec: (r0: number, r1: number) => SliceSpec): Split<T> | undefined {
+    if (this.pool === undefined) return undefined;
+    const bounds = splitRows(n, k, this.pool.threads, step, this.minSlice);
+    if (bounds.length <= 2) return undefined;
+    const workers: (SliceSpec | undefined)[] = [];
+    for (let t = 1; t < this.pool.threads; t++) workers.push(t + 1 < bounds.length ? spec(bounds[t]!, bounds[t + 1]!) : undefined);
+    return { bounds, own: own(0, bounds[1]!), workers };
+  }
+
+  /** Hands the worker slices over; frees the main thread's object if that fails. */
+  private shard<T extends { free(): void }>(sp: Split<T>): Shard & { workerBytes: number } {
+    const pool = this.pool!;
+    const id = pool.newId();
+    try {
+      return { pool, id, bounds: sp.bounds, workerBytes: pool.build(id, sp.workers) };
+    } catch (e) {
+      sp.own.free();
+      throw e;
+    }
   }
 
   // --- weights
 
   linear(weight: LoadedWeight, bias?: DenseWeight, options: LinearOptions = {}): LinearHandle {
+    this.live();
     const w = wasm();
     let b: Float32Array | undefined;
     if (bias !== undefined) {
@@ -180,24 +314,58 @@ export class CpuBackend implements Backend {
     const checkBias = (n: number) => {
       if (b !== undefined && b.length !== n) bad(`${bias!.name}: bias has ${b.length} values but ${weight.name} has ${n} outputs`);
     };
+    const bRows = (r0: number, r1: number) => b?.subarray(r0, r1);
+    const bCopy = (r0: number, r1: number) => (b === undefined ? {} : { bias: b.slice(r0, r1) });
+    // Weights whose sizes do not add up are not split: the one-thread constructor reports them.
     switch (weight.kind) {
       case '4bit': {
         const st = weight.quantState;
         const [n, k] = shape2(weight.name, st.shape);
         checkBias(n);
         const absmax = st.absmaxF32();
-        const obj = callWasm(() => new w.Linear4(weight.packed, absmax, st.quantType, st.blocksize, n, k, b));
+        const { packed } = weight;
+        const bs = st.blocksize;
+        const qt = st.quantType;
         const dtype = options.computeDtype ?? 'float32';
         if (!['float32', 'float16', 'bfloat16'].includes(dtype)) bad(`computeDtype must be float32, float16 or bfloat16, got ${String(dtype)}`);
-        if (dtype !== 'float32') callWasm(() => obj.setComputeDtype(dtype));
-        return new CpuLinear(obj, n, k, `4bit-${st.quantType}`);
+        const half = dtype === 'float32' ? undefined : dtype;
+        const make = (l: Linear4) => {
+          if (half) callWasm(() => l.setComputeDtype(half));
+          return l;
+        };
+        const sound = Number.isInteger(Math.log2(bs)) && bs >= 32 && bs <= 4096 && packed.length === Math.ceil((n * k) / 2) && absmax.length === Math.ceil((n * k) / bs);
+        // slice bounds r0 * k are multiples of the blocksize (rowStep4bit), so / 2 and / bs are exact
+        const sp = sound
+          ? this.split(
+              n,
+              k,
+              rowStep4bit(k, bs),
+              (r0, r1) => make(callWasm(() => new w.Linear4(packed.subarray((r0 * k) / 2, Math.ceil((r1 * k) / 2)), absmax.subarray((r0 * k) / bs, Math.ceil((r1 * k) / bs)), qt, bs, r1 - r0, k, bRows(r0, r1)))),
+              (r0, r1) => ({ kind: 'linear4', rows: [r0, r1], n, k, packed: packed.slice((r0 * k) / 2, Math.ceil((r1 * k) / 2)), absmax: absmax.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs)), quantType: qt, blocksize: bs, ...(half ? { computeDtype: half } : {}), ...bCopy(r0, r1) }),
+            )
+          : undefined;
+        if (sp) return new CpuLinear(sp.own, n, k, `4bit-${qt}`, this.shard(sp));
+        const obj = make(callWasm(() => new w.Linear4(packed, absmax, qt, bs, n, k, b)));
+        return new CpuLinear(obj, n, k, `4bit-${qt}`);
       }
       case 'int8': {
         const [n, k] = shape2(weight.name, weight.shape);
         checkBias(n);
         const threshold = options.int8Threshold ?? 6.0;
         if (!Number.isFinite(threshold) || threshold < 0) bad(`int8Threshold must be a finite number >= 0, got ${threshold}`);
-        const obj = callWasm(() => new w.LinearInt8(weight.CB, weight.SCB, n, k, threshold, b));
+        const { CB, SCB } = weight;
+        const sound = CB.length === n * k && SCB.length === n;
+        const sp = sound
+          ? this.split(
+              n,
+              k,
+              ROW_ALIGN,
+              (r0, r1) => callWasm(() => new w.LinearInt8(CB.subarray(r0 * k, r1 * k), SCB.subarray(r0, r1), r1 - r0, k, threshold, bRows(r0, r1))),
+              (r0, r1) => ({ kind: 'int8', rows: [r0, r1], n, k, cb: CB.slice(r0 * k, r1 * k), scb: SCB.slice(r0, r1), threshold, ...bCopy(r0, r1) }),
+            )
+          : undefined;
+        if (sp) return new CpuLinear(sp.own, n, k, 'int8', this.shard(sp));
+        const obj = callWasm(() => new w.LinearInt8(CB, SCB, n, k, threshold, b));
         return new CpuLinear(obj, n, k, 'int8');
       }
       case 'blockwise8': {
@@ -211,8 +379,26 @@ export class CpuBackend implements Backend {
         const [n, k] = shape2(weight.name, weight.shape);
         checkBias(n);
         const d = denseData(weight);
+        const format = d instanceof Float32Array ? 'float32' : d.dtype;
+        const sp =
+          d instanceof Float32Array
+            ? this.split(
+                n,
+                k,
+                ROW_ALIGN,
+                (r0, r1) => callWasm(() => new w.LinearDense(d.subarray(r0 * k, r1 * k), r1 - r0, k, bRows(r0, r1))),
+                (r0, r1) => ({ kind: 'dense', rows: [r0, r1], n, k, data: d.slice(r0 * k, r1 * k), ...bCopy(r0, r1) }),
+              )
+            : this.split(
+                n,
+                k,
+                ROW_ALIGN,
+                (r0, r1) => callWasm(() => w.LinearDense.fromHalf(d.data.subarray(r0 * k, r1 * k), d.dtype, r1 - r0, k, bRows(r0, r1))),
+                (r0, r1) => ({ kind: 'denseHalf', rows: [r0, r1], n, k, data: d.data.slice(r0 * k, r1 * k), dtype: d.dtype, ...bCopy(r0, r1) }),
+              );
+        if (sp) return new CpuLinear(sp.own, n, k, format, this.shard(sp));
         const obj = callWasm(() => (d instanceof Float32Array ? new w.LinearDense(d, n, k, b) : w.LinearDense.fromHalf(d.data, d.dtype, n, k, b)));
-        return new CpuLinear(obj, n, k, d instanceof Float32Array ? 'float32' : d.dtype);
+        return new CpuLinear(obj, n, k, format);
       }
       default:
         return bad(`unknown weight kind '${(weight as { kind?: unknown }).kind}'`);
@@ -220,18 +406,38 @@ export class CpuBackend implements Backend {
   }
 
   embedding(table: DenseWeight): EmbeddingHandle {
+    this.live();
     const w = wasm();
     const [vocab, dim] = shape2(table.name, table.shape);
     const d = denseData(table);
+    const sp =
+      d instanceof Float32Array
+        ? this.split(
+            vocab,
+            dim,
+            ROW_ALIGN,
+            (r0, r1) => callWasm(() => new w.Embedding(d.subarray(r0 * dim, r1 * dim), r1 - r0, dim)),
+            (r0, r1) => ({ kind: 'embedding', rows: [r0, r1], n: vocab, k: dim, data: d.slice(r0 * dim, r1 * dim) }),
+          )
+        : this.split(
+            vocab,
+            dim,
+            ROW_ALIGN,
+            (r0, r1) => callWasm(() => w.Embedding.fromHalf(d.data.subarray(r0 * dim, r1 * dim), d.dtype, r1 - r0, dim)),
+            (r0, r1) => ({ kind: 'embeddingHalf', rows: [r0, r1], n: vocab, k: dim, data: d.data.slice(r0 * dim, r1 * dim), dtype: d.dtype }),
+          );
+    if (sp) return new CpuEmbedding(sp.own, vocab, dim, this.shard(sp));
     const obj = callWasm(() => (d instanceof Float32Array ? new w.Embedding(d, vocab, dim) : w.Embedding.fromHalf(d.data, d.dtype, vocab, dim)));
     return new CpuEmbedding(obj, vocab, dim);
   }
 
   vector(v: DenseWeight | Float32Array): VectorHandle {
+    this.live();
     return new CpuVector(vectorData(v));
   }
 
   kvCache(maxPositions: number, nKvHeads: number, headDim: number): KvCacheHandle {
+    this.live();
     checkPositive('maxPositions', maxPositions);
     checkPositive('nKvHeads', nKvHeads);
     checkPositive('headDim', headDim);
@@ -311,10 +517,6 @@ export class CpuBackend implements Backend {
     }
   }
 
-  dispose(): void {
-    // Handles own their wasm objects; the module itself stays loaded for other users.
-  }
-
   // --- ops
 
   embed(table: EmbeddingHandle, ids: Uint32Array): Activation {
@@ -330,6 +532,29 @@ export class CpuBackend implements Backend {
     if (a.cols !== l.inFeatures) bad(`linearForward: x has ${a.cols} columns but the ${l.format} weight [${l.outFeatures}, ${l.inFeatures}] takes ${l.inFeatures}`);
     if (a.rows === 0) bad('linearForward: x has no rows');
     return new CpuActivation(l.forward(a.data, a.rows), a.rows, l.outFeatures);
+  }
+
+  linearForwardMany(x: Activation, ws: readonly LinearHandle[]): Activation[] {
+    const a = act(x, 'linearForwardMany: x');
+    const ls = ws.map((w, i) => {
+      const l = handle(w, CpuLinear, `linearForwardMany: weight ${i}`);
+      if (a.cols !== l.inFeatures) bad(`linearForwardMany: x has ${a.cols} columns but the ${l.format} weight ${i} [${l.outFeatures}, ${l.inFeatures}] takes ${l.inFeatures}`);
+      return l;
+    });
+    if (a.rows === 0) bad('linearForwardMany: x has no rows');
+    const pool = this.pool;
+    const parts = pool === undefined ? [] : ls.map((l) => l.part(pool, a.data, a.rows));
+    const split = parts.filter((p) => p !== undefined);
+    if (pool === undefined || split.length < 2) return ls.map((l) => new CpuActivation(l.forward(a.data, a.rows), a.rows, l.outFeatures));
+    // One command for the split layers; the others run on this thread meanwhile.
+    const out: (Float32Array | undefined)[] = ls.map(() => undefined);
+    const ys = pool.matmulMany(a.data, a.rows, a.cols, split, () => {
+      ls.forEach((l, i) => {
+        if (parts[i] === undefined) out[i] = l.forward(a.data, a.rows);
+      });
+    });
+    let j = 0;
+    return ls.map((l, i) => new CpuActivation(parts[i] === undefined ? out[i]! : ys[j++]!, a.rows, l.outFeatures));
   }
 
   project(x: Activation, table: EmbeddingHandle): Activation {

@@ -428,6 +428,11 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
+  /** Each layer in turn: the dispatches go into the same command encoder anyway. */
+  linearForwardMany(x: Activation, ws: readonly LinearHandle[]): Activation[] {
+    return ws.map((w) => this.linearForward(x, w));
+  }
+
   linearForward(x: Activation, w: LinearHandle): Activation {
     const a = this.act(x, 'linearForward: x');
     const l = handle(w, GpuLinear, 'linearForward: weight');

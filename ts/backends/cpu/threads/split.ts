@@ -1,0 +1,49 @@
+/**
+ * How a weight's output rows are split between the threads of a CpuBackend (tensor parallelism
+ * by output rows: each thread keeps rows [bounds[t], bounds[t + 1]) and computes those outputs).
+ *
+ * Every output element is then computed by the same kernel from the same weight row and the same
+ * activations as on one thread, so results are bit-identical, provided that
+ * - a 4-bit slice starts on a block boundary of the FLATTENED weight (blocks span rows when
+ *   K % blocksize != 0) — r * K must be a multiple of the blocksize, which (blocksizes being even)
+ *   also keeps nibble pairs whole;
+ * - slices start at a multiple of ROW_ALIGN rows, so that a kernel that walks weight rows in
+ *   groups (of 2, 4, 8 or 16 rows, with a different path for a remainder) groups every row as it
+ *   does on one thread: the global remainder stays at the end of the last slice. Today's kernels
+ *   treat each weight row on its own; this keeps the guarantee if they start tiling rows.
+ */
+
+/** Slice starts are multiples of this many rows (see above). */
+export const ROW_ALIGN = 16;
+
+/**
+ * Below this many weight elements per slice a layer is not split: a slice of 32 K 4-bit weights
+ * takes ~10-20 µs on one core, about what waking the other threads costs (15-30 µs per op on
+ * the development machine). Layers in a fused dispatch (linearForwardMany) share one wake-up.
+ */
+export const MIN_SLICE_ELEMENTS = 1 << 15;
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+/** Rows per step for a 4-bit weight with K columns in blocks of `blocksize` (a power of two). */
+export function rowStep4bit(k: number, blocksize: number): number {
+  const a = blocksize / gcd(k % blocksize, blocksize); // smallest r with r * k % blocksize == 0
+  return (a * ROW_ALIGN) / gcd(a, ROW_ALIGN);
+}
+
+/**
+ * Row bounds [0, b1, ..., n] of at most `parts` non-empty slices of n rows (k columns each),
+ * every inner bound a multiple of `step`, slices of at least `minElements` weights (fewer slices
+ * when the layer is small or the step coarse; one slice = not split).
+ */
+export function splitRows(n: number, k: number, parts: number, step = ROW_ALIGN, minElements = MIN_SLICE_ELEMENTS): number[] {
+  const s = Math.max(1, Math.min(parts, Math.floor(n / step), Math.floor((n * k) / Math.max(1, minElements))));
+  const bounds = [0];
+  // Rounding s * n / S to the nearest step keeps bounds strictly increasing, as n / S >= step.
+  for (let i = 1; i < s; i++) bounds.push(Math.min(n, Math.round((i * n) / s / step) * step));
+  bounds.push(n);
+  return bounds;
+}

@@ -5,7 +5,7 @@
 pub mod context;
 pub mod preprocess;
 
-pub use context::Gpu;
+pub use context::{record, Gpu, Step, Words};
 pub use preprocess::{defines_used, kernel_files, load, shaders_dir, validate};
 pub mod bench;
 pub mod kernels;

@@ -1,7 +1,9 @@
 //! The measurements behind `gpu-bench`. Times are wall-clock around `repeats` dispatches in one
 //! submission, waited for with device.poll (medians of several such runs), so per-submit
 //! overhead is amortized; figures on a software adapter only prove the code runs.
-use crate::Gpu;
+use crate::kernels::{DenseData, KvCache, Matmul4, MatmulDense, MatmulInt8};
+use crate::{record, Gpu, Step};
+use lowbit_core::{f16, QuantType4};
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -25,6 +27,11 @@ pub fn time_encoded(gpu: &Gpu, repeats: u32, runs: u32, mut record: impl FnMut(&
         }
     }
     median(times)
+}
+
+/// Seconds per execution of `steps` (median; `repeats` executions per submission).
+pub fn time_steps(gpu: &Gpu, steps: &[Step], repeats: u32) -> f64 {
+    time_encoded(gpu, repeats, 5, |enc| record(enc, steps))
 }
 
 pub fn emit(gpu: &Gpu, case: &str, metric: &str, value: f64, unit: &str, vs: Option<f64>, goal: Option<f64>) {
@@ -54,5 +61,67 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<(), String> {
     let size = size.min(gpu.device.limits().max_buffer_size / 2);
     let copy = copy_bandwidth(gpu, size, if quick { 4 } else { 20 });
     emit(gpu, &format!("copy_{}MiB", size >> 20), "bandwidth", copy, "GB/s", None, None);
-    crate::kernels::bench(gpu, quick, copy)
+    linears(gpu, quick, copy)?;
+    attention_decode(gpu, quick, copy)
+}
+
+/// GEMV effective bandwidth (weight bytes read per second) of NF4, dense f16 and LLM.int8
+/// weights next to the copy bandwidth, and NF4 GEMM GFLOP/s, on Llama-7B / TinyLlama projection
+/// shapes. Weight contents do not matter for speed: fixed byte patterns.
+fn linears(gpu: &Gpu, quick: bool, copy_bw: f64) -> Result<(), String> {
+    let shapes: &[(usize, usize)] = if quick { &[(2048, 2048)] } else { &[(4096, 4096), (11008, 4096), (4096, 11008), (5632, 2048)] };
+    let reps = if quick { 5 } else { 50 };
+    for &(n, k) in shapes {
+        let numel = n * k;
+        let x = gpu.storage_f32("x", &vec![0.5; 128 * k]);
+        let y = gpu.zeroed("y", (128 * n * 4) as u64);
+
+        let packed: Vec<u8> = (0..numel / 2).map(|i| (i * 37 % 251) as u8).collect();
+        let w = Matmul4::new(gpu, &packed, &vec![1.0f32; numel.div_ceil(64)], QuantType4::Nf4, 64, n, k, None)?;
+        drop(packed);
+        let t = time_steps(gpu, &w.steps(gpu, &x, &y, 1)?, reps);
+        emit(gpu, &format!("gemv_nf4_{n}x{k}"), "effective_bandwidth", w.weight_bytes as f64 / t / 1e9, "GB/s", Some(copy_bw), Some(0.7));
+        let m = 128;
+        let t = time_steps(gpu, &w.steps(gpu, &x, &y, m)?, if quick { 2 } else { 10 });
+        emit(gpu, &format!("gemm_nf4_{m}x{n}x{k}"), "throughput", 2.0 * (m * n * k) as f64 / t / 1e9, "GFLOP/s", None, None);
+        drop(w);
+
+        let halves: Vec<f16> = (0..numel).map(|i| f16::from_bits(0x3000 + (i * 37 % 1021) as u16)).collect();
+        let w = MatmulDense::new(gpu, DenseData::F16(&halves), n, k, None)?;
+        drop(halves);
+        let t = time_steps(gpu, &w.steps(gpu, &x, &y, 1)?, reps);
+        emit(gpu, &format!("gemv_f16_{n}x{k}"), "effective_bandwidth", w.weight_bytes as f64 / t / 1e9, "GB/s", Some(copy_bw), Some(0.7));
+        drop(w);
+
+        // the whole LLM.int8 forward of one row as the backend runs it (threshold 6: flags,
+        // compact, quant, matmul); counted bytes: CB rows + SCB
+        let cb: Vec<i8> = (0..numel).map(|i| ((i * 37 % 255) as i32 - 127) as i8).collect();
+        let w = MatmulInt8::new(gpu, &cb, &vec![0.01f32; n], n, k, 6.0, None)?;
+        drop(cb);
+        let (steps, _scratch) = w.steps(gpu, &x, &y, 1)?;
+        let t = time_steps(gpu, &steps, reps);
+        let label = if gpu.packed_dot { "dot4" } else { "scalar" };
+        emit(gpu, &format!("gemv_int8_{label}_{n}x{k}"), "effective_bandwidth", w.weight_bytes as f64 / t / 1e9, "GB/s", Some(copy_bw), Some(0.7));
+    }
+    Ok(())
+}
+
+/// One decode step of attention for a TinyLlama-1.1B layer (32 query heads, 4 kv heads,
+/// head_dim 64) at context 512: the two KV row copies and the attention dispatch, as the
+/// backend records them. Reported as time per step and as K + V bytes read per second next
+/// to the copy bandwidth.
+fn attention_decode(gpu: &Gpu, quick: bool, copy_bw: f64) -> Result<(), String> {
+    let (n_heads, n_kv, hd, ctx) = (32, 4, 64, 512);
+    let cache = KvCache::new(gpu, ctx, n_kv, hd)?;
+    let q = gpu.storage_f32("q", &(0..n_heads * hd).map(|i| ((i % 17) as f32 - 8.0) * 0.05).collect::<Vec<_>>());
+    let k = gpu.storage_f32("k", &vec![0.1; n_kv * hd]);
+    let v = gpu.storage_f32("v", &vec![0.2; n_kv * hd]);
+    let out = gpu.zeroed("out", (n_heads * hd * 4) as u64);
+    let steps = cache.steps(gpu, &q, &k, &v, 1, ctx - 1, n_heads, None, &out)?;
+    let t = time_steps(gpu, &steps, if quick { 10 } else { 200 });
+    let case = format!("attention_decode_tinyllama_ctx{ctx}");
+    emit(gpu, &case, "step_time", t * 1e6, "us", None, None);
+    let kv_bytes = (2 * ctx * n_kv * hd * 4) as f64;
+    emit(gpu, &case, "effective_bandwidth", kv_bytes / t / 1e9, "GB/s", Some(copy_bw), None);
+    Ok(())
 }

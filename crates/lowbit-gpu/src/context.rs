@@ -1,12 +1,80 @@
 //! A wgpu device on whatever adapter exists (a real GPU, or lavapipe / llvmpipe on CPU-only
-//! machines), with the adapter's own limits, and the few buffer helpers the tests and
-//! gpu-bench need.
+//! machines), with the adapter's own limits, the buffer helpers the tests and gpu-bench need,
+//! a pipeline cache keyed like the TypeScript host's (file, entry, defines), and recorded
+//! [`Step`]s that go into one command encoder, as ts/backends/webgpu/context.ts records them.
+use std::collections::HashMap;
+use std::sync::Mutex;
 use wgpu::util::DeviceExt;
 
 pub struct Gpu {
     pub adapter: wgpu::Adapter,
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
+    /// The WGSL implementation has `packed_4x8_integer_dot_product` (the shaders' DOT4 define).
+    pub dot4_available: bool,
+    /// Build every pipeline with DOT4 (the TS backend's `packedDot` option: on when available).
+    /// Tests switch it off to run the other variant.
+    pub packed_dot: bool,
+    /// Largest weight part in bytes (the TS backend's `weightBinding`: the adapter's storage
+    /// binding limit, or a smaller `maxBindingSize`). Tests lower it to split weights into parts.
+    pub weight_binding: u64,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    dummy: wgpu::Buffer,
+}
+
+/// One recorded command: a dispatch, or a buffer-to-buffer copy (the KV cache writes).
+pub enum Step {
+    Dispatch { pipeline: wgpu::ComputePipeline, group: wgpu::BindGroup, groups: (u32, u32, u32) },
+    Copy { src: wgpu::Buffer, src_offset: u64, dst: wgpu::Buffer, dst_offset: u64, size: u64 },
+}
+
+/// Records `steps` into `enc`: consecutive dispatches share one compute pass.
+pub fn record(enc: &mut wgpu::CommandEncoder, steps: &[Step]) {
+    let mut i = 0;
+    while i < steps.len() {
+        match &steps[i] {
+            Step::Copy { src, src_offset, dst, dst_offset, size } => {
+                enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+                i += 1;
+            }
+            Step::Dispatch { .. } => {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                while let Some(Step::Dispatch { pipeline, group, groups }) = steps.get(i) {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, group, &[]);
+                    pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A uniform block of 32-bit words (the TS host's `words()`), padded to 16 bytes.
+#[derive(Default, Clone)]
+pub struct Words(Vec<u32>);
+
+impl Words {
+    pub fn new() -> Words {
+        Words(Vec::new())
+    }
+    pub fn u(mut self, v: usize) -> Words {
+        self.0.push(u32::try_from(v).expect("uniform value above u32"));
+        self
+    }
+    pub fn f(mut self, v: f32) -> Words {
+        self.0.push(v.to_bits());
+        self
+    }
+    pub fn then(mut self, other: Words) -> Words {
+        self.0.extend(other.0);
+        self
+    }
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut w = self.0.clone();
+        w.resize(w.len().next_multiple_of(4).max(4), 0);
+        w.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
 }
 
 impl Gpu {
@@ -35,7 +103,17 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| format!("request_device: {e}"))?;
-        Ok(Gpu { adapter, device, queue })
+        let dot4_available = instance.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        let l = device.limits();
+        let max_binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor { label: Some("dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+        Ok(Gpu { adapter, device, queue, dot4_available, packed_dot: dot4_available, weight_binding: max_binding - max_binding % 4, pipelines: Mutex::new(HashMap::new()), dummy })
+    }
+
+    /// A 16-byte storage buffer for bindings an entry point declares but the call does not use
+    /// (the TS host's `ctx.dummy`).
+    pub fn dummy(&self) -> &wgpu::Buffer {
+        &self.dummy
     }
 
     /// "name (driver, backend, device type)".
@@ -61,6 +139,11 @@ impl Gpu {
     }
 
     pub fn storage_f32(&self, label: &str, v: &[f32]) -> wgpu::Buffer {
+        let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+        self.storage(label, &bytes)
+    }
+
+    pub fn storage_u32(&self, label: &str, v: &[u32]) -> wgpu::Buffer {
         let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
         self.storage(label, &bytes)
     }
@@ -101,6 +184,47 @@ impl Gpu {
         self.read(buf).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
     }
 
+    pub fn read_u32(&self, buf: &wgpu::Buffer) -> Vec<u32> {
+        self.read(buf).chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+
+    /// The pipeline of `entry` in shaders/`file` with `defines` (plus DOT4 when `packed_dot`, a
+    /// global define as in the TS host), compiled once per session.
+    pub fn kernel(&self, file: &str, entry: &str, defines: &[&str]) -> Result<wgpu::ComputePipeline, String> {
+        let mut all: Vec<&str> = defines.to_vec();
+        if self.packed_dot {
+            all.push("DOT4");
+        }
+        all.sort();
+        all.dedup();
+        let key = format!("{file}|{entry}|{}", all.join(","));
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let src = crate::load(file, &all)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let p = self.pipeline(&key, &src, entry);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(format!("{key}: {e}"));
+        }
+        self.pipelines.lock().unwrap().insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// A dispatch of `pipeline` with `bindings` (binding number, buffer) in group 0.
+    pub fn step(&self, pipeline: &wgpu::ComputePipeline, bindings: &[(u32, &wgpu::Buffer)], groups: (u32, u32, u32)) -> Step {
+        let entries: Vec<wgpu::BindGroupEntry> = bindings.iter().map(|(i, b)| wgpu::BindGroupEntry { binding: *i, resource: b.as_entire_binding() }).collect();
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        Step::Dispatch { pipeline: pipeline.clone(), group, groups }
+    }
+
+    /// Records `steps` into one encoder and submits it (without waiting).
+    pub fn submit(&self, steps: &[Step]) {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        record(&mut enc, steps);
+        self.queue.submit([enc.finish()]);
+    }
+
     /// A compute pipeline for `entry` of WGSL `source` (layout derived from the shader).
     pub fn pipeline(&self, label: &str, source: &str, entry: &str) -> wgpu::ComputePipeline {
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(source.into()) });
@@ -112,20 +236,5 @@ impl Gpu {
             compilation_options: Default::default(),
             cache: None,
         })
-    }
-
-    /// One dispatch with `buffers` bound to @group(0) @binding(0..).
-    pub fn dispatch(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer], groups: (u32, u32, u32)) {
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
-        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bg, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-        }
-        self.queue.submit([enc.finish()]);
     }
 }

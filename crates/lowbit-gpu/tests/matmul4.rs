@@ -1,46 +1,24 @@
-//! matmul4.wgsl (GEMV and tiled GEMM) on the machine's adapter against lowbit-core's scalar
-//! reference (dequantize to f32, naive f32 matmul). Both sum f32 products; only the order (and
-//! an FMA the driver may contract) differs, so the bound of crates/lowbit-core/src/kernels/mod.rs
-//! applies: |Δ| <= (K+1)·2^-22·(Σ|p_k| + |bias|).
+//! matmul4.wgsl (GEMV and tiled GEMM) against lowbit-core's scalar reference (dequantize to
+//! f32, naive f32 matmul), whole and split into parts as the TS host splits weights for a
+//! small binding limit (flat_base / block_base offsets). Both sum the same f32 products; only
+//! the order (and an FMA the driver may contract) differs: common::matmul_bound.
+mod common;
+use common::{check_within, gpu, matmul_bound, split_binding, Rng};
 use lowbit_core::blockwise4::quantize_packed;
 use lowbit_core::kernels::matmul4::{matmul4_reference, Weight4};
 use lowbit_core::{Kernel, QuantType4};
 use lowbit_gpu::kernels::Matmul4;
-use lowbit_gpu::Gpu;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| (self.next() + self.next() + self.next() + self.next() - 2.0) * 1.7 * scale).collect()
-    }
-}
-
-fn gpu() -> Option<Gpu> {
-    match Gpu::new() {
-        Ok(g) => Some(g),
-        // scripts/test.sh sets LOWBIT_WEBGPU_EXPECT=1 (from .cache/webgpu/env) once setup installed a Vulkan driver.
-        Err(e) if std::env::var("LOWBIT_WEBGPU_EXPECT").as_deref() != Ok("1") => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("{e} (LOWBIT_WEBGPU_EXPECT=1)"),
-    }
-}
 
 #[test]
 fn matmul4_matches_the_reference() {
-    let Some(gpu) = gpu() else { return };
-    eprintln!("adapter: {}", gpu.describe());
+    let Some(mut gpu) = gpu() else { return };
+    let full_binding = gpu.weight_binding;
     let mut rng = Rng(0x9e3779b97f4a7c15);
     // (n, k, blocksize, m): K % 8 == 0 takes the word-wise GEMV path, the others the per-element
     // one; blocks span rows when K % blocksize != 0; m > 64 needs several GEMM tiles.
-    let cases = [(48, 64, 64, 1), (37, 200, 64, 1), (33, 97, 32, 1), (70, 128, 128, 3), (65, 75, 64, 5), (130, 96, 256, 70), (9, 4096, 4096, 1)];
+    let cases = [(48, 64, 64, 1), (37, 200, 64, 1), (33, 97, 32, 1), (70, 128, 128, 3), (65, 75, 64, 5), (130, 96, 256, 70), (9, 4096, 4096, 1), (21, 40, 32, 2)];
+    let mut worst = 0f64;
+    let mut split_parts = 0;
     for qt in [QuantType4::Nf4, QuantType4::Fp4, QuantType4::Int4] {
         for &(n, k, bs, m) in &cases {
             let wf = rng.vec(n * k, 0.05);
@@ -49,23 +27,42 @@ fn matmul4_matches_the_reference() {
             let x = rng.vec(m * k, 1.0);
             let w = Weight4::new(&packed, &absmax, qt, bs, n, k).unwrap();
             let want = matmul4_reference(&x, m, &w, bias.as_deref()).unwrap();
-            let got = Matmul4::new(&gpu, &packed, &absmax, qt, bs, n, k, bias.as_deref()).forward(&gpu, &x, m).unwrap();
-            let wf = dequantized(&packed, &absmax, qt, bs, n, k);
-            for i in 0..m {
-                for j in 0..n {
-                    let wrow = &wf[j * k..(j + 1) * k];
-                    let mag: f32 = x[i * k..(i + 1) * k].iter().zip(wrow).map(|(a, b)| (a * b).abs()).sum::<f32>() + bias.as_ref().map_or(0.0, |b| b[j].abs());
-                    let bound = (k as f32 + 1.0) * 2f32.powi(-22) * mag;
-                    let (g, r) = (got[i * n + j], want[i * n + j]);
-                    assert!((g - r).abs() <= bound, "{qt:?} n={n} k={k} bs={bs} m={m} [{i},{j}]: gpu {g} vs reference {r} (bound {bound})");
+            let wf = dequantized(&packed, &absmax, qt, bs, n * k);
+            // whole, then in parts of about 3 rows (fourBitParts' slack is 16 bytes)
+            for binding in [full_binding, split_binding(k / 2, 3, 16)] {
+                gpu.weight_binding = binding;
+                let g = Matmul4::new(&gpu, &packed, &absmax, qt, bs, n, k, bias.as_deref()).unwrap();
+                if binding != full_binding {
+                    assert!(g.parts.len() > 1 && g.parts.iter().any(|p| p.flat_base > 0 && p.block_base > 0), "{n}x{k}: expected a split weight");
+                    split_parts += g.parts.len();
                 }
+                let got = g.forward(&gpu, &x, m).unwrap();
+                let what = format!("{qt:?} n={n} k={k} bs={bs} m={m} parts={}", g.parts.len());
+                worst = worst.max(check_within(&what, &got, &want, |e| {
+                    let (i, j) = (e / n, e % n);
+                    matmul_bound(&x[i * k..(i + 1) * k], &wf[j * k..(j + 1) * k], bias.as_ref().map_or(0.0, |b| b[j]))
+                }));
             }
         }
     }
+    eprintln!("matmul4: largest |Δ| / bound {worst:.3}; {split_parts} parts in the split runs");
 }
 
-fn dequantized(packed: &[u8], absmax: &[f32], qt: QuantType4, bs: usize, n: usize, k: usize) -> Vec<f32> {
-    let mut out = vec![0f32; n * k];
+#[test]
+fn matmul4_refuses_inconsistent_weights() {
+    let Some(gpu) = gpu() else { return };
+    let packed = vec![0u8; 32];
+    assert!(Matmul4::new(&gpu, &packed, &[1.0; 2], QuantType4::Nf4, 32, 4, 16, None).is_ok());
+    assert!(Matmul4::new(&gpu, &packed[..31], &[1.0; 2], QuantType4::Nf4, 32, 4, 16, None).unwrap_err().contains("bytes"));
+    assert!(Matmul4::new(&gpu, &packed, &[1.0; 3], QuantType4::Nf4, 32, 4, 16, None).unwrap_err().contains("absmax"));
+    assert!(Matmul4::new(&gpu, &packed, &[1.0; 2], QuantType4::Nf4, 48, 4, 16, None).unwrap_err().contains("power of two"));
+    assert!(Matmul4::new(&gpu, &packed, &[1.0; 2], QuantType4::Nf4, 32, 4, 16, Some(&[0.0; 3])).unwrap_err().contains("bias"));
+    let w = Matmul4::new(&gpu, &packed, &[1.0; 2], QuantType4::Nf4, 32, 4, 16, None).unwrap();
+    assert!(w.forward(&gpu, &[0.0; 15], 1).is_err());
+}
+
+fn dequantized(packed: &[u8], absmax: &[f32], qt: QuantType4, bs: usize, len: usize) -> Vec<f32> {
+    let mut out = vec![0f32; len];
     lowbit_core::blockwise4::decode(packed, absmax, bs, qt, &mut out, Kernel::Scalar).unwrap();
     out
 }

@@ -1,0 +1,79 @@
+//! attention.wgsl: causal GQA attention of n new positions against a KV cache (index.ts
+//! `kvCache` / `attention`): the new K / V rows are copied into the cache at `start`, then one
+//! workgroup per (query head, new token).
+use super::run_read_f32;
+use crate::{Gpu, Step, Words};
+
+/// attention.wgsl: 64 invocations x 4 outputs each.
+pub const MAX_HEAD_DIM: usize = 256;
+
+/// K and V caches `[max_pos, n_kv_heads, head_dim]` in f32.
+#[derive(Debug)]
+pub struct KvCache {
+    pub k: wgpu::Buffer,
+    pub v: wgpu::Buffer,
+    pub max_pos: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl KvCache {
+    pub fn new(gpu: &Gpu, max_pos: usize, n_kv_heads: usize, head_dim: usize) -> Result<KvCache, String> {
+        if max_pos == 0 || n_kv_heads == 0 || head_dim == 0 {
+            return Err(format!("kv cache of {max_pos} positions x {n_kv_heads} x {head_dim}"));
+        }
+        if head_dim > MAX_HEAD_DIM {
+            return Err(format!("headDim {head_dim} is above the WebGPU attention kernel's {MAX_HEAD_DIM}"));
+        }
+        let bytes = (max_pos * n_kv_heads * head_dim * 4) as u64;
+        if bytes > gpu.device.limits().max_storage_buffer_binding_size {
+            return Err(format!("a kv cache of {bytes} bytes exceeds the storage binding limit"));
+        }
+        Ok(KvCache { k: gpu.zeroed("k cache", bytes), v: gpu.zeroed("v cache", bytes), max_pos, n_kv_heads, head_dim })
+    }
+
+    /// The copies and the dispatch of one attention call: q `[n, n_heads * head_dim]`, the new
+    /// k / v rows `[n, n_kv_heads * head_dim]` at positions start .. start + n, into `out`.
+    /// `scale`: None = f32(1 / f32(sqrt(head_dim))), the CPU kernel's default.
+    #[allow(clippy::too_many_arguments)]
+    pub fn steps(&self, gpu: &Gpu, q: &wgpu::Buffer, k: &wgpu::Buffer, v: &wgpu::Buffer, n: usize, start: usize, n_heads: usize, scale: Option<f32>, out: &wgpu::Buffer) -> Result<Vec<Step>, String> {
+        if n == 0 || n_heads == 0 {
+            return Err(format!("attention: {n} tokens, {n_heads} heads"));
+        }
+        if !n_heads.is_multiple_of(self.n_kv_heads) {
+            return Err(format!("attention: {n_heads} query heads are not a multiple of the cache's {} kv heads", self.n_kv_heads));
+        }
+        if start + n > self.max_pos {
+            return Err(format!("attention: positions {start}..{} exceed the kv cache capacity of {} positions", start + n, self.max_pos));
+        }
+        if n_heads > super::MAX_GROUPS || n > super::MAX_GROUPS {
+            return Err(format!("attention: {n_heads} heads x {n} tokens exceed one dispatch"));
+        }
+        if scale.is_some_and(|s| !s.is_finite()) {
+            return Err(format!("attention: scale must be finite, got {scale:?}"));
+        }
+        let scale = scale.unwrap_or(1.0 / (self.head_dim as f32).sqrt());
+        let kv_cols = self.n_kv_heads * self.head_dim;
+        let row_bytes = (kv_cols * 4) as u64;
+        let uni = gpu.uniform("params", &Words::new().u(n).u(start).u(n_heads).u(n_heads / self.n_kv_heads).u(self.head_dim).u(kv_cols).f(scale).u(0).bytes());
+        let pipe = gpu.kernel("attention.wgsl", "attention", &[])?;
+        Ok(vec![
+            Step::Copy { src: k.clone(), src_offset: 0, dst: self.k.clone(), dst_offset: start as u64 * row_bytes, size: n as u64 * row_bytes },
+            Step::Copy { src: v.clone(), src_offset: 0, dst: self.v.clone(), dst_offset: start as u64 * row_bytes, size: n as u64 * row_bytes },
+            gpu.step(&pipe, &[(0, &uni), (1, q), (2, &self.k), (3, &self.v), (4, out)], (n_heads as u32, n as u32, 1)),
+        ])
+    }
+
+    /// One attention call from host data; returns `[n, n_heads * head_dim]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(&self, gpu: &Gpu, q: &[f32], k: &[f32], v: &[f32], n: usize, start: usize, n_heads: usize, scale: Option<f32>) -> Result<Vec<f32>, String> {
+        let (q_cols, kv_cols) = (n_heads * self.head_dim, self.n_kv_heads * self.head_dim);
+        if q.len() != n * q_cols || k.len() != n * kv_cols || v.len() != n * kv_cols {
+            return Err(format!("attention: q / k / v have {} / {} / {} values for {n} tokens of [{q_cols}] / [{kv_cols}]", q.len(), k.len(), v.len()));
+        }
+        let (qb, kb, vb) = (gpu.storage_f32("q", q), gpu.storage_f32("k", k), gpu.storage_f32("v", v));
+        let out = gpu.zeroed("attention out", (q.len() * 4) as u64);
+        let steps = self.steps(gpu, &qb, &kb, &vb, n, start, n_heads, scale, &out)?;
+        Ok(run_read_f32(gpu, &steps, &out, q.len()))
+    }
+}

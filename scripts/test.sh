@@ -18,6 +18,8 @@ bash scripts/build.sh
 # The WebGPU driver setup-webgpu.sh prepared (Mesa lavapipe): lowbit-gpu's wgpu tests and the
 # Dawn tests use it, and fail instead of skipping when it gives no adapter.
 if [ -f .cache/webgpu/env ]; then source .cache/webgpu/env; fi
+# Mesa's drivers complain on every start without a runtime dir (headless CI has none).
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi
 
 echo "== cargo test (native)"
 cargo test --workspace

@@ -9,7 +9,7 @@ mod common;
 use common::{check_within, gpu, split_binding, Rng, U};
 use lowbit_core::int8::vectorwise_quant;
 use lowbit_core::kernels::matmul_int8::{matmul_int8, WeightInt8, BNB_CPU_MM_DEQUANT_SCALE, INV127};
-use lowbit_core::f16;
+use lowbit_core::{f16, Kernel};
 use lowbit_gpu::kernels::MatmulInt8;
 
 #[test]
@@ -44,7 +44,7 @@ fn matmul_int8_matches_the_reference() {
         let w = WeightInt8::new(&cb, &scb, n, k).unwrap();
         for threshold in [6.0f32, 0.0] {
             let mut want = vec![0f32; m * n];
-            matmul_int8(&x, m, &w, threshold, bias.as_deref(), &mut want).unwrap();
+            matmul_int8(&x, m, &w, threshold, bias.as_deref(), &mut want, Kernel::Scalar).unwrap();
             let a16: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
             let q = vectorwise_quant(&a16, &[m, k], threshold).unwrap();
             let cols = q.outlier_cols.clone().unwrap_or_default();

@@ -15,8 +15,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, quantize4bit } from '../dist/index.js';
-import { QuantBench } from '../dist/wasm/pkg/lowbit_wasm.js';
-import { parallelReadBandwidth } from './read-bandwidth.mjs';
+import { parallelReader } from './read-bandwidth.mjs';
 
 export const describe = 'CPU kernels and models, one thread and all threads: 4-bit GEMV bandwidth vs read bandwidth, GEMM GFLOP/s, decode/prefill tokens/s';
 export const usage = [
@@ -24,6 +23,7 @@ export const usage = [
   '  --models smollm2-135m,tinyllama   (default both)',
   '  --quants nf4,nf4-dq,int8,f16       (default all)',
   '  --decode N                         decode steps (default 16)',
+  '  --rounds N                         rounds per model figure, thread counts interleaved (default 3; median)',
   "  --threads 1,all                    thread counts to run ('all' = what threads: 'auto' picks; default 1,all)",
 ].join('\n');
 
@@ -51,17 +51,22 @@ export async function run({ json, emit, args }) {
     emit(r);
     if (!json) console.log(`  ${(r.case + ' ' + r.metric).padEnd(44)} ${String(r.threads).padStart(2)} thr ${String(Number(r.value.toPrecision(4))).padStart(10)} ${r.unit.padEnd(9)}${r.vs != null ? ` vs ${Number(r.vs.toPrecision(4))} → ratio ${r.ratio.toFixed(3)}` : ''}${r.goal ? ` (goal ≥ ${r.goal})` : ''}`);
   };
-  emit({ suite: 'meta', case: 'cpu', node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: counts, allThreads });
-  if (!json) console.log(`lowbit bench cpu — ${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}, wasm SIMD128, threads ${counts.join(' and ')} (all = ${allThreads})\n`);
+  emit({ suite: 'meta', case: 'cpu', node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: counts, allThreads, loadavg: os.loadavg() });
+  if (!json) console.log(`lowbit bench cpu — ${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}, wasm SIMD128, threads ${counts.join(' and ')} (all = ${allThreads}), load average ${os.loadavg()[0].toFixed(2)}\n`);
 
-  // Read bandwidth: one wasm instance over 128 MiB; for t threads, t instances reading at once.
-  const readBw = new Map();
-  const qb = new QuantBench(64 << 20, 64, 'nf4');
-  qb.read_pass();
-  readBw.set(1, qb.input_bytes() / time(() => qb.read_pass(), 9) / GB);
-  qb.free();
-  for (const t of counts) if (t > 1) readBw.set(t, await parallelReadBandwidth({ threads: t, bytesPerThread: Math.max(64 << 20, (128 << 20) / t) }));
-  for (const t of counts) out({ suite: 'cpu', case: 'read_bandwidth', metric: 'bandwidth', value: readBw.get(t), unit: 'GB/s', vs: t > 1 ? readBw.get(1) ?? null : null, ratio: t > 1 && readBw.has(1) ? readBw.get(t) / readBw.get(1) : null, threads: t });
+  // Every figure is measured for all thread counts in interleaved rounds (median per count), so
+  // that a busy machine weighs on all of them alike.
+  const rounds = Number(get('--rounds', '3'));
+  const med = (xs) => median(xs);
+
+  // Read bandwidth: one wasm instance over 128 MiB; t threads: t instances reading at once.
+  const readers = new Map();
+  for (const t of counts) readers.set(t, await parallelReader({ threads: t, bytesPerThread: t === 1 ? 128 << 20 : Math.max(64 << 20, (128 << 20) / t) }));
+  const readRuns = new Map(counts.map((t) => [t, []]));
+  for (let r = 0; r < 9; r++) for (const t of counts) readRuns.get(t).push(readers.get(t).round());
+  for (const t of counts) await readers.get(t).close();
+  const readBw = new Map(counts.map((t) => [t, med(readRuns.get(t))]));
+  for (const t of counts) out({ suite: 'cpu', case: 'read_bandwidth', metric: 'bandwidth', value: readBw.get(t), unit: 'GB/s', ...speedup(readBw, t), threads: t });
 
   // GEMV over 8 TinyLlama MLP-sized weights (5632 x 2048, ~52 MB of nf4 in all: out of cache),
   // and a 64-token GEMM, through CpuBackend on t threads.
@@ -73,49 +78,68 @@ export async function run({ json, emit, args }) {
     weights.push({ kind: '4bit', name: `w${l}`, packed, quantState });
   }
   const bytes = weights.reduce((a, w) => a + w.packed.length + w.quantState.absmaxF32().byteLength, 0);
-  const gemm = new Map();
+  const setups = new Map();
   for (const t of counts) {
     const be = await CpuBackend.create({ threads: t });
-    const layers = weights.map((w) => be.linear(w));
-    const x = be.fromHost(new Float32Array(K).map((_, i) => Math.sin(i)), 1, K);
-    const xm = be.fromHost(new Float32Array(M * K).map((_, i) => Math.cos(i)), M, K);
-    const gemvBw = bytes / time(() => layers.forEach((l) => be.linearForward(x, l)), 7) / GB;
+    setups.set(t, { be, layers: weights.map((w) => be.linear(w)), x: be.fromHost(new Float32Array(K).map((_, i) => Math.sin(i)), 1, K), xm: be.fromHost(new Float32Array(M * K).map((_, i) => Math.cos(i)), M, K) });
+  }
+  const gemvRuns = new Map(counts.map((t) => [t, []]));
+  const gemmRuns = new Map(counts.map((t) => [t, []]));
+  for (let r = 0; r < 7; r++) {
+    for (const t of counts) {
+      const { be, layers, x, xm } = setups.get(t);
+      gemvRuns.get(t).push(bytes / time(() => layers.forEach((l) => be.linearForward(x, l)), 1) / GB);
+      if (r < 3) gemmRuns.get(t).push((2 * M * N * K) / time(() => be.linearForward(xm, layers[0]), 1) / 1e9);
+    }
+  }
+  const gemm = new Map(counts.map((t) => [t, med(gemmRuns.get(t))]));
+  for (const t of counts) {
+    const gemvBw = med(gemvRuns.get(t));
     out({ suite: 'cpu', case: 'gemv_nf4_5632x2048', metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: readBw.get(t), ratio: gemvBw / readBw.get(t), goal: 0.8, threads: t });
-    gemm.set(t, (2 * M * N * K) / time(() => be.linearForward(xm, layers[0]), 3) / 1e9);
-    out({ suite: 'cpu', case: `gemm_nf4_${M}x${N}x${K}`, metric: 'throughput', value: gemm.get(t), unit: 'GFLOP/s', ...speedup(gemm, t), threads: t });
+  }
+  for (const t of counts) out({ suite: 'cpu', case: `gemm_nf4_${M}x${N}x${K}`, metric: 'throughput', value: gemm.get(t), unit: 'GFLOP/s', ...speedup(gemm, t), threads: t });
+  for (const { be, layers } of setups.values()) {
     for (const l of layers) l.dispose();
     be.dispose();
   }
 
-  // Models with random weights.
+  // Models with random weights: one model per thread count, rounds interleaved.
   const QUANT = { nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, int8: { loadIn8bit: true }, f16: undefined };
   const models = get('--models', 'smollm2-135m,tinyllama').split(',');
   const quants = get('--quants', Object.keys(QUANT).join(',')).split(',');
   const steps = Number(get('--decode', '16'));
+  const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
   for (const shape of models) {
     const dir = `${here}../.cache/models/${shape}-shape-f16`;
     if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
     for (const q of quants) {
-      const prefillTps = new Map();
-      const decodeTps = new Map();
+      const lms = new Map();
+      for (const t of counts) lms.set(t, await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256, threads: t }));
+      const prefillRuns = new Map(counts.map((t) => [t, []]));
+      const decodeRuns = new Map(counts.map((t) => [t, []]));
+      for (let r = 0; r < rounds; r++) {
+        for (const t of counts) {
+          const lm = lms.get(t);
+          let s = performance.now();
+          await lm.forward(prompt, 0);
+          prefillRuns.get(t).push(prompt.length / ((performance.now() - s) / 1000));
+          s = performance.now();
+          for (let i = 0; i < steps; i++) await lm.forward([(i * 11) % 1000 + 7]);
+          decodeRuns.get(t).push(steps / ((performance.now() - s) / 1000));
+        }
+      }
+      const prefill = new Map(counts.map((t) => [t, med(prefillRuns.get(t))]));
+      const decode = new Map(counts.map((t) => [t, med(decodeRuns.get(t))]));
       for (const t of counts) {
-        const lm = await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256, threads: t });
-        const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
-        let s = performance.now();
-        await lm.forward(prompt, 0);
-        prefillTps.set(t, prompt.length / ((performance.now() - s) / 1000));
-        s = performance.now();
-        for (let i = 0; i < steps; i++) await lm.forward([(i * 11) % 1000 + 7]);
-        decodeTps.set(t, steps / ((performance.now() - s) / 1000));
-        const fp = lm.getMemoryFootprint().total;
-        lm.dispose();
-        out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'prefill', value: prefillTps.get(t), unit: 'tokens/s', ...speedup(prefillTps, t), threads: t });
-        out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'decode', value: decodeTps.get(t), unit: 'tokens/s', ...speedup(decodeTps, t), threads: t });
+        const fp = lms.get(t).getMemoryFootprint().total;
+        lms.get(t).dispose();
+        out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'prefill', value: prefill.get(t), unit: 'tokens/s', ...speedup(prefill, t), threads: t });
+        out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'decode', value: decode.get(t), unit: 'tokens/s', ...speedup(decode, t), threads: t });
         out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null, threads: t });
       }
     }
   }
-  if (!json) console.log('\n  ratios: GEMV vs the read bandwidth of as many threads; read bandwidth, GEMM and tokens/s on t threads vs one thread.\n  llama.cpp beside these figures is not measured yet.');
+  if (!json) console.log(`\n  ratios: GEMV vs the read bandwidth of as many threads; read bandwidth, GEMM and tokens/s on t threads vs one thread.\n  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (a busy machine slows the threaded figures most).\n  llama.cpp beside these figures is not measured yet.`);
 }
 
 /** vs / ratio of a t-thread figure against the one-thread figure of the same run (none for t = 1). */

@@ -10,7 +10,10 @@
  * - slices start at a multiple of ROW_ALIGN rows, so that a kernel that walks weight rows in
  *   groups (of 2, 4, 8 or 16 rows, with a different path for a remainder) groups every row as it
  *   does on one thread: the global remainder stays at the end of the last slice. Today's kernels
- *   treat each weight row on its own; this keeps the guarantee if they start tiling rows.
+ *   treat each weight row on its own; this keeps the guarantee if they start tiling rows;
+ * - and the kernels' arithmetic per output element does not depend on how many rows they are
+ *   given (no path chosen by N). Every thread sees all M activation rows, so paths chosen by M
+ *   are the same. test/cpu-threads.test.ts compares bits and fails if a kernel breaks this.
  */
 
 /** Slice starts are multiples of this many rows (see above). */

@@ -9,12 +9,20 @@
 // - decode and prefill tokens/s for SmolLM2-135M- and TinyLlama-1.1B-shaped models with random
 //   weights (scripts/make-random-checkpoint.mjs) in nf4, nf4 + double quant, int8 and f16, with
 //   each model's memory footprint; all threads vs one thread.
-// Every record has a `threads` field. Not here yet: llama.cpp beside them.
+// - the dense f16 GEMV (a SmolLM2-sized tied lm_head) and the LLM.int8 GEMV, one thread, vs the
+//   one-thread read bandwidth;
+// - llama.cpp (bench/llamacpp.mjs) on the same weights as GGUF, on the same thread counts: each
+//   lowbit decode / prefill figure gets a `<metric>_vs_llamacpp_avx2` record against its peer
+//   (nf4 / nf4-dq <-> Q4_0, int8 <-> Q8_0, f16 <-> F16) in the AVX2-only build, goal >= 1.0 for
+//   decode; --no-peers skips it.
+// Every record has a `threads` field.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, quantize4bit } from '../dist/index.js';
+import { LinearDense, LinearInt8 } from '../dist/wasm/pkg/lowbit_wasm.js';
+import { llamaCppRows } from './llamacpp.mjs';
 import { parallelReader } from './read-bandwidth.mjs';
 
 export const describe = 'CPU kernels and models, one thread and all threads: 4-bit GEMV bandwidth vs read bandwidth, GEMM GFLOP/s, decode/prefill tokens/s';
@@ -25,6 +33,7 @@ export const usage = [
   '  --decode N                         decode steps (default 16)',
   '  --rounds N                         rounds per model figure, thread counts interleaved (default 3; median)',
   "  --threads 1,all                    thread counts to run ('all' = what threads: 'auto' picks; default 1,all)",
+  '  --no-peers                         skip llama.cpp (bench/llamacpp.mjs)',
 ].join('\n');
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -102,6 +111,23 @@ export async function run({ json, emit, args }) {
     for (const l of layers) l.dispose();
     be.dispose();
   }
+  // Dense f16 GEMV (a SmolLM2-sized tied lm_head, 57 MB) and LLM.int8 GEMV (4 x [5632, 2048],
+  // 46 MB), one thread, against the one-thread read bandwidth.
+  if (readBw.has(1)) {
+    const vocab = 49152, dim = 576;
+    const head = LinearDense.fromHalf(new Uint16Array(vocab * dim).map((_, i) => 0x2000 + ((i * 2654435761) >>> 20) % 0x1800 + (i & 1) * 0x8000), 'float16', vocab, dim);
+    const xd = new Float32Array(dim).map((_, i) => Math.sin(i));
+    for (let i = 0; i < 3; i++) head.forward(xd, 1); // past V8's baseline tier
+    const f16Bw = (vocab * dim * 2) / time(() => head.forward(xd, 1), 7) / GB;
+    head.free();
+    out({ suite: 'cpu', case: `gemv_f16_${vocab}x${dim}`, metric: 'effective_bandwidth', value: f16Bw, unit: 'GB/s', vs: readBw.get(1), ratio: f16Bw / readBw.get(1), threads: 1 });
+    const x1 = new Float32Array(K).map((_, i) => Math.sin(i));
+    const int8 = Array.from({ length: 4 }, (_, l) => new LinearInt8(new Int8Array(N * K).map((_, i) => (((i * 2654435761 + l) >>> 24) % 255) - 127), new Float32Array(N).fill(0.01), N, K, 0));
+    for (let i = 0; i < 3; i++) int8.forEach((w) => w.forward(x1, 1));
+    const int8Bw = (4 * N * K) / time(() => int8.forEach((w) => w.forward(x1, 1)), 7) / GB;
+    out({ suite: 'cpu', case: `gemv_int8_${N}x${K}`, metric: 'effective_bandwidth', value: int8Bw, unit: 'GB/s', vs: readBw.get(1), ratio: int8Bw / readBw.get(1), threads: 1 });
+    for (const w of int8) w.free();
+  }
 
   // Models with random weights: one model per thread count, rounds interleaved.
   const QUANT = { nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, int8: { loadIn8bit: true }, f16: undefined };
@@ -112,6 +138,9 @@ export async function run({ json, emit, args }) {
   for (const shape of models) {
     const dir = `${here}../.cache/models/${shape}-shape-f16`;
     if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
+    // llama.cpp on the same weights and thread counts: measured first (its own processes), its
+    // rows printed beside each lowbit quant.
+    const peer = args.includes('--no-peers') ? null : await llamaCppRows({ shape, dir, threads: counts.join(','), decodeSteps: steps, promptTokens: prompt.length, quants, emit, json, defer: true });
     for (const q of quants) {
       const lms = new Map();
       for (const t of counts) lms.set(t, await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256, threads: t }));
@@ -136,10 +165,15 @@ export async function run({ json, emit, args }) {
         out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'prefill', value: prefill.get(t), unit: 'tokens/s', ...speedup(prefill, t), threads: t });
         out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'decode', value: decode.get(t), unit: 'tokens/s', ...speedup(decode, t), threads: t });
         out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null, threads: t });
+        for (const [metric, v] of [['prefill', prefill.get(t)], ['decode', decode.get(t)]]) {
+          const p = peer?.vs(q, metric, v, t);
+          if (p && p.vs !== undefined) out({ suite: 'cpu', case: `${shape}_${q}`, metric: `${metric}_vs_llamacpp_avx2`, value: v, unit: 'tokens/s', ...p, threads: t });
+        }
       }
+      peer?.emitFor(q); // llama.cpp rows beside this quant
     }
   }
-  if (!json) console.log(`\n  ratios: GEMV vs the read bandwidth of as many threads; read bandwidth, GEMM and tokens/s on t threads vs one thread.\n  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (a busy machine slows the threaded figures most).\n  llama.cpp beside these figures is not measured yet.`);
+  if (!json) console.log(`\n  ratios: GEMV vs the read bandwidth of as many threads; read bandwidth, GEMM and tokens/s on t threads vs one thread.\n  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (a busy machine slows the threaded figures most).\n  *_vs_llamacpp_avx2: lowbit / llama.cpp's AVX2-only build on the same weights and threads (goal >= 1 for decode).`);
 }
 
 /** vs / ratio of a t-thread figure against the one-thread figure of the same run (none for t = 1). */

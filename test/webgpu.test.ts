@@ -412,6 +412,19 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     await expect(gpu.topK(gpu.fromHost(x, 1, 5000), 0)).rejects.toThrow(LowbitError);
   });
 
+  it('topK with NaN and k past the non-NaN values: NaN last in index order, as on the CPU', async () => {
+    const rows: Float32Array[] = [Float32Array.of(NaN, 1, NaN, 2), Float32Array.of(NaN, NaN, NaN), Float32Array.from({ length: 600 }, (_, i) => (i % 7 === 0 ? i % 5 : NaN))];
+    for (const x of rows) {
+      for (const k of new Set([x.length, Math.ceil(x.length / 2), 1])) {
+        const g = await gpu.topK(gpu.fromHost(x, 1, x.length), k);
+        const c = await cpu.topK(cpu.fromHost(x, 1, x.length), k);
+        expect(Array.from(g.indices), `${x.length} k=${k}`).toEqual(Array.from(c.indices));
+        expect(Array.from(g.values), `${x.length} k=${k}`).toEqual(Array.from(c.values));
+      }
+    }
+    expect(Array.from((await gpu.topK(gpu.fromHost(rows[0]!, 1, 4), 4)).indices)).toEqual([3, 1, 0, 2]);
+  });
+
   it('tidy releases what a step made, except its result; buffers are reused', async () => {
     const x = gpu.fromHost(rand(64, 1), 8, 8);
     let inner: Activation | undefined;

@@ -1,5 +1,6 @@
 /** AutoModelForCausalLM.fromPretrained: source -> config -> streamed weights -> model on a backend. */
 import { LowbitError } from '../errors.js';
+import { init } from '../runtime/wasm.js';
 import type { Backend, LinearOptions } from '../backends/backend.js';
 import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
@@ -57,6 +58,8 @@ export const AutoModelForCausalLM = {
    */
   async fromPretrained(input: SourceInput, options: FromPretrainedOptions = {}): Promise<CausalLM> {
     checkDeviceMap(options.deviceMap);
+    // Tensor headers are parsed in wasm before any backend may exist.
+    await init(options.webgpu?.wasm);
     const owned: Backend[] = [];
     try {
       let gpu: WebGpuBackend | undefined;

@@ -188,8 +188,8 @@ export function singleDevice(d: DeviceMap | undefined): Device | undefined {
   if (d === undefined) return 'cpu';
   if (d === 'cpu' || d === 'gpu') return d;
   if (d === 'auto') return undefined;
-  const values = new Set(Object.values(d));
-  return values.size === 1 && Object.keys(d).includes('') ? [...values][0] : undefined;
+  const keys = Object.keys(d);
+  return keys.length === 1 && keys[0] === '' ? d['']! : undefined;
 }
 
 /** Kept for callers of the whole-model API: the single device of a map; INVALID_ARGUMENT otherwise. */

@@ -49,9 +49,30 @@ fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 }
 
 // topk: the k largest values of row 0 of x, in the order a stable descending sort gives them
-// (larger value first, lower index first on ties): out[0..k) = indices, out[k..2k) = f32 bits.
-// k rounds over the row, each taking the best element that comes after the previous pick —
-// O(k · cols) work in one workgroup, meant for k up to a few hundred.
+// (larger value first, lower index first on ties, NaN last in index order — the CPU backend's
+// order): out[0..k) = indices, out[k..2k) = f32 bits.
+// k rounds over the row, each taking the first element (in that order) that comes after the
+// previous pick — O(k · cols) work in one workgroup, meant for k up to a few hundred.
+
+// NaN by its bits: a compiler may fold `v != v` away under WGSL's no-NaN allowance
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// (v, i) comes strictly before (w, j) in the top-k order
+fn precedes(v: f32, i: u32, w: f32, j: u32) -> bool {
+  let vn = is_nan(v);
+  let wn = is_nan(w);
+  if (vn != wn) { return wn; }
+  if (vn) { return i < j; }
+  return v > w || (v == w && i < j);
+}
+
+// (v, i) is a pick (i != NONE) that beats the best so far (none yet, or later in the order)
+fn first(v: f32, i: u32, bv: f32, bi: u32) -> bool {
+  return i != NONE && (bi == NONE || precedes(v, i, bv, bi));
+}
+
 @compute @workgroup_size(256)
 fn topk(@builtin(local_invocation_index) li: u32) {
   var pv = 0.0;
@@ -61,15 +82,14 @@ fn topk(@builtin(local_invocation_index) li: u32) {
     var bi = NONE;
     for (var c = li; c < p.cols; c = c + 256u) {
       let v = x[c];
-      // after (pv, pi) in the order, and better than the best so far
-      let after = pi == NONE || v < pv || (v == pv && c > pi);
-      if (after && better(v, c, bv, bi)) { bv = v; bi = c; }
+      let after = pi == NONE || precedes(pv, pi, v, c);
+      if (after && first(v, c, bv, bi)) { bv = v; bi = c; }
     }
     best_v[li] = bv;
     best_i[li] = bi;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s = s >> 1u) {
-      if (li < s && better(best_v[li + s], best_i[li + s], best_v[li], best_i[li])) {
+      if (li < s && first(best_v[li + s], best_i[li + s], best_v[li], best_i[li])) {
         best_v[li] = best_v[li + s];
         best_i[li] = best_i[li + s];
       }

@@ -412,6 +412,19 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     await expect(gpu.topK(gpu.fromHost(x, 1, 5000), 0)).rejects.toThrow(LowbitError);
   });
 
+  it('topK with NaN and k past the non-NaN values: NaN last in index order, as on the CPU', async () => {
+    const rows: Float32Array[] = [Float32Array.of(NaN, 1, NaN, 2), Float32Array.of(NaN, NaN, NaN), Float32Array.from({ length: 600 }, (_, i) => (i % 7 === 0 ? i % 5 : NaN))];
+    for (const x of rows) {
+      for (const k of new Set([x.length, Math.ceil(x.length / 2), 1])) {
+        const g = await gpu.topK(gpu.fromHost(x, 1, x.length), k);
+        const c = await cpu.topK(cpu.fromHost(x, 1, x.length), k);
+        expect(Array.from(g.indices), `${x.length} k=${k}`).toEqual(Array.from(c.indices));
+        expect(Array.from(g.values), `${x.length} k=${k}`).toEqual(Array.from(c.values));
+      }
+    }
+    expect(Array.from((await gpu.topK(gpu.fromHost(rows[0]!, 1, 4), 4)).indices)).toEqual([3, 1, 0, 2]);
+  });
+
   it('tidy releases what a step made, except its result; buffers are reused', async () => {
     const x = gpu.fromHost(rand(64, 1), 8, 8);
     let inner: Activation | undefined;
@@ -543,6 +556,110 @@ suite('WebGPU parity with transformers (deviceMap "gpu")', () => {
 
 });
 
+// --- device maps: modules split between the GPU and the CPU; CPU fallback on device loss ------
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+suite('deviceMap: models split between WebGPU and the CPU', () => {
+  const ALTERNATING: Record<string, Record<string, 'cpu' | 'gpu'>> = {
+    llama: { 'model.embed_tokens': 'cpu', 'model.layers.0': 'gpu', 'model.layers.1': 'cpu', 'model.norm': 'gpu', lm_head: 'cpu' },
+    // tied lm_head away from wte: a copy of the table on the GPU
+    gpt2: { 'transformer.wte': 'cpu', 'transformer.wpe': 'gpu', 'transformer.h.0': 'cpu', 'transformer.h.1': 'gpu', 'transformer.ln_f': 'cpu', lm_head: 'gpu' },
+    qwen2: { '': 'gpu', 'model.layers.1': 'cpu', 'model.layers.1.mlp': 'gpu' },
+  };
+  for (const [name, map] of Object.entries(ALTERNATING)) {
+    it(`${name}: a per-module map gives the CPU model's greedy tokens and logits`, async () => {
+      const ref = JSON.parse(readFileSync(`${FIXTURES}${name}/reference.json`, 'utf8'));
+      if (name === 'qwen2') {
+        // a key under a module (model.layers.1.mlp) names no module of its own: refused
+        await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}${name}`, { deviceMap: map, gpu: env.gpu! })).rejects.toThrow(/model\.layers\.1\.mlp/);
+        return;
+      }
+      const m = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${name}`, { deviceMap: map, gpu: env.gpu! });
+      const c = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${name}`, { deviceMap: 'cpu' });
+      for (const [mod, d] of Object.entries(map)) expect(m.deviceMap[mod], mod).toBe(d === 'gpu' ? 'webgpu' : 'cpu');
+      expect(maxDiff(await m.forward(ref.input_ids, 0), await c.forward(ref.input_ids, 0))).toBeLessThanOrEqual(1e-4);
+      const want = await c.generate({ inputIds: ref.input_ids, maxNewTokens: 12, eosTokenIds: [] });
+      expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 12, eosTokenIds: [] })).toEqual(want);
+      // byDevice: each device's modules, the same total as the CPU model plus the tied copy
+      const fp = m.getMemoryFootprint();
+      const onGpu = Object.entries(fp.byModule).filter(([k]) => Object.entries(map).some(([mod, d]) => d === 'gpu' && (k === mod || k.startsWith(mod + '.'))));
+      expect(fp.byDevice.webgpu).toBe(onGpu.reduce((a, [, v]) => a + v, 0));
+      expect(fp.byDevice.cpu).toBe(fp.total - fp.byDevice.webgpu!);
+      const tiedCopy = name === 'gpt2' ? fp.byModule['transformer.wte']! : 0;
+      expect(fp.total).toBe(c.getMemoryFootprint().total + tiedCopy);
+      m.dispose();
+      c.dispose();
+    });
+  }
+
+  it("'auto' with a small maxMemory.gpu: the first modules on the GPU, the rest on the CPU, same tokens", async () => {
+    const ref = JSON.parse(readFileSync(`${FIXTURES}llama/reference.json`, 'utf8'));
+    const whole = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: env.gpu! });
+    const by = whole.getMemoryFootprint().byModule;
+    const sizeOf = (mod: string) => Object.entries(by).filter(([k]) => k === mod || k.startsWith(mod + '.')).reduce((a, [, v]) => a + v, 0);
+    whole.dispose();
+    // embeddings + layer 0 fit (the estimate of f32 weights is exact); layer 1 does not
+    const budget = sizeOf('model.embed_tokens') + sizeOf('model.layers.0') + 64;
+    expect(budget).toBeLessThan(budget - 64 + sizeOf('model.layers.1'));
+    const m = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'auto', maxMemory: { gpu: budget }, gpu: env.gpu! });
+    expect(m.deviceMap).toEqual({ 'model.embed_tokens': 'webgpu', 'model.layers.0': 'webgpu', 'model.layers.1': 'cpu', 'model.norm': 'cpu', lm_head: 'cpu' });
+    const fp = m.getMemoryFootprint();
+    expect(fp.byDevice.webgpu).toBe(budget - 64);
+    expect(fp.byDevice.webgpu).toBeLessThanOrEqual(budget);
+    const c = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'cpu' });
+    expect(maxDiff(await m.forward(ref.input_ids, 0), await c.forward(ref.input_ids, 0))).toBeLessThanOrEqual(1e-4);
+    expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 12, eosTokenIds: [] })).toEqual(await c.generate({ inputIds: ref.input_ids, maxNewTokens: 12, eosTokenIds: [] }));
+    m.dispose();
+    c.dispose();
+    // a '2GiB'-style budget takes everything
+    const all = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'auto', maxMemory: { gpu: '1GiB' }, gpu: env.gpu! });
+    expect(new Set(Object.values(all.deviceMap))).toEqual(new Set(['webgpu']));
+    all.dispose();
+  });
+
+  it('refuses what does not fit or is not covered, before loading', async () => {
+    const e1 = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'auto', maxMemory: { gpu: 0, cpu: 1000 }, gpu: env.gpu! }).catch((e) => e);
+    expect(e1).toBeInstanceOf(LowbitError);
+    expect(e1.code).toBe('OUT_OF_MEMORY');
+    const e2 = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: { 'model.layers': 'gpu', lm_head: 'cpu', 'model.norm': 'cpu' }, gpu: env.gpu! }).catch((e) => e);
+    expect(e2.code).toBe('INVALID_ARGUMENT');
+    expect(e2.message).toMatch(/model\.embed_tokens/);
+    const e3 = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', maxMemory: { gpu: '1KiB' }, gpu: env.gpu! }).catch((e) => e);
+    expect(e3.code).toBe('OUT_OF_MEMORY');
+  });
+
+  for (const map of ['gpu', { '': 'gpu', 'model.layers.1': 'cpu' }] as const) {
+    it(`device loss mid-generation (${JSON.stringify(map)}): the event fires once and generation ends as on the CPU`, async () => {
+      const ref = JSON.parse(readFileSync(`${FIXTURES}llama/reference.json`, 'utf8'));
+      const c = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'cpu' });
+      const want = await c.generate({ inputIds: ref.input_ids, maxNewTokens: 12, eosTokenIds: [] });
+      c.dispose();
+      const m = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: map, gpu: env.gpu! });
+      const g = m.backendOf('model.embed_tokens') as WebGpuBackend;
+      const events: string[] = [];
+      g.onDeviceLost((i) => events.push(`backend ${i.reason}`));
+      let n = 0;
+      const tokens = await m.generate({
+        inputIds: ref.input_ids, maxNewTokens: 12, eosTokenIds: [],
+        onToken: () => {
+          if (++n === 4) g.ctx.device.destroy(); // the real device goes away after 4 tokens
+        },
+        onDeviceLost: (i) => events.push(`generate ${i.modules.length}`),
+      });
+      expect(tokens).toEqual(want);
+      expect(events).toEqual(['backend destroyed', `generate ${map === 'gpu' ? 5 : 4}`]);
+      expect(new Set(Object.values(m.deviceMap))).toEqual(new Set(['cpu']));
+      expect(m.getMemoryFootprint().byDevice.webgpu ?? 0).toBe(0);
+      m.dispose();
+    });
+  }
+});
+
 // These need no adapter: they run everywhere.
 describe('WebGPU backend: errors without an adapter', () => {
   it('no adapter is a LowbitError WEBGPU_UNAVAILABLE, from the backend and from fromPretrained', async () => {
@@ -554,8 +671,16 @@ describe('WebGPU backend: errors without an adapter', () => {
     await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: none })).rejects.toMatchObject({ code: 'WEBGPU_UNAVAILABLE' });
   });
 
-  it('deviceMap values other than one device are refused (for now)', async () => {
-    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: { 'model.layers.0': 'gpu', lm_head: 'cpu' } })).rejects.toThrow(/not supported yet/);
+  it("bad deviceMaps are refused; 'auto' without an adapter runs on the CPU", async () => {
+    const none = { requestAdapter: async () => null } as unknown as GPU;
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: { 'model.layers.0': 'cpu', lm_head: 'cpu' } })).rejects.toThrow(/does not place module 'model\.embed_tokens'/);
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: { '': 'cpu', 'model.layer': 'cpu' } })).rejects.toThrow(/'model\.layer' names no module/);
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'cpu', maxMemory: { cpu: '2 TB', disk: 1 } as never })).rejects.toThrow(/maxMemory\.disk/);
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'cpu', maxMemory: { cpu: '2 parsecs' } })).rejects.toThrow(/maxMemory\.cpu/);
+    const m = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'auto', gpu: none, threads: 1 });
+    expect(new Set(Object.values(m.deviceMap))).toEqual(new Set(['cpu']));
+    m.dispose();
+    await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'auto', gpu: none, maxMemory: { cpu: '1KiB' } })).rejects.toMatchObject({ code: 'OUT_OF_MEMORY' });
     await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'tpu' as never })).rejects.toThrow(LowbitError);
     await expect(AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', backend: new CpuBackend() })).rejects.toThrow(/runs on 'cpu'/);
   });

@@ -21,6 +21,8 @@ export type LowbitErrorCode =
   | 'DEVICE_LOST'
   /** The GPU reported a validation or out-of-memory error for recorded work. */
   | 'GPU_ERROR'
+  /** A model does not fit within the memory budgets of its deviceMap (maxMemory); refused before anything is allocated. */
+  | 'OUT_OF_MEMORY'
   /** A CPU worker thread died or stopped answering (the backend is unusable; dispose it). */
   | 'WORKER_FAILED'
   | 'INTERNAL';

@@ -111,6 +111,12 @@ export interface Backend {
   topK(x: Activation, k: number): Promise<{ indices: Uint32Array; values: Float32Array }>;
   /** Frees the backend's own resources; its handles and activations become unusable. */
   dispose(): void;
+  /**
+   * Backends on a device that can go away (WebGPU): calls the listener once when it is lost or
+   * out of memory; returns an unsubscribe function. `deviceLost` says why, once it happened.
+   */
+  onDeviceLost?(listener: (info: { reason: string; message: string }) => void): () => void;
+  readonly deviceLost?: { reason: string; message: string } | undefined;
 
   // --- ops (shapes are checked; a mismatch throws INVALID_ARGUMENT)
   embed(table: EmbeddingHandle, ids: Uint32Array): Activation;

@@ -1,5 +1,6 @@
 /** AutoModelForCausalLM.fromPretrained: source -> config -> streamed weights -> model on a backend. */
 import { LowbitError } from '../errors.js';
+import { init } from '../runtime/wasm.js';
 import type { Backend, LinearOptions } from '../backends/backend.js';
 import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
@@ -7,7 +8,11 @@ import type { ProgressCallback } from '../loading/sources/progress.js';
 import type { BitsAndBytesConfig } from './bnb-config.js';
 import type { CausalLM } from './causal-lm.js';
 import { parseConfig } from './config.js';
-import { backendFor, deviceOf, type BackendOptions } from './device-map.js';
+import { backendFor, budgetsOf, checkDeviceMap, makeCpuBackend, makeGpuBackend, moduleNames, planDevices, singleDevice, wantsGpu, type BackendOptions, type ModuleSize } from './device-map.js';
+import { moduleSizes, safetensorsInfos } from './module-sizes.js';
+import type { CausalLMOptions, Placement } from './causal-lm.js';
+import type { DecoderConfig } from './config.js';
+import type { WebGpuBackend } from '../backends/webgpu/index.js';
 import { fromGguf, ggufWeightFile } from './gguf-llama.js';
 import { GPT2_CONV1D, GPT2LMHeadModel } from './gpt2.js';
 import { LlamaForCausalLM } from './llama.js';
@@ -41,47 +46,92 @@ export interface FromPretrainedOptions extends ResolveSourceOptions, BackendOpti
   tokenizer?: boolean;
 }
 
+/** Picks each module's backend once sizes are known (before any weight is read). */
+export type Placer = (config: DecoderConfig, sizes: () => Promise<ModuleSize[]>) => Promise<{ placement: Placement; options: CausalLMOptions }>;
+
 export const AutoModelForCausalLM = {
   /**
-   * Loads a model onto `deviceMap`'s device: 'cpu' (default, wasm) or 'gpu' (WebGPU; in Node pass
-   * `gpu` or install the optional `webgpu` package). The backend is made first, so a missing
-   * adapter fails before any weight is read.
+   * Loads a model onto `deviceMap`: 'cpu' (default, wasm), 'gpu' (WebGPU; in Node pass `gpu` or
+   * install the optional `webgpu` package), 'auto' (the GPU up to maxMemory.gpu, the rest on the
+   * CPU) or a per-module map (device-map.ts). The GPU backend is made first, so a missing adapter
+   * fails before any weight is read; sizes are checked against the budgets before loading.
    */
   async fromPretrained(input: SourceInput, options: FromPretrainedOptions = {}): Promise<CausalLM> {
-    deviceOf(options.deviceMap);
-    const { backend, owned } = await backendFor(options);
+    checkDeviceMap(options.deviceMap);
+    // Tensor headers are parsed in wasm before any backend may exist.
+    await init(options.webgpu?.wasm);
+    const owned: Backend[] = [];
     try {
+      let gpu: WebGpuBackend | undefined;
+      if (options.backend !== undefined) {
+        await backendFor(options);
+      } else if (wantsGpu(options.deviceMap)) {
+        try {
+          gpu = await makeGpuBackend(options);
+          owned.push(gpu);
+        } catch (e) {
+          // 'auto' without WebGPU: everything on the CPU (accelerate does the same without a GPU).
+          if (!(options.deviceMap === 'auto' && e instanceof LowbitError && e.code === 'WEBGPU_UNAVAILABLE')) throw e;
+        }
+      }
+      const placer: Placer = async (config, sizes) => {
+        const modelOptions: CausalLMOptions = { keepHostWeights: options.keepHostWeights !== false, cpuBackend: () => makeCpuBackend(options) };
+        if (options.backend !== undefined) return { placement: options.backend, options: modelOptions };
+        const map = options.deviceMap ?? 'cpu';
+        const { budgets, explicit } = budgetsOf(options, gpu);
+        const single = singleDevice(map);
+        const needSizes = single === undefined || explicit.gpu !== undefined || explicit.cpu !== undefined;
+        const plan = needSizes ? planDevices(gpu === undefined && map === 'auto' ? 'cpu' : map, await sizes(), budgets, explicit) : new Map(moduleNames(config).map((n) => [n, single!]));
+        const used = new Set(plan.values());
+        let cpu: Backend | undefined;
+        if (used.has('cpu')) {
+          cpu = await makeCpuBackend(options);
+          owned.push(cpu);
+        }
+        if (gpu !== undefined && !used.has('gpu')) {
+          owned.splice(owned.indexOf(gpu), 1);
+          gpu.dispose();
+          gpu = undefined;
+        }
+        const g = gpu;
+        return { placement: (name: string) => (plan.get(name) === 'gpu' ? g! : cpu!), options: modelOptions };
+      };
       const source = await resolveSource(input, options);
       // The tokenizer first: it is small, and a broken one fails before any weight is read.
       const t = await tokenizerOf(source, options);
-      const model = await load(source, options, backend);
-      if (owned) model.ownedBackend = backend;
+      const model = await load(source, options, placer);
+      model.ownedBackends.push(...owned);
       model.tokenizer = t.tokenizer;
       model.tokenizerUnavailable = t.reason;
       return model;
     } catch (e) {
-      if (owned) backend.dispose();
+      for (const b of owned) b.dispose();
       throw e;
     }
   },
 };
 
-async function load(source: ModelSource, options: FromPretrainedOptions, backend: Backend): Promise<CausalLM> {
+async function load(source: ModelSource, options: FromPretrainedOptions, placer: Placer): Promise<CausalLM> {
   // A GGUF (named, or the only weights file): config from its metadata, llama.cpp tensor names.
   const gguf = await ggufWeightFile(source);
-  if (gguf !== undefined) return fromGguf(source, gguf, options, backend);
+  if (gguf !== undefined) return fromGguf(source, gguf, options, placer);
   const raw = await source.readJson<Record<string, unknown>>('config.json');
   const config = parseConfig(raw);
   const prequantized = raw.quantization_config !== undefined && (raw.quantization_config as { quant_method?: string }).quant_method === 'bitsandbytes';
   const quantization = prequantized ? undefined : options.quantizationConfig?.quantizeOnLoad();
   const skip = quantization?.skipModules ?? ['lm_head'];
+  const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
   // GPT-2's Conv1D weights are transposed before quantizing: the model does that itself.
-  const shouldQuantize = (t: TensorMeta) => !(config.family === 'gpt2' && GPT2_CONV1D.test(t.name)) && isQuantizableLinear(t, skip);
+  const conv1d = (t: TensorMeta) => config.family === 'gpt2' && GPT2_CONV1D.test(t.name);
+  const shouldQuantize = (t: TensorMeta) => !conv1d(t) && isQuantizableLinear(t, skip);
+  const quantizedByModel = (t: TensorMeta) => quantization !== undefined && conv1d(t) && !skip.some((s) => t.name.startsWith(s)) && ['F32', 'F16', 'BF16'].includes(t.dtype);
+  const { placement, options: modelOptions } = await placer(config, async () =>
+    moduleSizes(config, await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedByModel(t)), options.signal), quantization, maxPositions),
+  );
   const tensors = new Map<string, LoadedWeight>();
   for await (const w of loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) })) {
     tensors.set(w.name, w);
   }
-  const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
   const weights = new WeightMap(tensors);
   const saved = raw.quantization_config as { llm_int8_threshold?: number; bnb_4bit_compute_dtype?: string } | undefined;
   const linear: LinearOptions = {
@@ -89,8 +139,8 @@ async function load(source: ModelSource, options: FromPretrainedOptions, backend
     // A pre-quantized checkpoint computes in the dtype it was saved with, as transformers does.
     computeDtype: prequantized ? computeDtypeOf(saved?.bnb_4bit_compute_dtype) : options.quantizationConfig?.bnb4bitComputeDtype ?? 'float32',
   };
-  if (config.family === 'gpt2') return new GPT2LMHeadModel(config, backend, weights, maxPositions, quantization, linear);
-  return new LlamaForCausalLM(config, backend, weights, maxPositions, linear);
+  if (config.family === 'gpt2') return new GPT2LMHeadModel(config, placement, weights, maxPositions, quantization, linear, modelOptions);
+  return new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions);
 }
 
 /** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */

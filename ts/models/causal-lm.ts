@@ -1,6 +1,10 @@
 /** What every causal LM shares: the KV-cache position, logits, greedy / sampled generation, footprint. */
 import { LowbitError } from '../errors.js';
-import type { Activation, Backend, KvCacheHandle } from '../backends/backend.js';
+import type { Activation, Backend } from '../backends/backend.js';
+import { CpuBackend } from '../backends/cpu/index.js';
+import type { LoadedWeight } from '../loading/load-weights.js';
+import { moduleNames } from './device-map.js';
+import { WeightMap } from './weights.js';
 import type { DecoderConfig } from './config.js';
 import { checkSamplingOptions, pickToken, sampleCandidates, seededRandom, type SamplingOptions } from '../generation/sampling.js';
 import { StopStrings } from '../generation/stopping.js';
@@ -24,6 +28,45 @@ export interface GenerateOptions extends SamplingOptions {
   onToken?: (id: number) => void;
   /** Receives the prompt-free new ids as they come (e.g. a TextStreamer). */
   streamer?: Streamer;
+  /**
+   * Called when a GPU device the model runs on is lost (or runs out of memory) during this
+   * generation; the model has then moved those modules to the CPU and goes on from the tokens
+   * produced so far.
+   */
+  onDeviceLost?: (info: { reason: string; message: string; modules: string[] }) => void;
+}
+
+/** What a module's forward needs besides its input. */
+export interface StepContext {
+  ids: Uint32Array;
+  positions: Uint32Array;
+  start: number;
+  /** Only the last row's logits are wanted (a generation step). */
+  lastRow: boolean;
+}
+
+/** A module built on one backend: its forward and the handles it holds. */
+export interface BuiltModule {
+  /** Frees its input (and everything else it makes, except its output). */
+  run(h: Activation | undefined, c: StepContext): Activation;
+  handles: { dispose(): void }[];
+}
+
+interface Module extends BuiltModule {
+  readonly name: string;
+  backend: Backend;
+  /** Host copies of its weights, to rebuild it on the CPU if its GPU is lost. */
+  kept: Map<string, LoadedWeight> | undefined;
+}
+
+/** Where modules run: one backend for the whole model, or a backend per module name. */
+export type Placement = Backend | ((module: string) => Backend);
+
+export interface CausalLMOptions {
+  /** Keep host copies of the weights of modules not on the CPU, for the CPU fallback (default true). */
+  keepHostWeights?: boolean;
+  /** Makes the CPU backend a fallback uses when the model has none (default CpuBackend.create()). */
+  cpuBackend?: () => Promise<Backend>;
 }
 
 export interface MemoryFootprint {
@@ -33,35 +76,98 @@ export interface MemoryFootprint {
 }
 
 export abstract class CausalLM {
-  protected caches: KvCacheHandle[] = [];
   /** Tokens already in the KV cache. */
   position = 0;
-  protected readonly footprint = new Map<string, { device: string; bytes: number }>();
+  protected readonly footprint = new Map<string, { device: string; bytes: number; module: string | undefined }>();
+  /** The modules in forward order, each on its backend. */
+  protected readonly modules: Module[] = [];
+  private building: string | undefined;
+  private readonly placeOf: (module: string) => Backend;
 
   constructor(
     readonly config: DecoderConfig,
-    readonly backend: Backend,
+    placement: Placement,
     readonly maxPositions: number,
-  ) {}
+    private readonly options: CausalLMOptions = {},
+  ) {
+    this.placeOf = typeof placement === 'function' ? placement : () => placement;
+  }
 
-  /** Runs `ids` at positions [start, start + n) and returns activations of the last norm, [n, hidden]. */
-  protected abstract hidden(ids: Uint32Array, start: number): Activation;
-  /** Logits for rows of the final hidden states. */
-  protected abstract logits(h: Activation): Activation;
+  /** The backend of the output (lm_head): where logits, argmax and top-k are computed. */
+  get backend(): Backend {
+    return this.backendOf('lm_head');
+  }
+
+  /** The backend a module runs on. */
+  backendOf(module: string): Backend {
+    return this.modules.find((m) => m.name === module)?.backend ?? this.placeOf(module);
+  }
+
+  /** Module name -> 'cpu' | 'webgpu', as placed (transformers' hf_device_map). */
+  get deviceMap(): Record<string, string> {
+    return Object.fromEntries(this.modules.map((m) => [m.name, m.backend.device]));
+  }
+
+  /** Builds one module (embeddings, a decoder layer with its KV cache, the final norm, lm_head) on `b`. */
+  protected abstract buildModule(name: string, b: Backend, weights: WeightMap): BuiltModule;
+
+  /** Builds every module on its placement's backend; subclasses call it at the end of their constructor. */
+  protected buildModules(weights: WeightMap): void {
+    const keep = this.options.keepHostWeights !== false;
+    for (const name of moduleNames(this.config)) {
+      const b = this.placeOf(name);
+      const kept = keep && b.device !== 'cpu' ? new Map<string, LoadedWeight>() : undefined;
+      this.building = name;
+      const built = this.buildModule(name, b, kept ? weights.recording(kept) : weights);
+      this.building = undefined;
+      this.modules.push({ name, backend: b, kept, ...built });
+    }
+  }
 
   protected record(name: string, h: { device: string; bytes: number }): void {
-    this.footprint.set(name, { device: h.device, bytes: h.bytes });
+    this.footprint.set(name, { device: h.device, bytes: h.bytes, module: this.building });
+  }
+
+  /**
+   * Runs ids at positions [start, start + n) through every module: consecutive modules on one
+   * backend in one tidy (a GPU step stays one submit); `transfer` only where the device changes.
+   */
+  private async run(u: Uint32Array, start: number, lastRow: boolean): Promise<{ out: Activation; b: Backend }> {
+    const c: StepContext = { ids: u, positions: Uint32Array.from(u, (_, i) => start + i), start, lastRow };
+    let h: Activation | undefined;
+    let hb: Backend | undefined;
+    for (let i = 0; i < this.modules.length; ) {
+      const b = this.modules[i]!.backend;
+      if (h !== undefined && hb !== b) {
+        const moved = await b.transfer(h, hb!);
+        hb!.release(h);
+        h = moved;
+      }
+      let j = i;
+      while (j < this.modules.length && this.modules[j]!.backend === b) j++;
+      const seg = this.modules.slice(i, j);
+      const input = h;
+      h = b.tidy(() => {
+        let x = input;
+        for (const m of seg) x = m.run(x, c);
+        return x!;
+      });
+      hb = b;
+      i = j;
+    }
+    return { out: h!, b: hb! };
   }
 
   /** Logits [ids.length, vocab] for the next tokens, continuing the cache from `start` (default: where it is). */
   async forward(ids: ArrayLike<number>, start = this.position): Promise<Float32Array> {
     const u = this.checkIds(ids, start);
-    const b = this.backend;
-    const out = b.tidy(() => this.logits(this.hidden(u, start)));
+    const { out, b } = await this.run(u, start, false);
     this.position = start + u.length;
-    const r = await b.read(out);
-    b.release(out);
-    return r;
+    try {
+      return await b.read(out);
+    } finally {
+      b.release(out);
+    }
   }
 
   private checkIds(ids: ArrayLike<number>, start: number): Uint32Array {
@@ -75,18 +181,13 @@ export abstract class CausalLM {
 
   /**
    * One generation step from the cache's end. What comes back is what picking the next token
-   * needs, chosen on the backend's device: the argmax id (greedy), the top k candidates (top-k
-   * sampling), or the last position's logits.
+   * needs, chosen on the output backend's device: the argmax id (greedy), the top k candidates
+   * (top-k sampling), or the last position's logits.
    */
   protected async step(ids: ArrayLike<number>, want: StepWant): Promise<StepResult> {
     const u = this.checkIds(ids, this.position);
-    const b = this.backend;
-    const n = u.length;
-    const out = b.tidy(() => {
-      const h = this.hidden(u, this.position);
-      return this.logits(n === 1 ? h : b.rows(h, n - 1, n));
-    });
-    this.position += n;
+    const { out, b } = await this.run(u, this.position, true);
+    this.position += u.length;
     try {
       if (want === 'argmax') return { id: (await b.argmax(out))[0]! };
       if (want === 'logits') return { logits: await b.read(out) };
@@ -94,6 +195,61 @@ export abstract class CausalLM {
     } finally {
       b.release(out);
     }
+  }
+
+  /** Backends of this model whose device is lost. */
+  private lostBackends(): Backend[] {
+    return [...new Set(this.modules.map((m) => m.backend))].filter((b) => b.deviceLost !== undefined);
+  }
+
+  /**
+   * Moves every module on a lost device to the CPU (rebuilt from the host copies kept at load)
+   * and empties the cache (position 0): the caller replays the tokens. False when no device is lost.
+   */
+  async fallBackToCpu(): Promise<{ reason: string; message: string; modules: string[] } | undefined> {
+    const lost = this.lostBackends();
+    if (lost.length === 0) return undefined;
+    const info = lost[0]!.deviceLost!;
+    const moving = this.modules.filter((m) => lost.includes(m.backend));
+    const missing = moving.filter((m) => m.kept === undefined).map((m) => m.name);
+    if (missing.length > 0) throw new LowbitError('DEVICE_LOST', `the GPU device was lost (${info.reason}: ${info.message}) and modules ${missing.join(', ')} have no host copy to rebuild them on the CPU (keepHostWeights: false)`);
+    let cpu = this.modules.find((m) => m.backend.device === 'cpu')?.backend;
+    if (cpu === undefined) {
+      cpu = await (this.options.cpuBackend?.() ?? CpuBackend.create());
+      this.ownedBackends.push(cpu);
+    }
+    for (const m of moving) {
+      for (const h of m.handles) {
+        try {
+          h.dispose();
+        } catch {
+          // the device is gone; its buffers with it
+        }
+      }
+      for (const [k, v] of this.footprint) if (v.module === m.name) this.footprint.delete(k);
+    }
+    for (const m of moving) m.backend = cpu;
+    for (const m of moving) {
+      this.building = m.name;
+      const built = this.buildModule(m.name, cpu, new WeightMap(new Map(m.kept)));
+      this.building = undefined;
+      m.run = built.run;
+      m.handles = built.handles;
+      m.kept = undefined;
+    }
+    for (const b of lost) {
+      const i = this.ownedBackends.indexOf(b);
+      if (i >= 0) {
+        this.ownedBackends.splice(i, 1);
+        try {
+          b.dispose();
+        } catch {
+          // already gone
+        }
+      }
+    }
+    this.position = 0;
+    return { ...info, modules: moving.map((m) => m.name) };
   }
 
   /** Forgets the cached positions. */
@@ -141,7 +297,27 @@ export abstract class CausalLM {
     const penalty = o.repetitionPenalty !== undefined && o.repetitionPenalty !== 1;
     const topK = o.topK && o.topK > 0 ? Math.min(o.topK, this.config.vocabSize) : 0;
     const want: StepWant = penalty ? 'logits' : !o.doSample ? 'argmax' : topK > 0 && topK <= 1024 ? { topK } : 'logits';
-    let next = await this.step(seen, want);
+    // A lost GPU: the modules move to the CPU, the prompt and the tokens so far are replayed to
+    // rebuild the cache, and generation goes on from there.
+    const fallBack = async () => {
+      const info = await this.fallBackToCpu();
+      if (info === undefined) return false;
+      o.onDeviceLost?.(info);
+      return true;
+    };
+    const stepOrFallBack = async (ids: number[]): Promise<StepResult> => {
+      if (await fallBack()) return this.step(seen, want);
+      try {
+        return await this.step(ids, want);
+      } catch (e) {
+        // device.lost resolves a moment after the failure it causes
+        if (!(e instanceof LowbitError && (e.code === 'DEVICE_LOST' || e.code === 'GPU_ERROR'))) throw e;
+        await new Promise((r) => setTimeout(r, 10));
+        if (!(await fallBack())) throw e;
+        return this.step(seen, want);
+      }
+    };
+    let next = await stepOrFallBack(seen);
     for (let s = 0; s < max; s++) {
       o.signal?.throwIfAborted();
       const id = 'id' in next ? next.id : 'logits' in next ? pickToken(next.logits, seen, o, random) : sampleCandidates(Array.from(next.candidates.values), Array.from(next.candidates.indices), o, random);
@@ -150,7 +326,7 @@ export abstract class CausalLM {
       o.onToken?.(id);
       o.streamer?.put([id]);
       if (eos.has(id) || stop.push(id) || s === max - 1) break;
-      next = await this.step([id], want);
+      next = await stepOrFallBack([id]);
     }
     o.streamer?.end();
     return out;
@@ -168,18 +344,24 @@ export abstract class CausalLM {
     return { total, byDevice, byModule };
   }
 
-  /** A backend this model created for itself (deviceMap 'gpu'): disposed with the model. */
-  ownedBackend: Backend | undefined;
+  /** Backends this model created for itself (fromPretrained, a CPU fallback): disposed with the model. */
+  readonly ownedBackends: Backend[] = [];
 
-  /** Frees the weights, caches and (if the model made it) the backend. */
-  dispose(): void {
-    this.disposeModules();
-    this.ownedBackend?.dispose();
-    this.ownedBackend = undefined;
+  /** The first owned backend (compatibility: the whole-model case has one). */
+  get ownedBackend(): Backend | undefined {
+    return this.ownedBackends[0];
+  }
+  set ownedBackend(b: Backend | undefined) {
+    this.ownedBackends.length = 0;
+    if (b !== undefined) this.ownedBackends.push(b);
   }
 
-  /** Frees every handle the model made. */
-  protected abstract disposeModules(): void;
+  /** Frees the weights, caches and the backends the model made. */
+  dispose(): void {
+    for (const m of this.modules) for (const h of m.handles) h.dispose();
+    for (const m of this.modules) m.kept = undefined;
+    for (const b of this.ownedBackends.splice(0)) b.dispose();
+  }
 }
 
 type StepWant = 'argmax' | 'logits' | { topK: number };

@@ -15,14 +15,14 @@
  */
 import type { RopeSpec } from '../backends/backend.js';
 import { ropeInvFreq } from '../backends/cpu/index.js';
-import type { Backend } from '../backends/backend.js';
 import { LowbitError } from '../errors.js';
 import { GgufFile, type GgufTensorInfo, type GgufValue } from '../loading/gguf.js';
 import { permuteRowsBlockwise8, type Blockwise8Weight } from '../loading/blockwise8.js';
 import { isQuantizableLinear, loadWeights, type DenseWeight, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { listWeightFiles } from '../loading/sources/sharding.js';
 import type { ModelSource } from '../loading/sources/types.js';
-import type { FromPretrainedOptions } from './auto.js';
+import type { FromPretrainedOptions, Placer } from './auto.js';
+import { moduleSizes } from './module-sizes.js';
 import type { CausalLM } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import { LlamaForCausalLM } from './llama.js';
@@ -184,7 +184,7 @@ export async function ggufWeightFile(source: ModelSource): Promise<string | unde
 }
 
 /** AutoModelForCausalLM.fromPretrained for a GGUF file: metadata -> config, llama.cpp tensors -> LlamaForCausalLM. */
-export async function fromGguf(source: ModelSource, file: string, options: FromPretrainedOptions, backend: Backend): Promise<CausalLM> {
+export async function fromGguf(source: ModelSource, file: string, options: FromPretrainedOptions, placer: Placer): Promise<CausalLM> {
   const { signal } = options;
   const gg = await GgufFile.open(await source.open(file), signal === undefined ? {} : { signal });
   let metadata: Metadata;
@@ -214,6 +214,21 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     const hf = ggufToHfName(t.name);
     return hf !== undefined && !PERMUTED.test(t.name) && quantizable(t, hf);
   };
+  const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
+  // Sizes from the tensor infos: quantized as asked, F32 / F16 / BF16 as stored, Q8_0 kept 8-bit
+  // (int8 codes + an f32 scale per 32), other ggml types widened to f32.
+  const { placement, options: modelOptions } = await placer(config, async () => {
+    const infoSizes = [...infos.values()].flatMap((t) => {
+      const hf = ggufToHfName(t.name);
+      if (hf === undefined) return [];
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      const meta = { name: hf, dtype: t.ggmlType === 'F16' || t.ggmlType === 'BF16' || t.ggmlType === 'F32' ? t.ggmlType : 'F32', shape: t.shape };
+      const quantize = quantization !== undefined && quantizable(meta, hf) && t.shape.length === 2;
+      const loadedBytes = ['F32', 'F16', 'BF16'].includes(t.ggmlType) ? t.nBytes : t.ggmlType === 'Q8_0' && !quantization ? n + (n / 32) * 4 : n * 4;
+      return [{ name: hf, shape: t.shape, bytes: t.nBytes, quantize, loadedBytes }];
+    });
+    return moduleSizes(config, infoSizes, quantization, maxPositions);
+  });
   const tensors = new Map<string, LoadedWeight>();
   let ropeFreqs: Float32Array | undefined;
   for await (const w of loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}) })) {
@@ -230,9 +245,8 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     }
     tensors.set(hf, { ...out, name: hf });
   }
-  const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
   const q = options.quantizationConfig;
-  const model = new LlamaForCausalLM(config, backend, new WeightMap(tensors), maxPositions, { int8Threshold: q?.llmInt8Threshold ?? 6, computeDtype: q?.bnb4bitComputeDtype ?? 'float32' });
+  const model = new LlamaForCausalLM(config, placement, new WeightMap(tensors), maxPositions, { int8Threshold: q?.llmInt8Threshold ?? 6, computeDtype: q?.bnb4bitComputeDtype ?? 'float32' }, modelOptions);
   if (ropeFreqs !== undefined || ropeExtra.linearFactor !== undefined) {
     // llama.cpp divides each rope angle by rope_freqs[i] (Llama 3.1-style scaling stored as a
     // tensor) and, for linear scaling, by the factor; DecoderConfig cannot say either.

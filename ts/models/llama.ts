@@ -3,8 +3,10 @@
  * decoder blocks with RMSNorm, rotary attention with grouped-query heads and a SwiGLU MLP.
  */
 import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle } from '../backends/backend.js';
+import { LowbitError } from '../errors.js';
+import type { DenseWeight } from '../loading/load-weights.js';
 import { ropeInvFreq } from '../backends/cpu/index.js';
-import { CausalLM } from './causal-lm.js';
+import { CausalLM, type BuiltModule, type CausalLMOptions, type Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WeightMap } from './weights.js';
 
@@ -21,92 +23,123 @@ interface Layer {
 }
 
 export class LlamaForCausalLM extends CausalLM {
-  private readonly embed: EmbeddingHandle;
-  private readonly layers: Layer[] = [];
-  private readonly norm: VectorHandle;
-  private readonly lmHead?: LinearHandle;
-  private readonly rope: RopeSpec;
+  private embed: EmbeddingHandle | undefined;
+  /** The embedding table, kept while a tied lm_head on another device still needs its copy made. */
+  private tiedTable: DenseWeight | undefined;
+  private rope: RopeSpec;
 
-  constructor(config: DecoderConfig, backend: Backend, weights: WeightMap, maxPositions: number, linearOptions: LinearOptions = {}) {
-    super(config, backend, maxPositions);
-    const b = backend;
-    const lin = (name: string, bias: boolean) => {
-      const h = b.linear(weights.take(`${name}.weight`), bias ? weights.takeDense(`${name}.bias`) : weights.takeOptional(`${name}.bias`), linearOptions);
-      this.record(name, h);
-      return h;
-    };
-    const vec = (name: string) => {
-      const h = b.vector(weights.takeDense(name));
-      this.record(name, h);
-      return h;
-    };
-    this.embed = b.embedding(weights.takeDense('model.embed_tokens.weight'));
-    this.record('model.embed_tokens', this.embed);
-    for (let i = 0; i < config.numLayers; i++) {
-      const p = `model.layers.${i}`;
-      this.layers.push({
-        inNorm: vec(`${p}.input_layernorm.weight`),
-        q: lin(`${p}.self_attn.q_proj`, config.qkvBias),
-        k: lin(`${p}.self_attn.k_proj`, config.qkvBias),
-        v: lin(`${p}.self_attn.v_proj`, config.qkvBias),
-        o: lin(`${p}.self_attn.o_proj`, config.oBias),
-        postNorm: vec(`${p}.post_attention_layernorm.weight`),
-        gate: lin(`${p}.mlp.gate_proj`, false),
-        up: lin(`${p}.mlp.up_proj`, false),
-        down: lin(`${p}.mlp.down_proj`, false),
-      });
-      const cache = b.kvCache(maxPositions, config.numKvHeads, config.headDim);
-      this.caches.push(cache);
-      this.record(`${p}.kv_cache`, cache);
-    }
-    this.norm = vec('model.norm.weight');
-    if (!config.tieWordEmbeddings || weights.has('lm_head.weight')) this.lmHead = lin('lm_head', false);
+  constructor(config: DecoderConfig, placement: Placement, weights: WeightMap, maxPositions: number, private readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
+    super(config, placement, maxPositions, options);
     this.rope = { headDim: config.headDim, invFreq: ropeInvFreq(config.headDim, config.ropeTheta, config.llama3) };
+    this.buildModules(weights);
   }
 
-  protected hidden(ids: Uint32Array, start: number): Activation {
-    const b = this.backend;
+  protected buildModule(name: string, b: Backend, weights: WeightMap): BuiltModule {
     const c = this.config;
-    const positions = Uint32Array.from(ids, (_, i) => start + i);
+    const handles: { dispose(): void }[] = [];
+    const lin = (n: string, bias: boolean) => {
+      const h = b.linear(weights.take(`${n}.weight`), bias ? weights.takeDense(`${n}.bias`) : weights.takeOptional(`${n}.bias`), this.linearOptions);
+      this.record(n, h);
+      handles.push(h);
+      return h;
+    };
+    const vec = (n: string) => {
+      const h = b.vector(weights.takeDense(n));
+      this.record(n, h);
+      handles.push(h);
+      return h;
+    };
     // Intermediates are released as soon as they are used: on a GPU backend each is a device
-    // buffer, reused by the next op (CausalLM also wraps the step in backend.tidy).
+    // buffer, reused by the next op (CausalLM also wraps each run of modules in backend.tidy).
     const free = (...xs: Activation[]) => xs.forEach((x) => b.release(x));
-    let h = b.embed(this.embed, ids);
-    for (const [i, L] of this.layers.entries()) {
-      const x = b.rmsNorm(h, L.inNorm, c.normEps);
-      const [q0, k0, v] = b.linearForwardMany(x, [L.q, L.k, L.v]) as [Activation, Activation, Activation];
-      free(x);
-      const q = b.rope(q0, c.numHeads, positions, this.rope);
-      const k = b.rope(k0, c.numKvHeads, positions, this.rope);
-      free(q0, k0);
-      const a = b.attention(q, k, v, this.caches[i]!, start, c.numHeads);
-      free(q, k, v);
-      const o = b.linearForward(a, L.o);
-      const h1 = b.add(h, o);
-      free(a, o, h);
-      const y = b.rmsNorm(h1, L.postNorm, c.normEps);
-      const [gate, up] = b.linearForwardMany(y, [L.gate, L.up]) as [Activation, Activation];
-      free(y);
-      const g = b.swiglu(gate, up);
-      free(gate, up);
-      const d = b.linearForward(g, L.down);
-      h = b.add(h1, d);
-      free(g, d, h1);
+    if (name === 'model.embed_tokens') {
+      const table = weights.takeDense('model.embed_tokens.weight');
+      const embed = b.embedding(table);
+      this.embed = embed;
+      this.record(name, embed);
+      handles.push(embed);
+      const tied = c.tieWordEmbeddings && !weights.has('lm_head.weight');
+      if (tied && this.backendOf('lm_head') !== b) this.tiedTable = table;
+      return { run: (_h, ctx) => b.embed(embed, ctx.ids), handles };
     }
-    const out = b.rmsNorm(h, this.norm, c.normEps);
-    free(h);
-    return out;
-  }
-
-  protected logits(h: Activation): Activation {
-    return this.lmHead ? this.backend.linearForward(h, this.lmHead) : this.backend.project(h, this.embed);
-  }
-
-  protected disposeModules(): void {
-    for (const L of this.layers) for (const x of Object.values(L)) x.dispose();
-    for (const c of this.caches) c.dispose();
-    this.embed.dispose();
-    this.norm.dispose();
-    this.lmHead?.dispose();
+    if (name === 'model.norm') {
+      const norm = vec('model.norm.weight');
+      return {
+        run: (h) => {
+          const out = b.rmsNorm(h!, norm, c.normEps);
+          free(h!);
+          return out;
+        },
+        handles,
+      };
+    }
+    if (name === 'lm_head') {
+      let project: (x: Activation) => Activation;
+      if (weights.has('lm_head.weight') || !c.tieWordEmbeddings) {
+        const head = lin('lm_head', false);
+        project = (x) => b.linearForward(x, head);
+      } else if (this.backendOf('model.embed_tokens') === b) {
+        project = (x) => b.project(x, this.embed!);
+      } else {
+        // Tied to an embedding on another device: a copy of the table lives here.
+        if (this.tiedTable === undefined) throw new LowbitError('INTERNAL', 'a tied lm_head away from its embedding needs the table kept');
+        const table = b.embedding(this.tiedTable);
+        this.tiedTable = undefined;
+        this.record('lm_head', table);
+        handles.push(table);
+        project = (x) => b.project(x, table);
+      }
+      return {
+        run: (h, ctx) => {
+          const x = ctx.lastRow && h!.rows > 1 ? b.rows(h!, h!.rows - 1, h!.rows) : h!;
+          const out = project(x);
+          if (x !== h) free(x);
+          free(h!);
+          return out;
+        },
+        handles,
+      };
+    }
+    const p = name;
+    const L: Layer = {
+      inNorm: vec(`${p}.input_layernorm.weight`),
+      q: lin(`${p}.self_attn.q_proj`, c.qkvBias),
+      k: lin(`${p}.self_attn.k_proj`, c.qkvBias),
+      v: lin(`${p}.self_attn.v_proj`, c.qkvBias),
+      o: lin(`${p}.self_attn.o_proj`, c.oBias),
+      postNorm: vec(`${p}.post_attention_layernorm.weight`),
+      gate: lin(`${p}.mlp.gate_proj`, false),
+      up: lin(`${p}.mlp.up_proj`, false),
+      down: lin(`${p}.mlp.down_proj`, false),
+    };
+    const cache: KvCacheHandle = b.kvCache(this.maxPositions, c.numKvHeads, c.headDim);
+    this.record(`${p}.kv_cache`, cache);
+    handles.push(cache);
+    return {
+      run: (hIn, ctx) => {
+        const h = hIn!;
+        const x = b.rmsNorm(h, L.inNorm, c.normEps);
+        const [q0, k0, v] = b.linearForwardMany(x, [L.q, L.k, L.v]) as [Activation, Activation, Activation];
+        free(x);
+        const q = b.rope(q0, c.numHeads, ctx.positions, this.rope);
+        const k = b.rope(k0, c.numKvHeads, ctx.positions, this.rope);
+        free(q0, k0);
+        const a = b.attention(q, k, v, cache, ctx.start, c.numHeads);
+        free(q, k, v);
+        const o = b.linearForward(a, L.o);
+        const h1 = b.add(h, o);
+        free(a, o, h);
+        const y = b.rmsNorm(h1, L.postNorm, c.normEps);
+        const [gate, up] = b.linearForwardMany(y, [L.gate, L.up]) as [Activation, Activation];
+        free(y);
+        const g = b.swiglu(gate, up);
+        free(gate, up);
+        const d = b.linearForward(g, L.down);
+        const out = b.add(h1, d);
+        free(g, d, h1);
+        return out;
+      },
+      handles,
+    };
   }
 }

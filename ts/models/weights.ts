@@ -7,7 +7,19 @@ import { fromHalf, toHalf } from '../tensor/dtypes.js';
 import type { DenseWeight, LoadedWeight, QuantizeOnLoad } from '../loading/load-weights.js';
 
 export class WeightMap {
-  constructor(private readonly m: Map<string, LoadedWeight>) {}
+  constructor(protected readonly m: Map<string, LoadedWeight>) {}
+
+  /** The same tensors; what is taken through the view is also stored in `into` (host copies for a CPU fallback). */
+  recording(into: Map<string, LoadedWeight>): WeightMap {
+    const outer = this;
+    return new (class extends WeightMap {
+      override take(name: string): LoadedWeight {
+        const w = outer.take(name);
+        into.set(name, w);
+        return w;
+      }
+    })(this.m);
+  }
 
   has(name: string): boolean {
     return this.m.has(name);

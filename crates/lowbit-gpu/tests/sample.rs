@@ -71,12 +71,7 @@ fn top_k_matches_a_stable_sort() {
     for &(cols, ks) in &[(1usize, &[1usize][..]), (7, &[1, 3, 7]), (300, &[1, 2, 17, 256, 280]), (2000, &[50, 1024])] {
         for nan in [false, true] {
             let x = row(&mut rng, cols, nan);
-            let finite = x.iter().filter(|v| !v.is_nan()).count();
             for &k in ks {
-                // with NaN in the row the kernel only ranks the other values (k <= their count)
-                if k > finite {
-                    continue;
-                }
                 let (idx, vals) = top_k(&gpu, &x, k).unwrap();
                 let (wi, wv) = top_k_ref(&x, k);
                 assert_eq!(idx, wi, "top-{k} of {cols} (NaN: {nan}): indices");
@@ -84,6 +79,23 @@ fn top_k_matches_a_stable_sort() {
             }
         }
     }
+}
+
+#[test]
+fn top_k_ranks_nan_last_in_index_order() {
+    let Some(gpu) = gpu() else { return };
+    // k beyond the non-NaN values: the NaN follow in index order (was: NONE slots, then restarts)
+    let x = [f32::NAN, 1.0, f32::NAN, 2.0];
+    let (idx, vals) = top_k(&gpu, &x, 4).unwrap();
+    assert_eq!(idx, vec![3, 1, 0, 2]);
+    assert_eq!(vals.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), top_k_ref(&x, 4).1);
+    // mostly NaN across many lanes, and an all-NaN row
+    let mut rng = Rng(0x9b05688c2b3e6c1f);
+    let y: Vec<f32> = (0..700).map(|i| if i % 5 == 0 { rng.below(9) as f32 } else { f32::NAN }).collect();
+    for k in [150, 141, 300] {
+        assert_eq!(top_k(&gpu, &y, k).unwrap().0, top_k_ref(&y, k).0, "top-{k} of a mostly-NaN row");
+    }
+    assert_eq!(top_k(&gpu, &[f32::NAN; 5], 5).unwrap().0, vec![0, 1, 2, 3, 4]);
 }
 
 #[test]

@@ -92,11 +92,22 @@ export class GpuContext {
   ) {
     device.addEventListener('uncapturederror', (e) => {
       const err = (e as GPUUncapturedErrorEvent).error;
-      this.error ??= `${err.constructor?.name ?? 'GPUError'}: ${err.message}`;
+      const kind = err.constructor?.name ?? 'GPUError';
+      this.error ??= `${kind}: ${err.message}`;
+      // Out of memory leaves the device usable in principle, but the work that hit it is lost:
+      // treated like a lost device, so models fall back to the CPU (CausalLM.generate).
+      if (kind === 'GPUOutOfMemoryError') this.markLost('out-of-memory', err.message);
     });
-    void device.lost.then((info) => {
-      this.lost = `${info.reason}: ${info.message}`;
-    });
+    void device.lost.then((info) => this.markLost(info.reason ?? 'unknown', info.message));
+  }
+
+  /** Called once when the device is lost or out of memory (not after our own destroy()). */
+  onLost: ((info: { reason: string; message: string }) => void) | undefined;
+
+  private markLost(reason: string, message: string): void {
+    if (this.lost !== undefined || this.destroyed) return;
+    this.lost = `${reason}: ${message}`;
+    this.onLost?.({ reason, message });
   }
 
   /** Throws when the device is lost or reported an error. */

@@ -22,6 +22,12 @@ import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, storageD
 export { findGpu, describeAdapter, type AdapterDescription } from './device.js';
 export type { GpuQuantize4Options } from './quantize.js';
 
+/** What WebGpuBackend.onDeviceLost reports: GPUDeviceLostInfo's reason ('destroyed', 'unknown') or 'out-of-memory'. */
+export interface DeviceLostInfo {
+  reason: string;
+  message: string;
+}
+
 export interface WebGpuBackendOptions {
   /** A navigator.gpu-like object (Node: `create([])` from the `webgpu` package). Default: navigator.gpu, else that package. */
   gpu?: GPU;
@@ -245,6 +251,10 @@ export class WebGpuBackend implements Backend {
       packedDot ? ['DOT4'] : [],
     );
     const b = new WebGpuBackend(ctx, info, packedDot);
+    ctx.onLost = (lost) => {
+      b.lostInfo = lost;
+      for (const l of [...b.lostListeners]) l(lost);
+    };
     // Dawn (Node's `webgpu` package) tears its instance down when the GPU object is collected,
     // under the live device: keep both referenced for the backend's lifetime.
     b.keepAlive = [gpu, adapter];
@@ -252,6 +262,28 @@ export class WebGpuBackend implements Backend {
   }
 
   private keepAlive: unknown[] = [];
+  private readonly lostListeners = new Set<(info: DeviceLostInfo) => void>();
+  private lostInfo: DeviceLostInfo | undefined;
+
+  /**
+   * Calls `listener` once when the device is lost (GPUDevice.lost resolves: driver reset,
+   * destroyed elsewhere) or reports out-of-memory; not after this backend's own dispose().
+   * Returns a function that unsubscribes. Every later op throws DEVICE_LOST.
+   */
+  onDeviceLost(listener: (info: DeviceLostInfo) => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  /** Why the device was lost, once it was (undefined while it works). */
+  get deviceLost(): DeviceLostInfo | undefined {
+    return this.lostInfo;
+  }
+
+  /** Tests: the budget 'auto' device maps assume (see device-map.ts defaultGpuBudget). */
+  get maxBufferSize(): number {
+    return this.ctx.limits.maxBufferSize;
+  }
 
   /** Destroys the device; every handle and activation of this backend becomes unusable. */
   dispose(): void {

@@ -56,6 +56,17 @@ export interface LoadWeightsOptions {
   /** The weights file, when the source holds several. */
   file?: string;
   onProgress?: ProgressCallback;
+  /**
+   * Called once the headers are read, before the first tensor: the names of every tensor this
+   * load will yield (so a model can tell when each module has all of its tensors).
+   */
+  onTensors?: (names: string[]) => void;
+  /**
+   * Read order: tensors by this key, then by file offset, within each file (default: file
+   * offset). A model passes its module index, so that each module's tensors come together
+   * whatever order the file has them in.
+   */
+  orderBy?: (name: string) => number;
   /** Least ms between two progress events (default 100). */
   progressThrottleMs?: number;
   signal?: AbortSignal;
@@ -120,10 +131,16 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
   const tracker = new ProgressTracker(options.onProgress, { throttleMs: options.progressThrottleMs ?? 100, phase: 'metadata' });
   // Headers first (a few KB each): totals are known before the first tensor is read.
   const files: SafetensorsFile[] = [];
+  const bnb: ReturnType<typeof findBnbWeights>[] = [];
+  const yielded: string[] = [];
   try {
     for (const name of weights.files) {
       const st = await SafetensorsFile.open(await source.open(name), signal);
       files.push(st);
+      const found = findBnbWeights(st);
+      bnb.push(found);
+      const pre = new Set([...found.fourBit, ...found.eightBit]);
+      for (const t of st.tensors.keys()) if (pre.has(t) || !bnbAuxiliaryTensor(t)) yielded.push(t);
       let bytes = 0;
       let tensors = 0;
       for (const t of st.tensors.values()) {
@@ -133,12 +150,13 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
       tracker.addTotal({ bytes, tensors });
     }
     tracker.phase('weights');
-    for (const st of files) {
-      const found = findBnbWeights(st);
+    options.onTensors?.(yielded);
+    for (const [f, st] of files.entries()) {
+      const found = bnb[f]!;
       const fourBit = new Set(found.fourBit);
       const eightBit = new Set(found.eightBit);
       const pre = new Set([...fourBit, ...eightBit]);
-      const order = [...st.tensors.values()].sort((a, b) => a.start - b.start);
+      const order = [...st.tensors.values()].sort(byKeyThen(options.orderBy, (t) => t.start));
       const plain = (t: SafetensorsTensorInfo) => !pre.has(t.name) && !bnbAuxiliaryTensor(t.name);
       // One read ahead: the next plain tensor streams in while this one is quantized (the
       // quantizer runs synchronously, file reads do not), at the cost of one more tensor in memory.
@@ -180,6 +198,12 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
   }
 }
 
+/** A comparator: by `key` of the name (when given), then by `offset`. */
+function byKeyThen<T extends { name: string }>(key: ((name: string) => number) | undefined, offset: (t: T) => number): (a: T, b: T) => number {
+  if (key === undefined) return (a, b) => offset(a) - offset(b);
+  return (a, b) => key(a.name) - key(b.name) || offset(a) - offset(b);
+}
+
 /** Bytes a loaded weight occupies (packed codes + quantization state, or the dense data). */
 export function weightBytes(w: LoadedWeight): number {
   if (w.kind === 'dense') return w.data.byteLength;
@@ -203,9 +227,10 @@ async function* loadGguf(source: ModelSource, file: string, quantization: Quanti
   const tracker = new ProgressTracker(options.onProgress, { throttleMs: options.progressThrottleMs ?? 100, phase: 'metadata' });
   const gg = await GgufFile.open(await source.open(file), signal === undefined ? {} : { signal });
   try {
-    const order = [...gg.tensors.values()].sort((a, b) => a.offset - b.offset);
+    const order = [...gg.tensors.values()].sort(byKeyThen(options.orderBy, (t) => t.offset));
     tracker.addTotal({ bytes: order.reduce((a, t) => a + t.nBytes, 0), tensors: order.length });
     tracker.phase('weights', file);
+    options.onTensors?.(order.map((t) => t.name));
     let next = order.length > 0 ? gg.read(order[0]!.name, signal) : undefined;
     for (const [i, t] of order.entries()) {
       signal?.throwIfAborted();

@@ -6,7 +6,7 @@ import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } 
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
 import type { ProgressCallback } from '../loading/sources/progress.js';
 import type { BitsAndBytesConfig } from './bnb-config.js';
-import type { CausalLM } from './causal-lm.js';
+import type { CausalLM, ModelWeights } from './causal-lm.js';
 import { parseConfig } from './config.js';
 import { backendFor, budgetsOf, checkDeviceMap, makeCpuBackend, makeGpuBackend, moduleNames, planDevices, singleDevice, wantsGpu, type BackendOptions, type ModuleSize } from './device-map.js';
 import { moduleSizes, safetensorsInfos } from './module-sizes.js';
@@ -14,9 +14,9 @@ import type { CausalLMOptions, Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WebGpuBackend } from '../backends/webgpu/index.js';
 import { fromGguf, ggufWeightFile } from './gguf-llama.js';
+import { streamInto } from './stream-build.js';
 import { GPT2_CONV1D, GPT2LMHeadModel } from './gpt2.js';
 import { LlamaForCausalLM } from './llama.js';
-import { WeightMap } from './weights.js';
 import { AutoTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import type { ModelSource } from '../loading/sources/types.js';
 
@@ -128,19 +128,15 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
   const { placement, options: modelOptions } = await placer(config, async () =>
     moduleSizes(config, await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedByModel(t)), options.signal), quantization, maxPositions),
   );
-  const tensors = new Map<string, LoadedWeight>();
-  for await (const w of loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) })) {
-    tensors.set(w.name, w);
-  }
-  const weights = new WeightMap(tensors);
   const saved = raw.quantization_config as { llm_int8_threshold?: number; bnb_4bit_compute_dtype?: string } | undefined;
   const linear: LinearOptions = {
     int8Threshold: options.quantizationConfig?.llmInt8Threshold ?? saved?.llm_int8_threshold ?? 6,
     // A pre-quantized checkpoint computes in the dtype it was saved with, as transformers does.
     computeDtype: prequantized ? computeDtypeOf(saved?.bnb_4bit_compute_dtype) : options.quantizationConfig?.bnb4bitComputeDtype ?? 'float32',
   };
-  if (config.family === 'gpt2') return new GPT2LMHeadModel(config, placement, weights, maxPositions, quantization, linear, modelOptions);
-  return new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions);
+  const make = (weights: ModelWeights): CausalLM =>
+    config.family === 'gpt2' ? new GPT2LMHeadModel(config, placement, weights, maxPositions, quantization, linear, modelOptions) : new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions);
+  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...o }));
 }
 
 /** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */

@@ -3,7 +3,7 @@ import { LowbitError } from '../errors.js';
 import type { Activation, Backend } from '../backends/backend.js';
 import { CpuBackend } from '../backends/cpu/index.js';
 import type { LoadedWeight } from '../loading/load-weights.js';
-import { moduleNames } from './device-map.js';
+import { moduleNames, moduleOfTensor } from './device-map.js';
 import { WeightMap } from './weights.js';
 import type { DecoderConfig } from './config.js';
 import { checkSamplingOptions, pickToken, sampleCandidates, seededRandom, type SamplingOptions } from '../generation/sampling.js';
@@ -59,6 +59,20 @@ interface Module extends BuiltModule {
   kept: Map<string, LoadedWeight> | undefined;
 }
 
+/**
+ * What a model is built from: every tensor at once (a WeightMap), or the names of the tensors a
+ * checkpoint will deliver — then the loader hands them in with addWeight() as they stream and
+ * calls finishBuild(), and each module is built as soon as its last tensor has arrived.
+ */
+export type ModelWeights = WeightMap | { streamed: readonly string[] };
+
+/** A module waiting for its tensors. */
+interface Slot {
+  tensors: Map<string, LoadedWeight>;
+  /** Tensors of this module the checkpoint has not delivered yet. */
+  missing: number;
+}
+
 /** Where modules run: one backend for the whole model, or a backend per module name. */
 export type Placement = Backend | ((module: string) => Backend);
 
@@ -82,6 +96,12 @@ export abstract class CausalLM {
   /** The modules in forward order, each on its backend. */
   protected readonly modules: Module[] = [];
   private building: string | undefined;
+  /** Handles made by the module being built, freed if its build fails. */
+  private pending: { dispose(): void }[] = [];
+  /** Names of every tensor the checkpoint holds (hasTensor). */
+  private tensorNames: ReadonlySet<string> = new Set();
+  /** Modules not built yet, by name (streaming construction). */
+  private slots = new Map<string, Slot>();
   private readonly placeOf: (module: string) => Backend;
 
   constructor(
@@ -111,21 +131,117 @@ export abstract class CausalLM {
   /** Builds one module (embeddings, a decoder layer with its KV cache, the final norm, lm_head) on `b`. */
   protected abstract buildModule(name: string, b: Backend, weights: WeightMap): BuiltModule;
 
-  /** Builds every module on its placement's backend; subclasses call it at the end of their constructor. */
-  protected buildModules(weights: WeightMap): void {
-    const keep = this.options.keepHostWeights !== false;
-    for (const name of moduleNames(this.config)) {
-      const b = this.placeOf(name);
-      const kept = keep && b.device !== 'cpu' ? new Map<string, LoadedWeight>() : undefined;
-      this.building = name;
-      const built = this.buildModule(name, b, kept ? weights.recording(kept) : weights);
-      this.building = undefined;
-      this.modules.push({ name, backend: b, kept, ...built });
+  /** Whether the checkpoint holds a tensor (whether or not it has arrived yet). */
+  protected hasTensor(name: string): boolean {
+    return this.tensorNames.has(name);
+  }
+
+  /** Modules that must be built before `name` (a tied lm_head needs its embedding's table). */
+  protected dependsOn(_name: string): string[] {
+    return [];
+  }
+
+  /**
+   * Starts building; subclasses call it at the end of their constructor. A WeightMap builds every
+   * module now; streamed names wait for addWeight() / finishBuild(). If a build fails, whatever
+   * was built is freed before the error propagates.
+   */
+  protected buildModules(weights: ModelWeights): void {
+    const names = weights instanceof WeightMap ? weights.remaining() : [...weights.streamed];
+    this.tensorNames = new Set(names);
+    const modules = moduleNames(this.config);
+    this.slots = new Map(modules.map((n) => [n, { tensors: new Map(), missing: 0 }]));
+    for (const t of names) {
+      const slot = this.slotOf(t);
+      if (slot !== undefined) slot.missing++;
+    }
+    if (!(weights instanceof WeightMap)) {
+      this.guard(() => this.buildReady());
+      return;
+    }
+    this.guard(() => {
+      for (const t of names) this.addWeight(weights.take(t));
+      this.finishBuild();
+    });
+  }
+
+  private slotOf(tensor: string): Slot | undefined {
+    const m = moduleOfTensor(this.config, tensor);
+    return m === undefined ? undefined : this.slots.get(m);
+  }
+
+  /** Runs a build step; on failure frees everything built so far (the caller gets no model to dispose). */
+  private guard(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.dispose();
+      throw e;
     }
   }
 
-  protected record(name: string, h: { device: string; bytes: number }): void {
+  /**
+   * Hands one loaded tensor to the module it belongs to; builds that module (and any waiting on
+   * it) once complete, dropping the host copies. Tensors of no module are dropped. On failure
+   * the modules built so far are freed, and the error propagates.
+   */
+  addWeight(w: LoadedWeight): void {
+    const slot = this.slotOf(w.name);
+    if (slot === undefined) return;
+    this.guard(() => {
+      if (!this.tensorNames.has(w.name) || slot.tensors.has(w.name)) throw new LowbitError('INTERNAL', `tensor '${w.name}' was not announced, or came twice`);
+      slot.tensors.set(w.name, w);
+      slot.missing--;
+      if (slot.missing === 0) this.buildReady();
+    });
+  }
+
+  /** Builds what is left (a module still lacking a tensor fails with MALFORMED_FILE naming it) and puts the modules in forward order. */
+  finishBuild(): void {
+    this.guard(() => {
+      const order = moduleNames(this.config);
+      for (const name of order) if (this.slots.has(name)) this.buildSlot(name);
+      this.modules.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+    });
+  }
+
+  /** Builds every complete module whose dependencies are built, until none is left. */
+  private buildReady(): void {
+    for (let again = true; again; ) {
+      again = false;
+      for (const [name, slot] of this.slots) {
+        if (slot.missing > 0 || this.dependsOn(name).some((d) => this.slots.has(d))) continue;
+        this.buildSlot(name);
+        again = true;
+      }
+    }
+  }
+
+  private buildSlot(name: string): void {
+    const slot = this.slots.get(name)!;
+    this.slots.delete(name);
+    const b = this.placeOf(name);
+    const keep = this.options.keepHostWeights !== false;
+    const kept = keep && b.device !== 'cpu' ? new Map<string, LoadedWeight>() : undefined;
+    const weights = new WeightMap(slot.tensors);
+    this.building = name;
+    this.pending = [];
+    try {
+      const built = this.buildModule(name, b, kept ? weights.recording(kept) : weights);
+      this.modules.push({ name, backend: b, kept, ...built });
+    } catch (e) {
+      for (const h of this.pending) h.dispose();
+      for (const [k, v] of this.footprint) if (v.module === name) this.footprint.delete(k);
+      throw e;
+    } finally {
+      this.building = undefined;
+      this.pending = [];
+    }
+  }
+
+  protected record(name: string, h: { device: string; bytes: number; dispose(): void }): void {
     this.footprint.set(name, { device: h.device, bytes: h.bytes, module: this.building });
+    this.pending.push(h);
   }
 
   /**
@@ -233,6 +349,7 @@ export abstract class CausalLM {
       this.building = m.name;
       const built = this.buildModule(m.name, cpu, new WeightMap(new Map(m.kept)));
       this.building = undefined;
+      this.pending = [];
       m.run = built.run;
       m.handles = built.handles;
       m.kept = undefined;
@@ -360,6 +477,7 @@ export abstract class CausalLM {
   dispose(): void {
     for (const m of this.modules) for (const h of m.handles) h.dispose();
     for (const m of this.modules) m.kept = undefined;
+    this.slots.clear();
     for (const b of this.ownedBackends.splice(0)) b.dispose();
   }
 }

@@ -22,11 +22,12 @@ import { isQuantizableLinear, loadWeights, type DenseWeight, type LoadedWeight, 
 import { listWeightFiles } from '../loading/sources/sharding.js';
 import type { ModelSource } from '../loading/sources/types.js';
 import type { FromPretrainedOptions, Placer } from './auto.js';
+import { streamInto } from './stream-build.js';
 import { moduleSizes } from './module-sizes.js';
 import type { CausalLM } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import { LlamaForCausalLM } from './llama.js';
-import { denseToF32, quantizeDense, WeightMap } from './weights.js';
+import { denseToF32, quantizeDense } from './weights.js';
 
 export const SUPPORTED_GGUF_ARCHITECTURES = ['llama'] as const;
 
@@ -229,12 +230,14 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     });
     return moduleSizes(config, infoSizes, quantization, maxPositions);
   });
-  const tensors = new Map<string, LoadedWeight>();
   let ropeFreqs: Float32Array | undefined;
-  for await (const w of loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}) })) {
+  const q = options.quantizationConfig;
+  const linear = { int8Threshold: q?.llmInt8Threshold ?? 6, computeDtype: q?.bnb4bitComputeDtype ?? 'float32' } as const;
+  // rope_freqs is no module's: kept aside; Q and K are un-permuted (then quantized) on their way in.
+  const toHf = (w: LoadedWeight): LoadedWeight | undefined => {
     if (w.name === 'rope_freqs.weight') {
       if (w.kind === 'dense') ropeFreqs = Float32Array.from(denseToF32(w));
-      continue;
+      return undefined;
     }
     const hf = ggufToHfName(w.name)!;
     let out: LoadedWeight = w;
@@ -243,10 +246,15 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
       const plain = unpermuteHeadRows(w, nHead);
       out = quantization && plain.kind === 'dense' && quantizable(plain, hf) ? quantizeDense(plain, quantization) : plain;
     }
-    tensors.set(hf, { ...out, name: hf });
-  }
-  const q = options.quantizationConfig;
-  const model = new LlamaForCausalLM(config, placement, new WeightMap(tensors), maxPositions, { int8Threshold: q?.llmInt8Threshold ?? 6, computeDtype: q?.bnb4bitComputeDtype ?? 'float32' }, modelOptions);
+    return { ...out, name: hf };
+  };
+  const model = await streamInto(
+    config,
+    (weights) => new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions),
+    (o) => loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}), ...o }),
+    toHf,
+    (n) => (n === 'rope_freqs.weight' ? undefined : ggufToHfName(n)),
+  );
   if (ropeFreqs !== undefined || ropeExtra.linearFactor !== undefined) {
     // llama.cpp divides each rope angle by rope_freqs[i] (Llama 3.1-style scaling stored as a
     // tensor) and, for linear scaling, by the factor; DecoderConfig cannot say either.

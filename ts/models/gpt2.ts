@@ -5,10 +5,10 @@
  */
 import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, VectorHandle } from '../backends/backend.js';
 import type { DenseWeight, LoadedWeight, QuantizeOnLoad } from '../loading/load-weights.js';
-import { CausalLM, type BuiltModule, type CausalLMOptions, type Placement } from './causal-lm.js';
+import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
 import { LowbitError } from '../errors.js';
 import type { DecoderConfig } from './config.js';
-import { quantizeDense, splitRows, splitVector, transposeDense, type WeightMap } from './weights.js';
+import { quantizeDense, splitRows, splitVector, transposeDense, WeightMap } from './weights.js';
 
 interface Block {
   ln1w: VectorHandle;
@@ -33,10 +33,16 @@ export class GPT2LMHeadModel extends CausalLM {
   /** '' or 'transformer.': how the checkpoint names its tensors. */
   private readonly pre: string;
 
-  constructor(config: DecoderConfig, placement: Placement, weights: WeightMap, maxPositions: number, private readonly quantization?: QuantizeOnLoad, private readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
+  constructor(config: DecoderConfig, placement: Placement, weights: ModelWeights, maxPositions: number, private readonly quantization?: QuantizeOnLoad, private readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
     super(config, placement, maxPositions, options);
-    this.pre = weights.has('transformer.wte.weight') ? 'transformer.' : '';
+    const names = weights instanceof WeightMap ? weights.remaining() : [...weights.streamed];
+    this.pre = names.includes('transformer.wte.weight') ? 'transformer.' : '';
     this.buildModules(weights);
+  }
+
+  /** The output is always tied to wte (a copy of its table when on another device). */
+  protected override dependsOn(name: string): string[] {
+    return name === 'lm_head' ? ['transformer.wte'] : [];
   }
 
   protected buildModule(name: string, b: Backend, weights: WeightMap): BuiltModule {

@@ -6,7 +6,7 @@ import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle
 import { LowbitError } from '../errors.js';
 import type { DenseWeight } from '../loading/load-weights.js';
 import { ropeInvFreq } from '../backends/cpu/index.js';
-import { CausalLM, type BuiltModule, type CausalLMOptions, type Placement } from './causal-lm.js';
+import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WeightMap } from './weights.js';
 
@@ -28,10 +28,20 @@ export class LlamaForCausalLM extends CausalLM {
   private tiedTable: DenseWeight | undefined;
   private rope: RopeSpec;
 
-  constructor(config: DecoderConfig, placement: Placement, weights: WeightMap, maxPositions: number, private readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
+  constructor(config: DecoderConfig, placement: Placement, weights: ModelWeights, maxPositions: number, private readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
     super(config, placement, maxPositions, options);
     this.rope = { headDim: config.headDim, invFreq: ropeInvFreq(config.headDim, config.ropeTheta, config.llama3) };
     this.buildModules(weights);
+  }
+
+  /** lm_head tied to the embedding (no lm_head.weight of its own). */
+  private get tied(): boolean {
+    return this.config.tieWordEmbeddings && !this.hasTensor('lm_head.weight');
+  }
+
+  protected override dependsOn(name: string): string[] {
+    // A tied head uses the embedding's handle, or a copy of its table on another device.
+    return name === 'lm_head' && this.tied ? ['model.embed_tokens'] : [];
   }
 
   protected buildModule(name: string, b: Backend, weights: WeightMap): BuiltModule {
@@ -58,8 +68,7 @@ export class LlamaForCausalLM extends CausalLM {
       this.embed = embed;
       this.record(name, embed);
       handles.push(embed);
-      const tied = c.tieWordEmbeddings && !weights.has('lm_head.weight');
-      if (tied && this.backendOf('lm_head') !== b) this.tiedTable = table;
+      if (this.tied && this.backendOf('lm_head') !== b) this.tiedTable = table;
       return { run: (_h, ctx) => b.embed(embed, ctx.ids), handles };
     }
     if (name === 'model.norm') {
@@ -75,7 +84,7 @@ export class LlamaForCausalLM extends CausalLM {
     }
     if (name === 'lm_head') {
       let project: (x: Activation) => Activation;
-      if (weights.has('lm_head.weight') || !c.tieWordEmbeddings) {
+      if (!this.tied) {
         const head = lin('lm_head', false);
         project = (x) => b.linearForward(x, head);
       } else if (this.backendOf('model.embed_tokens') === b) {

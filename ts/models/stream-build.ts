@@ -1,0 +1,44 @@
+/** Building a model module by module while its checkpoint streams in (fromPretrained, GGUF too). */
+import type { LoadedWeight } from '../loading/load-weights.js';
+import type { CausalLM, ModelWeights } from './causal-lm.js';
+import type { DecoderConfig } from './config.js';
+import { moduleNames, moduleOfTensor } from './device-map.js';
+
+/**
+ * Builds a model while its tensors stream in: the model is made once the headers name every
+ * tensor, each module is built (and its host copies dropped) as soon as its last tensor has
+ * arrived, and tensors are read module by module whatever the file order. So a load holds about
+ * the built model plus one module's tensors, not the whole checkpoint twice. On an error (a bad
+ * tensor, an abort) the modules built so far are freed before it propagates.
+ */
+export async function streamInto(
+  config: DecoderConfig,
+  make: (weights: ModelWeights) => CausalLM,
+  load: (o: { onTensors: (names: string[]) => void; orderBy: (name: string) => number }) => AsyncIterable<LoadedWeight>,
+  rename: (w: LoadedWeight) => LoadedWeight | undefined = (w) => w,
+  renameName: (name: string) => string | undefined = (n) => n,
+): Promise<CausalLM> {
+  const modules = moduleNames(config);
+  const index = new Map(modules.map((n, i) => [n, i]));
+  let model: CausalLM | undefined;
+  try {
+    const orderBy = (name: string) => {
+      const hf = renameName(name);
+      const m = hf === undefined ? undefined : moduleOfTensor(config, hf);
+      return (m === undefined ? undefined : index.get(m)) ?? modules.length;
+    };
+    const onTensors = (names: string[]) => {
+      model = make({ streamed: names.flatMap((n) => renameName(n) ?? []) });
+    };
+    for await (const w of load({ onTensors, orderBy })) {
+      const out = rename(w);
+      if (out !== undefined) model!.addWeight(out);
+    }
+    model ??= make({ streamed: [] });
+    model.finishBuild();
+    return model;
+  } catch (e) {
+    model?.dispose();
+    throw e;
+  }
+}

@@ -1,8 +1,10 @@
 // One measurement of the load suite, in its own process so that its peak RSS (VmHWM) is its own.
-//   node bench/load-worker.mjs read|load DIR [quantType] [doubleQuant]
-// Prints one JSON line: { mode, seconds, bytes, peakRss, quantizedBytes, largestTensorBytes, tensors }.
+//   node bench/load-worker.mjs read|load|model DIR [quantType] [doubleQuant]
+// Prints one JSON line: { mode, seconds, bytes, peakRss, quantizedBytes, largestTensorBytes, tensors }
+// (model: the whole AutoModelForCausalLM.fromPretrained on one CPU thread; quantizedBytes is the
+// model's memory footprint, KV caches included, and rssAfter the resident size once it is loaded).
 import { readFileSync } from 'node:fs';
-import { init, localSource, SafetensorsFile, loadWeights, weightBytes } from '../dist/index.js';
+import { init, localSource, SafetensorsFile, loadWeights, weightBytes, AutoModelForCausalLM, BitsAndBytesConfig } from '../dist/index.js';
 
 function peakRss() {
   try {
@@ -34,8 +36,16 @@ if (mode === 'read') {
     quantizedBytes += weightBytes(w);
     tensors++;
   }
+} else if (mode === 'model') {
+  const quantizationConfig = quantType === 'int8' ? new BitsAndBytesConfig({ loadIn8bit: true }) : new BitsAndBytesConfig({ loadIn4bit: true, bnb4bitQuantType: quantType, bnb4bitUseDoubleQuant: dq === 'true' });
+  const model = await AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig, threads: 1, tokenizer: false, onProgress: (e) => { bytes = e.bytesDone; tensors = e.tensorsDone ?? tensors; } });
+  quantizedBytes = model.getMemoryFootprint().total;
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(JSON.stringify({ mode, seconds, bytes, peakRss: peakRss(), rssAfter: process.memoryUsage().rss, quantizedBytes, largestTensorBytes: 0, tensors }));
+  model.dispose();
+  process.exit(0);
 } else {
-  console.error('mode must be read or load');
+  console.error('mode must be read, load or model');
   process.exit(2);
 }
 const seconds = (performance.now() - t0) / 1000;

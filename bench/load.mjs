@@ -7,6 +7,9 @@
 //   quantized size + 3 x the largest fp16 tensor, and vs the quantized size;
 // - load throughput (GB of checkpoint per second) vs the raw read throughput of the same file
 //   through the same source (tensor by tensor, nothing kept), measured before and after the load.
+// - peak resident memory of the whole AutoModelForCausalLM.fromPretrained (nf4 + double quant,
+//   one CPU thread; modules built as their tensors arrive) vs the model's memory footprint and
+//   vs the loadWeights-only peak (which keeps every loaded weight, as a loader must).
 // The file is read once first so both phases read from the page cache alike.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -38,14 +41,16 @@ export async function run({ json, emit, args }) {
     execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
   }
   worker('read', dir, qt, dq); // warm the page cache
-  const reads = [], loads = [];
+  const reads = [], loads = [], models = [];
   for (let i = 0; i < reps; i++) {
     reads.push(worker('read', dir, qt, dq));
     loads.push(worker('load', dir, qt, dq));
+    models.push(worker('model', dir, qt, dq));
   }
   reads.push(worker('read', dir, qt, dq));
   const read = reads.find((r) => r.seconds === median(reads.map((x) => x.seconds)));
   const load = loads.find((r) => r.seconds === median(loads.map((x) => x.seconds)));
+  const model = models.find((r) => r.peakRss === median(models.map((x) => x.peakRss)));
   const GB = 1e9;
   const readBw = read.bytes / read.seconds / GB;
   const loadBw = load.bytes / load.seconds / GB;
@@ -59,16 +64,23 @@ export async function run({ json, emit, args }) {
     { suite: 'load', case: 'quantize_on_load', metric: 'peak_rss', value: load.peakRss / GB, unit: 'GB', vs: load.quantizedBytes / GB, ratio: load.peakRss / load.quantizedBytes },
     { suite: 'load', case: 'quantize_on_load', metric: 'peak_rss_vs_bound', value: load.peakRss / GB, unit: 'GB', vs: bound / GB, ratio: load.peakRss / bound, limit: 'quantized size + 3 x largest fp16 tensor', within: load.peakRss <= bound },
     { suite: 'load', case: 'raw_read', metric: 'peak_rss', value: read.peakRss / GB, unit: 'GB', vs: null, ratio: null },
+    { suite: 'load', case: 'from_pretrained', metric: 'footprint', value: model.quantizedBytes / GB, unit: 'GB', vs: load.quantizedBytes / GB, ratio: model.quantizedBytes / load.quantizedBytes, samples: models.length },
+    { suite: 'load', case: 'from_pretrained', metric: 'peak_rss', value: model.peakRss / GB, unit: 'GB', vs: model.quantizedBytes / GB, ratio: model.peakRss / model.quantizedBytes },
+    { suite: 'load', case: 'from_pretrained', metric: 'peak_rss_vs_load_weights', value: model.peakRss / GB, unit: 'GB', vs: load.peakRss / GB, ratio: model.peakRss / load.peakRss },
+    { suite: 'load', case: 'from_pretrained', metric: 'seconds', value: model.seconds, unit: 's', vs: load.seconds, ratio: model.seconds / load.seconds },
   ];
   for (const r of recs) emit(r);
   if (json) return;
   const f = (x, d = 2) => x.toFixed(d);
   console.log(`lowbit bench load — ${shape}-shaped fp16 checkpoint (random weights), ${qt}${dq ? ' + double quant' : ''}, blocksize 64, one thread`);
   console.log(`  ${meta.cpu} · ${meta.cores} cores · node ${process.version} · ${f(read.bytes / GB)} GB, ${read.tensors} tensors, largest ${f(read.largestTensorBytes / 2 ** 20, 1)} MiB`);
-  console.log(`  median of ${reps} loads and ${reads.length} raw reads (interleaved, page cache warm); each in its own process; GB = 1e9 bytes\n`);
+  console.log(`  median of ${reps} loads, ${reps} fromPretrained and ${reads.length} raw reads (interleaved, page cache warm); each in its own process; GB = 1e9 bytes\n`);
   console.log(`  raw read            ${f(readBw)} GB/s                                  (peak RSS ${f(read.peakRss / GB)} GB)`);
   console.log(`  quantize-on-load    ${f(loadBw)} GB/s   = ${f(loadBw / readBw)} x raw read`);
   console.log(`  quantized size      ${f(load.quantizedBytes / GB)} GB    = ${f(load.quantizedBytes / read.bytes)} x the checkpoint`);
   console.log(`  peak RSS            ${f(load.peakRss / GB)} GB    = ${f(load.peakRss / load.quantizedBytes)} x the quantized size`);
   console.log(`  bound               ${f(bound / GB)} GB    (quantized size + 3 x largest fp16 tensor): ${load.peakRss <= bound ? 'within' : 'EXCEEDED'} (${f(load.peakRss / bound)} of it)`);
+  console.log(`\n  AutoModelForCausalLM.fromPretrained (threads 1, median peak of ${models.length}), in ${f(model.seconds, 1)} s = ${f(model.seconds / load.seconds)} x loadWeights alone`);
+  console.log(`  model footprint     ${f(model.quantizedBytes / GB)} GB    (weights + ${f((model.quantizedBytes - load.quantizedBytes) / GB)} GB of KV caches and f32 vectors)`);
+  console.log(`  peak RSS            ${f(model.peakRss / GB)} GB    = ${f(model.peakRss / model.quantizedBytes)} x the footprint, ${f(model.peakRss / load.peakRss)} x the loadWeights-only peak`);
 }

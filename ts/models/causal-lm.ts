@@ -236,6 +236,9 @@ export abstract class CausalLM {
     } finally {
       this.building = undefined;
       this.pending = [];
+      // Tensors the module did not take (e.g. GPT-2's attn.bias masks) go too: closures of
+      // buildModule may keep its WeightMap alive.
+      slot.tensors.clear();
     }
   }
 

@@ -255,15 +255,20 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     toHf,
     (n) => (n === 'rope_freqs.weight' ? undefined : ggufToHfName(n)),
   );
-  if (ropeFreqs !== undefined || ropeExtra.linearFactor !== undefined) {
-    // llama.cpp divides each rope angle by rope_freqs[i] (Llama 3.1-style scaling stored as a
-    // tensor) and, for linear scaling, by the factor; DecoderConfig cannot say either.
-    const invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
-    if (ropeFreqs !== undefined && ropeFreqs.length !== invFreq.length) throw new LowbitError('MALFORMED_FILE', `${file}: rope_freqs.weight has ${ropeFreqs.length} values, expected ${invFreq.length}`, { file });
-    for (let i = 0; i < invFreq.length; i++) invFreq[i] = invFreq[i]! / (ropeFreqs?.[i] ?? 1) / (ropeExtra.linearFactor ?? 1);
-    const m = model as unknown as { rope?: RopeSpec };
-    if (m.rope === undefined) throw new LowbitError('INTERNAL', 'LlamaForCausalLM no longer keeps its rope spec in `rope`: update gguf-llama.ts');
-    m.rope = { headDim: config.headDim, invFreq };
+  try {
+    if (ropeFreqs !== undefined || ropeExtra.linearFactor !== undefined) {
+      // llama.cpp divides each rope angle by rope_freqs[i] (Llama 3.1-style scaling stored as a
+      // tensor) and, for linear scaling, by the factor; DecoderConfig cannot say either.
+      const invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
+      if (ropeFreqs !== undefined && ropeFreqs.length !== invFreq.length) throw new LowbitError('MALFORMED_FILE', `${file}: rope_freqs.weight has ${ropeFreqs.length} values, expected ${invFreq.length}`, { file });
+      for (let i = 0; i < invFreq.length; i++) invFreq[i] = invFreq[i]! / (ropeFreqs?.[i] ?? 1) / (ropeExtra.linearFactor ?? 1);
+      const m = model as unknown as { rope?: RopeSpec };
+      if (m.rope === undefined) throw new LowbitError('INTERNAL', 'LlamaForCausalLM no longer keeps its rope spec in `rope`: update gguf-llama.ts');
+      m.rope = { headDim: config.headDim, invFreq };
+    }
+  } catch (e) {
+    model.dispose();
+    throw e;
   }
   return model;
 }

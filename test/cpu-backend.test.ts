@@ -2,7 +2,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   init, CpuBackend, CpuActivation, ropeInvFreq, quantize4bit, dequantize4bit, int8VectorwiseQuant, toHalf, fromHalf, LowbitError, type DenseWeight,
-  quantizeBlockwise, dequantizeBlockwise, dynamicMap, blockwise8FromQuantized, q8_0ToBlockwise8, int8Code, type Blockwise8Weight,
+  quantizeBlockwise, dequantizeBlockwise, dynamicMap, blockwise8FromQuantized, q8_0ToBlockwise8, int8Code, type Blockwise8Weight, QuantState,
 } from '../dist/index.js';
 
 let be: CpuBackend;
@@ -147,6 +147,32 @@ describe('linear layers', () => {
         expectSumBound(await be.read(be.linearForward(be.fromHost(xs, rows, k), l)), naiveMatmul(xs, rows, deq, n, k, bias), k);
       }
       l.dispose();
+    }
+  });
+
+  it('4-bit with double quant keeps the absmax compressed: the bits of the f32-absmax layer, ~1 byte per block', async () => {
+    const bitsOf = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+    // ragged K (blocks span rows); 300 x 200 in blocks of 32 = 1875 blocks: nested blocks of 256 end inside rows
+    for (const [quantType, nn, kk, bs] of [['nf4', 300, 200, 32], ['fp4', 37, 101, 64], ['int4', 64, 128, 128]] as const) {
+      const { packed, quantState: st } = quantize4bit(rand(nn * kk, nn, 0.05), { quantType, blocksize: bs, compressStatistics: true, shape: [nn, kk] });
+      expect(st.nested).toBe(true);
+      // the same weight with the absmax rebuilt in f32, as the backend held it before
+      const flat = new QuantState({ quantType, blocksize: bs, dtype: st.dtype, shape: [...st.shape], code: st.code, absmax: st.absmaxF32() });
+      const b = f32Weight('b', rand(nn, 7), [nn]);
+      for (const computeDtype of ['float32', 'float16', 'bfloat16'] as const) {
+        const dq = be.linear({ kind: '4bit', name: 'w', packed, quantState: st }, b, { computeDtype });
+        const f = be.linear({ kind: '4bit', name: 'w', packed, quantState: flat }, b, { computeDtype });
+        for (let m = 1; m <= 9; m++) {
+          const x = be.fromHost(rand(m * kk, 50 + m), m, kk);
+          expect(bitsOf(await be.read(be.linearForward(x, dq))), `${quantType} ${computeDtype} m=${m}`).toEqual(bitsOf(await be.read(be.linearForward(x, f))));
+        }
+        const nb = Math.ceil((nn * kk) / bs);
+        // packed + one code per block + the nested absmax + the 256-entry code + the f32 bias
+        expect(dq.bytes).toBe(packed.length + nb + 4 * Math.ceil(nb / 256) + 1024 + 4 * nn);
+        expect(f.bytes).toBe(packed.length + 4 * nb + 4 * nn);
+        dq.dispose();
+        f.dispose();
+      }
     }
   });
 

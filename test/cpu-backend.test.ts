@@ -167,13 +167,35 @@ describe('linear layers', () => {
           expect(bitsOf(await be.read(be.linearForward(x, dq))), `${quantType} ${computeDtype} m=${m}`).toEqual(bitsOf(await be.read(be.linearForward(x, f))));
         }
         const nb = Math.ceil((nn * kk) / bs);
-        // packed + one code per block + the nested absmax + the 256-entry code + the f32 bias
-        expect(dq.bytes).toBe(packed.length + nb + 4 * Math.ceil(nb / 256) + 1024 + 4 * nn);
+        // packed + one code per block + the nested absmax + the f32 bias (the nested code is the
+        // signed dynamic map: not stored per layer)
+        expect(dq.bytes).toBe(packed.length + nb + 4 * Math.ceil(nb / 256) + 4 * nn);
         expect(f.bytes).toBe(packed.length + 4 * nb + 4 * nn);
         dq.dispose();
         f.dispose();
       }
     }
+  });
+
+  it('4-bit with double quant and a nested code other than the dynamic map: the code is held (1 KiB), same bits as f32 absmax', async () => {
+    const bitsOf = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+    const [nn, kk, bs] = [40, 96, 32];
+    const { packed, quantState: st } = quantize4bit(rand(nn * kk, 3, 0.05), { quantType: 'nf4', blocksize: bs, compressStatistics: true, shape: [nn, kk] });
+    const f = st.fields();
+    const code = f.state2!.code.map((v) => v * 0.75);
+    const odd = new QuantState({ ...f, state2: { ...f.state2!, code } });
+    const flat = new QuantState({ quantType: 'nf4', blocksize: bs, dtype: st.dtype, shape: [nn, kk], code: st.code, absmax: odd.absmaxF32() });
+    expect(bitsOf(odd.absmaxF32())).not.toEqual(bitsOf(st.absmaxF32()));
+    const dq = be.linear({ kind: '4bit', name: 'w', packed, quantState: odd });
+    const fl = be.linear({ kind: '4bit', name: 'w', packed, quantState: flat });
+    const nb = (nn * kk) / bs;
+    expect(dq.bytes).toBe(packed.length + nb + 4 * Math.ceil(nb / 256) + 1024);
+    for (const m of [1, 2, 4]) {
+      const x = be.fromHost(rand(m * kk, m), m, kk);
+      expect(bitsOf(await be.read(be.linearForward(x, dq)))).toEqual(bitsOf(await be.read(be.linearForward(x, fl))));
+    }
+    dq.dispose();
+    fl.dispose();
   });
 
   it('int8 (LLM.int8) is within quantization error of the f32 matmul', async () => {

@@ -68,10 +68,10 @@ async function expectLinearParity(what: string, weight: LoadedWeight, k: number,
     const l = be.linear(weight, bias, opts) as CpuLinear;
     expect(l.slices, `${what}: split on ${be.threads} threads`).toBe(be.threads);
     if (weight.kind === '4bit' && weight.quantState.nested) {
-      // each slice holds its own 256-entry nested code (1 KiB) and the nested absmax entries of
-      // its blocks: a nested block straddling a slice boundary is held twice (4 bytes)
-      expect(l.bytes, `${what}: footprint`).toBeGreaterThanOrEqual(ref.bytes + 1024 * (l.slices - 1));
-      expect(l.bytes, `${what}: footprint`).toBeLessThanOrEqual(ref.bytes + 1028 * (l.slices - 1));
+      // each slice holds the nested absmax entries of its blocks: one straddling a slice
+      // boundary is held twice (4 bytes)
+      expect(l.bytes, `${what}: footprint`).toBeGreaterThanOrEqual(ref.bytes);
+      expect(l.bytes, `${what}: footprint`).toBeLessThanOrEqual(ref.bytes + 4 * (l.slices - 1));
     } else {
       expect(l.bytes, `${what}: footprint`).toBe(ref.bytes);
     }
@@ -267,16 +267,13 @@ describe('models: logits on threads equal one thread exactly', () => {
         expectSameBits(await multi.forward(ids, 0), await single.forward(ids, 0), `${model} ${variant} prefill`);
         for (const id of [9, 30, 2, 250]) expectSameBits(await multi.forward([id]), await single.forward([id]), `${model} ${variant} decode`);
         if (variant.endsWith('-dq')) {
-          // a split double-quantized layer holds the nested code once per slice (+ 1 KiB, and
-          // 4 bytes per nested block straddling a slice boundary)
+          // a split double-quantized layer holds a nested absmax entry straddling a slice
+          // boundary on both sides (4 bytes per boundary, at most 2 on three threads)
           const [a, b] = [multi.getMemoryFootprint().byModule, single.getMemoryFootprint().byModule];
-          let split = 0;
           for (const [name, bytes] of Object.entries(b)) {
             const d = a[name]! - bytes;
-            expect(d === 0 || (d >= 1024 && d <= 2 * 1028), `${variant} ${name}: ${d} more bytes on threads`).toBe(true);
-            if (d > 0) split++;
+            expect(d >= 0 && d <= 8, `${variant} ${name}: ${d} more bytes on threads`).toBe(true);
           }
-          expect(split).toBeGreaterThan(0);
         } else {
           expect(multi.getMemoryFootprint().total).toBe(single.getMemoryFootprint().total);
         }

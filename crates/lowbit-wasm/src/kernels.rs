@@ -6,6 +6,7 @@
 
 use crate::{js_err, JsResult};
 use lowbit_core::kernels::{activation, attention, embedding, matmul4, matmul4_half, matmul_dense, matmul_int8, norm, rope};
+use lowbit_core::codebook::dynamic_map_signed;
 use lowbit_core::{bf16, f16, DType, Error, ErrorKind, Kernel, QuantType4};
 use wasm_bindgen::prelude::*;
 
@@ -107,10 +108,12 @@ fn check_bias(bias: &Option<Vec<f32>>, n: usize) -> JsResult<()> {
 }
 
 /// A 4-bit layer's absmax as held: f32 per block, or double-quantized (kept compressed, each
-/// block's absmax rebuilt by the kernels as they reach it: `matmul4::NestedAbsmax4`).
+/// block's absmax rebuilt by the kernels as they reach it: `matmul4::NestedAbsmax4`). The nested
+/// code is stored only when it is not bitsandbytes' signed dynamic map (the one every
+/// double-quantized checkpoint uses), so a layer holds about 1 byte per block.
 enum Absmax4Owned {
     F32(Vec<f32>),
-    Nested { codes: Vec<u8>, code: Box<[f32; 256]>, nested: Vec<f32>, nested_blocksize: usize, phase: usize, offset: f32, dtype: DType },
+    Nested { codes: Vec<u8>, code: Option<Box<[f32; 256]>>, nested: Vec<f32>, nested_blocksize: usize, phase: usize, offset: f32, dtype: DType },
 }
 
 impl Absmax4Owned {
@@ -119,7 +122,7 @@ impl Absmax4Owned {
             Absmax4Owned::F32(a) => matmul4::Absmax4::F32(a),
             Absmax4Owned::Nested { codes, code, nested, nested_blocksize, phase, offset, dtype } => matmul4::Absmax4::Nested(matmul4::NestedAbsmax4 {
                 codes,
-                code,
+                code: code.as_deref().unwrap_or(dynamic_map_signed()),
                 nested,
                 nested_blocksize: *nested_blocksize,
                 phase: *phase,
@@ -132,7 +135,7 @@ impl Absmax4Owned {
     fn bytes(&self) -> usize {
         match self {
             Absmax4Owned::F32(a) => a.len() * 4,
-            Absmax4Owned::Nested { codes, code, nested, .. } => codes.len() + code.len() * 4 + nested.len() * 4,
+            Absmax4Owned::Nested { codes, code, nested, .. } => codes.len() + code.as_ref().map_or(0, |c| c.len() * 4) + nested.len() * 4,
         }
     }
 }
@@ -176,12 +179,16 @@ impl Linear4 {
         let a = matmul4::NestedAbsmax4::new(&codes, &code, &nested, nested_blocksize, phase, offset, dtype).map_err(js_err)?;
         matmul4::Weight4::with_absmax(&packed, matmul4::Absmax4::Nested(a), quant_type, blocksize, n, k).map_err(js_err)?;
         check_bias(&bias, n)?;
-        let code: Box<[f32; 256]> = code.into_boxed_slice().try_into().map_err(|_| invalid("the nested code must have 256 entries"))?;
+        // the same bits as the static map: use it (the results cannot differ)
+        let builtin = code.iter().zip(dynamic_map_signed()).all(|(a, b)| a.to_bits() == b.to_bits());
+        let code: Option<Box<[f32; 256]>> = if builtin { None } else { Some(code.into_boxed_slice().try_into().map_err(|_| invalid("the nested code must have 256 entries"))?) };
         let absmax = Absmax4Owned::Nested { codes, code, nested, nested_blocksize, phase, offset, dtype };
         Ok(Linear4 { packed, absmax, quant_type, blocksize, n, k, bias, compute: DType::F32 })
     }
 
     /// Whether the absmax is kept double-quantized.
+    ///
+    /// (Its nested code is held per layer only when it differs from the signed dynamic map.)
     #[wasm_bindgen(getter)]
     pub fn nested(&self) -> bool {
         matches!(self.absmax, Absmax4Owned::Nested { .. })

@@ -76,11 +76,6 @@ impl<'a> NestedAbsmax4<'a> {
             _ => double_quant::absmax_value::<f32>(c, a, self.offset),
         }
     }
-
-    /// Bytes held: the codes, the nested absmax and the 256-entry code.
-    pub fn bytes(&self) -> usize {
-        self.codes.len() + 4 * self.nested.len() + 4 * 256
-    }
 }
 
 /// The absmax of a 4-bit weight, one per block of its flattened elements.

@@ -81,23 +81,29 @@ export async function run({ json, emit, args }) {
   // and a 64-token GEMM, through CpuBackend on t threads.
   const N = 5632, K = 2048, M = 64;
   const weights = [];
+  const dqWeights = []; // the same weights double-quantized: absmax kept compressed, rebuilt per block
   for (let l = 0; l < 8; l++) {
     const w = new Float32Array(N * K).map((_, i) => Math.sin(i * 0.001 + l) * 0.02);
     const { packed, quantState } = quantize4bit(w, { quantType: 'nf4', blocksize: 64, shape: [N, K] });
     weights.push({ kind: '4bit', name: `w${l}`, packed, quantState });
+    const dq = quantize4bit(w, { quantType: 'nf4', blocksize: 64, compressStatistics: true, shape: [N, K] });
+    dqWeights.push({ kind: '4bit', name: `w${l}`, packed: dq.packed, quantState: dq.quantState });
   }
   const bytes = weights.reduce((a, w) => a + w.packed.length + w.quantState.absmaxF32().byteLength, 0);
   const setups = new Map();
   for (const t of counts) {
     const be = await CpuBackend.create({ threads: t });
-    setups.set(t, { be, layers: weights.map((w) => be.linear(w)), x: be.fromHost(new Float32Array(K).map((_, i) => Math.sin(i)), 1, K), xm: be.fromHost(new Float32Array(M * K).map((_, i) => Math.cos(i)), M, K) });
+    setups.set(t, { be, layers: weights.map((w) => be.linear(w)), dqLayers: dqWeights.map((w) => be.linear(w)), x: be.fromHost(new Float32Array(K).map((_, i) => Math.sin(i)), 1, K), xm: be.fromHost(new Float32Array(M * K).map((_, i) => Math.cos(i)), M, K) });
   }
   const gemvRuns = new Map(counts.map((t) => [t, []]));
+  const dqRuns = new Map(counts.map((t) => [t, []]));
   const gemmRuns = new Map(counts.map((t) => [t, []]));
   for (let r = 0; r < 7; r++) {
     for (const t of counts) {
-      const { be, layers, x, xm } = setups.get(t);
+      const { be, layers, dqLayers, x, xm } = setups.get(t);
       gemvRuns.get(t).push(bytes / time(() => layers.forEach((l) => be.linearForward(x, l)), 1) / GB);
+      // the f32-absmax bytes over the nested layers' time: the ratio to the line above is their speed ratio
+      dqRuns.get(t).push(bytes / time(() => dqLayers.forEach((l) => be.linearForward(x, l)), 1) / GB);
       if (r < 3) gemmRuns.get(t).push((2 * M * N * K) / time(() => be.linearForward(xm, layers[0]), 1) / 1e9);
     }
   }
@@ -106,9 +112,14 @@ export async function run({ json, emit, args }) {
     const gemvBw = med(gemvRuns.get(t));
     out({ suite: 'cpu', case: 'gemv_nf4_5632x2048', metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: readBw.get(t), ratio: gemvBw / readBw.get(t), goal: 0.8, threads: t });
   }
+  // nf4 + double quant (absmax rebuilt per block of 64 from its 8-bit code) vs nf4 with f32 absmax
+  for (const t of counts) {
+    const dqBw = med(dqRuns.get(t));
+    out({ suite: 'cpu', case: 'gemv_nf4dq_vs_nf4_5632x2048', metric: 'speed', value: dqBw, unit: 'GB/s', vs: med(gemvRuns.get(t)), ratio: dqBw / med(gemvRuns.get(t)), threads: t });
+  }
   for (const t of counts) out({ suite: 'cpu', case: `gemm_nf4_${M}x${N}x${K}`, metric: 'throughput', value: gemm.get(t), unit: 'GFLOP/s', ...speedup(gemm, t), threads: t });
-  for (const { be, layers } of setups.values()) {
-    for (const l of layers) l.dispose();
+  for (const { be, layers, dqLayers } of setups.values()) {
+    for (const l of [...layers, ...dqLayers]) l.dispose();
     be.dispose();
   }
   // Dense f16 GEMV (a SmolLM2-sized tied lm_head, 57 MB) and LLM.int8 GEMV (4 x [5632, 2048],

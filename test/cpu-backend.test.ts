@@ -2,7 +2,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   init, CpuBackend, CpuActivation, ropeInvFreq, quantize4bit, dequantize4bit, int8VectorwiseQuant, toHalf, fromHalf, LowbitError, type DenseWeight,
-  quantizeBlockwise, dequantizeBlockwise, dynamicMap, blockwise8FromQuantized, q8_0ToBlockwise8, int8Code, type Blockwise8Weight,
+  quantizeBlockwise, dequantizeBlockwise, dynamicMap, blockwise8FromQuantized, q8_0ToBlockwise8, int8Code, type Blockwise8Weight, QuantState,
 } from '../dist/index.js';
 
 let be: CpuBackend;
@@ -148,6 +148,54 @@ describe('linear layers', () => {
       }
       l.dispose();
     }
+  });
+
+  it('4-bit with double quant keeps the absmax compressed: the bits of the f32-absmax layer, ~1 byte per block', async () => {
+    const bitsOf = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+    // ragged K (blocks span rows); 300 x 200 in blocks of 32 = 1875 blocks: nested blocks of 256 end inside rows
+    for (const [quantType, nn, kk, bs] of [['nf4', 300, 200, 32], ['fp4', 37, 101, 64], ['int4', 64, 128, 128]] as const) {
+      const { packed, quantState: st } = quantize4bit(rand(nn * kk, nn, 0.05), { quantType, blocksize: bs, compressStatistics: true, shape: [nn, kk] });
+      expect(st.nested).toBe(true);
+      // the same weight with the absmax rebuilt in f32, as the backend held it before
+      const flat = new QuantState({ quantType, blocksize: bs, dtype: st.dtype, shape: [...st.shape], code: st.code, absmax: st.absmaxF32() });
+      const b = f32Weight('b', rand(nn, 7), [nn]);
+      for (const computeDtype of ['float32', 'float16', 'bfloat16'] as const) {
+        const dq = be.linear({ kind: '4bit', name: 'w', packed, quantState: st }, b, { computeDtype });
+        const f = be.linear({ kind: '4bit', name: 'w', packed, quantState: flat }, b, { computeDtype });
+        for (let m = 1; m <= 9; m++) {
+          const x = be.fromHost(rand(m * kk, 50 + m), m, kk);
+          expect(bitsOf(await be.read(be.linearForward(x, dq))), `${quantType} ${computeDtype} m=${m}`).toEqual(bitsOf(await be.read(be.linearForward(x, f))));
+        }
+        const nb = Math.ceil((nn * kk) / bs);
+        // packed + one code per block + the nested absmax + the f32 bias (the nested code is the
+        // signed dynamic map: not stored per layer)
+        expect(dq.bytes).toBe(packed.length + nb + 4 * Math.ceil(nb / 256) + 4 * nn);
+        expect(f.bytes).toBe(packed.length + 4 * nb + 4 * nn);
+        dq.dispose();
+        f.dispose();
+      }
+    }
+  });
+
+  it('4-bit with double quant and a nested code other than the dynamic map: the code is held (1 KiB), same bits as f32 absmax', async () => {
+    const bitsOf = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+    const [nn, kk, bs] = [40, 96, 32];
+    const { packed, quantState: st } = quantize4bit(rand(nn * kk, 3, 0.05), { quantType: 'nf4', blocksize: bs, compressStatistics: true, shape: [nn, kk] });
+    const f = st.fields();
+    const code = f.state2!.code.map((v) => v * 0.75);
+    const odd = new QuantState({ ...f, state2: { ...f.state2!, code } });
+    const flat = new QuantState({ quantType: 'nf4', blocksize: bs, dtype: st.dtype, shape: [nn, kk], code: st.code, absmax: odd.absmaxF32() });
+    expect(bitsOf(odd.absmaxF32())).not.toEqual(bitsOf(st.absmaxF32()));
+    const dq = be.linear({ kind: '4bit', name: 'w', packed, quantState: odd });
+    const fl = be.linear({ kind: '4bit', name: 'w', packed, quantState: flat });
+    const nb = (nn * kk) / bs;
+    expect(dq.bytes).toBe(packed.length + nb + 4 * Math.ceil(nb / 256) + 1024);
+    for (const m of [1, 2, 4]) {
+      const x = be.fromHost(rand(m * kk, m), m, kk);
+      expect(bitsOf(await be.read(be.linearForward(x, dq)))).toEqual(bitsOf(await be.read(be.linearForward(x, fl))));
+    }
+    dq.dispose();
+    fl.dispose();
   });
 
   it('int8 (LLM.int8) is within quantization error of the f32 matmul', async () => {

@@ -24,7 +24,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { init, AutoModelForCausalLM, BitsAndBytesConfig } from '../dist/index.js';
+import { init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, QuantState, type LoadedWeight, type DenseWeight } from '../dist/index.js';
 
 const ROOT = fileURLToPath(new URL('./fixtures/reference-logits/', import.meta.url));
 const MODELS = ['llama', 'llama3-rope', 'qwen2', 'gpt2'];
@@ -91,5 +91,39 @@ describe('parity with transformers', () => {
         m.dispose();
       });
     }
+  }
+});
+
+/** A CPU backend that rebuilds double-quantized absmax to f32 before building each layer, as the backend did before it kept them compressed. */
+class F32AbsmaxBackend extends CpuBackend {
+  override linear(weight: LoadedWeight, bias?: DenseWeight, options?: Parameters<CpuBackend['linear']>[2]) {
+    if (weight.kind === '4bit' && weight.quantState.nested) {
+      const st = weight.quantState;
+      const flat = new QuantState({ quantType: st.quantType, blocksize: st.blocksize, dtype: st.dtype, shape: [...st.shape], code: st.code, absmax: st.absmaxF32() });
+      weight = { ...weight, quantState: flat };
+    }
+    return super.linear(weight, bias, options);
+  }
+}
+
+describe('double quant: compressed absmax on the CPU', () => {
+  for (const model of MODELS) {
+    it(`${model}: nf4-dq and fp4-dq logits equal those of the f32-absmax layers bit for bit, in less memory`, async () => {
+      const ref = JSON.parse(readFileSync(`${ROOT}${model}/reference.json`, 'utf8'));
+      for (const variant of ['nf4-dq', 'fp4-dq', 'nf4']) {
+        const quantizationConfig = new BitsAndBytesConfig(VARIANTS[variant]!);
+        const nested = await AutoModelForCausalLM.fromPretrained(`${ROOT}${model}`, { quantizationConfig });
+        const flatBackend = new F32AbsmaxBackend();
+        const flat = await AutoModelForCausalLM.fromPretrained(`${ROOT}${model}`, { quantizationConfig, backend: flatBackend });
+        const [a, b] = [await nested.forward(ref.input_ids, 0), await flat.forward(ref.input_ids, 0)];
+        expect(Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length)), `${model} ${variant}`).toEqual(Array.from(new Uint32Array(b.buffer, b.byteOffset, b.length)));
+        const [fa, fb] = [nested.getMemoryFootprint().total, flat.getMemoryFootprint().total];
+        if (variant === 'nf4') expect(fa).toBe(fb);
+        else expect(fa).toBeLessThan(fb);
+        nested.dispose();
+        flat.dispose();
+        flatBackend.dispose();
+      }
+    });
   }
 });

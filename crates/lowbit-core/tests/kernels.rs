@@ -24,7 +24,7 @@ fn dequant_f64(w: &Weight4) -> Vec<f64> {
         .map(|f| {
             let b = w.packed[f / 2];
             let nib = if f % 2 == 0 { b >> 4 } else { b & 15 };
-            (values[nib as usize] * w.absmax[f / w.blocksize]) as f64
+            (values[nib as usize] * w.absmax.get(f / w.blocksize)) as f64
         })
         .collect()
 }

@@ -6,6 +6,7 @@
 
 use crate::{js_err, JsResult};
 use lowbit_core::kernels::{activation, attention, embedding, matmul4, matmul4_half, matmul_dense, matmul_int8, norm, rope};
+use lowbit_core::codebook::dynamic_map_signed;
 use lowbit_core::{bf16, f16, DType, Error, ErrorKind, Kernel, QuantType4};
 use wasm_bindgen::prelude::*;
 
@@ -106,11 +107,45 @@ fn check_bias(bias: &Option<Vec<f32>>, n: usize) -> JsResult<()> {
     Ok(())
 }
 
-/// A 4-bit (NF4 / FP4 / INT4) linear layer `[n (out), k (in)]` with its f32 absmax per block.
+/// A 4-bit layer's absmax as held: f32 per block, or double-quantized (kept compressed, each
+/// block's absmax rebuilt by the kernels as they reach it: `matmul4::NestedAbsmax4`). The nested
+/// code is stored only when it is not bitsandbytes' signed dynamic map (the one every
+/// double-quantized checkpoint uses), so a layer holds about 1 byte per block.
+enum Absmax4Owned {
+    F32(Vec<f32>),
+    Nested { codes: Vec<u8>, code: Option<Box<[f32; 256]>>, nested: Vec<f32>, nested_blocksize: usize, phase: usize, offset: f32, dtype: DType },
+}
+
+impl Absmax4Owned {
+    fn view(&self) -> matmul4::Absmax4<'_> {
+        match self {
+            Absmax4Owned::F32(a) => matmul4::Absmax4::F32(a),
+            Absmax4Owned::Nested { codes, code, nested, nested_blocksize, phase, offset, dtype } => matmul4::Absmax4::Nested(matmul4::NestedAbsmax4 {
+                codes,
+                code: code.as_deref().unwrap_or(dynamic_map_signed()),
+                nested,
+                nested_blocksize: *nested_blocksize,
+                phase: *phase,
+                offset: *offset,
+                dtype: *dtype,
+            }),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Absmax4Owned::F32(a) => a.len() * 4,
+            Absmax4Owned::Nested { codes, code, nested, .. } => codes.len() + code.as_ref().map_or(0, |c| c.len() * 4) + nested.len() * 4,
+        }
+    }
+}
+
+/// A 4-bit (NF4 / FP4 / INT4) linear layer `[n (out), k (in)]` with its absmax per block (f32,
+/// or double-quantized: [`Linear4::new_nested`]).
 #[wasm_bindgen]
 pub struct Linear4 {
     packed: Vec<u8>,
-    absmax: Vec<f32>,
+    absmax: Absmax4Owned,
     quant_type: QuantType4,
     blocksize: usize,
     n: usize,
@@ -128,7 +163,35 @@ impl Linear4 {
         let (blocksize, n, k) = (blocksize as usize, n as usize, k as usize);
         matmul4::Weight4::new(&packed, &absmax, quant_type, blocksize, n, k).map_err(js_err)?;
         check_bias(&bias, n)?;
+        Ok(Linear4 { packed, absmax: Absmax4Owned::F32(absmax), quant_type, blocksize, n, k, bias, compute: DType::F32 })
+    }
+
+    /// A layer whose absmax stays double-quantized: `codes` (one per block), the 256-entry
+    /// `code`, the `nested` absmax of each run of `nested_blocksize` codes, `offset` and
+    /// `nested_dtype`. For a slice of a weight starting at global block b0, pass the nested
+    /// entries from `b0 / nested_blocksize` on and `phase = b0 % nested_blocksize`.
+    #[wasm_bindgen(js_name = newNested)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_nested(packed: Vec<u8>, codes: Vec<u8>, code: Vec<f32>, nested: Vec<f32>, nested_blocksize: u32, phase: u32, offset: f32, nested_dtype: &str, quant_type: &str, blocksize: u32, n: u32, k: u32, bias: Option<Vec<f32>>) -> JsResult<Linear4> {
+        let quant_type = QuantType4::parse(quant_type).map_err(js_err)?;
+        let dtype = crate::dtype_of(nested_dtype)?;
+        let (blocksize, n, k, nested_blocksize, phase) = (blocksize as usize, n as usize, k as usize, nested_blocksize as usize, phase as usize);
+        let a = matmul4::NestedAbsmax4::new(&codes, &code, &nested, nested_blocksize, phase, offset, dtype).map_err(js_err)?;
+        matmul4::Weight4::with_absmax(&packed, matmul4::Absmax4::Nested(a), quant_type, blocksize, n, k).map_err(js_err)?;
+        check_bias(&bias, n)?;
+        // the same bits as the static map: use it (the results cannot differ)
+        let builtin = code.iter().zip(dynamic_map_signed()).all(|(a, b)| a.to_bits() == b.to_bits());
+        let code: Option<Box<[f32; 256]>> = if builtin { None } else { Some(code.into_boxed_slice().try_into().map_err(|_| invalid("the nested code must have 256 entries"))?) };
+        let absmax = Absmax4Owned::Nested { codes, code, nested, nested_blocksize, phase, offset, dtype };
         Ok(Linear4 { packed, absmax, quant_type, blocksize, n, k, bias, compute: DType::F32 })
+    }
+
+    /// Whether the absmax is kept double-quantized.
+    ///
+    /// (Its nested code is held per layer only when it differs from the signed dynamic map.)
+    #[wasm_bindgen(getter)]
+    pub fn nested(&self) -> bool {
+        matches!(self.absmax, Absmax4Owned::Nested { .. })
     }
 
     /// The compute dtype ("float32", "float16" or "bfloat16"): with a half dtype the input, the
@@ -141,7 +204,7 @@ impl Linear4 {
 
     /// `x[m, k] · Wᵀ (+ bias)` -> `[m, n]`.
     pub fn forward(&self, x: &[f32], m: u32) -> JsResult<Vec<f32>> {
-        let w = matmul4::Weight4 { packed: &self.packed, absmax: &self.absmax, quant_type: self.quant_type, blocksize: self.blocksize, n: self.n, k: self.k };
+        let w = matmul4::Weight4 { packed: &self.packed, absmax: self.absmax.view(), quant_type: self.quant_type, blocksize: self.blocksize, n: self.n, k: self.k };
         let mut out = vec![0f32; checked_mul(m as usize, self.n, "output")?];
         let (m, bias) = (m as usize, self.bias.as_deref());
         match self.compute {
@@ -154,7 +217,7 @@ impl Linear4 {
     }
 
     pub fn bytes(&self) -> f64 {
-        (self.packed.len() + self.absmax.len() * 4 + self.bias.as_ref().map_or(0, |b| b.len() * 4)) as f64
+        (self.packed.len() + self.absmax.bytes() + self.bias.as_ref().map_or(0, |b| b.len() * 4)) as f64
     }
 
     #[wasm_bindgen(getter, js_name = outFeatures)]

@@ -22,6 +22,7 @@ import type {
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, Llama3RopeScaling, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { denseData, denseToFloat32 } from './dense.js';
+import { absmax4Slicer, newLinear4 } from './linear4.js';
 import { WorkerPool } from './threads/pool.js';
 import { Cmd, type SliceSpec } from './threads/protocol.js';
 import { resolveThreads } from './threads/runtime.js';
@@ -322,7 +323,6 @@ export class CpuBackend implements Backend {
         const st = weight.quantState;
         const [n, k] = shape2(weight.name, st.shape);
         checkBias(n);
-        const absmax = st.absmaxF32();
         const { packed } = weight;
         const bs = st.blocksize;
         const qt = st.quantType;
@@ -333,19 +333,21 @@ export class CpuBackend implements Backend {
           if (half) callWasm(() => l.setComputeDtype(half));
           return l;
         };
-        const sound = Number.isInteger(Math.log2(bs)) && bs >= 32 && bs <= 4096 && packed.length === Math.ceil((n * k) / 2) && absmax.length === Math.ceil((n * k) / bs);
+        // Double-quantized absmax stays compressed (linear4.ts).
+        const abs = absmax4Slicer(st);
+        const sound = Number.isInteger(Math.log2(bs)) && bs >= 32 && bs <= 4096 && packed.length === Math.ceil((n * k) / 2) && abs.blocks === Math.ceil((n * k) / bs);
         // slice bounds r0 * k are multiples of the blocksize (rowStep4bit), so / 2 and / bs are exact
         const sp = sound
           ? this.split(
               n,
               k,
               rowStep4bit(k, bs),
-              (r0, r1) => make(callWasm(() => new w.Linear4(packed.subarray((r0 * k) / 2, Math.ceil((r1 * k) / 2)), absmax.subarray((r0 * k) / bs, Math.ceil((r1 * k) / bs)), qt, bs, r1 - r0, k, bRows(r0, r1)))),
-              (r0, r1) => ({ kind: 'linear4', rows: [r0, r1], n, k, packed: packed.slice((r0 * k) / 2, Math.ceil((r1 * k) / 2)), absmax: absmax.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs)), quantType: qt, blocksize: bs, ...(half ? { computeDtype: half } : {}), ...bCopy(r0, r1) }),
+              (r0, r1) => make(callWasm(() => newLinear4(w, packed.subarray((r0 * k) / 2, Math.ceil((r1 * k) / 2)), abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), false), qt, bs, r1 - r0, k, bRows(r0, r1)))),
+              (r0, r1) => ({ kind: 'linear4', rows: [r0, r1], n, k, packed: packed.slice((r0 * k) / 2, Math.ceil((r1 * k) / 2)), scales: abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), true), quantType: qt, blocksize: bs, ...(half ? { computeDtype: half } : {}), ...bCopy(r0, r1) }),
             )
           : undefined;
         if (sp) return new CpuLinear(sp.own, n, k, `4bit-${qt}`, this.shard(sp));
-        const obj = make(callWasm(() => new w.Linear4(packed, absmax, qt, bs, n, k, b)));
+        const obj = make(callWasm(() => newLinear4(w, packed, abs.slice(0, abs.blocks, false), qt, bs, n, k, b)));
         return new CpuLinear(obj, n, k, `4bit-${qt}`);
       }
       case 'int8': {

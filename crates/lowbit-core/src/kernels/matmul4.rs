@@ -3,8 +3,9 @@
 //!
 //! The weight is stored as bitsandbytes stores it (spec §1–3): the FLATTENED tensor in blocks of
 //! `blocksize` over the flat index (a block spans rows when K % blocksize != 0), packed
-//! nibbles with element 2j in the high nibble, one f32 absmax per block. Double-quantized
-//! absmax is rebuilt once at load time (`QuantState::absmax_f32`); the kernels take f32 absmax.
+//! nibbles with element 2j in the high nibble, one absmax per block ([`Absmax4`]): f32, or
+//! double-quantized and kept compressed, each block's absmax rebuilt when the kernel reaches the
+//! block (once per block, the same bits as `QuantState::absmax_f32`).
 //!
 //! Each weight is dequantized exactly as `dequantize_4bit` to f32 does,
 //! `w = values[nibble] * absmax` (one f32 multiply), multiplied by the f32 activation and summed
@@ -31,19 +32,20 @@
 //! (torch would also round the dequantized weight to the compute dtype: bitsandbytes'
 //! dequant + F.linear; we keep the f32 weight, which is closer to the fused CUDA GEMV).
 
+pub use super::absmax4::{Absmax4, NestedAbsmax4};
 use super::{check_len, mul};
 use crate::blockwise4::check_blocksize;
 use crate::codebook::{Codebook4, QuantType4};
 use crate::error::{bail, Result};
-use crate::quant_state::QuantState;
+use crate::quant_state::{Absmax, QuantState};
 use crate::Kernel;
 
 /// A borrowed 4-bit weight `[n, k]` (out features, in features).
 #[derive(Debug, Clone, Copy)]
 pub struct Weight4<'a> {
     pub packed: &'a [u8],
-    /// f32 absmax per block of the flattened weight (`ceil(n * k / blocksize)` entries).
-    pub absmax: &'a [f32],
+    /// Absmax per block of the flattened weight (`ceil(n * k / blocksize)` entries).
+    pub absmax: Absmax4<'a>,
     pub quant_type: QuantType4,
     pub blocksize: usize,
     pub n: usize,
@@ -53,18 +55,28 @@ pub struct Weight4<'a> {
 impl<'a> Weight4<'a> {
     /// Validates the sizes against each other.
     pub fn new(packed: &'a [u8], absmax: &'a [f32], quant_type: QuantType4, blocksize: usize, n: usize, k: usize) -> Result<Self> {
+        Weight4::with_absmax(packed, Absmax4::F32(absmax), quant_type, blocksize, n, k)
+    }
+
+    /// With any absmax source (e.g. [`Absmax4::Nested`]); validates the sizes.
+    pub fn with_absmax(packed: &'a [u8], absmax: Absmax4<'a>, quant_type: QuantType4, blocksize: usize, n: usize, k: usize) -> Result<Self> {
         let w = Weight4 { packed, absmax, quant_type, blocksize, n, k };
         w.validate()?;
         Ok(w)
     }
 
-    /// From a 2-D quant state (shape `[n, k]`) and its materialized f32 absmax.
-    pub fn from_state(packed: &'a [u8], state: &QuantState, absmax: &'a [f32]) -> Result<Self> {
+    /// From a 2-D quant state (shape `[n, k]`), its absmax as stored (plain f32, or the nested
+    /// codes kept compressed).
+    pub fn from_state(packed: &'a [u8], state: &'a QuantState) -> Result<Self> {
         state.validate()?;
         if state.shape.len() != 2 {
             bail!(InvalidArgument, "a linear weight must be 2-D [out, in], the quant state has shape {:?}", state.shape);
         }
-        Weight4::new(packed, absmax, state.quant_type, state.blocksize, state.shape[0], state.shape[1])
+        let absmax = match &state.absmax {
+            Absmax::Plain(a) => Absmax4::F32(a),
+            Absmax::Nested(n) => Absmax4::Nested(NestedAbsmax4::from_state(n)?),
+        };
+        Weight4::with_absmax(packed, absmax, state.quant_type, state.blocksize, state.shape[0], state.shape[1])
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -76,6 +88,7 @@ impl<'a> Weight4<'a> {
         if self.packed.len() != numel.div_ceil(2) {
             bail!(LengthMismatch, "packed weight has {} bytes but [{}, {}] needs {}", self.packed.len(), self.n, self.k, numel.div_ceil(2));
         }
+        self.absmax.validate()?;
         if self.absmax.len() != numel.div_ceil(self.blocksize) {
             bail!(InconsistentState, "absmax has {} entries but {numel} elements in blocks of {} need {}", self.absmax.len(), self.blocksize, numel.div_ceil(self.blocksize));
         }
@@ -91,7 +104,7 @@ impl<'a> Weight4<'a> {
 
     #[inline(always)]
     fn weight(&self, values: &[f32; 16], flat: usize) -> f32 {
-        values[self.code(flat)] * self.absmax[flat / self.blocksize]
+        values[self.code(flat)] * self.absmax.get(flat / self.blocksize)
     }
 }
 
@@ -114,7 +127,7 @@ pub fn matmul4_reference(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>)
     let mut out = vec![0f32; mul(m, w.n, "output")?];
     check_io(x, m, w, bias, &out)?;
     let mut wf = vec![0f32; w.n * w.k];
-    crate::blockwise4::decode(w.packed, w.absmax, w.blocksize, w.quant_type, &mut wf, Kernel::Scalar)?;
+    crate::blockwise4::decode(w.packed, &w.absmax.to_vec(), w.blocksize, w.quant_type, &mut wf, Kernel::Scalar)?;
     for i in 0..m {
         for j in 0..w.n {
             let mut acc = 0f32;
@@ -314,7 +327,7 @@ mod simd {
                         xq = xq.add(8);
                     }
                 }
-                let amax = f32x4_splat(w.absmax[b]);
+                let amax = f32x4_splat(w.absmax.get(b));
                 for (tr, a) in tot.iter_mut().zip(acc) {
                     *tr = f32x4_add(*tr, f32x4_mul(a, amax));
                 }
@@ -361,7 +374,7 @@ mod simd {
                     s += values[w.code(f)] * x[f - base];
                     f += 1;
                 }
-                tot += (hsum(acc) + s) * w.absmax[b];
+                tot += (hsum(acc) + s) * w.absmax.get(b);
             }
             *o = tot;
         }
@@ -376,7 +389,7 @@ mod simd {
         while f < end {
             let b = f / w.blocksize;
             let e = end.min((b + 1) * w.blocksize);
-            let amax = w.absmax[b];
+            let amax = w.absmax.get(b);
             if f & 1 == 1 {
                 dst[f - f0] = values[w.code(f)] * amax;
                 f += 1;

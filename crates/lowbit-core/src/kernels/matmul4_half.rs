@@ -30,6 +30,7 @@ pub fn matmul4_half<T: SimdLoad>(x: &[f32], m: usize, w: &Weight4, bias: Option<
     let mut decoded = Vec::new();
     let mut half: Vec<T> = Vec::new();
     let mut tmp = Vec::new();
+    let mut amax = Vec::new();
     let mut r0 = 0;
     while r0 < n {
         let r1 = (r0 + rows_per_chunk).min(n);
@@ -38,7 +39,7 @@ pub fn matmul4_half<T: SimdLoad>(x: &[f32], m: usize, w: &Weight4, bias: Option<
         let (b0, b1) = (f0 / bs, f1.div_ceil(bs));
         let (d0, d1) = (b0 * bs, (b1 * bs).min(n * k));
         decoded.resize(d1 - d0, 0f32);
-        crate::blockwise4::decode(&w.packed[d0 / 2..d1.div_ceil(2)], &w.absmax[b0..b1], bs, w.quant_type, &mut decoded, Kernel::Scalar)?;
+        crate::blockwise4::decode(&w.packed[d0 / 2..d1.div_ceil(2)], w.absmax.range(b0, b1, &mut amax), bs, w.quant_type, &mut decoded, Kernel::Scalar)?;
         half.clear();
         half.extend(decoded[f0 - d0..f1 - d0].iter().map(|&v| T::from_f32(v)));
         let rows = r1 - r0;

@@ -35,6 +35,7 @@
 //!   4-bit type and blocksizes 32..512.
 //! - Bad shapes and lengths are an [`Error`](crate::Error), never a panic.
 
+pub mod absmax4;
 pub mod matmul4;
 pub mod matmul4_half;
 pub mod matmul_blockwise8;

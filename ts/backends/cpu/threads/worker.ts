@@ -10,6 +10,7 @@ import {
   ARG_ID, ARG_M, ARG_OUT, CMD, Cmd, ERR_BYTES, PENDING, SEQ, SLOT_ERR_LEN, SLOT_STATUS, STATUS_ERROR, STATUS_OK,
   serializeError, slot, slotBytesF64, writeError, type SliceSpec, type WorkerMessage, type WorkerReply,
 } from './protocol.js';
+import { newLinear4 } from '../linear4.js';
 
 interface Part {
   obj: Linear4 | LinearInt8 | LinearDense | Embedding;
@@ -45,7 +46,7 @@ function build(id: number, s: SliceSpec): void {
   const obj = callWasm(() => {
     switch (s.kind) {
       case 'linear4': {
-        const l = new w.Linear4(s.packed, s.absmax, s.quantType, s.blocksize, s.rows[1] - s.rows[0], s.k, s.bias);
+        const l = newLinear4(w, s.packed, s.scales, s.quantType, s.blocksize, s.rows[1] - s.rows[0], s.k, s.bias);
         if (s.computeDtype) l.setComputeDtype(s.computeDtype);
         return l;
       }

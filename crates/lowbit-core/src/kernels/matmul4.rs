@@ -33,7 +33,7 @@
 //! dequant + F.linear; we keep the f32 weight, which is closer to the fused CUDA GEMV).
 
 pub use super::absmax4::{Absmax4, NestedAbsmax4};
-use super::{check_len, mul};
+use super::{add_bias, check_len, mul};
 use crate::blockwise4::check_blocksize;
 use crate::codebook::{Codebook4, QuantType4};
 use crate::error::{bail, Result};
@@ -180,15 +180,6 @@ pub fn gemv4(x: &[f32], w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kern
     matmul4(x, 1, w, bias, out, kernel)
 }
 
-fn add_bias(out: &mut [f32], n: usize, bias: Option<&[f32]>) {
-    if let Some(b) = bias {
-        for row in out.chunks_mut(n) {
-            for (o, b) in row.iter_mut().zip(b) {
-                *o += b;
-            }
-        }
-    }
-}
 
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

@@ -15,7 +15,7 @@
 //! for the int8 code it widens the bytes to i32 and converts them exactly to f32 (`code[q]` is
 //! that integer), for any other table it looks a row up into an f32 scratch first.
 
-use super::{check_len, mul};
+use super::{add_bias, check_len, mul};
 use crate::blockwise8::check_blocksize;
 use crate::error::{bail, Result};
 use crate::Kernel;
@@ -174,15 +174,6 @@ pub fn gemv_blockwise8(x: &[f32], w: &Weight8, bias: Option<&[f32]>, out: &mut [
     matmul_blockwise8(x, 1, w, bias, out, kernel)
 }
 
-fn add_bias(out: &mut [f32], n: usize, bias: Option<&[f32]>) {
-    if let Some(b) = bias {
-        for row in out.chunks_mut(n) {
-            for (o, b) in row.iter_mut().zip(b) {
-                *o += b;
-            }
-        }
-    }
-}
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {

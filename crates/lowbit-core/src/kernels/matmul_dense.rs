@@ -16,7 +16,7 @@
 //! For an f16 / bf16 compute dtype torch would round the product sums to that dtype; callers
 //! round activations (and outputs) themselves.
 
-use super::{check_len, mul};
+use super::{add_bias, check_len, mul};
 use crate::dtype::SimdLoad;
 use crate::error::{bail, Result};
 use crate::Kernel;
@@ -63,15 +63,6 @@ pub fn gemv_dense<T: SimdLoad>(x: &[f32], w: &[T], n: usize, k: usize, bias: Opt
     matmul_dense(x, 1, w, n, k, bias, out, kernel)
 }
 
-fn add_bias(out: &mut [f32], n: usize, bias: Option<&[f32]>) {
-    if let Some(b) = bias {
-        for row in out.chunks_mut(n) {
-            for (o, b) in row.iter_mut().zip(b) {
-                *o += b;
-            }
-        }
-    }
-}
 
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

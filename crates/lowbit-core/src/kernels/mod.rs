@@ -58,6 +58,17 @@ pub(crate) fn mul(a: usize, b: usize, what: &str) -> Result<usize> {
     }
 }
 
+/// Adds `bias[j]` to every row's column j (after the sum, as the references do).
+pub(crate) fn add_bias(out: &mut [f32], n: usize, bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for row in out.chunks_mut(n) {
+            for (o, b) in row.iter_mut().zip(b) {
+                *o += b;
+            }
+        }
+    }
+}
+
 /// Checks that a slice has exactly `want` elements.
 pub(crate) fn check_len(name: &str, got: usize, want: usize) -> Result<()> {
     if got != want {

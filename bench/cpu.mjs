@@ -8,7 +8,9 @@
 // - GEMM GFLOP/s for a prefill shape (64 tokens), all threads vs one;
 // - decode and prefill tokens/s for SmolLM2-135M- and TinyLlama-1.1B-shaped models with random
 //   weights (scripts/make-random-checkpoint.mjs) in nf4, nf4 + double quant, int8 and f16, with
-//   each model's memory footprint; all threads vs one thread.
+//   each model's memory footprint; all threads vs one thread. Prefill is a generate() of one
+//   token (logits of the last position only, as llama.cpp computes them); decode steps are
+//   forward() of one token each.
 // - the dense f16 GEMV (a SmolLM2-sized tied lm_head) and the LLM.int8 GEMV, one thread, vs the
 //   one-thread read bandwidth;
 // - llama.cpp (bench/llamacpp.mjs) on the same weights as GGUF, on the same thread counts: each
@@ -161,7 +163,8 @@ export async function run({ json, emit, args }) {
         for (const t of counts) {
           const lm = lms.get(t);
           let s = performance.now();
-          await lm.forward(prompt, 0);
+          // As generate() prefills: the prompt, then only the last position's logits (and its pick).
+          await lm.generate({ inputIds: prompt, maxNewTokens: 1, eosTokenIds: [] });
           prefillRuns.get(t).push(prompt.length / ((performance.now() - s) / 1000));
           s = performance.now();
           for (let i = 0; i < steps; i++) await lm.forward([(i * 11) % 1000 + 7]);

@@ -21,20 +21,14 @@
  *   llama3-rope), f16 4.6e-4 … 1.6e-3. Bound: no farther than bitsandbytes' own float32-compute
  *   logits are from its half-compute ones, and on average at most 2/3 of that distance.
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, QuantState, type LoadedWeight, type DenseWeight } from '../dist/index.js';
+import { expectParity, PARITY_MODELS, PARITY_VARIANTS, REFERENCE_ROOT, referenceOf } from './helpers/parity.js';
 
-const ROOT = fileURLToPath(new URL('./fixtures/reference-logits/', import.meta.url));
-const MODELS = ['llama', 'llama3-rope', 'qwen2', 'gpt2'];
-const VARIANTS: Record<string, ConstructorParameters<typeof BitsAndBytesConfig>[0] | undefined> = {
-  fp32: undefined,
-  nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' },
-  'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true },
-  fp4: { loadIn4bit: true, bnb4bitQuantType: 'fp4' },
-  'fp4-dq': { loadIn4bit: true, bnb4bitQuantType: 'fp4', bnb4bitUseDoubleQuant: true },
-  int8: { loadIn8bit: true },
+const ROOT = REFERENCE_ROOT;
+const MODELS = PARITY_MODELS;
+const VARIANTS: typeof PARITY_VARIANTS = {
+  ...PARITY_VARIANTS,
   'nf4-bf16': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitComputeDtype: 'bfloat16' },
   'nf4-f16': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitComputeDtype: 'float16' },
 };
@@ -43,47 +37,14 @@ beforeAll(async () => {
   await init();
 });
 
-function logitsOf(model: string, variant: string): Float32Array {
-  const b = readFileSync(`${ROOT}${model}/logits-${variant}.f32`);
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-}
-
 describe('parity with transformers', () => {
   for (const model of MODELS) {
-    const ref = JSON.parse(readFileSync(`${ROOT}${model}/reference.json`, 'utf8'));
+    const ref = referenceOf(model);
     for (const [variant, q] of Object.entries(VARIANTS)) {
       it(`${model} ${variant}`, async () => {
         const m = await AutoModelForCausalLM.fromPretrained(`${ROOT}${model}`, q ? { quantizationConfig: new BitsAndBytesConfig(q) } : {});
         const ours = await m.forward(ref.input_ids, 0);
-        const theirs = logitsOf(model, variant);
-        expect(ours.length).toBe(theirs.length);
-        let max = 0;
-        let sum = 0;
-        for (let i = 0; i < ours.length; i++) {
-          const d = Math.abs(ours[i]! - theirs[i]!);
-          max = Math.max(max, d);
-          sum += d;
-        }
-        if (variant.endsWith('-dq')) {
-          const plain = logitsOf(model, variant.slice(0, -3));
-          let dqEffect = 0;
-          for (let i = 0; i < plain.length; i++) dqEffect = Math.max(dqEffect, Math.abs(plain[i]! - theirs[i]!));
-          expect(max).toBeLessThanOrEqual(1e-2);
-          expect(max).toBeLessThanOrEqual(dqEffect / 2);
-        } else if (variant === 'nf4-bf16' || variant === 'nf4-f16') {
-          const f32compute = logitsOf(model, 'nf4');
-          let halfEffect = 0;
-          for (let i = 0; i < f32compute.length; i++) halfEffect = Math.max(halfEffect, Math.abs(f32compute[i]! - theirs[i]!));
-          let meanEffect = 0;
-          for (let i = 0; i < f32compute.length; i++) meanEffect += Math.abs(f32compute[i]! - theirs[i]!) / f32compute.length;
-          expect(max).toBeLessThanOrEqual(halfEffect);
-          expect(sum / ours.length).toBeLessThanOrEqual((2 / 3) * meanEffect);
-        } else if (variant === 'int8') {
-          expect(max).toBeLessThanOrEqual(0.1);
-          expect(sum / ours.length).toBeLessThanOrEqual(1e-2);
-        } else {
-          expect(max).toBeLessThanOrEqual(1e-4);
-        }
+        expectParity(model, variant, ours);
         if (variant === 'fp32') {
           const tokens = await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] });
           expect(tokens).toEqual(ref.fp32.greedy_tokens);
@@ -109,7 +70,7 @@ class F32AbsmaxBackend extends CpuBackend {
 describe('double quant: compressed absmax on the CPU', () => {
   for (const model of MODELS) {
     it(`${model}: nf4-dq and fp4-dq logits equal those of the f32-absmax layers bit for bit, in less memory`, async () => {
-      const ref = JSON.parse(readFileSync(`${ROOT}${model}/reference.json`, 'utf8'));
+      const ref = referenceOf(model);
       for (const variant of ['nf4-dq', 'fp4-dq', 'nf4']) {
         const quantizationConfig = new BitsAndBytesConfig(VARIANTS[variant]!);
         const nested = await AutoModelForCausalLM.fromPretrained(`${ROOT}${model}`, { quantizationConfig });

@@ -20,6 +20,7 @@ import {
   int8VectorwiseQuant, int8VectorwiseDequant, toHalf, fromHalf, type Activation, type Backend, type DenseWeight, type LoadedWeight,
 } from '../dist/index.js';
 import { testGpu } from './helpers/webgpu.js';
+import { expectParity, PARITY_MODELS, PARITY_VARIANTS, REFERENCE_ROOT } from './helpers/parity.js';
 
 const env = await testGpu();
 const suite = env.skip ? describe.skip : describe;
@@ -464,21 +465,9 @@ function fromHalfOrSelf(w: DenseWeight): Float32Array {
 
 // --- parity with transformers on the GPU (the fixtures and tolerances of parity.test.ts) -------
 
-const FIXTURES = fileURLToPath(new URL('./fixtures/reference-logits/', import.meta.url));
-const MODELS = ['llama', 'llama3-rope', 'qwen2', 'gpt2'];
-const VARIANTS: Record<string, ConstructorParameters<typeof BitsAndBytesConfig>[0] | undefined> = {
-  fp32: undefined,
-  nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' },
-  'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true },
-  fp4: { loadIn4bit: true, bnb4bitQuantType: 'fp4' },
-  'fp4-dq': { loadIn4bit: true, bnb4bitQuantType: 'fp4', bnb4bitUseDoubleQuant: true },
-  int8: { loadIn8bit: true },
-};
-
-function logitsOf(model: string, variant: string): Float32Array {
-  const b = readFileSync(`${FIXTURES}${model}/logits-${variant}.f32`);
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-}
+const FIXTURES = REFERENCE_ROOT;
+const MODELS = PARITY_MODELS;
+const VARIANTS = PARITY_VARIANTS;
 
 suite('WebGPU parity with transformers (deviceMap "gpu")', () => {
   for (const model of MODELS) {
@@ -488,27 +477,7 @@ suite('WebGPU parity with transformers (deviceMap "gpu")', () => {
         const m = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${model}`, { deviceMap: 'gpu', gpu: env.gpu!, ...(q ? { quantizationConfig: new BitsAndBytesConfig(q) } : {}) });
         expect(m.backend.device).toBe('webgpu');
         const ours = await m.forward(ref.input_ids, 0);
-        const theirs = logitsOf(model, variant);
-        expect(ours.length).toBe(theirs.length);
-        let max = 0;
-        let sum = 0;
-        for (let i = 0; i < ours.length; i++) {
-          const d = Math.abs(ours[i]! - theirs[i]!);
-          max = Math.max(max, d);
-          sum += d;
-        }
-        if (variant.endsWith('-dq')) {
-          const plain = logitsOf(model, variant.slice(0, -3));
-          let dqEffect = 0;
-          for (let i = 0; i < plain.length; i++) dqEffect = Math.max(dqEffect, Math.abs(plain[i]! - theirs[i]!));
-          expect(max).toBeLessThanOrEqual(1e-2);
-          expect(max).toBeLessThanOrEqual(dqEffect / 2);
-        } else if (variant === 'int8') {
-          expect(max).toBeLessThanOrEqual(0.1);
-          expect(sum / ours.length).toBeLessThanOrEqual(1e-2);
-        } else {
-          expect(max).toBeLessThanOrEqual(1e-4);
-        }
+        expectParity(model, variant, ours);
         if (variant === 'fp32') {
           // 32 greedy tokens (argmax on the device): transformers' and the CPU backend's
           const tokens = await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] });

@@ -21,6 +21,7 @@ import type {
   LinearOptions,
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, Llama3RopeScaling, RopeSpec, VectorHandle,
 } from '../backend.js';
+import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
 import { denseData, denseToFloat32 } from './dense.js';
 import { absmax4Slicer, newLinear4 } from './linear4.js';
 import { WorkerPool } from './threads/pool.js';
@@ -29,18 +30,6 @@ import { resolveThreads } from './threads/runtime.js';
 import { MIN_SLICE_ELEMENTS, rowStep4bit, splitRows, ROW_ALIGN } from './threads/split.js';
 
 export { denseData, denseToFloat32 } from './dense.js';
-
-function bad(message: string): never {
-  throw new LowbitError('INVALID_ARGUMENT', message);
-}
-
-function isCount(n: number): boolean {
-  return Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
-}
-
-function checkPositive(what: string, n: number): void {
-  if (!isCount(n) || n === 0) bad(`${what} must be a positive integer, got ${n}`);
-}
 
 /**
  * RoPE inverse frequencies (headDim / 2 of them) for base `theta`, with optional Llama 3 scaling,
@@ -197,11 +186,6 @@ function handle<T>(h: unknown, cls: abstract new (...a: never[]) => T, what: str
   return bad(`${what} is not a CPU backend handle (make it with this backend)`);
 }
 
-/** A DenseWeight's shape as [out, in] for a linear layer. */
-function shape2(name: string, shape: readonly number[]): [number, number] {
-  if (shape.length !== 2 || !shape.every((d) => isCount(d) && d > 0)) bad(`${name}: a linear weight must be 2-D [out, in] with positive sizes, got [${shape.join(', ')}]`);
-  return [shape[0]!, shape[1]!];
-}
 
 function vectorData(v: DenseWeight | Float32Array): Float32Array {
   if (v instanceof Float32Array) return v.slice();
@@ -632,17 +616,8 @@ export class CpuBackend implements Backend {
     const ka = act(k, 'attention: k');
     const va = act(v, 'attention: v');
     const c = handle(cache, CpuKvCache, 'attention: cache');
-    checkPositive('attention: nHeads', nHeads);
-    if (!isCount(start)) bad(`attention: start must be a non-negative integer, got ${start}`);
+    checkAttention(qa, ka, va, c, start, nHeads, scale);
     const n = qa.rows;
-    if (n === 0) bad('attention: q has no rows');
-    if (nHeads % c.nKvHeads !== 0) bad(`attention: ${nHeads} query heads are not a multiple of the cache's ${c.nKvHeads} kv heads`);
-    const kvCols = c.nKvHeads * c.headDim;
-    if (qa.cols !== nHeads * c.headDim) bad(`attention: q has ${qa.cols} columns but ${nHeads} heads of ${c.headDim} need ${nHeads * c.headDim}`);
-    if (ka.rows !== n || ka.cols !== kvCols) bad(`attention: k is [${ka.rows}, ${ka.cols}] but [${n}, ${kvCols}] is needed`);
-    if (va.rows !== n || va.cols !== kvCols) bad(`attention: v is [${va.rows}, ${va.cols}] but [${n}, ${kvCols}] is needed`);
-    if (start + n > c.maxPositions) bad(`attention: positions ${start}..${start + n} exceed the kv cache capacity of ${c.maxPositions} positions`);
-    if (scale !== undefined && !Number.isFinite(scale)) bad(`attention: scale must be finite, got ${scale}`);
     return new CpuActivation(c.attend(qa.data, ka.data, va.data, n, start, nHeads, scale), n, qa.cols);
   }
 

@@ -11,6 +11,7 @@ import type {
   LinearOptions,
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
+import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
 import { denseToFloat32 } from '../cpu/dense.js';
 import { GpuContext, type Binding } from './context.js';
 import { requestDevice, type AdapterDescription } from './device.js';
@@ -45,22 +46,6 @@ export interface WebGpuBackendOptions {
   wasm?: WasmSource;
 }
 
-function bad(message: string): never {
-  throw new LowbitError('INVALID_ARGUMENT', message);
-}
-
-function isCount(n: number): boolean {
-  return Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
-}
-
-function checkPositive(what: string, n: number): void {
-  if (!isCount(n) || n === 0) bad(`${what} must be a positive integer, got ${n}`);
-}
-
-function shape2(name: string, shape: readonly number[]): [number, number] {
-  if (shape.length !== 2 || !shape.every((d) => isCount(d) && d > 0)) bad(`${name}: a linear weight must be 2-D [out, in] with positive sizes, got [${shape.join(', ')}]`);
-  return [shape[0]!, shape[1]!];
-}
 
 /** A uniform block: u32 words, with f32 where given as { f: value }. */
 function words(values: readonly (number | { f: number })[], extraF32?: Float32Array): ArrayBuffer {
@@ -680,17 +665,9 @@ export class WebGpuBackend implements Backend {
     const va = this.act(v, 'attention: v');
     const c = handle(cache, GpuKvCache, 'attention: cache');
     c.check();
-    checkPositive('attention: nHeads', nHeads);
-    if (!isCount(start)) bad(`attention: start must be a non-negative integer, got ${start}`);
+    checkAttention(qa, ka, va, c, start, nHeads, scale);
     const n = qa.rows;
-    if (n === 0) bad('attention: q has no rows');
-    if (nHeads % c.nKvHeads !== 0) bad(`attention: ${nHeads} query heads are not a multiple of the cache's ${c.nKvHeads} kv heads`);
     const kvCols = c.nKvHeads * c.headDim;
-    if (qa.cols !== nHeads * c.headDim) bad(`attention: q has ${qa.cols} columns but ${nHeads} heads of ${c.headDim} need ${nHeads * c.headDim}`);
-    if (ka.rows !== n || ka.cols !== kvCols) bad(`attention: k is [${ka.rows}, ${ka.cols}] but [${n}, ${kvCols}] is needed`);
-    if (va.rows !== n || va.cols !== kvCols) bad(`attention: v is [${va.rows}, ${va.cols}] but [${n}, ${kvCols}] is needed`);
-    if (start + n > c.maxPositions) bad(`attention: positions ${start}..${start + n} exceed the kv cache capacity of ${c.maxPositions} positions`);
-    if (scale !== undefined && !Number.isFinite(scale)) bad(`attention: scale must be finite, got ${scale}`);
     if (nHeads > 65535 || n > 65535) bad(`attention: ${nHeads} heads x ${n} tokens exceed one dispatch`);
     // the CPU kernel's default: 1 / sqrt(head_dim) in f32
     const s = scale === undefined ? Math.fround(1 / Math.fround(Math.sqrt(c.headDim))) : Math.fround(scale);

@@ -33,7 +33,7 @@
 //! dequant + F.linear; we keep the f32 weight, which is closer to the fused CUDA GEMV).
 
 pub use super::absmax4::{Absmax4, NestedAbsmax4};
-use super::{add_bias, check_len, mul};
+use super::{add_bias, check_len, mul, scalar_rows};
 use crate::blockwise4::check_blocksize;
 use crate::codebook::{Codebook4, QuantType4};
 use crate::error::{bail, Result};
@@ -157,20 +157,11 @@ pub fn matmul4(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>, out: &mut
     }
     let _ = kernel;
     // Scalar: dequantize one weight row at a time, then dot it with every activation row.
-    let mut row = vec![0f32; w.k];
-    for j in 0..w.n {
-        let base = j * w.k;
+    scalar_rows(x, m, w.n, w.k, out, |j, row| {
         for (kk, r) in row.iter_mut().enumerate() {
-            *r = w.weight(values, base + kk);
+            *r = w.weight(values, j * w.k + kk);
         }
-        for i in 0..m {
-            let mut acc = 0f32;
-            for (a, b) in x[i * w.k..(i + 1) * w.k].iter().zip(&row) {
-                acc += a * b;
-            }
-            out[i * w.n + j] = acc;
-        }
-    }
+    });
     add_bias(out, w.n, bias);
     Ok(())
 }

@@ -15,7 +15,7 @@
 //! for the int8 code it widens the bytes to i32 and converts them exactly to f32 (`code[q]` is
 //! that integer), for any other table it looks a row up into an f32 scratch first.
 
-use super::{add_bias, check_len, mul};
+use super::{add_bias, check_len, mul, scalar_rows};
 use crate::blockwise8::check_blocksize;
 use crate::error::{bail, Result};
 use crate::Kernel;
@@ -154,17 +154,7 @@ pub fn matmul_blockwise8(x: &[f32], m: usize, w: &Weight8, bias: Option<&[f32]>,
     }
     let _ = kernel;
     // Scalar: dequantize one weight row at a time, then dot it with every activation row.
-    let mut row = vec![0f32; w.k];
-    for j in 0..w.n {
-        w.decode_row_scalar(j, &mut row);
-        for i in 0..m {
-            let mut acc = 0f32;
-            for (a, b) in x[i * w.k..(i + 1) * w.k].iter().zip(&row) {
-                acc += a * b;
-            }
-            out[i * w.n + j] = acc;
-        }
-    }
+    scalar_rows(x, m, w.n, w.k, out, |j, row| w.decode_row_scalar(j, row));
     add_bias(out, w.n, bias);
     Ok(())
 }

@@ -58,6 +58,22 @@ pub(crate) fn mul(a: usize, b: usize, what: &str) -> Result<usize> {
     }
 }
 
+/// The scalar linear kernels' loop: each weight row j is decoded to f32 once by `decode_row`,
+/// then dotted with every activation row, summing in k order (the references' bits).
+pub(crate) fn scalar_rows(x: &[f32], m: usize, n: usize, k: usize, out: &mut [f32], mut decode_row: impl FnMut(usize, &mut [f32])) {
+    let mut row = vec![0f32; k];
+    for j in 0..n {
+        decode_row(j, &mut row);
+        for i in 0..m {
+            let mut acc = 0f32;
+            for (a, b) in x[i * k..(i + 1) * k].iter().zip(&row) {
+                acc += a * b;
+            }
+            out[i * n + j] = acc;
+        }
+    }
+}
+
 /// Adds `bias[j]` to every row's column j (after the sum, as the references do).
 pub(crate) fn add_bias(out: &mut [f32], n: usize, bias: Option<&[f32]>) {
     if let Some(b) = bias {

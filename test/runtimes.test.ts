@@ -19,12 +19,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CASE_8BIT, CASE_INT8, CASES_4BIT, runChecks } from './runtimes/check.js';
 import { MODEL_FILES, runGenerateCheck } from './runtimes/generate-check.js';
 import { runThreadChecks } from './runtimes/threads-check.js';
-import { serveStatic } from './runtimes/static-server.js';
+import { runPage } from './helpers/chromium.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const DIST = join(ROOT, 'dist/index.js');
 const DENO = join(ROOT, 'node_modules/.bin/deno');
-const CHROMIUM = process.env.LOWBIT_CHROMIUM ?? '/usr/bin/chromium';
 const FIXTURES = join(ROOT, 'test/fixtures/bnb');
 
 type Ref = { offset: number; nbytes: number; dtype: string; shape: number[] };
@@ -160,43 +159,16 @@ describe('Deno', () => {
 
 describe('Chromium', () => {
   it('a page quantizes and dequantizes with the same bytes as Node', async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`chromium is not installed (${CHROMIUM} is missing): run \`bash scripts/setup.sh\` (apt-get install chromium) or set LOWBIT_CHROMIUM`);
-    }
-    const { chromium } = await import('playwright-core');
-    const server = await serveStatic(ROOT);
-    const home = join(tmp, 'home');
-    const context = await chromium.launchPersistentContext(join(tmp, 'chromium-profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      env: { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_CACHE_HOME: join(home, '.cache') },
-      args: ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-      timeout: 60_000,
-    });
-    const logs: string[] = [];
-    try {
-      const page = context.pages()[0] ?? (await context.newPage());
-      page.on('console', (m) => logs.push(`console.${m.type()}: ${m.text()}`));
-      page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
-      page.on('requestfailed', (r) => logs.push(`requestfailed: ${r.url()} ${r.failure()?.errorText}`));
-      await page.goto(`${server.origin}/test/runtimes/browser/`, { waitUntil: 'load' });
-      await page.waitForFunction(() => (window as any).__lowbitResult !== undefined, undefined, { timeout: 60_000 }).catch((e) => {
-        throw new Error(`the page set no result: ${e.message}\n${logs.join('\n')}`);
-      });
-      const out = (await page.evaluate(() => (window as any).__lowbitResult)) as { ok: boolean; error?: string; runtime?: string; result?: Result; generation?: typeof nodeGeneration; threads: ThreadResult; crossOriginIsolated: boolean; cores: number };
-      expect(out.ok, `${out.error ?? ''}\n${logs.join('\n')}`).toBe(true);
-      expect(out.runtime).toMatch(/HeadlessChrome|Chrome/);
-      // init() fetched the wasm over HTTP (not from disk) from the package's own folder
-      expect(server.served).toContain('/dist/wasm/pkg/lowbit_wasm_bg.wasm');
-      expect(out.result).toEqual(nodeResult);
-      expect(out.generation).toEqual(nodeGeneration);
-      expect(out.crossOriginIsolated).toBe(true);
-      expectThreads(out.threads, out.cores);
-      // the worker script came from the package's own folder
-      expect(server.served).toContain('/dist/backends/cpu/threads/worker.js');
-    } finally {
-      await context.close();
-      await server.close();
-    }
+    const { result: out, served, logs } = await runPage<{ ok: boolean; error?: string; runtime?: string; result?: Result; generation?: typeof nodeGeneration; threads: ThreadResult; crossOriginIsolated: boolean; cores: number }>(ROOT, '/test/runtimes/browser/');
+    expect(out.ok, `${out.error ?? ''}\n${logs.join('\n')}`).toBe(true);
+    expect(out.runtime).toMatch(/HeadlessChrome|Chrome/);
+    // init() fetched the wasm over HTTP (not from disk) from the package's own folder
+    expect(served).toContain('/dist/wasm/pkg/lowbit_wasm_bg.wasm');
+    expect(out.result).toEqual(nodeResult);
+    expect(out.generation).toEqual(nodeGeneration);
+    expect(out.crossOriginIsolated).toBe(true);
+    expectThreads(out.threads, out.cores);
+    // the worker script came from the package's own folder
+    expect(served).toContain('/dist/backends/cpu/threads/worker.js');
   });
 });

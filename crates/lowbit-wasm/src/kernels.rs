@@ -5,7 +5,7 @@
 //! and come back as new `Float32Array`s (`Vec<f32>`). Every error is a LowbitError (`js_err`).
 
 use crate::{js_err, JsResult};
-use lowbit_core::kernels::{activation, attention, embedding, matmul4, matmul4_half, matmul_dense, matmul_int8, norm, rope};
+use lowbit_core::kernels::{activation, attention, embedding, matmul4, matmul4_half, matmul_blockwise8, matmul_dense, matmul_int8, norm, rope};
 use lowbit_core::codebook::dynamic_map_signed;
 use lowbit_core::{bf16, f16, DType, Error, ErrorKind, Kernel, QuantType4};
 use wasm_bindgen::prelude::*;
@@ -231,7 +231,6 @@ impl Linear4 {
     }
 }
 
-use lowbit_core::kernels::matmul_blockwise8;
 
 /// A block-wise 8-bit linear layer `[n (out), k (in)]`: `W = code[q] * absmax[block]` over the
 /// flattened weight (bitsandbytes `quantize_blockwise`, or GGUF Q8_0 with the int8 code and

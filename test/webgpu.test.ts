@@ -17,7 +17,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
   init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, WebGpuBackend, LowbitError, ropeInvFreq, quantize4bit, dequantize4bit,
-  int8VectorwiseQuant, int8VectorwiseDequant, toHalf, fromHalf, type Activation, type Backend, type DenseWeight, type LoadedWeight,
+  int8VectorwiseQuant, int8VectorwiseDequant, toHalf, fromHalf, quantizeBlockwise, dequantizeBlockwise, blockwise8FromQuantized,
+  type Activation, type Backend, type DenseWeight, type LoadedWeight,
 } from '../dist/index.js';
 import { testGpu } from './helpers/webgpu.js';
 import { expectParity, PARITY_MODELS, PARITY_VARIANTS, REFERENCE_ROOT } from './helpers/parity.js';
@@ -627,6 +628,73 @@ suite('deviceMap: models split between WebGPU and the CPU', () => {
       m.dispose();
     });
   }
+});
+
+suite('weight formats on WebGPU: the format × backend table', () => {
+  const GGUF = fileURLToPath(new URL('./fixtures/gguf-model/', import.meta.url));
+
+  it("Q8_0 GGUF with deviceMap 'gpu' and no quantization config: the block-wise 8-bit linears become dense f32 (reported), same logits and greedy tokens as the CPU", async () => {
+    const ref = JSON.parse(readFileSync(`${FIXTURES}llama/reference.json`, 'utf8'));
+    const c = await AutoModelForCausalLM.fromPretrained(`${GGUF}llama-q8_0.gguf`, { tokenizer: false });
+    const m = await AutoModelForCausalLM.fromPretrained(`${GGUF}llama-q8_0.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
+    expect(new Set(Object.values(m.deviceMap))).toEqual(new Set(['webgpu']));
+    expect(c.formatConversions).toEqual([]);
+    // one line per module holding Q8_0 linears: both layers and lm_head
+    expect(m.formatConversions.map((l) => l.split(':')[0])).toEqual(['model.layers.0 on webgpu', 'model.layers.1 on webgpu', 'lm_head on webgpu']);
+    expect(m.formatConversions[0]).toMatch(/q8_0 -> float32/);
+    const fp = m.getMemoryFootprint().byModule;
+    expect(fp['model.layers.0.self_attn.q_proj']).toBe(64 * 64 * 4); // f32 on the GPU
+    expect(c.getMemoryFootprint().byModule['model.layers.0.self_attn.q_proj']).toBe(64 * 64 * 1.125); // 8-bit on the CPU
+    expect(maxDiff(await m.forward(ref.input_ids, 0), await c.forward(ref.input_ids, 0))).toBeLessThanOrEqual(1e-4);
+    const want = await c.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] });
+    expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(want);
+    m.dispose();
+    c.dispose();
+  });
+
+  it("'auto' counts a Q8_0 layer at its f32 size on the GPU: a budget that holds it 8-bit but not f32 puts it on the CPU", async () => {
+    const c = await AutoModelForCausalLM.fromPretrained(`${GGUF}llama-q8_0.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
+    const by = c.getMemoryFootprint().byModule;
+    const sizeOf = (mod: string) => Object.entries(by).filter(([k]) => k === mod || k.startsWith(mod + '.')).reduce((a, [, v]) => a + v, 0);
+    c.dispose();
+    // the embedding (f32 either way) and layer 0 converted fit; layer 1 at f32 does not, though at its 8-bit size it would
+    const linearWeights = 64 * 64 * 2 + 32 * 64 * 2 + 128 * 64 * 3; // q, o; k, v; gate, up, down
+    const layer1At8bit = sizeOf('model.layers.1') - linearWeights * (4 - 1.125);
+    const budget = sizeOf('model.embed_tokens') + sizeOf('model.layers.0') + layer1At8bit;
+    const m = await AutoModelForCausalLM.fromPretrained(`${GGUF}llama-q8_0.gguf`, { tokenizer: false, deviceMap: 'auto', maxMemory: { gpu: budget }, gpu: env.gpu! });
+    expect(m.deviceMap).toMatchObject({ 'model.embed_tokens': 'webgpu', 'model.layers.0': 'webgpu', 'model.layers.1': 'cpu', lm_head: 'cpu' });
+    expect(m.formatConversions.map((l) => l.split(':')[0])).toEqual(['model.layers.0 on webgpu']);
+    m.dispose();
+  });
+
+  it('backend.linear converts a block-wise 8-bit weight itself (exact f32), and refuses an unknown format with a message naming it', async () => {
+    const { q, state } = quantizeBlockwise(rand(48 * 64, 7), { blocksize: 64 });
+    const w = blockwise8FromQuantized('w', [48, 64], q, state);
+    const x = rand(3 * 64, 8);
+    const hg = gpu.linear(w);
+    const hc = cpu.linear(w);
+    expect(hg.format).toBe('float32 (from blockwise8)');
+    expect(hc.format).toBe('blockwise8');
+    const deq = dequantizeBlockwise(q, state);
+    const got = await gpu.read(gpu.linearForward(gpu.fromHost(x, 3, 64), hg));
+    const want = await cpu.read(cpu.linearForward(cpu.fromHost(x, 3, 64), hc));
+    expectSumBound(got, want, magnitudes(x, 3, deq, 48, 64), 64, 'blockwise8 on the GPU');
+    hg.dispose();
+    hc.dispose();
+    const mystery = { kind: 'q3_k', name: 'blk.0.ffn_up.weight' } as unknown as LoadedWeight;
+    for (const b of [gpu, cpu] as Backend[]) {
+      const e = (() => {
+        try {
+          b.linear(mystery);
+        } catch (err) {
+          return err;
+        }
+      })();
+      expect(e).toBeInstanceOf(LowbitError);
+      expect((e as LowbitError).code).toBe('UNSUPPORTED_QUANT_TYPE');
+      expect((e as LowbitError).message).toMatch(/blk\.0\.ffn_up\.weight \(q3_k\) cannot run on the (webgpu|cpu) backend/);
+    }
+  });
 });
 
 // These need no adapter: they run everywhere.

@@ -30,7 +30,10 @@ export { SafetensorsFile, type SafetensorsTensorInfo, type SafetensorsDType } fr
 export { encodeSafetensors, writeSafetensorsFile, type TensorToSave } from './loading/safetensors-writer.js';
 export { findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight, type Bnb4bitWeight, type Bnb8bitWeight, type BnbQuantizationConfigJson } from './loading/bnb-checkpoint.js';
 export { loadWeights, isQuantizableLinear, weightBytes, type TensorMeta, type LoadedWeight, type DenseWeight, type LoadWeightsOptions, type QuantizeOnLoad } from './loading/load-weights.js';
-export { blockwise8FromQuantized, q8_0ToBlockwise8, int8Code, isInt8Code, type Blockwise8Weight } from './loading/blockwise8.js';
+export { blockwise8FromQuantized, q8_0ToBlockwise8, int8Code, isInt8Code, type Blockwise8Weight } from './formats/blockwise8.js';
+// --- weight formats (ts/formats): one definition per format, and the format × backend table
+export { FORMATS, formatOf, formatLabel, type FormatKind, type WeightFormat as WeightFormatDefinition, type DeviceKind, type SavedTensor } from './formats/index.js';
+export { CAPABILITIES, supportOf, adaptWeight, checkPlacement, type Support, type PlacedFormat } from './formats/capabilities.js';
 export { saveBnbCheckpoint, bnbQuantizationConfig, checkpointTensors, type BnbConfigOptions } from './loading/save-bnb.js';
 export { GgufFile, dequantizeGguf, GGUF_DEQUANTIZABLE, type GgufTensorInfo, type GgufValue } from './loading/gguf.js';
 
@@ -43,10 +46,13 @@ export { StopStrings } from './generation/stopping.js';
 export type { SamplingOptions } from './generation/sampling.js';
 export { parseConfig, type DecoderConfig } from './models/config.js';
 export type { Backend, Activation, LinearHandle } from './backends/backend.js';
-export { deviceOf, type Device, type DeviceMap, type BackendOptions } from './models/device-map.js';
+export { deviceOf, type Device, type DeviceMap } from './models/device-map.js';
+export type { BackendOptions } from './models/make-backends.js';
 
 // --- CPU backend (wasm SIMD128 kernels) -------------------------------------------------------
-export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVector, ropeInvFreq, denseToFloat32, type CpuBackendOptions } from './backends/cpu/index.js';
+export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVector, type CpuBackendOptions } from './backends/cpu/index.js';
+export { ropeInvFreq } from './tensor/rope.js';
+export { denseToFloat32 } from './formats/dense.js';
 
 // --- WebGPU backend (WGSL kernels; Node: optional package `webgpu`) ------------------------------
 export {

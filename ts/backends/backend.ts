@@ -20,9 +20,10 @@
  * - `dispose()`: frees the backend's own resources (the GPU device); handles made with it are
  *   unusable afterwards. Models dispose a backend they created themselves (deviceMap 'gpu').
  */
-import type { LoadedWeight, DenseWeight } from '../loading/load-weights.js';
+import type { LoadedWeight, DenseWeight, DeviceKind } from '../formats/index.js';
 
-export type DeviceKind = 'cpu' | 'webgpu';
+export type { DeviceKind } from '../formats/index.js';
+export type { Llama3RopeScaling } from '../tensor/rope.js';
 
 export interface Activation {
   readonly device: DeviceKind;
@@ -145,12 +146,4 @@ export interface Backend {
   attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number): Activation;
   /** Rows [from, to) of x. */
   rows(x: Activation, from: number, to: number): Activation;
-}
-
-/** Llama 3 rope scaling (config.json rope_scaling / rope_parameters with rope_type "llama3"). */
-export interface Llama3RopeScaling {
-  factor: number;
-  lowFreqFactor: number;
-  highFreqFactor: number;
-  originalMaxPositionEmbeddings: number;
 }

@@ -15,24 +15,11 @@ import type { SafetensorsFile } from './safetensors.js';
 const QS_MARK = '.quant_state.bitsandbytes__';
 const QS_SUFFIXES = ['absmax', 'quant_map', 'nested_absmax', 'nested_quant_map'] as const;
 
-export interface Bnb4bitWeight {
-  kind: '4bit';
-  /** "<module>.weight" */
-  name: string;
-  packed: Uint8Array;
-  quantState: QuantState;
-}
-
-export interface Bnb8bitWeight {
-  kind: 'int8';
-  name: string;
-  /** [out, in] row-major. */
-  CB: Int8Array;
-  SCB: Float32Array;
-  shape: [number, number];
-}
-
-export type BnbWeight = Bnb4bitWeight | Bnb8bitWeight;
+// The weight types and their checkpoint form are the formats' (ts/formats): re-exported here.
+export type { Bnb4bitWeight, Bnb8bitWeight, BnbWeight } from '../formats/index.js';
+export { bnb4bitTensors } from '../formats/four-bit.js';
+export { bnb8bitTensors } from '../formats/int8.js';
+import type { Bnb4bitWeight, Bnb8bitWeight } from '../formats/index.js';
 
 /** transformers' `quantization_config` for bitsandbytes, as config.json stores it. */
 export interface BnbQuantizationConfigJson {
@@ -121,27 +108,5 @@ export function safetensorsToTorch(dtype: string): string {
   return t;
 }
 
-export function torchToSafetensors(dtype: string): SafetensorsDTypeName {
-  const m: Record<string, SafetensorsDTypeName> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16', uint8: 'U8', int8: 'I8', int32: 'I32' };
-  const t = m[dtype];
-  if (!t) throw new LowbitError('UNSUPPORTED_DTYPE', `dtype ${dtype} has no safetensors name here`);
-  return t;
-}
-type SafetensorsDTypeName = 'F32' | 'F16' | 'BF16' | 'U8' | 'I8' | 'I32';
-
-/** The tensors a 4-bit weight is saved as (bnb's Linear4bit._save_to_state_dict), keyed by full name. */
-export function bnb4bitTensors(weightName: string, packed: Uint8Array, quantState: QuantState): Array<{ name: string; dtype: SafetensorsDTypeName; shape: number[]; data: Uint8Array }> {
-  const out = [{ name: weightName, dtype: 'U8' as const, shape: [packed.length, 1], data: packed }];
-  for (const [k, t] of Object.entries(quantState.toDict())) out.push({ name: `${weightName}.${k}`, dtype: torchToSafetensors(t.dtype) as 'U8', shape: t.shape, data: t.data });
-  return out;
-}
-
-/** The tensors an 8-bit weight is saved as (Linear8bitLt._save_to_state_dict). */
-export function bnb8bitTensors(weightName: string, CB: Int8Array, SCB: Float32Array, shape: [number, number]): Array<{ name: string; dtype: SafetensorsDTypeName; shape: number[]; data: Uint8Array }> {
-  const module = weightName.replace(/\.weight$/, '');
-  return [
-    { name: weightName, dtype: 'I8', shape, data: new Uint8Array(CB.buffer, CB.byteOffset, CB.byteLength) },
-    { name: `${module}.SCB`, dtype: 'F32', shape: [SCB.length], data: new Uint8Array(SCB.buffer, SCB.byteOffset, SCB.byteLength) },
-    { name: `${module}.weight_format`, dtype: 'U8', shape: [], data: new Uint8Array([0]) },
-  ];
-}
+/** torch dtype name -> safetensors dtype (bitsandbytes quant-state tensors). */
+export { storedDTypeOfTorch as torchToSafetensors } from '../formats/four-bit.js';

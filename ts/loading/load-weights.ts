@@ -14,24 +14,18 @@ import { quantize4bit } from '../quant/blockwise4.js';
 import { int8VectorwiseQuant } from '../quant/int8.js';
 import type { QuantType4 } from '../quant/quant-state.js';
 import { fromHalf, toHalf } from '../tensor/dtypes.js';
-import { blockwise8Bytes, q8_0ToBlockwise8, type Blockwise8Weight } from './blockwise8.js';
-import { bnbAuxiliaryTensor, findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight } from './bnb-checkpoint.js';
-import { dequantizeGguf, GgufFile } from './gguf.js';
+import { q8_0ToBlockwise8 } from '../formats/blockwise8.js';
+import type { BnbWeight, DenseWeight, FormatKind, LoadedWeight } from '../formats/index.js';
+import { bnbAuxiliaryTensor, findBnbWeights, readBnb4bit, readBnb8bit } from './bnb-checkpoint.js';
+import { dequantizeGguf, GgufFile, type GgufTensorInfo } from './gguf.js';
 import { SafetensorsFile, type SafetensorsDType, type SafetensorsTensorInfo } from './safetensors.js';
 import { ProgressTracker, type ProgressCallback } from './sources/progress.js';
 import { listWeightFiles } from './sources/sharding.js';
 import type { ModelSource } from './sources/types.js';
 
-/** A tensor kept as stored (norms, embeddings, lm_head, biases, or everything when not quantizing). */
-export interface DenseWeight {
-  kind: 'dense';
-  name: string;
-  dtype: SafetensorsDType;
-  shape: number[];
-  data: Uint8Array;
-}
-
-export type LoadedWeight = DenseWeight | BnbWeight | Blockwise8Weight;
+// The weights a load yields are the formats' (ts/formats): re-exported for existing importers.
+export type { DenseWeight, LoadedWeight } from '../formats/index.js';
+export { weightBytes } from '../formats/index.js';
 
 export interface QuantizeOnLoad {
   /** 'nf4' | 'fp4' | 'int4' (4-bit block-wise) or 'int8' (LLM.int8 vector-wise). */
@@ -204,13 +198,14 @@ function byKeyThen<T extends { name: string }>(key: ((name: string) => number) |
   return (a, b) => key(a.name) - key(b.name) || offset(a) - offset(b);
 }
 
-/** Bytes a loaded weight occupies (packed codes + quantization state, or the dense data). */
-export function weightBytes(w: LoadedWeight): number {
-  if (w.kind === 'dense') return w.data.byteLength;
-  if (w.kind === 'int8') return w.CB.byteLength + w.SCB.byteLength;
-  if (w.kind === 'blockwise8') return blockwise8Bytes(w);
-  const st = w.quantState;
-  return w.packed.byteLength + st.absmax.byteLength + st.code.byteLength + (st.state2 ? st.state2.absmax.byteLength + st.state2.code.byteLength : 0);
+/**
+ * The format a GGUF tensor is loaded as when it is not quantized on load: Q8_0 linear weights
+ * stay block-wise 8-bit (unless `keepQ8_0` is false), everything else is dense (ggml-quantized
+ * types widened to f32). What placement checks and sizes before anything is read.
+ */
+export function ggufLoadedFormat(t: Pick<GgufTensorInfo, 'name' | 'ggmlType' | 'shape'>, quantization: QuantizeOnLoad | undefined, keepQ8_0 = true): FormatKind {
+  // A linear weight by name and shape (embeddings are not; lm_head / output is).
+  return !quantization && keepQ8_0 && t.ggmlType === 'Q8_0' && isQuantizableLinear({ name: t.name, dtype: 'F32', shape: t.shape }, []) ? 'blockwise8' : 'dense';
 }
 
 const GGUF_PLAIN: Record<string, SafetensorsDType> = { F32: 'F32', F16: 'F16', BF16: 'BF16' };
@@ -238,8 +233,7 @@ async function* loadGguf(source: ModelSource, file: string, quantization: Quanti
       next = i + 1 < order.length ? gg.read(order[i + 1]!.name, signal) : undefined;
       next?.catch(() => {});
       const plain = GGUF_PLAIN[t.ggmlType];
-      // A linear weight by name and shape (embeddings are not; lm_head / output is).
-      if (!quantization && (options.keepQ8_0 ?? true) && t.ggmlType === 'Q8_0' && isQuantizableLinear({ name: t.name, dtype: 'F32', shape: t.shape }, [])) {
+      if (ggufLoadedFormat(t, quantization, options.keepQ8_0) === 'blockwise8') {
         const out = q8_0ToBlockwise8(t.name, t.shape, data, gg.name);
         tracker.add({ bytes: t.nBytes, tensors: 1, file });
         yield out;

@@ -5,10 +5,11 @@
  */
 import { callWasm, LowbitError } from '../errors.js';
 import { wasm } from '../runtime/wasm.js';
+import type { StoredDType } from '../tensor/dtypes.js';
 import type { ByteRange } from './sources/types.js';
 
 /** safetensors dtypes (as written in the header). */
-export type SafetensorsDType = 'BOOL' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3' | 'I16' | 'U16' | 'F16' | 'BF16' | 'I32' | 'U32' | 'F32' | 'F64' | 'I64' | 'U64' | (string & {});
+export type SafetensorsDType = StoredDType;
 
 export interface SafetensorsTensorInfo {
   name: string;

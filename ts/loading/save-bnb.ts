@@ -1,7 +1,6 @@
 /** Saving quantized weights as a bitsandbytes checkpoint that transformers loads. */
-import { LowbitError } from '../errors.js';
-import { bnb4bitTensors, bnb8bitTensors, type BnbQuantizationConfigJson } from './bnb-checkpoint.js';
-import type { LoadedWeight } from './load-weights.js';
+import { formatOf, type LoadedWeight } from '../formats/index.js';
+import type { BnbQuantizationConfigJson } from './bnb-checkpoint.js';
 import { writeSafetensorsFile, type TensorToSave } from './safetensors-writer.js';
 
 export interface BnbConfigOptions {
@@ -35,15 +34,9 @@ export function bnbQuantizationConfig(o: BnbConfigOptions): BnbQuantizationConfi
 
 /** The safetensors tensors of a set of loaded weights, named as transformers names them. */
 export function checkpointTensors(weights: Iterable<LoadedWeight>): TensorToSave[] {
+  // Each format knows its checkpoint form (or refuses: int4, block-wise 8-bit).
   const out: TensorToSave[] = [];
-  for (const w of weights) {
-    if (w.kind === 'dense') out.push({ name: w.name, dtype: w.dtype, shape: w.shape, data: w.data });
-    else if (w.kind === 'blockwise8') throw new LowbitError('UNSUPPORTED_QUANT_TYPE', `${w.name}: block-wise 8-bit linear weights (GGUF Q8_0) have no bitsandbytes checkpoint form; load with a quantization config (or keepQ8_0: false)`);
-    else if (w.kind === '4bit') {
-      if (w.quantState.quantType === 'int4') throw new LowbitError('UNSUPPORTED_QUANT_TYPE', `${w.name}: int4 is lowbit's own format; bitsandbytes checkpoints hold nf4 or fp4`);
-      out.push(...bnb4bitTensors(w.name, w.packed, w.quantState));
-    } else out.push(...bnb8bitTensors(w.name, w.CB, w.SCB, w.shape));
-  }
+  for (const w of weights) out.push(...formatOf(w).save(w));
   return out;
 }
 

@@ -8,7 +8,9 @@ import type { ProgressCallback } from '../loading/sources/progress.js';
 import type { BitsAndBytesConfig } from './bnb-config.js';
 import type { CausalLM, ModelWeights } from './causal-lm.js';
 import { parseConfig } from './config.js';
-import { backendFor, budgetsOf, checkDeviceMap, makeCpuBackend, makeGpuBackend, moduleNames, planDevices, singleDevice, wantsGpu, type BackendOptions, type ModuleSize } from './device-map.js';
+import { checkDeviceMap, checkModuleFormats, moduleNames, planDevices, singleDevice, wantsGpu, type Device, type ModuleSize } from './device-map.js';
+import { backendFor, budgetsOf, makeCpuBackend, makeGpuBackend, type BackendOptions } from './make-backends.js';
+import { everyFormatNativeOn } from '../formats/capabilities.js';
 import { moduleSizes, safetensorsInfos } from './module-sizes.js';
 import type { CausalLMOptions, Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
@@ -76,12 +78,20 @@ export const AutoModelForCausalLM = {
       }
       const placer: Placer = async (config, sizes) => {
         const modelOptions: CausalLMOptions = { keepHostWeights: options.keepHostWeights !== false, cpuBackend: () => makeCpuBackend(options) };
-        if (options.backend !== undefined) return { placement: options.backend, options: modelOptions };
+        // Weight formats are checked against their devices before any weight is read (converted or refused).
+        const formatsChecked = (plan: Map<string, Device>, modules: ModuleSize[] | undefined) => ({ ...modelOptions, formatConversions: modules === undefined ? [] : checkModuleFormats(plan, modules) });
+        if (options.backend !== undefined) {
+          const d: Device = options.backend.device === 'cpu' ? 'cpu' : 'gpu';
+          const plan = new Map(moduleNames(config).map((n) => [n, d]));
+          return { placement: options.backend, options: formatsChecked(plan, everyFormatNativeOn(options.backend.device) ? undefined : await sizes()) };
+        }
         const map = options.deviceMap ?? 'cpu';
         const { budgets, explicit } = budgetsOf(options, gpu);
         const single = singleDevice(map);
-        const needSizes = single === undefined || explicit.gpu !== undefined || explicit.cpu !== undefined;
-        const plan = needSizes ? planDevices(gpu === undefined && map === 'auto' ? 'cpu' : map, await sizes(), budgets, explicit) : new Map(moduleNames(config).map((n) => [n, single!]));
+        const needSizes = single === undefined || explicit.gpu !== undefined || explicit.cpu !== undefined || !everyFormatNativeOn(single === 'gpu' ? 'webgpu' : 'cpu');
+        const modules = needSizes ? await sizes() : undefined;
+        const plan = modules !== undefined ? planDevices(gpu === undefined && map === 'auto' ? 'cpu' : map, modules, budgets, explicit) : new Map(moduleNames(config).map((n) => [n, single!]));
+        const checkedOptions = formatsChecked(plan, modules);
         const used = new Set(plan.values());
         let cpu: Backend | undefined;
         if (used.has('cpu')) {
@@ -94,7 +104,7 @@ export const AutoModelForCausalLM = {
           gpu = undefined;
         }
         const g = gpu;
-        return { placement: (name: string) => (plan.get(name) === 'gpu' ? g! : cpu!), options: modelOptions };
+        return { placement: (name: string) => (plan.get(name) === 'gpu' ? g! : cpu!), options: checkedOptions };
       };
       const source = await resolveSource(input, options);
       // The tokenizer first: it is small, and a broken one fails before any weight is read.

@@ -1,7 +1,6 @@
 /** What every causal LM shares: the KV-cache position, logits, greedy / sampled generation, footprint. */
 import { LowbitError } from '../errors.js';
 import type { Activation, Backend } from '../backends/backend.js';
-import { CpuBackend } from '../backends/cpu/index.js';
 import type { LoadedWeight } from '../loading/load-weights.js';
 import { moduleNames, moduleOfTensor } from './device-map.js';
 import { WeightMap } from './weights.js';
@@ -79,8 +78,13 @@ export type Placement = Backend | ((module: string) => Backend);
 export interface CausalLMOptions {
   /** Keep host copies of the weights of modules not on the CPU, for the CPU fallback (default true). */
   keepHostWeights?: boolean;
-  /** Makes the CPU backend a fallback uses when the model has none (default CpuBackend.create()). */
+  /**
+   * Makes the CPU backend a fallback uses when the model has none (fromPretrained passes one;
+   * without it a model with no CPU module cannot fall back). Models name no concrete backend.
+   */
   cpuBackend?: () => Promise<Backend>;
+  /** Weight-format conversions placement decided (formats/capabilities.ts), reported by `formatConversions`. */
+  formatConversions?: string[];
 }
 
 export interface MemoryFootprint {
@@ -111,6 +115,14 @@ export abstract class CausalLM {
     private readonly options: CausalLMOptions = {},
   ) {
     this.placeOf = typeof placement === 'function' ? placement : () => placement;
+  }
+
+  /**
+   * Weights converted because their device has no kernel for their format, one line per module
+   * and format ("model.layers.0 on webgpu: q8_0 -> float32 (...)"); empty when none were.
+   */
+  get formatConversions(): readonly string[] {
+    return this.options.formatConversions ?? [];
   }
 
   /** The backend of the output (lm_head): where logits, argmax and top-k are computed. */
@@ -334,7 +346,8 @@ export abstract class CausalLM {
     if (missing.length > 0) throw new LowbitError('DEVICE_LOST', `the GPU device was lost (${info.reason}: ${info.message}) and modules ${missing.join(', ')} have no host copy to rebuild them on the CPU (keepHostWeights: false)`);
     let cpu = this.modules.find((m) => m.backend.device === 'cpu')?.backend;
     if (cpu === undefined) {
-      cpu = await (this.options.cpuBackend?.() ?? CpuBackend.create());
+      if (this.options.cpuBackend === undefined) throw new LowbitError('DEVICE_LOST', `the GPU device was lost (${info.reason}: ${info.message}) and this model has no CPU backend to fall back to (give CausalLMOptions.cpuBackend, as fromPretrained does)`);
+      cpu = await this.options.cpuBackend();
       this.ownedBackends.push(cpu);
     }
     for (const m of moving) {

@@ -13,12 +13,13 @@
  *
  * Sizes come from tensor metadata and the quantization choice before any weight is read
  * (moduleSizes); a model that does not fit within the budgets is refused with OUT_OF_MEMORY
- * before anything is allocated.
+ * before anything is allocated, and each module's weight formats are checked against the device
+ * it is placed on (checkModuleFormats: converted or refused, formats/capabilities.ts). The
+ * backends themselves are made in make-backends.ts.
  */
-import type { Backend } from '../backends/backend.js';
-import { CpuBackend } from '../backends/cpu/index.js';
-import { WebGpuBackend, type WebGpuBackendOptions } from '../backends/webgpu/index.js';
 import { LowbitError } from '../errors.js';
+import { checkPlacement } from '../formats/capabilities.js';
+import type { FormatKind } from '../formats/index.js';
 import type { DecoderConfig } from './config.js';
 
 export type Device = 'cpu' | 'gpu';
@@ -28,25 +29,6 @@ export type DeviceMap = 'auto' | Device | Record<string, Device>;
 export interface MaxMemory {
   gpu?: number | string;
   cpu?: number | string;
-}
-
-export interface BackendOptions {
-  deviceMap?: DeviceMap;
-  /** Budgets for deviceMap 'auto' (and a check for explicit maps when given). See defaultGpuBudget. */
-  maxMemory?: MaxMemory;
-  /** A backend to build on (overrides deviceMap; the caller keeps ownership). */
-  backend?: Backend;
-  /** For deviceMap 'gpu' / 'auto' / maps naming 'gpu': a navigator.gpu-like object (Node: `create([])` from the `webgpu` package). */
-  gpu?: GPU;
-  /** WebGPU backend options for the GPU backend fromPretrained makes. */
-  webgpu?: Omit<WebGpuBackendOptions, 'gpu'>;
-  /** Threads of the CPU backend fromPretrained makes: 'auto' (default: every core where threads work) or a count; 1 = one thread. */
-  threads?: number | 'auto';
-  /**
-   * Keep the host copy of GPU modules' weights so that generation can go on on the CPU when the
-   * GPU device is lost (default true; costs host memory about the size of those weights).
-   */
-  keepHostWeights?: boolean;
 }
 
 const bad = (m: string): never => {
@@ -64,16 +46,6 @@ export function parseBytes(v: number | string, what: string): number {
   const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$/i.exec(v) : null;
   if (!m) return bad(`${what} must be bytes or a size like '2GiB' / '512MB', got ${JSON.stringify(v)}`);
   return Math.floor(Number(m[1]) * UNITS[(m[2] ?? 'B').toUpperCase()]!);
-}
-
-/**
- * The GPU budget 'auto' uses when maxMemory.gpu is not given. WebGPU does not report how much
- * memory a device has; the adapter's maxBufferSize (the largest single buffer it promises) is
- * the one size it does state, so it is the default: conservative on discrete GPUs (often 2–4
- * GiB of a larger card), and it keeps a model within what the implementation accepts at once.
- */
-export function defaultGpuBudget(gpu: WebGpuBackend): number {
-  return gpu.maxBufferSize;
 }
 
 /** Checks a deviceMap's shape (values 'cpu' / 'gpu'); modules are checked by planDevices. */
@@ -95,8 +67,30 @@ export function wantsGpu(d: DeviceMap | undefined): boolean {
 export interface ModuleSize {
   name: string;
   bytes: number;
+  /** Bytes on the GPU where they differ from `bytes` (a format the GPU converts, see formats/capabilities.ts). */
+  gpuBytes?: number;
   /** A tied lm_head: the module whose weight it uses (it needs a copy of that weight elsewhere). */
   tiedTo?: string;
+  /** The weight formats its tensors load as (checked against the device it is placed on). */
+  formats?: { kind: FormatKind; label: string }[];
+}
+
+/** A module's bytes on a device. */
+function bytesOn(m: ModuleSize, d: Device): number {
+  return d === 'gpu' ? m.gpuBytes ?? m.bytes : m.bytes;
+}
+
+/**
+ * Consults the format × backend table for every module as placed, before any weight is read:
+ * UNSUPPORTED_QUANT_TYPE for a format its device refuses; otherwise one line per conversion.
+ */
+export function checkModuleFormats(plan: ReadonlyMap<string, Device>, modules: readonly ModuleSize[]): string[] {
+  return checkPlacement(
+    modules.flatMap((m) => {
+      const d = plan.get(m.name);
+      return d === undefined ? [] : (m.formats ?? []).map((f) => ({ module: m.name, device: d === 'gpu' ? ('webgpu' as const) : ('cpu' as const), kind: f.kind, label: f.label }));
+    }),
+  );
 }
 
 /** Module names in the order a forward pass runs them. */
@@ -144,9 +138,9 @@ export function planDevices(map: DeviceMap, modules: readonly ModuleSize[], budg
         out.set(m.name, out.get(m.tiedTo)!);
         continue;
       }
-      if (!full && m.bytes <= gpuLeft) {
+      if (!full && bytesOn(m, 'gpu') <= gpuLeft) {
         out.set(m.name, 'gpu');
-        gpuLeft -= m.bytes;
+        gpuLeft -= bytesOn(m, 'gpu');
       } else {
         full = true;
         out.set(m.name, 'cpu');
@@ -169,7 +163,8 @@ export function planDevices(map: DeviceMap, modules: readonly ModuleSize[], budg
   const used: Budgets = { gpu: 0, cpu: 0 };
   for (const m of modules) {
     const d = out.get(m.name)!;
-    const bytes = m.tiedTo !== undefined ? (out.get(m.tiedTo) === d ? 0 : size.get(m.tiedTo)?.bytes ?? 0) : m.bytes;
+    const table = m.tiedTo === undefined ? undefined : size.get(m.tiedTo);
+    const bytes = m.tiedTo !== undefined ? (out.get(m.tiedTo) === d || table === undefined ? 0 : bytesOn(table, d)) : bytesOn(m, d);
     used[d] += bytes;
   }
   const limit: Partial<Budgets> = map === 'auto' ? budgets : explicit;
@@ -198,37 +193,4 @@ export function deviceOf(d: DeviceMap | undefined): Device {
   const s = singleDevice(d);
   if (s === undefined) bad(`deviceMap ${JSON.stringify(d)} places modules on several devices; this call needs one device`);
   return s!;
-}
-
-export async function makeGpuBackend(o: BackendOptions): Promise<WebGpuBackend> {
-  return WebGpuBackend.create({ ...o.webgpu, ...(o.gpu ? { gpu: o.gpu } : {}) });
-}
-
-export async function makeCpuBackend(o: BackendOptions): Promise<CpuBackend> {
-  // The model owns the CPU backend it gets: dispose() stops its worker threads.
-  return CpuBackend.create(o.threads === undefined ? {} : { threads: o.threads });
-}
-
-/** The backend for a whole-model deviceMap, and whether the model owns (and disposes) it. */
-export async function backendFor(o: BackendOptions): Promise<{ backend: Backend; owned: boolean }> {
-  const device = deviceOf(o.deviceMap);
-  if (o.backend !== undefined) {
-    const want = device === 'gpu' ? 'webgpu' : 'cpu';
-    if (o.deviceMap !== undefined && o.backend.device !== want) throw new LowbitError('INVALID_ARGUMENT', `deviceMap '${device}' but the given backend runs on '${o.backend.device}'`);
-    return { backend: o.backend, owned: false };
-  }
-  if (device === 'gpu') return { backend: await makeGpuBackend(o), owned: true };
-  return { backend: await makeCpuBackend(o), owned: true };
-}
-
-/** The budgets of maxMemory (given ones, and the defaults 'auto' uses). */
-export function budgetsOf(o: BackendOptions, gpu: WebGpuBackend | undefined): { budgets: Budgets; explicit: Partial<Budgets> } {
-  const explicit: Partial<Budgets> = {};
-  if (o.maxMemory !== undefined) {
-    if (typeof o.maxMemory !== 'object' || o.maxMemory === null) bad(`maxMemory must be { gpu?, cpu? }, got ${JSON.stringify(o.maxMemory)}`);
-    for (const k of Object.keys(o.maxMemory)) if (k !== 'gpu' && k !== 'cpu') bad(`maxMemory.${k}: only 'gpu' and 'cpu' budgets exist`);
-    if (o.maxMemory.gpu !== undefined) explicit.gpu = parseBytes(o.maxMemory.gpu, 'maxMemory.gpu');
-    if (o.maxMemory.cpu !== undefined) explicit.cpu = parseBytes(o.maxMemory.cpu, 'maxMemory.cpu');
-  }
-  return { budgets: { gpu: gpu === undefined ? 0 : explicit.gpu ?? defaultGpuBudget(gpu), cpu: explicit.cpu ?? Infinity }, explicit };
 }

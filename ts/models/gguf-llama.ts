@@ -13,12 +13,12 @@
  *   then quantized. Q8_0 weights kept 8-bit (no quantization config) have whole blocks per row
  *   (ggml requires in % 32 == 0), so their rows move with their scales.
  */
-import type { RopeSpec } from '../backends/backend.js';
-import { ropeInvFreq } from '../backends/cpu/index.js';
+import { ropeInvFreq } from '../tensor/rope.js';
 import { LowbitError } from '../errors.js';
 import { GgufFile, type GgufTensorInfo, type GgufValue } from '../loading/gguf.js';
-import { permuteRowsBlockwise8, type Blockwise8Weight } from '../loading/blockwise8.js';
-import { isQuantizableLinear, loadWeights, type DenseWeight, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
+import { permuteRowsBlockwise8, type Blockwise8Weight } from '../formats/blockwise8.js';
+import { FORMATS } from '../formats/index.js';
+import { ggufLoadedFormat, isQuantizableLinear, loadWeights, type DenseWeight, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { listWeightFiles } from '../loading/sources/sharding.js';
 import type { ModelSource } from '../loading/sources/types.js';
 import type { FromPretrainedOptions, Placer } from './auto.js';
@@ -225,8 +225,9 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
       const n = t.shape.reduce((a, b) => a * b, 1);
       const meta = { name: hf, dtype: t.ggmlType === 'F16' || t.ggmlType === 'BF16' || t.ggmlType === 'F32' ? t.ggmlType : 'F32', shape: t.shape };
       const quantize = quantization !== undefined && quantizable(meta, hf) && t.shape.length === 2;
-      const loadedBytes = ['F32', 'F16', 'BF16'].includes(t.ggmlType) ? t.nBytes : t.ggmlType === 'Q8_0' && !quantization ? n + (n / 32) * 4 : n * 4;
-      return [{ name: hf, shape: t.shape, bytes: t.nBytes, quantize, loadedBytes }];
+      const format = ggufLoadedFormat(t, quantization);
+      const loadedBytes = format !== 'dense' ? FORMATS[format].estimateBytes(t.shape) : ['F32', 'F16', 'BF16'].includes(t.ggmlType) ? t.nBytes : n * 4;
+      return [{ name: hf, shape: t.shape, bytes: t.nBytes, quantize, loadedBytes, format, ...(format === 'blockwise8' ? { label: 'q8_0' } : {}) }];
     });
     return moduleSizes(config, infoSizes, quantization, maxPositions);
   });
@@ -250,7 +251,7 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
   };
   const model = await streamInto(
     config,
-    (weights) => new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions),
+    (weights): LlamaForCausalLM => new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions),
     (o) => loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}), ...o }),
     toHf,
     (n) => (n === 'rope_freqs.weight' ? undefined : ggufToHfName(n)),
@@ -262,9 +263,7 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
       const invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
       if (ropeFreqs !== undefined && ropeFreqs.length !== invFreq.length) throw new LowbitError('MALFORMED_FILE', `${file}: rope_freqs.weight has ${ropeFreqs.length} values, expected ${invFreq.length}`, { file });
       for (let i = 0; i < invFreq.length; i++) invFreq[i] = invFreq[i]! / (ropeFreqs?.[i] ?? 1) / (ropeExtra.linearFactor ?? 1);
-      const m = model as unknown as { rope?: RopeSpec };
-      if (m.rope === undefined) throw new LowbitError('INTERNAL', 'LlamaForCausalLM no longer keeps its rope spec in `rope`: update gguf-llama.ts');
-      m.rope = { headDim: config.headDim, invFreq };
+      model.setRopeInvFreq(invFreq);
     }
   } catch (e) {
     model.dispose();

@@ -5,7 +5,7 @@
 import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle } from '../backends/backend.js';
 import { LowbitError } from '../errors.js';
 import type { DenseWeight } from '../loading/load-weights.js';
-import { ropeInvFreq } from '../backends/cpu/index.js';
+import { ropeInvFreq } from '../tensor/rope.js';
 import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WeightMap } from './weights.js';
@@ -32,6 +32,16 @@ export class LlamaForCausalLM extends CausalLM {
     super(config, placement, maxPositions, options);
     this.rope = { headDim: config.headDim, invFreq: ropeInvFreq(config.headDim, config.ropeTheta, config.llama3) };
     this.buildModules(weights);
+  }
+
+  /**
+   * Replaces the rope inverse frequencies (headDim / 2 of them): for scalings the config cannot
+   * express, such as a GGUF's rope_freqs tensor or linear scaling. Takes effect on the next forward.
+   */
+  setRopeInvFreq(invFreq: Float32Array): void {
+    const want = this.config.headDim / 2;
+    if (!(invFreq instanceof Float32Array) || invFreq.length !== want) throw new LowbitError('INVALID_ARGUMENT', `rope needs ${want} inverse frequencies (headDim ${this.config.headDim} / 2), got ${invFreq instanceof Float32Array ? invFreq.length : typeof invFreq}`);
+    this.rope = { headDim: this.config.headDim, invFreq: invFreq.slice() };
   }
 
   /** lm_head tied to the embedding (no lm_head.weight of its own). */

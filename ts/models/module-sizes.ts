@@ -5,6 +5,8 @@
  * layer's f32 KV cache. Backends add a little (row padding, split parts); 'auto' budgets are
  * estimates at that precision.
  */
+import { estimateBytesOn } from '../formats/capabilities.js';
+import { FORMATS, type FormatKind } from '../formats/index.js';
 import type { QuantizeOnLoad } from '../loading/load-weights.js';
 import { SafetensorsFile } from '../loading/safetensors.js';
 import { listWeightFiles } from '../loading/sources/sharding.js';
@@ -23,33 +25,57 @@ export interface TensorSizeInfo {
   quantize: boolean;
   /** bytes once loaded when not quantized and not as stored (GGUF ggml types widened to f32, Q8_0 kept 8-bit) */
   loadedBytes?: number;
+  /** The format it loads as when not quantized on load (default dense; GGUF Q8_0 linears: blockwise8). */
+  format?: FormatKind;
+  /** A label for messages (e.g. 'q8_0'). */
+  label?: string;
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
-/** Bytes of one weight after quantize-on-load. */
-export function quantizedBytes(shape: readonly number[], q: QuantizeOnLoad): number {
-  const n = numel(shape);
-  if (q.quantType === 'int8') return n + shape[0]! * 4;
-  return Math.ceil(n / 2) + Math.ceil(n / (q.blocksize ?? 64)) * 4;
+/** The format quantize-on-load gives. */
+function quantizedFormat(q: QuantizeOnLoad): FormatKind {
+  return q.quantType === 'int8' ? 'int8' : '4bit';
 }
 
-/** Per module, in forward order; a tied lm_head has no bytes of its own (tiedTo names its table). */
+/** Bytes of one weight after quantize-on-load. */
+export function quantizedBytes(shape: readonly number[], q: QuantizeOnLoad): number {
+  return FORMATS[quantizedFormat(q)].estimateBytes(shape, { blocksize: q.blocksize ?? 64 });
+}
+
+/**
+ * Per module, in forward order; a tied lm_head has no bytes of its own (tiedTo names its table).
+ * Each module also says which weight formats it holds and, where the capability table converts
+ * one of them on the GPU (GGUF Q8_0 -> f32), its bytes there.
+ */
 export function moduleSizes(config: DecoderConfig, tensors: Iterable<TensorSizeInfo>, quantization: QuantizeOnLoad | undefined, maxPositions: number): ModuleSize[] {
   const names = moduleNames(config);
   const bytes = new Map(names.map((n) => [n, 0]));
+  const gpuBytes = new Map(names.map((n) => [n, 0]));
+  const formats = new Map(names.map((n) => [n, new Map<string, { kind: FormatKind; label: string }>()]));
   for (const t of tensors) {
     const m = moduleOfTensor(config, t.name);
     if (m === undefined || !bytes.has(m)) continue;
-    const b = t.quantize && quantization ? quantizedBytes(t.shape, quantization) : t.loadedBytes ?? t.bytes;
+    const quantized = t.quantize && quantization !== undefined;
+    const kind = quantized ? quantizedFormat(quantization) : t.format ?? 'dense';
+    const b = quantized ? quantizedBytes(t.shape, quantization) : t.loadedBytes ?? t.bytes;
+    // what the GPU holds: the same, unless the table converts this format there
+    const g = kind === 'dense' || quantized ? b : estimateBytesOn(kind, 'webgpu', t.shape);
     bytes.set(m, bytes.get(m)! + b);
+    gpuBytes.set(m, gpuBytes.get(m)! + g);
+    const label = t.label ?? (quantized ? (quantization.quantType === 'int8' ? 'int8' : `4bit-${quantization.quantType}`) : kind);
+    formats.get(m)!.set(label, { kind, label });
   }
   const kvHeads = config.family === 'gpt2' ? config.numHeads : config.numKvHeads;
   const cache = 2 * maxPositions * kvHeads * config.headDim * 4;
   const embed = config.family === 'gpt2' ? 'transformer.wte' : 'model.embed_tokens';
   return names.map((name) => {
     if (name === 'lm_head' && bytes.get(name) === 0) return { name, bytes: 0, tiedTo: embed };
-    return { name, bytes: bytes.get(name)! + (/\.(layers|h)\.\d+$/.test(name) ? cache : 0) };
+    const extra = /\.(layers|h)\.\d+$/.test(name) ? cache : 0;
+    const fm = [...formats.get(name)!.values()];
+    const gpu = gpuBytes.get(name)! + extra;
+    const b = bytes.get(name)! + extra;
+    return { name, bytes: b, ...(gpu !== b ? { gpuBytes: gpu } : {}), formats: fm };
   });
 }
 

@@ -11,16 +11,16 @@ import { moduleNames, moduleOfTensor } from './device-map.js';
  * the built model plus one module's tensors, not the whole checkpoint twice. On an error (a bad
  * tensor, an abort) the modules built so far are freed before it propagates.
  */
-export async function streamInto(
+export async function streamInto<M extends CausalLM>(
   config: DecoderConfig,
-  make: (weights: ModelWeights) => CausalLM,
+  make: (weights: ModelWeights) => M,
   load: (o: { onTensors: (names: string[]) => void; orderBy: (name: string) => number }) => AsyncIterable<LoadedWeight>,
   rename: (w: LoadedWeight) => LoadedWeight | undefined = (w) => w,
   renameName: (name: string) => string | undefined = (n) => n,
-): Promise<CausalLM> {
+): Promise<M> {
   const modules = moduleNames(config);
   const index = new Map(modules.map((n, i) => [n, i]));
-  let model: CausalLM | undefined;
+  let model: M | undefined;
   try {
     const orderBy = (name: string) => {
       const hf = renameName(name);

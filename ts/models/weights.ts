@@ -1,10 +1,11 @@
 /** Turning loaded tensors into backend handles: lookups with clear errors, GPT-2's Conv1D layout. */
 import { LowbitError } from '../errors.js';
 import { quantize4bit } from '../quant/blockwise4.js';
-import { QuantState } from '../quant/quant-state.js';
 import { int8VectorwiseQuant } from '../quant/int8.js';
-import { fromHalf, toHalf } from '../tensor/dtypes.js';
-import type { DenseWeight, LoadedWeight, QuantizeOnLoad } from '../loading/load-weights.js';
+import { toHalf } from '../tensor/dtypes.js';
+import { denseToFloat32 } from '../formats/dense.js';
+import { formatOf, type DenseWeight, type LoadedWeight } from '../formats/index.js';
+import type { QuantizeOnLoad } from '../loading/load-weights.js';
 
 export class WeightMap {
   constructor(protected readonly m: Map<string, LoadedWeight>) {}
@@ -48,13 +49,8 @@ export class WeightMap {
   }
 }
 
-/** A dense weight as f32. */
-export function denseToF32(w: DenseWeight): Float32Array {
-  const b = w.data.byteOffset % 4 === 0 ? w.data : w.data.slice();
-  if (w.dtype === 'F32') return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
-  if (w.dtype === 'F16' || w.dtype === 'BF16') return fromHalf({ dtype: w.dtype === 'F16' ? 'float16' : 'bfloat16', data: new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) });
-  throw new LowbitError('UNSUPPORTED_DTYPE', `${w.name}: dtype ${w.dtype} is not a float dtype`);
-}
+/** A dense weight as f32 (may share memory with w.data for F32). */
+export const denseToF32: (w: DenseWeight) => Float32Array = denseToFloat32;
 
 /** [rows, cols] -> [cols, rows], keeping the dtype (GPT-2's Conv1D stores Linear weights transposed). */
 export function transposeDense(w: DenseWeight): DenseWeight {
@@ -78,40 +74,12 @@ export function quantizeDense(w: DenseWeight, q: QuantizeOnLoad): LoadedWeight {
   return { kind: '4bit', name: w.name, packed, quantState };
 }
 
-/** Splits a [parts * n, k] weight by rows into `parts` weights of [n, k] (GPT-2's fused c_attn). */
+/** Splits a [parts * n, k] weight by rows into `parts` weights of [n, k] (GPT-2's fused c_attn), each in its own format. */
 export function splitRows(w: LoadedWeight, parts: number): LoadedWeight[] {
-  if (w.kind === 'dense') {
-    const [r, k] = w.shape as [number, number];
-    const size = w.data.length / (r * k);
-    const n = r / parts;
-    return Array.from({ length: parts }, (_, p) => ({ ...w, name: `${w.name}[${p}]`, shape: [n, k], data: w.data.slice(p * n * k * size, (p + 1) * n * k * size) }));
-  }
-  if (w.kind === 'int8') {
-    const [r, k] = w.shape;
-    const n = r / parts;
-    return Array.from({ length: parts }, (_, p) => ({ ...w, name: `${w.name}[${p}]`, shape: [n, k] as [number, number], CB: w.CB.slice(p * n * k, (p + 1) * n * k), SCB: w.SCB.slice(p * n, (p + 1) * n) }));
-  }
-  if (w.kind === 'blockwise8') {
-    const [r, k] = w.shape;
-    const n = r / parts;
-    const per = n * k;
-    if (per % w.blocksize !== 0) throw new LowbitError('UNSUPPORTED_DTYPE', `${w.name}: cannot split a block-wise 8-bit [${r}, ${k}] weight into ${parts} parts on blocksize-${w.blocksize} boundaries`);
-    const nb = per / w.blocksize;
-    return Array.from({ length: parts }, (_, p) => ({ ...w, name: `${w.name}[${p}]`, shape: [n, k] as [number, number], q: w.q.slice(p * per, (p + 1) * per), absmax: w.absmax.slice(p * nb, (p + 1) * nb) }));
-  }
-  const st = w.quantState;
-  const [r, k] = st.shape as [number, number];
+  const f = formatOf(w);
+  const [r] = f.shape(w);
   const n = r / parts;
-  const per = n * k;
-  if (per % st.blocksize !== 0 || per % 2 !== 0) throw new LowbitError('UNSUPPORTED_DTYPE', `${w.name}: cannot split a 4-bit [${r}, ${k}] weight into ${parts} parts on blocksize-${st.blocksize} boundaries`);
-  const absmax = st.absmaxF32();
-  const nb = per / st.blocksize;
-  return Array.from({ length: parts }, (_, p) => {
-    const part = { ...w, name: `${w.name}[${p}]`, packed: w.packed.slice((p * per) / 2, ((p + 1) * per) / 2) };
-    // A plain-absmax state for the part (double-quantized absmax are rebuilt to f32 first).
-    const qs = new QuantState({ quantType: st.quantType, blocksize: st.blocksize, dtype: st.dtype, shape: [n, k], code: st.code, absmax: absmax.slice(p * nb, (p + 1) * nb) });
-    return { ...part, quantState: qs };
-  });
+  return Array.from({ length: parts }, (_, p) => f.sliceRows(w, p * n, (p + 1) * n, `${w.name}[${p}]`));
 }
 
 /** Splits a 1-D tensor into `parts` equal pieces (the fused q/k/v bias). */

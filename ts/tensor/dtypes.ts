@@ -1,6 +1,12 @@
 import { callWasm } from '../errors.js';
 import { wasm } from '../runtime/wasm.js';
 
+/**
+ * How a stored tensor's elements are encoded, as safetensors headers name them (GGUF F32 / F16 /
+ * BF16 use the same names). Defined here, below every layer that reads or writes tensors.
+ */
+export type StoredDType = 'BOOL' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3' | 'I16' | 'U16' | 'F16' | 'BF16' | 'I32' | 'U32' | 'F32' | 'F64' | 'I64' | 'U64' | (string & {});
+
 /** Floating dtypes, named as torch names them (and as bitsandbytes writes them in its JSON). */
 export type FloatDType = 'float32' | 'float16' | 'bfloat16';
 export type HalfDType = 'float16' | 'bfloat16';

@@ -13,33 +13,26 @@
  * attention, ...) runs on the main thread. Results are bit-identical to one thread.
  */
 import { callWasm, LowbitError } from '../../errors.js';
-import type { DenseWeight, LoadedWeight } from '../../loading/load-weights.js';
+import { denseData, denseToFloat32 } from '../../formats/dense.js';
+import { adaptWeight } from '../../formats/capabilities.js';
+import { formatLabel, formatOf, type DenseWeight, type LoadedWeight } from '../../formats/index.js';
 import { init, wasm, wasmModule, type WasmSource } from '../../runtime/wasm.js';
 import type { Embedding, KvCache, Linear4, LinearBlockwise8, LinearDense, LinearInt8 } from '../../wasm/pkg/lowbit_wasm.js';
-import { blockwise8Format } from '../../loading/blockwise8.js';
 import type {
   LinearOptions,
-  Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, Llama3RopeScaling, RopeSpec, VectorHandle,
+  Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
-import { denseData, denseToFloat32 } from './dense.js';
 import { absmax4Slicer, newLinear4 } from './linear4.js';
 import { WorkerPool } from './threads/pool.js';
 import { Cmd, type SliceSpec } from './threads/protocol.js';
 import { resolveThreads } from './threads/runtime.js';
 import { MIN_SLICE_ELEMENTS, rowStep4bit, splitRows, ROW_ALIGN } from './threads/split.js';
 
-export { denseData, denseToFloat32 } from './dense.js';
-
-/**
- * RoPE inverse frequencies (headDim / 2 of them) for base `theta`, with optional Llama 3 scaling,
- * as transformers computes them (see crates/lowbit-core/src/kernels/rope.rs).
- */
-export function ropeInvFreq(headDim: number, theta: number, llama3?: Llama3RopeScaling | null): Float32Array {
-  checkPositive('headDim', headDim);
-  const s = llama3 ? new Float32Array([llama3.factor, llama3.lowFreqFactor, llama3.highFreqFactor, llama3.originalMaxPositionEmbeddings]) : undefined;
-  return callWasm(() => wasm().ropeInvFreq(headDim, theta, s));
-}
+// Kept here for existing importers: dense data is the formats' (ts/formats/dense.ts), rope
+// frequencies the tensors' (ts/tensor/rope.ts).
+export { denseData, denseToFloat32 } from '../../formats/dense.js';
+export { ropeInvFreq } from '../../tensor/rope.js';
 
 /** A [rows, cols] f32 activation in host memory. */
 export class CpuActivation implements Activation {
@@ -289,9 +282,12 @@ export class CpuBackend implements Backend {
 
   // --- weights
 
-  linear(weight: LoadedWeight, bias?: DenseWeight, options: LinearOptions = {}): LinearHandle {
+  linear(loaded: LoadedWeight, bias?: DenseWeight, options: LinearOptions = {}): LinearHandle {
     this.live();
     const w = wasm();
+    // Every format runs natively here today; the table would convert or refuse one that does not.
+    const weight = adaptWeight(loaded, 'cpu').weight;
+    const label = formatLabel(weight);
     let b: Float32Array | undefined;
     if (bias !== undefined) {
       b = denseToFloat32(bias);
@@ -330,9 +326,9 @@ export class CpuBackend implements Backend {
               (r0, r1) => ({ kind: 'linear4', rows: [r0, r1], n, k, packed: packed.slice((r0 * k) / 2, Math.ceil((r1 * k) / 2)), scales: abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), true), quantType: qt, blocksize: bs, ...(half ? { computeDtype: half } : {}), ...bCopy(r0, r1) }),
             )
           : undefined;
-        if (sp) return new CpuLinear(sp.own, n, k, `4bit-${qt}`, this.shard(sp));
+        if (sp) return new CpuLinear(sp.own, n, k, label, this.shard(sp));
         const obj = make(callWasm(() => newLinear4(w, packed, abs.slice(0, abs.blocks, false), qt, bs, n, k, b)));
-        return new CpuLinear(obj, n, k, `4bit-${qt}`);
+        return new CpuLinear(obj, n, k, label);
       }
       case 'int8': {
         const [n, k] = shape2(weight.name, weight.shape);
@@ -350,22 +346,21 @@ export class CpuBackend implements Backend {
               (r0, r1) => ({ kind: 'int8', rows: [r0, r1], n, k, cb: CB.slice(r0 * k, r1 * k), scb: SCB.slice(r0, r1), threshold, ...bCopy(r0, r1) }),
             )
           : undefined;
-        if (sp) return new CpuLinear(sp.own, n, k, 'int8', this.shard(sp));
+        if (sp) return new CpuLinear(sp.own, n, k, label, this.shard(sp));
         const obj = callWasm(() => new w.LinearInt8(CB, SCB, n, k, threshold, b));
-        return new CpuLinear(obj, n, k, 'int8');
+        return new CpuLinear(obj, n, k, label);
       }
       case 'blockwise8': {
         // Block-wise 8-bit (GGUF Q8_0 or bitsandbytes quantize_blockwise); the kernel checks the sizes.
         const [n, k] = shape2(weight.name, weight.shape);
         checkBias(n);
         const obj = callWasm(() => new w.LinearBlockwise8(weight.q, weight.absmax, weight.code, weight.blocksize, n, k, b));
-        return new CpuLinear(obj, n, k, blockwise8Format(weight));
+        return new CpuLinear(obj, n, k, label);
       }
       case 'dense': {
         const [n, k] = shape2(weight.name, weight.shape);
         checkBias(n);
         const d = denseData(weight);
-        const format = d instanceof Float32Array ? 'float32' : d.dtype;
         const sp =
           d instanceof Float32Array
             ? this.split(
@@ -382,12 +377,13 @@ export class CpuBackend implements Backend {
                 (r0, r1) => callWasm(() => w.LinearDense.fromHalf(d.data.subarray(r0 * k, r1 * k), d.dtype, r1 - r0, k, bRows(r0, r1))),
                 (r0, r1) => ({ kind: 'denseHalf', rows: [r0, r1], n, k, data: d.data.slice(r0 * k, r1 * k), dtype: d.dtype, ...bCopy(r0, r1) }),
               );
-        if (sp) return new CpuLinear(sp.own, n, k, format, this.shard(sp));
+        if (sp) return new CpuLinear(sp.own, n, k, label, this.shard(sp));
         const obj = callWasm(() => (d instanceof Float32Array ? new w.LinearDense(d, n, k, b) : w.LinearDense.fromHalf(d.data, d.dtype, n, k, b)));
-        return new CpuLinear(obj, n, k, format);
+        return new CpuLinear(obj, n, k, label);
       }
       default:
-        return bad(`unknown weight kind '${(weight as { kind?: unknown }).kind}'`);
+        // CAPABILITIES says this format is native on the CPU but no upload handles it here
+        throw new LowbitError('INTERNAL', `the CPU backend has no upload for weight format '${formatOf(weight as LoadedWeight).kind}'`);
     }
   }
 

@@ -4,7 +4,9 @@
  * encoder (context.ts) and nothing waits until `read` / `argmax`: a decode step is one submit.
  */
 import { LowbitError } from '../../errors.js';
-import type { DenseWeight, LoadedWeight } from '../../loading/load-weights.js';
+import { adaptWeight } from '../../formats/capabilities.js';
+import { denseToFloat32 } from '../../formats/dense.js';
+import { formatLabel, type DenseWeight, type LoadedWeight } from '../../formats/index.js';
 import { quantMap } from '../../quant/codes.js';
 import { init, type WasmSource } from '../../runtime/wasm.js';
 import type {
@@ -12,7 +14,6 @@ import type {
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
-import { denseToFloat32 } from '../cpu/dense.js';
 import { GpuContext, type Binding } from './context.js';
 import { requestDevice, type AdapterDescription } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
@@ -350,8 +351,12 @@ export class WebGpuBackend implements Backend {
 
   // --- weights
 
-  linear(weight: LoadedWeight, bias?: DenseWeight, options: LinearOptions = {}): LinearHandle {
+  linear(loaded: LoadedWeight, bias?: DenseWeight, options: LinearOptions = {}): LinearHandle {
     this.ctx.check();
+    // Formats without a WGSL kernel are converted (or refused) as the capability table says:
+    // GGUF Q8_0 (block-wise 8-bit) becomes dense f32.
+    const { weight, convertedFrom } = adaptWeight(loaded, 'webgpu');
+    const label = formatLabel(weight) + (convertedFrom === undefined ? '' : ` (from ${convertedFrom})`);
     let b: Float32Array | undefined;
     if (bias !== undefined) b = denseToFloat32(bias);
     const checkBias = (n: number) => {
@@ -367,7 +372,7 @@ export class WebGpuBackend implements Backend {
         if (absmax.length !== Math.ceil((n * k) / st.blocksize)) throw new LowbitError('INCONSISTENT_STATE', `${weight.name}: ${absmax.length} absmax for ${Math.ceil((n * k) / st.blocksize)} blocks`);
         if (!Number.isInteger(Math.log2(st.blocksize))) throw new LowbitError('UNSUPPORTED_BLOCKSIZE', `${weight.name}: blocksize ${st.blocksize} is not a power of two`);
         const { parts, bytes } = fourBitParts(this.ctx, weight.name, weight.packed, absmax, st.blocksize, n, k, b);
-        return new GpuLinear(this.ctx, '4bit', parts, n, k, `4bit-${st.quantType}`, bytes, { code: this.code(st.quantType), blocksize: st.blocksize, hasBias: b !== undefined });
+        return new GpuLinear(this.ctx, '4bit', parts, n, k, label, bytes, { code: this.code(st.quantType), blocksize: st.blocksize, hasBias: b !== undefined });
       }
       case 'int8': {
         const [n, k] = shape2(weight.name, weight.shape);
@@ -377,17 +382,17 @@ export class WebGpuBackend implements Backend {
         if (weight.CB.length !== n * k || weight.SCB.length !== n) throw new LowbitError('LENGTH_MISMATCH', `${weight.name}: CB has ${weight.CB.length} and SCB ${weight.SCB.length} values for [${n}, ${k}]`);
         if (k > Math.floor(0x7fffffff / (127 * 127))) bad(`${weight.name}: K = ${k} could overflow the i32 accumulator`);
         const { parts, bytes } = int8Parts(this.ctx, weight.name, weight.CB, weight.SCB, n, k, b);
-        return new GpuLinear(this.ctx, 'int8', parts, n, k, 'int8', bytes, { threshold: Math.fround(threshold), hasBias: b !== undefined });
+        return new GpuLinear(this.ctx, 'int8', parts, n, k, label, bytes, { threshold: Math.fround(threshold), hasBias: b !== undefined });
       }
       case 'dense': {
         const [n, k] = shape2(weight.name, weight.shape);
         checkBias(n);
         const { parts, storage, bytes } = denseParts(this.ctx, weight, n, k, b);
-        const format = storage === 'f32' ? 'float32' : storage === 'f16' ? 'float16' : 'bfloat16';
-        return new GpuLinear(this.ctx, 'dense', parts, n, k, format, bytes, { storage, hasBias: b !== undefined });
+        return new GpuLinear(this.ctx, 'dense', parts, n, k, label, bytes, { storage, hasBias: b !== undefined });
       }
       default:
-        return bad(`unknown weight kind '${(weight as { kind?: unknown }).kind}'`);
+        // CAPABILITIES says this format is native on WebGPU but no upload handles it here
+        throw new LowbitError('INTERNAL', `the WebGPU backend has no upload for weight format '${weight.kind}'`);
     }
   }
 

@@ -4,9 +4,8 @@
  * the output. Everything here is uploaded once and kept until dispose().
  */
 import { LowbitError } from '../../errors.js';
-import type { DenseWeight } from '../../loading/load-weights.js';
+import { denseData, type DenseWeight } from '../../formats/dense.js';
 import type { QuantType4 } from '../../quant/quant-state.js';
-import { denseData } from '../cpu/dense.js';
 import type { GpuContext } from './context.js';
 
 export type DenseStorage = 'f32' | 'f16' | 'bf16';

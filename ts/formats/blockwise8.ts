@@ -10,8 +10,9 @@
  *   (the f16 scales are widened to f32 for the kernels).
  */
 import { LowbitError } from '../errors.js';
-import { BLOCKSIZES_8BIT, type BlockwiseState } from '../quant/blockwise8.js';
+import { BLOCKSIZES_8BIT, dequantizeBlockwise, type BlockwiseState } from '../quant/blockwise8.js';
 import { fromHalf } from '../tensor/dtypes.js';
+import { blockRowStep, type WeightFormat } from './types.js';
 
 export interface Blockwise8Weight {
   kind: 'blockwise8';
@@ -45,7 +46,7 @@ export function isInt8Code(code: Float32Array): boolean {
 }
 
 /** 'q8_0' for GGUF Q8_0's layout (int8 code, blocks of 32), 'blockwise8' otherwise (footprints, messages). */
-export function blockwise8Format(w: Pick<Blockwise8Weight, 'code' | 'blocksize'>): 'q8_0' | 'blockwise8' {
+export function blockwise8Label(w: Pick<Blockwise8Weight, 'code' | 'blocksize'>): 'q8_0' | 'blockwise8' {
   return w.blocksize === Q8_0_BLOCK && isInt8Code(w.code) ? 'q8_0' : 'blockwise8';
 }
 
@@ -100,3 +101,29 @@ export function permuteRowsBlockwise8(w: Blockwise8Weight, srcRow: (dst: number)
   }
   return { ...w, q, absmax };
 }
+
+export const blockwise8Format: WeightFormat<Blockwise8Weight> = {
+  kind: 'blockwise8',
+  label: (w) => blockwise8Label(w),
+  shape: (w) => w.shape,
+  bytes: (w) => blockwise8Bytes(w),
+  // a code byte per weight + an f32 absmax per block (the 1 KiB code table is not counted)
+  estimateBytes(shape, p) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return n + Math.ceil(n / (p?.blocksize ?? Q8_0_BLOCK)) * 4;
+  },
+  rowStep: (w) => blockRowStep(w.shape[1], w.blocksize),
+  sliceRows(w, r0, r1, name = w.name) {
+    const [r, k] = w.shape;
+    const bs = w.blocksize;
+    const e0 = r0 * k;
+    const e1 = r1 * k;
+    if (e0 % bs !== 0 || (r1 !== r && e1 % bs !== 0)) throw new LowbitError('UNSUPPORTED_DTYPE', `${w.name}: rows [${r0}, ${r1}) of a block-wise 8-bit [${r}, ${k}] weight do not start and end on blocksize-${bs} boundaries`);
+    return { ...w, name, shape: [r1 - r0, k], q: w.q.slice(e0, e1), absmax: w.absmax.slice(e0 / bs, Math.ceil(e1 / bs)) };
+  },
+  save(w) {
+    throw new LowbitError('UNSUPPORTED_QUANT_TYPE', `${w.name}: block-wise 8-bit linear weights (GGUF Q8_0) have no bitsandbytes checkpoint form; load with a quantization config (or keepQ8_0: false)`);
+  },
+  // code[q] * absmax in f32: the same products the CPU kernel forms, so exact
+  toFloat32: (w) => dequantizeBlockwise(w.q, { absmax: w.absmax, code: w.code, blocksize: w.blocksize }, { outDtype: 'float32' }),
+};

@@ -28,4 +28,5 @@ echo "== cargo test (wasm32 + simd128, Node)"
 cargo_wasm test -p lowbit-core
 
 echo "== vitest"
+node scripts/check-layers.mjs  # imports follow the layer table of ARCHITECTURE.md
 npx vitest run

@@ -17,8 +17,8 @@ import type { DecoderConfig } from './config.js';
 import type { WebGpuBackend } from '../backends/webgpu/index.js';
 import { fromGguf, ggufWeightFile } from './gguf-llama.js';
 import { streamInto } from './stream-build.js';
-import { GPT2_CONV1D, GPT2LMHeadModel } from './gpt2.js';
-import { LlamaForCausalLM } from './llama.js';
+import { architectureOf } from './architectures.js';
+import { quantizeDense, transposeDense } from './weights.js';
 import { AutoTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import type { ModelSource } from '../loading/sources/types.js';
 
@@ -131,12 +131,18 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
   const quantization = prequantized ? undefined : options.quantizationConfig?.quantizeOnLoad();
   const skip = quantization?.skipModules ?? ['lm_head'];
   const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
-  // GPT-2's Conv1D weights are transposed before quantizing: the model does that itself.
-  const conv1d = (t: TensorMeta) => config.family === 'gpt2' && GPT2_CONV1D.test(t.name);
-  const shouldQuantize = (t: TensorMeta) => !conv1d(t) && isQuantizableLinear(t, skip);
-  const quantizedByModel = (t: TensorMeta) => quantization !== undefined && conv1d(t) && !skip.some((s) => t.name.startsWith(s)) && ['F32', 'F16', 'BF16'].includes(t.dtype);
+  const arch = architectureOf(config);
+  // Weights the architecture stores [in, out] (GPT-2's Conv1D) are transposed as they arrive, then quantized as asked.
+  const transposed = (t: Pick<TensorMeta, 'name'>) => arch.transposedWeights?.test(t.name) === true;
+  const shouldQuantize = (t: TensorMeta) => !transposed(t) && isQuantizableLinear(t, skip);
+  const quantizedAfterTranspose = (t: TensorMeta) => quantization !== undefined && transposed(t) && !skip.some((s) => t.name.startsWith(s)) && ['F32', 'F16', 'BF16'].includes(t.dtype);
+  const toLinearLayout = (w: LoadedWeight): LoadedWeight => {
+    if (w.kind !== 'dense' || !transposed(w)) return w;
+    const t = transposeDense(w);
+    return quantizedAfterTranspose(w) ? quantizeDense(t, quantization!) : t;
+  };
   const { placement, options: modelOptions } = await placer(config, async () =>
-    moduleSizes(config, await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedByModel(t)), options.signal), quantization, maxPositions),
+    moduleSizes(config, await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedAfterTranspose(t)), options.signal), quantization, maxPositions),
   );
   const saved = raw.quantization_config as { llm_int8_threshold?: number; bnb_4bit_compute_dtype?: string } | undefined;
   const linear: LinearOptions = {
@@ -144,9 +150,8 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
     // A pre-quantized checkpoint computes in the dtype it was saved with, as transformers does.
     computeDtype: prequantized ? computeDtypeOf(saved?.bnb_4bit_compute_dtype) : options.quantizationConfig?.bnb4bitComputeDtype ?? 'float32',
   };
-  const make = (weights: ModelWeights): CausalLM =>
-    config.family === 'gpt2' ? new GPT2LMHeadModel(config, placement, weights, maxPositions, quantization, linear, modelOptions) : new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions);
-  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...o }));
+  const make = (weights: ModelWeights): CausalLM => arch.create(config, { placement, weights, maxPositions, linear, options: modelOptions });
+  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...o }), toLinearLayout);
 }
 
 /** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */

@@ -2,7 +2,7 @@
 import { LowbitError } from '../errors.js';
 import type { Activation, Backend } from '../backends/backend.js';
 import type { LoadedWeight } from '../loading/load-weights.js';
-import { moduleNames, moduleOfTensor } from './device-map.js';
+import type { Architecture } from './architecture.js';
 import { WeightMap } from './weights.js';
 import type { DecoderConfig } from './config.js';
 import { checkSamplingOptions, pickToken, sampleCandidates, seededRandom, type SamplingOptions } from '../generation/sampling.js';
@@ -140,6 +140,9 @@ export abstract class CausalLM {
     return Object.fromEntries(this.modules.map((m) => [m.name, m.backend.device]));
   }
 
+  /** What this model's architecture declares (modules, tensor names; architecture.ts). */
+  protected abstract get architecture(): Architecture;
+
   /** Builds one module (embeddings, a decoder layer with its KV cache, the final norm, lm_head) on `b`. */
   protected abstract buildModule(name: string, b: Backend, weights: WeightMap): BuiltModule;
 
@@ -161,7 +164,7 @@ export abstract class CausalLM {
   protected buildModules(weights: ModelWeights): void {
     const names = weights instanceof WeightMap ? weights.remaining() : [...weights.streamed];
     this.tensorNames = new Set(names);
-    const modules = moduleNames(this.config);
+    const modules = this.architecture.moduleNames(this.config);
     this.slots = new Map(modules.map((n) => [n, { tensors: new Map(), missing: 0 }]));
     for (const t of names) {
       const slot = this.slotOf(t);
@@ -178,7 +181,7 @@ export abstract class CausalLM {
   }
 
   private slotOf(tensor: string): Slot | undefined {
-    const m = moduleOfTensor(this.config, tensor);
+    const m = this.architecture.moduleOfTensor(this.config, tensor);
     return m === undefined ? undefined : this.slots.get(m);
   }
 
@@ -211,7 +214,7 @@ export abstract class CausalLM {
   /** Builds what is left (a module still lacking a tensor fails with MALFORMED_FILE naming it) and puts the modules in forward order. */
   finishBuild(): void {
     this.guard(() => {
-      const order = moduleNames(this.config);
+      const order = this.architecture.moduleNames(this.config);
       for (const name of order) if (this.slots.has(name)) this.buildSlot(name);
       this.modules.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
     });

@@ -20,6 +20,7 @@
 import { LowbitError } from '../errors.js';
 import { checkPlacement } from '../formats/capabilities.js';
 import type { FormatKind } from '../formats/index.js';
+import { architectureOf } from './architectures.js';
 import type { DecoderConfig } from './config.js';
 
 export type Device = 'cpu' | 'gpu';
@@ -93,18 +94,14 @@ export function checkModuleFormats(plan: ReadonlyMap<string, Device>, modules: r
   );
 }
 
-/** Module names in the order a forward pass runs them. */
+/** Module names in the order a forward pass runs them (the architecture's). */
 export function moduleNames(config: DecoderConfig): string[] {
-  const layers = Array.from({ length: config.numLayers }, (_, i) => (config.family === 'gpt2' ? `transformer.h.${i}` : `model.layers.${i}`));
-  if (config.family === 'gpt2') return ['transformer.wte', 'transformer.wpe', ...layers, 'transformer.ln_f', 'lm_head'];
-  return ['model.embed_tokens', ...layers, 'model.norm', 'lm_head'];
+  return architectureOf(config).moduleNames(config);
 }
 
-/** The module a (transformers-named) tensor belongs to; GPT-2 tensors may lack 'transformer.'. */
+/** The module a (transformers-named) tensor belongs to (the architecture's naming). */
 export function moduleOfTensor(config: DecoderConfig, tensor: string): string | undefined {
-  const t = config.family === 'gpt2' && !tensor.startsWith('transformer.') && !tensor.startsWith('lm_head.') ? `transformer.${tensor}` : tensor;
-  const m = /^(model\.layers\.\d+|transformer\.h\.\d+|model\.embed_tokens|model\.norm|transformer\.wte|transformer\.wpe|transformer\.ln_f|lm_head)\./.exec(t);
-  return m?.[1];
+  return architectureOf(config).moduleOfTensor(config, tensor);
 }
 
 function covering(map: Record<string, Device>, module: string): Device | undefined {

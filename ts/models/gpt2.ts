@@ -1,14 +1,16 @@
 /**
  * GPT-2: learned positions, pre-norm blocks with LayerNorm, fused q/k/v (split here into three
  * linears), GELU (tanh) MLP, tied output. Its Conv1D weights are stored [in, out]; like
- * transformers + bitsandbytes we transpose them to [out, in] before quantizing.
+ * transformers + bitsandbytes the loader transposes them to [out, in] before quantizing
+ * (GPT2.transposedWeights), so the model only sees nn.Linear layouts.
  */
 import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, VectorHandle } from '../backends/backend.js';
-import type { DenseWeight, LoadedWeight, QuantizeOnLoad } from '../loading/load-weights.js';
+import type { DenseWeight, LoadedWeight } from '../loading/load-weights.js';
+import type { Architecture } from './architecture.js';
 import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
 import { LowbitError } from '../errors.js';
 import type { DecoderConfig } from './config.js';
-import { quantizeDense, splitRows, splitVector, transposeDense, WeightMap } from './weights.js';
+import { splitRows, splitVector, WeightMap } from './weights.js';
 
 interface Block {
   ln1w: VectorHandle;
@@ -33,11 +35,15 @@ export class GPT2LMHeadModel extends CausalLM {
   /** '' or 'transformer.': how the checkpoint names its tensors. */
   private readonly pre: string;
 
-  constructor(config: DecoderConfig, placement: Placement, weights: ModelWeights, maxPositions: number, private readonly quantization?: QuantizeOnLoad, private readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
+  constructor(config: DecoderConfig, placement: Placement, weights: ModelWeights, maxPositions: number, private readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
     super(config, placement, maxPositions, options);
     const names = weights instanceof WeightMap ? weights.remaining() : [...weights.streamed];
     this.pre = names.includes('transformer.wte.weight') ? 'transformer.' : '';
     this.buildModules(weights);
+  }
+
+  protected get architecture(): Architecture {
+    return GPT2;
   }
 
   /** The output is always tied to wte (a copy of its table when on another device). */
@@ -48,16 +54,9 @@ export class GPT2LMHeadModel extends CausalLM {
   protected buildModule(name: string, b: Backend, weights: WeightMap): BuiltModule {
     const c = this.config;
     const pre = this.pre;
-    const quantization = this.quantization;
-    const skip = quantization?.skipModules ?? [];
     const handles: { dispose(): void }[] = [];
-    // A plain Conv1D weight is transposed (and quantized if asked); a bitsandbytes one is already [out, in].
-    const weightOf = (n: string) => {
-      const w = weights.take(n);
-      if (w.kind !== 'dense') return w;
-      const t = transposeDense(w);
-      return quantization && !skip.some((s) => n.startsWith(s)) ? quantizeDense(t, quantization) : t;
-    };
+    // Conv1D weights arrive as [out, in] (transposed, and quantized if asked, by the loader).
+    const weightOf = (n: string) => weights.take(n);
     const vec = (n: string) => {
       const h = b.vector(weights.takeDense(n));
       this.record(n, h);
@@ -172,3 +171,18 @@ export class GPT2LMHeadModel extends CausalLM {
     };
   }
 }
+
+/** GPT-2 as the registry sees it; its tensors may lack the 'transformer.' prefix. */
+export const GPT2: Architecture = {
+  family: 'gpt2',
+  moduleNames: (config) => ['transformer.wte', 'transformer.wpe', ...Array.from({ length: config.numLayers }, (_, i) => `transformer.h.${i}`), 'transformer.ln_f', 'lm_head'],
+  moduleOfTensor(_config, tensor) {
+    const t = !tensor.startsWith('transformer.') && !tensor.startsWith('lm_head.') ? `transformer.${tensor}` : tensor;
+    return /^(transformer\.h\.\d+|transformer\.wte|transformer\.wpe|transformer\.ln_f|lm_head)\./.exec(t)?.[1];
+  },
+  isLayer: (module) => /^transformer\.h\.\d+$/.test(module),
+  embeddingModule: 'transformer.wte',
+  kvHeads: (config) => config.numHeads,
+  transposedWeights: GPT2_CONV1D,
+  create: (config, c) => new GPT2LMHeadModel(config, c.placement, c.weights, c.maxPositions, c.linear, c.options),
+};

@@ -7,6 +7,7 @@ import { LowbitError } from '../errors.js';
 import type { DenseWeight } from '../loading/load-weights.js';
 import { ropeInvFreq } from '../tensor/rope.js';
 import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
+import type { Architecture } from './architecture.js';
 import type { DecoderConfig } from './config.js';
 import type { WeightMap } from './weights.js';
 
@@ -32,6 +33,10 @@ export class LlamaForCausalLM extends CausalLM {
     super(config, placement, maxPositions, options);
     this.rope = { headDim: config.headDim, invFreq: ropeInvFreq(config.headDim, config.ropeTheta, config.llama3) };
     this.buildModules(weights);
+  }
+
+  protected get architecture(): Architecture {
+    return LLAMA;
   }
 
   /**
@@ -162,3 +167,14 @@ export class LlamaForCausalLM extends CausalLM {
     };
   }
 }
+
+/** Llama / Mistral / Qwen2 as the registry sees them (transformers' LlamaForCausalLM names). */
+export const LLAMA: Architecture = {
+  family: 'llama',
+  moduleNames: (config) => ['model.embed_tokens', ...Array.from({ length: config.numLayers }, (_, i) => `model.layers.${i}`), 'model.norm', 'lm_head'],
+  moduleOfTensor: (_config, tensor) => /^(model\.layers\.\d+|model\.embed_tokens|model\.norm|lm_head)\./.exec(tensor)?.[1],
+  isLayer: (module) => /^model\.layers\.\d+$/.test(module),
+  embeddingModule: 'model.embed_tokens',
+  kvHeads: (config) => config.numKvHeads,
+  create: (config, c) => new LlamaForCausalLM(config, c.placement, c.weights, c.maxPositions, c.linear, c.options),
+};

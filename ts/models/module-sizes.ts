@@ -12,6 +12,7 @@ import { SafetensorsFile } from '../loading/safetensors.js';
 import { listWeightFiles } from '../loading/sources/sharding.js';
 import type { ModelSource } from '../loading/sources/types.js';
 import type { DecoderConfig } from './config.js';
+import { architectureOf } from './architectures.js';
 import { moduleNames, moduleOfTensor, type ModuleSize } from './device-map.js';
 
 /** A tensor as a size estimate sees it: how it is stored and what it will become. */
@@ -66,12 +67,12 @@ export function moduleSizes(config: DecoderConfig, tensors: Iterable<TensorSizeI
     const label = t.label ?? (quantized ? (quantization.quantType === 'int8' ? 'int8' : `4bit-${quantization.quantType}`) : kind);
     formats.get(m)!.set(label, { kind, label });
   }
-  const kvHeads = config.family === 'gpt2' ? config.numHeads : config.numKvHeads;
-  const cache = 2 * maxPositions * kvHeads * config.headDim * 4;
-  const embed = config.family === 'gpt2' ? 'transformer.wte' : 'model.embed_tokens';
+  const arch = architectureOf(config);
+  const cache = 2 * maxPositions * arch.kvHeads(config) * config.headDim * 4;
+  const embed = arch.embeddingModule;
   return names.map((name) => {
     if (name === 'lm_head' && bytes.get(name) === 0) return { name, bytes: 0, tiedTo: embed };
-    const extra = /\.(layers|h)\.\d+$/.test(name) ? cache : 0;
+    const extra = arch.isLayer(name) ? cache : 0;
     const fm = [...formats.get(name)!.values()];
     const gpu = gpuBytes.get(name)! + extra;
     const b = bytes.get(name)! + extra;

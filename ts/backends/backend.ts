@@ -130,6 +130,11 @@ export interface Backend {
   /** x · tableᵀ: logits through a tied embedding. */
   project(x: Activation, table: EmbeddingHandle): Activation;
   rmsNorm(x: Activation, weight: VectorHandle, eps: number): Activation;
+  /**
+   * RMSNorm of each head: x [rows, nHeads * headDim] normalized over every run of headDim =
+   * weight.length columns, with the one weight for all heads (Qwen3's q_norm / k_norm).
+   */
+  rmsNormHeads(x: Activation, weight: VectorHandle, eps: number): Activation;
   layerNorm(x: Activation, weight: VectorHandle, bias: VectorHandle | undefined, eps: number): Activation;
   add(a: Activation, b: Activation): Activation;
   silu(x: Activation): Activation;

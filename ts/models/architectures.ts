@@ -7,8 +7,9 @@ import type { Architecture } from './architecture.js';
 import type { DecoderConfig } from './config.js';
 import { GPT2 } from './gpt2.js';
 import { LLAMA } from './llama.js';
+import { QWEN3 } from './qwen3.js';
 
-export const ARCHITECTURES: readonly Architecture[] = [LLAMA, GPT2];
+export const ARCHITECTURES: readonly Architecture[] = [LLAMA, GPT2, QWEN3];
 
 /** The architecture of a parsed config. */
 export function architectureOf(config: Pick<DecoderConfig, 'family' | 'modelType'>): Architecture {

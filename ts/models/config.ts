@@ -2,7 +2,7 @@
 import { LowbitError } from '../errors.js';
 import type { Llama3RopeScaling } from '../backends/backend.js';
 
-export type Family = 'llama' | 'gpt2';
+export type Family = 'llama' | 'gpt2' | 'qwen3';
 
 export interface DecoderConfig {
   family: Family;
@@ -40,7 +40,7 @@ function eosList(v: unknown): number[] {
   return [];
 }
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2'] as const;
+export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3', 'gpt2'] as const;
 
 export function parseConfig(c: Record<string, unknown>): DecoderConfig {
   const modelType = String(c.model_type ?? '');
@@ -71,7 +71,7 @@ export function parseConfig(c: Record<string, unknown>): DecoderConfig {
   }
   const attentionBias = c.attention_bias === true;
   return {
-    family: 'llama', modelType, hiddenSize: hidden, numLayers: num(c, 'num_hidden_layers'), numHeads: heads, numKvHeads: num(c, 'num_key_value_heads', heads),
+    family: modelType === 'qwen3' ? 'qwen3' : 'llama', modelType, hiddenSize: hidden, numLayers: num(c, 'num_hidden_layers'), numHeads: heads, numKvHeads: num(c, 'num_key_value_heads', heads),
     headDim: typeof c.head_dim === 'number' ? c.head_dim : hidden / heads, intermediateSize: num(c, 'intermediate_size'), vocabSize: num(c, 'vocab_size'),
     maxPositions: num(c, 'max_position_embeddings', 2048), normEps: num(c, 'rms_norm_eps', 1e-6), ropeTheta: theta, ...(llama3 ? { llama3 } : {}),
     tieWordEmbeddings: c.tie_word_embeddings === true, qkvBias: modelType === 'qwen2' || attentionBias, oBias: attentionBias,

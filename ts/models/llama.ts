@@ -21,6 +21,8 @@ interface Layer {
   gate: LinearHandle;
   up: LinearHandle;
   down: LinearHandle;
+  /** Per-head RMSNorm of q and k before rope (Qwen3); absent for Llama. */
+  qkNorm?: { q: VectorHandle; k: VectorHandle };
 }
 
 export class LlamaForCausalLM extends CausalLM {
@@ -47,6 +49,11 @@ export class LlamaForCausalLM extends CausalLM {
     const want = this.config.headDim / 2;
     if (!(invFreq instanceof Float32Array) || invFreq.length !== want) throw new LowbitError('INVALID_ARGUMENT', `rope needs ${want} inverse frequencies (headDim ${this.config.headDim} / 2), got ${invFreq instanceof Float32Array ? invFreq.length : typeof invFreq}`);
     this.rope = { headDim: this.config.headDim, invFreq: invFreq.slice() };
+  }
+
+  /** Per-head norms of q and k (applied before rope) of decoder layer `p`: none in Llama; Qwen3 overrides. */
+  protected qkNorms(_p: string, _vec: (name: string) => VectorHandle): { q: VectorHandle; k: VectorHandle } | undefined {
+    return undefined;
   }
 
   /** lm_head tied to the embedding (no lm_head.weight of its own). */
@@ -136,6 +143,8 @@ export class LlamaForCausalLM extends CausalLM {
       up: lin(`${p}.mlp.up_proj`, false),
       down: lin(`${p}.mlp.down_proj`, false),
     };
+    const qkNorm = this.qkNorms(p, vec);
+    if (qkNorm) L.qkNorm = qkNorm;
     const cache: KvCacheHandle = b.kvCache(this.maxPositions, c.numKvHeads, c.headDim);
     this.record(`${p}.kv_cache`, cache);
     handles.push(cache);
@@ -143,8 +152,12 @@ export class LlamaForCausalLM extends CausalLM {
       run: (hIn, ctx) => {
         const h = hIn!;
         const x = b.rmsNorm(h, L.inNorm, c.normEps);
-        const [q0, k0, v] = b.linearForwardMany(x, [L.q, L.k, L.v]) as [Activation, Activation, Activation];
+        const [qp, kp, v] = b.linearForwardMany(x, [L.q, L.k, L.v]) as [Activation, Activation, Activation];
         free(x);
+        const n = L.qkNorm;
+        const q0 = n ? b.rmsNormHeads(qp, n.q, c.normEps) : qp;
+        const k0 = n ? b.rmsNormHeads(kp, n.k, c.normEps) : kp;
+        if (n) free(qp, kp);
         const q = b.rope(q0, c.numHeads, ctx.positions, this.rope);
         const k = b.rope(k0, c.numKvHeads, ctx.positions, this.rope);
         free(q0, k0);

@@ -555,6 +555,15 @@ export class CpuBackend implements Backend {
     return new CpuActivation(callWasm(() => wasm().rmsNorm(a.data, a.cols, w.data, eps)), a.rows, a.cols);
   }
 
+  rmsNormHeads(x: Activation, weight: VectorHandle, eps: number): Activation {
+    const a = act(x, 'rmsNormHeads: x');
+    const w = handle(weight, CpuVector, 'rmsNormHeads: weight');
+    if (w.length === 0 || a.cols % w.length !== 0) bad(`rmsNormHeads: weight has ${w.length} values, which do not divide x's ${a.cols} columns into heads`);
+    if (a.rows === 0) bad('rmsNormHeads: x has no rows');
+    // row-major: [rows, nHeads * headDim] is [rows * nHeads, headDim]
+    return new CpuActivation(callWasm(() => wasm().rmsNorm(a.data, w.length, w.data, eps)), a.rows, a.cols);
+  }
+
   layerNorm(x: Activation, weight: VectorHandle, bias: VectorHandle | undefined, eps: number): Activation {
     const a = act(x, 'layerNorm: x');
     const w = handle(weight, CpuVector, 'layerNorm: weight');

@@ -598,6 +598,19 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
+  rmsNormHeads(x: Activation, weight: VectorHandle, eps: number): Activation {
+    const a = this.act(x, 'rmsNormHeads: x');
+    const w = handle(weight, GpuVector, 'rmsNormHeads: weight');
+    if (w.length === 0 || a.cols % w.length !== 0) bad(`rmsNormHeads: weight has ${w.length} values, which do not divide x's ${a.cols} columns into heads`);
+    if (a.rows === 0) bad('rmsNormHeads: x has no rows');
+    // row-major: [rows, nHeads * headDim] is [rows * nHeads, headDim] for the same kernel
+    const rows = a.rows * (a.cols / w.length);
+    const out = this.newActivation(a.rows, a.cols);
+    const [gx, gy] = this.ctx.grid(rows);
+    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.uniform(words([rows, w.length, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNormHeads: weight'), 4: out.binding('output') }, gx, gy);
+    return out;
+  }
+
   layerNorm(x: Activation, weight: VectorHandle, bias: VectorHandle | undefined, eps: number): Activation {
     const a = this.act(x, 'layerNorm: x');
     const w = handle(weight, GpuVector, 'layerNorm: weight');

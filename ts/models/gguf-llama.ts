@@ -1,6 +1,8 @@
 /**
- * Llama-architecture GGUF files (llama.cpp's converter output) -> LlamaForCausalLM.
+ * Llama- and Qwen3-architecture GGUF files (llama.cpp's converter output) -> the registry's model.
  *
+ * - Qwen3 (`qwen3.*` metadata) has the same tensor names plus attn_q_norm / attn_k_norm and no
+ *   Q/K permutation (llama.cpp runs its rope in NEOX order, transformers' own layout).
  * - The config comes from the `llama.*` metadata (ggufToConfig); config.json is not read.
  * - Tensors are renamed from llama.cpp's names to transformers' (ggufToHfName).
  * - llama.cpp's converter permutes the rows of attn_q / attn_k within each head for GGML's
@@ -26,10 +28,14 @@ import { streamInto } from './stream-build.js';
 import { moduleSizes } from './module-sizes.js';
 import type { CausalLM } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
+import { architectureOf } from './architectures.js';
 import { LlamaForCausalLM } from './llama.js';
 import { denseToF32, quantizeDense } from './weights.js';
 
-export const SUPPORTED_GGUF_ARCHITECTURES = ['llama'] as const;
+export const SUPPORTED_GGUF_ARCHITECTURES = ['llama', 'qwen3'] as const;
+
+/** llama.cpp's converter permutes the rows of attn_q / attn_k for GGML's interleaved rope only for these. */
+const PERMUTES_QK: ReadonlySet<string> = new Set(['llama']);
 
 type Metadata = ReadonlyMap<string, GgufValue>;
 type TensorShapes = ReadonlyMap<string, Pick<GgufTensorInfo, 'shape'>>;
@@ -93,7 +99,7 @@ export function ggufToConfig(metadata: Metadata, tensors?: TensorShapes): Decode
   const scaling = metadata.get(`${a}.rope.scaling.type`);
   if (scaling !== undefined && scaling !== 'none' && scaling !== 'linear') throw unsupported(`rope scaling '${String(scaling)}' is not supported (none, linear and llama3 rope_freqs are)`);
   return {
-    family: 'llama', modelType: a, hiddenSize: hidden, numLayers: req('block_count'), numHeads: heads, numKvHeads: kvHeads, headDim,
+    family: a === 'qwen3' ? 'qwen3' : 'llama', modelType: a, hiddenSize: hidden, numLayers: req('block_count'), numHeads: heads, numKvHeads: kvHeads, headDim,
     intermediateSize: req('feed_forward_length'), vocabSize, maxPositions: get('context_length') ?? 2048, normEps: get('attention.layer_norm_rms_epsilon') ?? 1e-5,
     ropeTheta: get('rope.freq_base') ?? 10000,
     tieWordEmbeddings: tensors ? !tensors.has('output.weight') : false,
@@ -121,6 +127,8 @@ const BLOCK: Record<string, string> = {
   ffn_gate: 'mlp.gate_proj',
   ffn_up: 'mlp.up_proj',
   ffn_down: 'mlp.down_proj',
+  attn_q_norm: 'self_attn.q_norm',
+  attn_k_norm: 'self_attn.k_norm',
 };
 const TOP: Record<string, string> = { token_embd: 'model.embed_tokens', output_norm: 'model.norm', output: 'lm_head' };
 
@@ -184,7 +192,7 @@ export async function ggufWeightFile(source: ModelSource): Promise<string | unde
   }
 }
 
-/** AutoModelForCausalLM.fromPretrained for a GGUF file: metadata -> config, llama.cpp tensors -> LlamaForCausalLM. */
+/** AutoModelForCausalLM.fromPretrained for a GGUF file: metadata -> config, llama.cpp tensors -> the architecture's model. */
 export async function fromGguf(source: ModelSource, file: string, options: FromPretrainedOptions, placer: Placer): Promise<CausalLM> {
   const { signal } = options;
   const gg = await GgufFile.open(await source.open(file), signal === undefined ? {} : { signal });
@@ -204,16 +212,20 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     throw e;
   }
   const ropeExtra = ggufRopeExtra(metadata);
-  const unknown = [...infos.keys()].filter((n) => n !== 'rope_freqs.weight' && ggufToHfName(n) === undefined);
-  if (unknown.length > 0) throw new LowbitError('UNSUPPORTED_DTYPE', `${file}: tensors lowbit does not know for a llama model: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`, { file });
+  // q/k norms are Qwen3's: in a llama file they would be dropped, so they are unknown there
+  const knows = (n: string) => ggufToHfName(n) !== undefined && (config.family === 'qwen3' || !/\.attn_[qk]_norm\./.test(n));
+  const unknown = [...infos.keys()].filter((n) => n !== 'rope_freqs.weight' && !knows(n));
+  if (unknown.length > 0) throw new LowbitError('UNSUPPORTED_DTYPE', `${file}: tensors lowbit does not know for a ${config.modelType} model: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''}`, { file });
 
+  // Q and K rows to un-permute (llama only)
+  const permuted = (name: string) => PERMUTES_QK.has(config.modelType) && PERMUTED.test(name);
   const quantization = options.quantizationConfig?.quantizeOnLoad();
   const skip = quantization?.skipModules ?? ['lm_head'];
   const quantizable = (t: TensorMeta, hf: string) => isQuantizableLinear({ ...t, name: hf }, skip);
   // Q and K arrive dense: their rows are un-permuted before quantizing.
   const shouldQuantize = (t: TensorMeta) => {
     const hf = ggufToHfName(t.name);
-    return hf !== undefined && !PERMUTED.test(t.name) && quantizable(t, hf);
+    return hf !== undefined && !permuted(t.name) && quantizable(t, hf);
   };
   const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
   // Sizes from the tensor infos: quantized as asked, F32 / F16 / BF16 as stored, Q8_0 kept 8-bit
@@ -242,7 +254,7 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     }
     const hf = ggufToHfName(w.name)!;
     let out: LoadedWeight = w;
-    if (PERMUTED.test(w.name) && (w.kind === 'dense' || w.kind === 'blockwise8')) {
+    if (permuted(w.name) && (w.kind === 'dense' || w.kind === 'blockwise8')) {
       const nHead = w.name.includes('.attn_q.') ? config.numHeads : config.numKvHeads;
       const plain = unpermuteHeadRows(w, nHead);
       out = quantization && plain.kind === 'dense' && quantizable(plain, hf) ? quantizeDense(plain, quantization) : plain;
@@ -251,7 +263,7 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
   };
   const model = await streamInto(
     config,
-    (weights): LlamaForCausalLM => new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions),
+    (weights) => architectureOf(config).create(config, { placement, weights, maxPositions, linear, options: modelOptions }),
     (o) => loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}), ...o }),
     toHf,
     (n) => (n === 'rope_freqs.weight' ? undefined : ggufToHfName(n)),
@@ -263,6 +275,7 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
       const invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
       if (ropeFreqs !== undefined && ropeFreqs.length !== invFreq.length) throw new LowbitError('MALFORMED_FILE', `${file}: rope_freqs.weight has ${ropeFreqs.length} values, expected ${invFreq.length}`, { file });
       for (let i = 0; i < invFreq.length; i++) invFreq[i] = invFreq[i]! / (ropeFreqs?.[i] ?? 1) / (ropeExtra.linearFactor ?? 1);
+      if (!(model instanceof LlamaForCausalLM)) throw new LowbitError('INTERNAL', `${file}: rope_freqs / linear rope scaling need a Llama-family model`);
       model.setRopeInvFreq(invFreq);
     }
   } catch (e) {

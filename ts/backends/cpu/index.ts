@@ -27,7 +27,7 @@ import { absmax4Slicer, newLinear4 } from './linear4.js';
 import { WorkerPool } from './threads/pool.js';
 import { Cmd, type SliceSpec } from './threads/protocol.js';
 import { resolveThreads } from './threads/runtime.js';
-import { MIN_SLICE_ELEMENTS, rowStep4bit, splitRows, ROW_ALIGN } from './threads/split.js';
+import { alignedRowStep, MIN_SLICE_ELEMENTS, splitRows, ROW_ALIGN } from './threads/split.js';
 
 // Kept here for existing importers: dense data is the formats' (ts/formats/dense.ts), rope
 // frequencies the tensors' (ts/tensor/rope.ts).
@@ -316,12 +316,12 @@ export class CpuBackend implements Backend {
         // Double-quantized absmax stays compressed (linear4.ts).
         const abs = absmax4Slicer(st);
         const sound = Number.isInteger(Math.log2(bs)) && bs >= 32 && bs <= 4096 && packed.length === Math.ceil((n * k) / 2) && abs.blocks === Math.ceil((n * k) / bs);
-        // slice bounds r0 * k are multiples of the blocksize (rowStep4bit), so / 2 and / bs are exact
+        // slice bounds r0 * k are multiples of the blocksize (the format's rowStep), so / 2 and / bs are exact
         const sp = sound
           ? this.split(
               n,
               k,
-              rowStep4bit(k, bs),
+              alignedRowStep(formatOf(weight).rowStep(weight)),
               (r0, r1) => make(callWasm(() => newLinear4(w, packed.subarray((r0 * k) / 2, Math.ceil((r1 * k) / 2)), abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), false), qt, bs, r1 - r0, k, bRows(r0, r1)))),
               (r0, r1) => ({ kind: 'linear4', rows: [r0, r1], n, k, packed: packed.slice((r0 * k) / 2, Math.ceil((r1 * k) / 2)), scales: abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), true), quantType: qt, blocksize: bs, ...(half ? { computeDtype: half } : {}), ...bCopy(r0, r1) }),
             )

@@ -15,6 +15,7 @@
  *   given (no path chosen by N). Every thread sees all M activation rows, so paths chosen by M
  *   are the same. test/cpu-threads.test.ts compares bits and fails if a kernel breaks this.
  */
+import { blockRowStep } from '../../../formats/types.js';
 
 /** Slice starts are multiples of this many rows (see above). */
 export const ROW_ALIGN = 16;
@@ -31,10 +32,14 @@ function gcd(a: number, b: number): number {
   return a;
 }
 
+/** Rows per slice step for a weight whose format keeps blocks whole every `formatStep` rows (WeightFormat.rowStep): a multiple of both that and ROW_ALIGN. */
+export function alignedRowStep(formatStep: number): number {
+  return (formatStep * ROW_ALIGN) / gcd(formatStep, ROW_ALIGN);
+}
+
 /** Rows per step for a 4-bit weight with K columns in blocks of `blocksize` (a power of two). */
 export function rowStep4bit(k: number, blocksize: number): number {
-  const a = blocksize / gcd(k % blocksize, blocksize); // smallest r with r * k % blocksize == 0
-  return (a * ROW_ALIGN) / gcd(a, ROW_ALIGN);
+  return alignedRowStep(blockRowStep(k, blocksize));
 }
 
 /**

@@ -9,8 +9,9 @@
  * - Q8_0: the linears stay 8-bit (block-wise, int8 code, blocks of 32, exact) and the logits are
  *   within 1e-4 of transformers' own load of the same GGUF (logits-q8_0.f32);
  * - F32 + BitsAndBytesConfig nf4: runs, close to the fp32 logits (NF4 is lossy).
- * - Qwen3 (qwen3-f32.gguf / qwen3-q8_0.gguf, the tiny Qwen3 of reference-logits/qwen3/ converted as
- *   llama.cpp's Qwen3Model does: qwen3.* metadata, attn_q_norm / attn_k_norm, Q/K not permuted).
+ * - Qwen2 / Qwen3 (<arch>-f32.gguf / <arch>-q8_0.gguf, the tiny models of reference-logits/<arch>/
+ *   converted as llama.cpp's Qwen2Model / Qwen3Model do: <arch>.* metadata, q/k/v biases or
+ *   attn_q_norm / attn_k_norm, Q/K not permuted).
  * The real default model (SmolLM2-135M-Instruct Q4_1, scripts/models/fetch-default-model.sh) is
  * checked when it is present: " Paris" after "The capital of France is", top-5 logits close to
  * transformers 5.23's (which dequantizes the same file to f32).
@@ -136,22 +137,24 @@ describe('GGUF llama models', () => {
     const err = await AutoModelForCausalLM.fromPretrained(path).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LowbitError);
     expect((err as LowbitError).code).toBe('UNSUPPORTED_DTYPE');
-    expect((err as LowbitError).message).toMatch(/architecture 'gemma' is not supported \(supported: llama, qwen3\)/);
+    expect((err as LowbitError).message).toMatch(/architecture 'gemma' is not supported \(supported: llama, qwen2, qwen3\)/);
   });
 
-  it('Qwen3 GGUF (qwen3.* metadata, attn_q_norm / attn_k_norm, no Q/K permutation): F32 within 1e-4 of transformers and the same 32 greedy tokens; Q8_0 within 1e-4 of transformers loading that file', async () => {
-    const QREF = fileURLToPath(new URL('./fixtures/reference-logits/qwen3/', import.meta.url));
-    const qref = JSON.parse(readFileSync(`${QREF}reference.json`, 'utf8')) as { input_ids: number[]; fp32: { greedy_tokens: number[] } };
-    const m = await AutoModelForCausalLM.fromPretrained(`${DIR}qwen3-f32.gguf`, { tokenizer: false });
-    expect(m.config).toMatchObject({ family: 'qwen3', modelType: 'qwen3', hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, tieWordEmbeddings: false });
-    expect(maxDiff(await m.forward(qref.input_ids, 0), f32(`${QREF}logits-fp32.f32`))).toBeLessThanOrEqual(1e-4);
-    expect(await m.generate({ inputIds: qref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(qref.fp32.greedy_tokens);
-    m.dispose();
-    const q = await AutoModelForCausalLM.fromPretrained(`${DIR}qwen3-q8_0.gguf`, { tokenizer: false });
-    expect(q.getMemoryFootprint().byModule['model.layers.0.self_attn.q_proj']).toBe(64 * 64 * 1.125);
-    expect(maxDiff(await q.forward(qref.input_ids, 0), f32(`${DIR}logits-qwen3-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
-    q.dispose();
-  });
+  for (const [arch, family, extra] of [['qwen2', 'llama', 'q/k/v biases'], ['qwen3', 'qwen3', 'attn_q_norm / attn_k_norm']] as const) {
+    it(`${arch} GGUF (${arch}.* metadata, ${extra}, no Q/K permutation): F32 within 1e-4 of transformers and the same 32 greedy tokens; Q8_0 within 1e-4 of transformers loading that file`, async () => {
+      const QREF = fileURLToPath(new URL(`./fixtures/reference-logits/${arch}/`, import.meta.url));
+      const qref = JSON.parse(readFileSync(`${QREF}reference.json`, 'utf8')) as { input_ids: number[]; fp32: { greedy_tokens: number[] } };
+      const m = await AutoModelForCausalLM.fromPretrained(`${DIR}${arch}-f32.gguf`, { tokenizer: false });
+      expect(m.config).toMatchObject({ family, modelType: arch, hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, tieWordEmbeddings: false, qkvBias: arch === 'qwen2' });
+      expect(maxDiff(await m.forward(qref.input_ids, 0), f32(`${QREF}logits-fp32.f32`))).toBeLessThanOrEqual(1e-4);
+      expect(await m.generate({ inputIds: qref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(qref.fp32.greedy_tokens);
+      m.dispose();
+      const q = await AutoModelForCausalLM.fromPretrained(`${DIR}${arch}-q8_0.gguf`, { tokenizer: false });
+      expect(q.getMemoryFootprint().byModule['model.layers.0.self_attn.o_proj']).toBe(64 * 64 * 1.125);
+      expect(maxDiff(await q.forward(qref.input_ids, 0), f32(`${DIR}logits-${arch}-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
+      q.dispose();
+    });
+  }
 
   it('ggufToConfig reads llama.* keys (tied head when output.weight is absent)', () => {
     const md = new Map<string, unknown>([

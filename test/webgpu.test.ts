@@ -645,7 +645,7 @@ suite('deviceMap: models split between WebGPU and the CPU', () => {
 suite('weight formats on WebGPU: the format × backend table', () => {
   const GGUF = fileURLToPath(new URL('./fixtures/gguf-model/', import.meta.url));
 
-  for (const arch of ['llama', 'qwen3']) {
+  for (const arch of ['llama', 'qwen2', 'qwen3']) {
     it(`${arch} Q8_0 GGUF with deviceMap 'gpu' and no quantization config: the block-wise 8-bit linears become dense f32 (reported), same logits and greedy tokens as the CPU`, async () => {
       const ref = JSON.parse(readFileSync(`${FIXTURES}${arch}/reference.json`, 'utf8'));
       const c = await AutoModelForCausalLM.fromPretrained(`${GGUF}${arch}-q8_0.gguf`, { tokenizer: false });
@@ -656,8 +656,8 @@ suite('weight formats on WebGPU: the format × backend table', () => {
       expect(m.formatConversions.map((l) => l.split(':')[0])).toEqual(['model.layers.0 on webgpu', 'model.layers.1 on webgpu', 'lm_head on webgpu']);
       expect(m.formatConversions[0]).toMatch(/q8_0 -> float32/);
       const fp = m.getMemoryFootprint().byModule;
-      expect(fp['model.layers.0.self_attn.q_proj']).toBe(64 * 64 * 4); // f32 on the GPU
-      expect(c.getMemoryFootprint().byModule['model.layers.0.self_attn.q_proj']).toBe(64 * 64 * 1.125); // 8-bit on the CPU
+      expect(fp['model.layers.0.self_attn.o_proj']).toBe(64 * 64 * 4); // f32 on the GPU (o_proj: no bias in any of them)
+      expect(c.getMemoryFootprint().byModule['model.layers.0.self_attn.o_proj']).toBe(64 * 64 * 1.125); // 8-bit on the CPU
       expect(maxDiff(await m.forward(ref.input_ids, 0), await c.forward(ref.input_ids, 0))).toBeLessThanOrEqual(1e-4);
       const want = await c.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] });
       expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(want);

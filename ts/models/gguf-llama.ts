@@ -1,8 +1,9 @@
 /**
- * Llama- and Qwen3-architecture GGUF files (llama.cpp's converter output) -> the registry's model.
+ * Llama-, Qwen2- and Qwen3-architecture GGUF files (llama.cpp's converter output) -> the registry's model.
  *
- * - Qwen3 (`qwen3.*` metadata) has the same tensor names plus attn_q_norm / attn_k_norm and no
- *   Q/K permutation (llama.cpp runs its rope in NEOX order, transformers' own layout).
+ * - Qwen2 / Qwen3 (`qwen2.*` / `qwen3.*` metadata) have the same tensor names plus the q/k/v
+ *   biases (Qwen2) or attn_q_norm / attn_k_norm (Qwen3), and no Q/K permutation (llama.cpp runs
+ *   their rope in NEOX order, transformers' own layout).
  * - The config comes from the `llama.*` metadata (ggufToConfig); config.json is not read.
  * - Tensors are renamed from llama.cpp's names to transformers' (ggufToHfName).
  * - llama.cpp's converter permutes the rows of attn_q / attn_k within each head for GGML's
@@ -32,7 +33,7 @@ import { architectureOf } from './architectures.js';
 import { LlamaForCausalLM } from './llama.js';
 import { denseToF32, quantizeDense } from './weights.js';
 
-export const SUPPORTED_GGUF_ARCHITECTURES = ['llama', 'qwen3'] as const;
+export const SUPPORTED_GGUF_ARCHITECTURES = ['llama', 'qwen2', 'qwen3'] as const;
 
 /** llama.cpp's converter permutes the rows of attn_q / attn_k for GGML's interleaved rope only for these. */
 const PERMUTES_QK: ReadonlySet<string> = new Set(['llama']);

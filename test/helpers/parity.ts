@@ -23,19 +23,6 @@ export const PARITY_VARIANTS: Record<string, Config> = {
   int8: { loadIn8bit: true },
 };
 
-/**
- * Variants whose references a fixture lacks. qwen3 was made where bitsandbytes' CPU 4-bit path
- * does not reproduce the committed references of the other models (see the fixtures' README),
- * so it holds fp32 and int8 only; 4-bit quantization itself is architecture-independent and
- * checked on the other four.
- */
-const MISSING_VARIANTS: Record<string, readonly string[]> = { qwen3: ['nf4', 'nf4-dq', 'fp4', 'fp4-dq', 'nf4-bf16', 'nf4-f16'] };
-
-/** Whether `model`'s fixture holds transformers' logits for `variant`. */
-export function hasReference(model: string, variant: string): boolean {
-  return !(MISSING_VARIANTS[model] ?? []).includes(variant);
-}
-
 export function referenceOf(model: string): { input_ids: number[]; fp32: { greedy_tokens: number[] } } {
   return JSON.parse(readFileSync(`${REFERENCE_ROOT}${model}/reference.json`, 'utf8'));
 }

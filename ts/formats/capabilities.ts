@@ -1,7 +1,7 @@
 /**
  * Which weight format runs on which backend: every format × device pair is native, converted
- * (to what, and how the result compares) or refused. Placement (ts/models/placement-formats via
- * fromPretrained) consults it before any weight is read, so a refusal comes first and a
+ * (to what, and how the result compares) or refused. Placement (checkModuleFormats in
+ * ts/models/device-map.ts, called by fromPretrained) consults it before any weight is read, so a refusal comes first and a
  * conversion is counted in the module sizes; backends consult it again in `linear()` (adaptWeight)
  * so that a handle made directly is converted or refused the same way.
  */

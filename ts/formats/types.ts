@@ -1,5 +1,5 @@
 /**
- * What a weight format is (ts/formats/README in ARCHITECTURE.md): one definition per format says
+ * What a weight format is (ARCHITECTURE.md, "Weight formats"): one definition per format says
  * how a weight of it is named, sized, sliced by rows, saved and widened to f32. Backends hold
  * their own upload of each format; the capability table (capabilities.ts) says which format runs
  * natively on which backend and what the others are converted to.

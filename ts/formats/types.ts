@@ -45,7 +45,7 @@ export interface WeightFormat<W extends { kind: string; name: string }> {
   sliceRows(w: W, r0: number, r1: number, name?: string): W;
   /** The tensors a bitsandbytes checkpoint stores it as; UNSUPPORTED_QUANT_TYPE when there is no such form. */
   save(w: W): SavedTensor[];
-  /** Every weight as f32 (the conversion for a backend without the format; exact for every format but dense f64). */
+  /** The weight's values as f32 (the conversion for a backend without the format): exact, since f16 / bf16 widen exactly and quantized values are f32 products. */
   toFloat32(w: W): Float32Array;
 }
 

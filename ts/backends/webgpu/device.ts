@@ -4,6 +4,11 @@
  * requested (not WebGPU's defaults), so large weights need fewer parts.
  */
 import { LowbitError } from '../../errors.js';
+// The GPU* names below, for apps without WebGPU types (see the file).
+import './gpu-globals.js';
+
+/** WebGPU's GPUPowerPreference, spelled out so that the public types need no @webgpu/types. */
+export type PowerPreference = 'low-power' | 'high-performance';
 
 export interface AdapterDescription {
   vendor: string;
@@ -19,7 +24,7 @@ export interface AdapterDescription {
 
 export interface DeviceRequest {
   gpu?: GPU;
-  powerPreference?: GPUPowerPreference;
+  powerPreference?: PowerPreference;
   /** Arguments for the `webgpu` package's create() in Node (default []). */
   dawnFlags?: string[];
 }

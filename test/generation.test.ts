@@ -75,6 +75,22 @@ describe('generate', () => {
     expect(runs.size).toBeGreaterThan(1);
   });
 
+  it('an abort from a timer stops generation between tokens', async () => {
+    const ac = new AbortController();
+    let n = 0;
+    const run = lm.generate({
+      prompt: 'Once upon a time',
+      maxNewTokens: 100,
+      eosTokenIds: [],
+      signal: ac.signal,
+      // The timer can only fire if generate returns to the event loop between tokens.
+      onToken: () => void (n++ === 0 && setTimeout(() => ac.abort(), 0)),
+    });
+    await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThan(5);
+  });
+
   it('maxNewTokens 0 returns no tokens and ends the streamer', async () => {
     let final = false;
     const ids = await lm.generate({ prompt: 'Hi', maxNewTokens: 0, streamer: { put: () => expect.unreachable(), end: () => (final = true) } });

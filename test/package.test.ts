@@ -7,7 +7,7 @@
 //       whose built page then runs test/runtimes/threads-check.js on three threads in headless
 //       Chromium — the bundled worker is vite's default classic (iife) worker;
 // and checks of what the tarball holds: LICENSE, every source map's sources, no 132 MB Dawn
-// install, deviceMap 'gpu' failing at once with advice a user can follow.
+// install, deviceMap 'gpu' failing at once with advice a user can follow, the `lowbit` command.
 //
 // Needs dist/ (scripts/build.sh), node_modules (typescript, vite) and chromium (setup.sh
 // --with-browser). npm installs the tarball's two dependencies from its cache (--prefer-offline).
@@ -135,6 +135,13 @@ console.log(JSON.stringify({ code: e?.code, message: e?.message, gpuMs, devices 
     expect(r.gpuMs).toBeLessThan(1000);
     expect(r.devices).toEqual(['cpu']);
     expect(stderr).toBe(''); // no driver noise
+  });
+
+  it('installs the `lowbit` command (npx lowbit)', async () => {
+    const { stdout } = await timed('npx lowbit inspect <tiny llama> --json', () => run('npx', ['--no-install', 'lowbit', 'inspect', LLAMA, '--json'], app));
+    const info = JSON.parse(stdout) as { model: { family: string }; memory: { rows: { quant: string }[] } };
+    expect(info.model.family).toBe('llama');
+    expect(info.memory.rows.map((r) => r.quant)).toContain('nf4-dq');
   });
 
   it('passes strict tsc (no skipLibCheck, no @types) on code using the public API', async () => {

@@ -13,7 +13,7 @@
 // --with-browser). npm installs the tarball's two dependencies from its cache (--prefer-offline).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -187,6 +187,27 @@ export async function gpu(): Promise<string> {
     await writeFile(join(app, 'api-example.ts'), api);
     await writeFile(join(app, 'use.ts'), use);
     await timed('tsc --strict, no skipLibCheck (2 files)', () => run('node', [TSC, '-p', 'tsconfig.json'], app));
+
+    // With @webgpu/types, lowbit's GPU* names merge with the full declarations.
+    await mkdir(join(app, 'node_modules/@webgpu'), { recursive: true });
+    await symlink(join(ROOT, 'node_modules/@webgpu/types'), join(app, 'node_modules/@webgpu/types'), 'dir');
+    await writeFile(join(app, 'tsconfig.gpu.json'), JSON.stringify({ extends: './tsconfig.json', compilerOptions: { types: ['@webgpu/types'] }, include: [], files: ['gpu.ts'] }));
+    await writeFile(
+      join(app, 'gpu.ts'),
+      `import { WebGpuBackend, findGpu } from 'lowbit';
+const gpu: GPU | undefined = await findGpu();
+const adapter: GPUAdapter | null | undefined = await gpu?.requestAdapter();
+if (adapter) {
+  const backend = await WebGpuBackend.create({ gpu: navigator.gpu, powerPreference: 'low-power' });
+  const device: GPUDevice = backend.ctx.device;
+  const buffer: GPUBuffer = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
+  buffer.destroy();
+  backend.dispose();
+}
+`,
+    );
+    await timed('tsc --strict with @webgpu/types', () => run('node', [TSC, '-p', 'tsconfig.gpu.json'], app));
+    await rm(join(app, 'node_modules/@webgpu'), { recursive: true });
   });
 
   it('builds with a default `vite build`, and the page runs three threads in Chromium', async () => {

@@ -143,6 +143,23 @@ describe('lowbit (command line)', () => {
       expect(r.stdout).toMatch(/^The capital of France is Paris/);
       expect(r.stderr).toMatch(/loaded .* \(nf4-dq\) in [\d.]+ s on cpu, 1 thread/);
       expect(r.stderr).toMatch(/8 new tokens, [\d.]+ tokens\/s/);
+      expect(r.stderr).not.toMatch(/\r/); // no progress line into a pipe
+    });
+
+    it.skipIf(!existsSync('/usr/bin/script'))('in a terminal (a pseudo-terminal from util-linux script): load progress, then the answer', async () => {
+      const command = [process.execPath, CLI, 'generate', '-m', SMOLLM, '--max-new-tokens', '6', ...FAST, 'What is the capital of France?'].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+      const r = await new Promise<{ code: number | null; out: string }>((ok, fail) => {
+        const p = spawn('/usr/bin/script', ['-qec', command, '/dev/null'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+        p.on('error', fail);
+        p.on('close', (code) => ok({ code, out }));
+        p.stdin.end();
+      });
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toMatch(/\rweights \d+\/\d+ MB, \d+\/272 tensors/);
+      expect(r.out).toMatch(/loaded .* \(nf4-dq\) in [\d.]+ s on cpu, 1 thread/);
+      expect(r.out).toMatch(/The capital of France is Paris/);
     });
 
     it('--json: one object per streamed piece, then a summary; the prompt can come from stdin', async () => {

@@ -128,12 +128,31 @@ describe('lowbit (command line)', () => {
       } else expect(row.totalBytes, quant).toBe(real);
     }
 
-    const table = await cli(['inspect', LLAMA, '--tensors', '--max-positions', '64']);
+    // The device plan for a budget: deviceMap 'auto' fills the GPU in forward order.
+    const planned = await cli(['inspect', LLAMA, '--json', '--quant', 'nf4', '--max-gpu-memory', '100KB']);
+    expect(planned.code, planned.stderr).toBe(0);
+    const { plan } = JSON.parse(planned.stdout) as { plan: { quant: string; budgets: { gpu: number }; bytes: { gpu: number; cpu: number }; modules: Record<string, string> } };
+    const nf4 = info.memory.rows.find((x) => x.quant === 'nf4')!;
+    expect(plan.quant).toBe('nf4');
+    expect(plan.budgets.gpu).toBe(100_000);
+    // the 256 x 64 f32 embedding (65536 bytes) fits; layer 0 (quantized weights + KV cache) does not
+    expect(plan.modules).toEqual({ 'model.embed_tokens': 'gpu', 'model.layers.0': 'cpu', 'model.layers.1': 'cpu', 'model.norm': 'cpu', lm_head: 'cpu' });
+    expect(plan.bytes.gpu).toBe(65536);
+    expect(plan.bytes.gpu + plan.bytes.cpu).toBe(nf4.totalBytes);
+    const tooSmall = await cli(['inspect', LLAMA, '--max-gpu-memory', '100KB', '--max-cpu-memory', '100KB']);
+    expect(tooSmall.code).toBe(1);
+    expect(tooSmall.stderr).toMatch(/^lowbit: OUT_OF_MEMORY: deviceMap 'auto'/);
+    const badSize = await cli(['inspect', LLAMA, '--max-gpu-memory', 'lots']);
+    expect(badSize.code).toBe(2);
+
+    const table = await cli(['inspect', LLAMA, '--tensors', '--max-positions', '64', '--max-gpu-memory', '100KB']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^llama, 2 layers, hidden 64/m);
     expect(table.stdout).toMatch(/KV cache for 64 positions/);
     expect(table.stdout).toMatch(/^nf4-dq\s+[\d.]+ MiB\s+[\d.]+ MiB\s+[\d.]+ MiB$/m);
     expect(table.stdout).toMatch(/^model\.layers\.1\.mlp\.down_proj\.weight\s+F32\s+64 x 128\s+32768$/m);
+    expect(table.stdout).toMatch(/^gpu\s+0\.1 MiB\s+model\.embed_tokens$/m);
+    expect(table.stdout).toMatch(/^cpu\s+[\d.]+ MiB\s+model\.layers\.0-1, model\.norm, lm_head$/m);
   });
 
   describe.skipIf(!existsSync(SMOLLM))('generate on the default model', () => {

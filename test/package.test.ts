@@ -7,7 +7,8 @@
 //       whose built page then runs test/runtimes/threads-check.js on three threads in headless
 //       Chromium — the bundled worker is vite's default classic (iife) worker;
 // and checks of what the tarball holds: LICENSE, every source map's sources, no 132 MB Dawn
-// install, deviceMap 'gpu' failing at once with advice a user can follow, the `lowbit` command.
+// install, deviceMap 'gpu' failing at once with advice a user can follow, the `lowbit` command;
+// then, where setup prepared a WebGPU driver, `npm install webgpu` and deviceMap 'gpu' on Dawn.
 //
 // Needs dist/ (scripts/build.sh), node_modules (typescript, vite) and chromium (setup.sh
 // --with-browser). npm installs the tarball's two dependencies from its cache (--prefer-offline).
@@ -244,5 +245,21 @@ try {
     await lowbit.init();
     const node = await runThreadChecks(lowbit);
     expect(t.outputs).toEqual(node.outputs);
+  });
+
+  // Where setup prepared a WebGPU driver (scripts/setup-webgpu.sh): the README's way to WebGPU in Node.
+  it.runIf(process.env.LOWBIT_WEBGPU_EXPECT === '1')("after `npm install webgpu`, deviceMap 'gpu' runs on Dawn", async () => {
+    await timed('npm install webgpu (opt-in, Dawn)', () => run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', 'webgpu@0.6.2'], app));
+    const script = `
+import { AutoModelForCausalLM, init } from 'lowbit';
+await init();
+const model = await AutoModelForCausalLM.fromPretrained(${JSON.stringify(LLAMA)}, { deviceMap: 'gpu' });
+const ids = await model.generate({ inputIds: [1, 2, 3], maxNewTokens: 4 });
+console.log(JSON.stringify({ devices: [...new Set(Object.values(model.deviceMap))], ids: ids.length }));
+model.dispose();
+`;
+    await writeFile(join(app, 'gpu-on.mjs'), script);
+    const { stdout } = await run('node', ['gpu-on.mjs'], app);
+    expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({ devices: ['webgpu'], ids: 4 });
   });
 });

@@ -5,7 +5,8 @@
 #   2. Mesa 25's mesa-vulkan-drivers from bookworm-backports, DOWNLOADED (not installed) into
 #      .cache/webgpu/ with a private apt state, and an ICD json pointing at its lavapipe —
 #      Dawn (npm `webgpu`) finds no adapter on Debian 12's Mesa 22 lavapipe;
-#   3. the optional npm package `webgpu` (Dawn for Node), if it is missing.
+#   3. the npm package `webgpu` (Dawn for Node; a devDependency here, an optional peer dependency
+#      for users), if it is missing.
 # On success it writes .cache/webgpu/env (VK_ICD_FILENAMES=... and LOWBIT_WEBGPU_EXPECT=1);
 # scripts/test.sh sources it, which makes the WebGPU tests fail instead of skip when no adapter
 # comes. Idempotent and quiet: every step is skipped when its result is there. Any step that
@@ -65,7 +66,7 @@ fi
 sed "s|\"library_path\": *\"[^\"]*\"|\"library_path\": \"$lvp\"|" "$DIR"/mesa/usr/share/vulkan/icd.d/lvp_icd.json >"$ICD.tmp" 2>/dev/null || give_up "no lvp_icd json in the backports package"
 mv "$ICD.tmp" "$ICD"
 
-# 3. npm `webgpu` (an optionalDependency; `npm install` normally brings it)
+# 3. npm `webgpu` (a devDependency: setup.sh's `npm install` normally brings it)
 if [ ! -f node_modules/webgpu/package.json ]; then
   log "npm install --no-save webgpu@$WEBGPU_VERSION"
   npm install --no-save --no-audit --no-fund "webgpu@$WEBGPU_VERSION" >/dev/null 2>&1 || give_up "npm install webgpu@$WEBGPU_VERSION failed"

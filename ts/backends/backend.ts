@@ -85,6 +85,10 @@ export interface LinearOptions {
 export interface Backend {
   readonly device: DeviceKind;
   readonly name: string;
+  /** Threads computing this backend's ops (CpuBackend: the main thread and its workers); absent on WebGPU. */
+  readonly threads?: number;
+  /** Why threads 'auto' settled on one thread (CpuBackend), when it did. */
+  readonly threadsNote?: string | undefined;
 
   /** Releases what the backend itself holds (worker threads, devices); its handles become unusable. */
   dispose(): void;

@@ -27,8 +27,17 @@ export function checkSamplingOptions(o: SamplingOptions): void {
   if (o.seed !== undefined && !Number.isInteger(o.seed)) bad(`seed must be an integer, got ${o.seed}`);
 }
 
-/** A seeded xorshift32 stream of numbers in [0, 1). */
-export function seededRandom(seed = 0x2545f491): () => number {
+/** A fresh seed from the platform's CSPRNG (Node >= 19, Deno and browsers have crypto). */
+export function randomSeed(): number {
+  const c = (globalThis as { crypto?: { getRandomValues<T extends ArrayBufferView>(a: T): T } }).crypto;
+  return c ? c.getRandomValues(new Uint32Array(1))[0]! : Math.floor(Math.random() * 2 ** 32);
+}
+
+/**
+ * A seeded xorshift32 stream of numbers in [0, 1). Without a seed, a random one: unseeded
+ * sampling differs from run to run (as transformers' does), a given seed repeats exactly.
+ */
+export function seededRandom(seed: number = randomSeed()): () => number {
   let s = seed >>> 0 || 1;
   return () => ((s ^= s << 13), (s ^= s >>> 17), (s ^= s << 5), (s >>> 0) / 2 ** 32);
 }

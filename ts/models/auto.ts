@@ -121,6 +121,27 @@ export const AutoModelForCausalLM = {
   },
 };
 
+/**
+ * The loader's own size plan for a checkpoint under `options` (quantizationConfig,
+ * maxPositions): bytes per module, KV cache included, from tensor headers only — no weight is
+ * read and no backend made. What `lowbit inspect` shows; deviceMap 'auto' budgets with it.
+ */
+export async function planModuleSizes(source: ModelSource, options: FromPretrainedOptions = {}): Promise<{ config: DecoderConfig; sizes: ModuleSize[] }> {
+  await init(options.webgpu?.wasm);
+  let plan: { config: DecoderConfig; sizes: ModuleSize[] } | undefined;
+  const planned = new Error('planned');
+  try {
+    // load() asks the placer for sizes before it reads any weight; stop it right there.
+    await load(source, options, async (config, sizes) => {
+      plan = { config, sizes: await sizes() };
+      throw planned;
+    });
+  } catch (e) {
+    if (e !== planned) throw e;
+  }
+  return plan!;
+}
+
 async function load(source: ModelSource, options: FromPretrainedOptions, placer: Placer): Promise<CausalLM> {
   // A GGUF (named, or the only weights file): config from its metadata, llama.cpp tensor names.
   const gguf = await ggufWeightFile(source);

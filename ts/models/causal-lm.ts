@@ -6,6 +6,7 @@ import type { Architecture } from './architecture.js';
 import { WeightMap } from './weights.js';
 import type { DecoderConfig } from './config.js';
 import { checkSamplingOptions, pickToken, sampleCandidates, seededRandom, type SamplingOptions } from '../generation/sampling.js';
+import { nextMacrotask } from '../generation/yield.js';
 import { StopStrings } from '../generation/stopping.js';
 import type { Streamer } from '../generation/streamer.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
@@ -455,6 +456,8 @@ export abstract class CausalLM {
     };
     let next = await stepOrFallBack(seen);
     for (let s = 0; s < max; s++) {
+      // Let whatever would abort (a timer, a Ctrl-C handler) run: see nextMacrotask.
+      if (o.signal) await nextMacrotask();
       o.signal?.throwIfAborted();
       const id = 'id' in next ? next.id : 'logits' in next ? pickToken(next.logits, seen, o, random) : sampleCandidates(Array.from(next.candidates.values), Array.from(next.candidates.indices), o, random);
       out.push(id);

@@ -4,6 +4,11 @@
  * requested (not WebGPU's defaults), so large weights need fewer parts.
  */
 import { LowbitError } from '../../errors.js';
+// The GPU* names below, for apps without WebGPU types (see the file).
+import './gpu-globals.js';
+
+/** WebGPU's GPUPowerPreference, spelled out so that the public types need no @webgpu/types. */
+export type PowerPreference = 'low-power' | 'high-performance';
 
 export interface AdapterDescription {
   vendor: string;
@@ -19,21 +24,40 @@ export interface AdapterDescription {
 
 export interface DeviceRequest {
   gpu?: GPU;
-  powerPreference?: GPUPowerPreference;
+  powerPreference?: PowerPreference;
   /** Arguments for the `webgpu` package's create() in Node (default []). */
   dawnFlags?: string[];
 }
 
-/** The optional Node package, loaded lazily; undefined when it is not installed. */
-async function nodeGpu(flags: string[]): Promise<GPU | undefined> {
+/** Why the `webgpu` package could not be used, when it is installed but failed to load. */
+let nodeGpuProblem: string | undefined;
+
+function isNode(): boolean {
   const g = globalThis as { process?: { versions?: { node?: string } }; Deno?: unknown };
-  if (g.Deno !== undefined || g.process?.versions?.node === undefined) return undefined;
+  return g.Deno === undefined && typeof g.process?.versions?.node === 'string';
+}
+
+/**
+ * Dawn for Node: the npm package `webgpu`, an optional peer dependency that the user installs
+ * (`npm install webgpu`, 132 MB), loaded lazily. Undefined when it is not installed: a failed
+ * import costs a millisecond and prints nothing, so deviceMap 'auto' without it is free.
+ */
+async function nodeGpu(flags: string[]): Promise<GPU | undefined> {
+  if (!isNode()) return undefined;
   // A computed specifier keeps bundlers from resolving the Node-only package.
   const spec = 'webgpu';
+  let mod: { create(flags: string[]): GPU };
   try {
-    const mod = (await import(/* @vite-ignore */ spec)) as { create(flags: string[]): GPU };
+    mod = (await import(/* @vite-ignore */ spec)) as typeof mod;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code !== 'ERR_MODULE_NOT_FOUND') nodeGpuProblem = `the \`webgpu\` package failed to load: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`;
+    return undefined;
+  }
+  try {
     return mod.create(flags);
-  } catch {
+  } catch (e) {
+    nodeGpuProblem = `the \`webgpu\` package's create() failed: ${e instanceof Error ? e.message : String(e)}`;
     return undefined;
   }
 }
@@ -42,6 +66,13 @@ async function nodeGpu(flags: string[]): Promise<GPU | undefined> {
 export async function findGpu(flags: string[] = []): Promise<GPU | undefined> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   return nav?.gpu ?? (await nodeGpu(flags));
+}
+
+/** What to do about a missing navigator.gpu, for this runtime. */
+function noGpuAdvice(): string {
+  if (isNode()) return nodeGpuProblem ?? 'in Node, WebGPU comes from the optional package `webgpu` (Dawn): `npm install webgpu`';
+  if ((globalThis as { Deno?: unknown }).Deno !== undefined) return 'in Deno, run with --unstable-webgpu';
+  return 'use a browser with WebGPU (e.g. Chrome or Edge 113+) on a secure page (https or localhost)';
 }
 
 const SOFTWARE = /swiftshader|lavapipe|llvmpipe|softpipe|warp|microsoft basic render|cpu/i;
@@ -71,7 +102,7 @@ export function describeAdapter(gpu: GPU, adapter: GPUAdapter): AdapterDescripti
 export async function requestDevice(req: DeviceRequest): Promise<{ gpu: GPU; adapter: GPUAdapter; device: GPUDevice; info: AdapterDescription }> {
   const gpu = req.gpu ?? (await findGpu(req.dawnFlags));
   if (gpu === undefined) {
-    throw new LowbitError('WEBGPU_UNAVAILABLE', 'WebGPU is not available here: no navigator.gpu (in Node, install the optional package `webgpu`, or pass { gpu })');
+    throw new LowbitError('WEBGPU_UNAVAILABLE', `WebGPU is not available here: no navigator.gpu (${noGpuAdvice()}; or pass { gpu }). deviceMap 'cpu' or 'auto' runs on the CPU.`);
   }
   let adapter: GPUAdapter | null;
   try {
@@ -79,7 +110,7 @@ export async function requestDevice(req: DeviceRequest): Promise<{ gpu: GPU; ada
   } catch (e) {
     throw new LowbitError('WEBGPU_UNAVAILABLE', `requestAdapter() failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
-  if (adapter === null) throw new LowbitError('WEBGPU_UNAVAILABLE', 'WebGPU found no adapter (no usable GPU or driver; on Linux without a GPU see scripts/setup-webgpu.sh)');
+  if (adapter === null) throw new LowbitError('WEBGPU_UNAVAILABLE', "WebGPU found no adapter: this machine has no GPU or no driver WebGPU can use (Linux: a Vulkan driver). deviceMap 'cpu' or 'auto' runs on the CPU.");
   const l = adapter.limits;
   const requiredLimits: Record<string, number> = {
     maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,

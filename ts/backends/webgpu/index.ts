@@ -15,13 +15,13 @@ import type {
 } from '../backend.js';
 import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
 import { GpuContext, type Binding } from './context.js';
-import { requestDevice, type AdapterDescription } from './device.js';
+import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
 import type { FloatInput } from '../../tensor/dtypes.js';
 import type { QuantState } from '../../quant/quant-state.js';
 import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, storageDefine, type DenseStorage, type Part } from './weights.js';
 
-export { findGpu, describeAdapter, type AdapterDescription } from './device.js';
+export { findGpu, describeAdapter, type AdapterDescription, type PowerPreference } from './device.js';
 export type { GpuQuantize4Options } from './quantize.js';
 
 /** What WebGpuBackend.onDeviceLost reports: GPUDeviceLostInfo's reason ('destroyed', 'unknown') or 'out-of-memory'. */
@@ -33,7 +33,7 @@ export interface DeviceLostInfo {
 export interface WebGpuBackendOptions {
   /** A navigator.gpu-like object (Node: `create([])` from the `webgpu` package). Default: navigator.gpu, else that package. */
   gpu?: GPU;
-  powerPreference?: GPUPowerPreference;
+  powerPreference?: PowerPreference;
   /** Flags for the `webgpu` package's create() when it is loaded here. */
   dawnFlags?: string[];
   /**

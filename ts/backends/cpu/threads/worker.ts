@@ -181,19 +181,33 @@ async function onMessage(m: WorkerMessage, p: Port): Promise<void> {
   serve();
 }
 
-// Listen at once (before any await): a module worker may otherwise miss messages posted to it
-// while it was loading. Node's parentPort queues them until a listener is attached.
-const g = globalThis as { Deno?: unknown; process?: { versions?: { node?: string } } };
-if (g.Deno === undefined && typeof g.process?.versions?.node === 'string') {
-  const spec = 'node:worker_threads';
-  const { parentPort } = (await import(/* @vite-ignore */ spec)) as typeof import('node:worker_threads');
-  if (!parentPort) throw new Error('worker.js must run in a worker thread');
-  const p: Port = { post: (m) => parentPort.postMessage(m) };
-  close = () => parentPort.close();
-  parentPort.on('message', (m: WorkerMessage) => void onMessage(m, p));
-} else {
-  const self = globalThis as unknown as { postMessage(m: unknown): void; close(): void; addEventListener(t: 'message', f: (e: MessageEvent) => void): void };
-  const p: Port = { post: (m) => self.postMessage(m) };
-  close = () => self.close();
-  self.addEventListener('message', (e) => void onMessage(e.data as WorkerMessage, p));
+/**
+ * Starts listening. Browsers and Deno: synchronously, at module evaluation, so that no message
+ * posted while the module loaded is missed. Node: after importing node:worker_threads (its
+ * parentPort queues messages until a listener is attached). No top-level await: bundlers build
+ * this file as a classic (iife) worker by default, and that format has none (vite's default).
+ */
+async function main(): Promise<void> {
+  const g = globalThis as { Deno?: unknown; process?: { versions?: { node?: string } } };
+  if (g.Deno === undefined && typeof g.process?.versions?.node === 'string') {
+    // A computed specifier keeps browser bundlers from resolving node:worker_threads.
+    const spec = 'node:worker_threads';
+    const { parentPort } = (await import(/* @vite-ignore */ spec)) as typeof import('node:worker_threads');
+    if (!parentPort) throw new Error('worker.js must run in a worker thread');
+    const p: Port = { post: (m) => parentPort.postMessage(m) };
+    close = () => parentPort.close();
+    parentPort.on('message', (m: WorkerMessage) => void onMessage(m, p));
+  } else {
+    const self = globalThis as unknown as { postMessage(m: unknown): void; close(): void; addEventListener(t: 'message', f: (e: MessageEvent) => void): void };
+    const p: Port = { post: (m) => self.postMessage(m) };
+    close = () => self.close();
+    self.addEventListener('message', (e) => void onMessage(e.data as WorkerMessage, p));
+  }
 }
+
+main().catch((e: unknown) => {
+  // An uncaught error inside the worker: the pool sees it as the worker's 'error' event.
+  setTimeout(() => {
+    throw e;
+  });
+});

@@ -46,7 +46,7 @@ export type { Backend, Activation, LinearHandle } from './backends/backend.js';
 export { deviceOf, type Device, type DeviceMap, type BackendOptions } from './models/device-map.js';
 
 // --- CPU backend (wasm SIMD128 kernels) -------------------------------------------------------
-export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVector, ropeInvFreq, denseToFloat32, type CpuBackendOptions } from './backends/cpu/index.js';
+export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVector, ropeInvFreq, denseToFloat32, type CpuBackendOptions, type CpuKernels } from './backends/cpu/index.js';
 
 // --- WebGPU backend (WGSL kernels; Node: optional package `webgpu`) ------------------------------
 export {

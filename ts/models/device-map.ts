@@ -43,6 +43,11 @@ export interface BackendOptions {
   /** Threads of the CPU backend fromPretrained makes: 'auto' (default: every core where threads work) or a count; 1 = one thread. */
   threads?: number | 'auto';
   /**
+   * 4-bit kernels of the CPU backend fromPretrained makes: 'fast' (default; int8 activations and
+   * integer dot products) or 'exact' (f32, equal to dequantize-then-matmul). See CpuBackendOptions.kernels.
+   */
+  cpuKernels?: 'fast' | 'exact';
+  /**
    * Keep the host copy of GPU modules' weights so that generation can go on on the CPU when the
    * GPU device is lost (default true; costs host memory about the size of those weights).
    */
@@ -206,7 +211,7 @@ export async function makeGpuBackend(o: BackendOptions): Promise<WebGpuBackend> 
 
 export async function makeCpuBackend(o: BackendOptions): Promise<CpuBackend> {
   // The model owns the CPU backend it gets: dispose() stops its worker threads.
-  return CpuBackend.create(o.threads === undefined ? {} : { threads: o.threads });
+  return CpuBackend.create({ ...(o.threads === undefined ? {} : { threads: o.threads }), ...(o.cpuKernels === undefined ? {} : { kernels: o.cpuKernels }) });
 }
 
 /** The backend for a whole-model deviceMap, and whether the model owns (and disposes) it. */

@@ -257,12 +257,14 @@ mod simd {
         assert!(w.packed.len() * 2 == n * k && xq.nibble_order.len() == xq.m * k && xq.d.len() == xq.m * cpr);
         let ch = Chunk::new(t);
         let xs = xq.nibble_order.as_ptr();
+        let cpb = bs / QK; // chunks per weight block
         for j in 0..n {
             let mut tot = [f32x4_splat(0.0); R];
+            // the row's first block and the chunks of it before the row starts (no division in the loop)
+            let mut b = j * k / bs;
             let mut c = 0;
+            let mut c_end = cpr.min(cpb - (j * k % bs) / QK);
             while c < cpr {
-                let b = (j * k + c * QK) / bs;
-                let c_end = cpr.min(((b + 1) * bs - j * k) / QK);
                 let mut acc = [f32x4_splat(0.0); R];
                 while c < c_end {
                     // SAFETY: chunk c of row j covers flat elements [j·k + 32c, j·k + 32c + 32)
@@ -283,6 +285,8 @@ mod simd {
                 for (tr, a) in tot.iter_mut().zip(acc) {
                     *tr = f32x4_add(*tr, f32x4_mul(a, scale));
                 }
+                b += 1;
+                c_end = cpr.min(c + cpb);
             }
             for (r, tr) in tot.into_iter().enumerate() {
                 out[(r0 + r) * n + j] = hsum(tr);

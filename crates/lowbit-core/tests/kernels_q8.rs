@@ -1,5 +1,5 @@
 //! The int8-activation 4-bit kernels (kernels/matmul4_q8.rs, kernels/q8.rs):
-//! - activation quantization: codes in -127..=127, |x − d·q| <= d/2 (+ one rounding), zero and
+//! - activation quantization: codes in -LEVELS..=LEVELS, |x − d·q| <= d/2 (+ one rounding), zero and
 //!   non-finite blocks;
 //! - the fast path against the EXACT f32 reference within the derived quantization bound
 //!   Σ (d/2)|w| + Σ |d q|·absmax/(2s) (+ float slack), for every 4-bit type, plain and
@@ -16,7 +16,7 @@ use lowbit_core::blockwise4::{decode, quantize_packed};
 use lowbit_core::double_quant::compress;
 use lowbit_core::kernels::matmul4::{matmul4_reference, Absmax4, NestedAbsmax4, Weight4};
 use lowbit_core::kernels::matmul4_q8::{float_bound, matmul4_q8, matmul4_q8_quantized, matmul4_q8_reference, supports, Table8};
-use lowbit_core::kernels::q8::{Q8Activations, QK};
+use lowbit_core::kernels::q8::{Q8Activations, LEVELS, QK};
 use lowbit_core::{ErrorKind, Kernel, QuantType4};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -33,12 +33,12 @@ fn activation_quantization_error_is_half_a_step() {
     assert_eq!(xq.d[k / QK], 0.0);
     for (i, (&v, &q)) in x.iter().zip(&xq.q).enumerate() {
         let d = xq.d[i / QK];
-        assert!((-127..=127).contains(&q), "code {q}");
+        assert!((-(LEVELS as i16)..=LEVELS as i16).contains(&q), "code {q}");
         let err = (v - d * q as f32).abs();
         assert!(err <= d / 2.0 * (1.0 + 1e-5) + f32::EPSILON * v.abs(), "[{i}] {v} -> {q}·{d}: error {err}");
     }
-    // the block maximum maps to ±127 exactly
-    assert_eq!(xq.q[5], 127);
+    // the block maximum maps to the top code exactly
+    assert_eq!(xq.q[5], LEVELS as i16);
 }
 
 #[test]

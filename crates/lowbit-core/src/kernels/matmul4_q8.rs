@@ -1,11 +1,11 @@
-//! 4-bit linear layer (NF4 / FP4 / INT4, plain or double-quantized absmax) on int8 activations:
+//! 4-bit linear layer (NF4 / FP4 / INT4, plain or double-quantized absmax) on integer activations:
 //! the fast CPU path. Floats appear once per 32 weights, not per weight:
 //!
 //!   y[r, j] = Σ_b (absmax_b / s) · Σ_{c in b} d_{r,c} · I_{r,j,c},   I = Σ_{k in c} t[code_jk] · q_{r,k}
 //!
 //! with `t` the code table rounded to int8 (`round(values · s)`, s = 127, or 105 for INT4:
 //! [`Table8`]), `q`, `d` the
-//! activations quantized per block of 32 ([`Q8Activations`]) and I an exact i32 sum. This is
+//! activations quantized to 14 bits per block of 32 ([`Q8Activations`]) and I an exact i32 sum. This is
 //! llama.cpp's IQ4_NL × Q8_0 scheme with bitsandbytes' blocks: the activation blocks of 32 must
 //! lie inside one weight block, so it needs K % 32 == 0 (every bitsandbytes blocksize is a
 //! multiple of 32); [`supports`] says when it applies, and the exact kernels
@@ -22,12 +22,12 @@
 //! - scalar: I per chunk of 32, then the float sums in chunk order;
 //! - SIMD128: per 32 weights one 16-byte load, the nibbles as two index vectors, two
 //!   `i8x16.swizzle` into the int8 table, four widenings to i16 and four `i32x4.dot_i16x8_s`
-//!   against the activation chunk pre-widened to i16 in nibble order; one convert, multiply and
-//!   add per chunk (in f32x4 lanes);
-//! - relaxed SIMD: the table split into a positive and a negative part (both 0..127, the
-//!   7-bit operand of `i32x4.relaxed_dot_i8x16_i7x16_add_s`; the activation codes are the
-//!   signed operand), so 32 weights take four swizzles shared by all rows and four dot-adds per
-//!   row; its lane sums differ from SIMD128's, its integers I do not.
+//!   against the activation chunk (i16, in nibble order); one convert, multiply and add per
+//!   chunk (in f32x4 lanes);
+//! - relaxed SIMD: the same, with `i8x16.relaxed_swizzle` (no handling of out-of-range indices,
+//!   which V8 otherwise adds to every swizzle); the same bits as SIMD128. The relaxed int8 dot
+//!   (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is not used: it needs 8-bit activations, which
+//!   cost too much accuracy (see [`super::q8`]).
 //!
 //! GEMV and GEMM share the loop: up to four activation rows go through each decoded chunk.
 
@@ -77,7 +77,7 @@ fn check(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, out: &[f32]) -> 
     Ok(())
 }
 
-/// `out[m, n] = x · Wᵀ (+ bias)` with x quantized to int8 here (see the module docs).
+/// `out[m, n] = x · Wᵀ (+ bias)` with x quantized here (see the module docs).
 pub fn matmul4_q8(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
     check_io(x, m, w, bias, out)?;
     let xq = Q8Activations::new(x, m, w.k)?;
@@ -146,9 +146,10 @@ fn scalar(xq: &Q8Activations, w: &Weight4, t: &Table8, out: &mut [f32]) {
 }
 
 /// A bound on |kernel − reference| for output `[r, j]` from the float operations alone (the
-/// integers are exact in both): each of the C + 2 terms of the reference's sums, and ours,
-/// passes through at most C + 3 roundings, so the two differ by at most
-/// 2·γ_{C+3}·S <= (C + 4)·2^-22·S with S = Σ_b |absmax_b/s| Σ_c |d_c| Σ_k |t_k q_k| (+ |bias|).
+/// integers are exact in both; the reference's conversion of a chunk's I, which may exceed
+/// 2^24, is one more rounding): each term of the reference's sums, and ours, passes through at
+/// most C + 4 roundings, so the two differ by at most 2·γ_{C+4}·S <= (C + 6)·2^-22·S with
+/// S = Σ_b |absmax_b/s| Σ_c |d_c| Σ_k |t_k q_k| (+ |bias|).
 pub fn float_bound(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, r: usize, j: usize) -> f32 {
     let (k, bs) = (w.k, w.blocksize);
     let cpr = k / QK;
@@ -163,7 +164,7 @@ pub fn float_bound(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, r: usi
         s += (w.absmax.get(b) as f64 / t.scale as f64).abs() * (xq.d[r * cpr + c] as f64).abs() * i;
     }
     s += bias.map_or(0.0, |b| (b[j] as f64).abs());
-    ((cpr + 4) as f64 * 2f64.powi(-22) * s) as f32
+    ((cpr + 6) as f64 * 2f64.powi(-22) * s) as f32
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -177,14 +178,13 @@ mod simd {
         (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
     }
 
-    /// Integer sums of one 32-chunk of a weight row against R activation chunks.
-    #[cfg(not(target_feature = "relaxed-simd"))]
+    /// The int8 code table, and the decoding of 32 packed weights into four i16x8 vectors in
+    /// nibble order.
     struct Chunk {
         t: v128,
         mask: v128,
     }
 
-    #[cfg(not(target_feature = "relaxed-simd"))]
     impl Chunk {
         fn new(t: &Table8) -> Chunk {
             // SAFETY: reads the 16 bytes of the table.
@@ -192,12 +192,22 @@ mod simd {
             Chunk { t, mask: u8x16_splat(0x0f) }
         }
 
-        /// Decodes 16 packed bytes at `p` (32 weights) to four i16x8 vectors in nibble order.
+        /// Codes (each < 16) to table entries; the relaxed build skips SIMD128's handling of
+        /// indices >= 16, which codes never are.
+        #[inline(always)]
+        fn lookup(&self, codes: v128) -> v128 {
+            #[cfg(target_feature = "relaxed-simd")]
+            return i8x16_relaxed_swizzle(self.t, codes);
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            return i8x16_swizzle(self.t, codes);
+        }
+
+        /// Decodes 16 packed bytes at `p` (32 weights).
         #[inline(always)]
         unsafe fn decode(&self, p: *const v128) -> [v128; 4] {
             let bytes = v128_load(p);
-            let hi = i8x16_swizzle(self.t, v128_and(u16x8_shr(bytes, 4), self.mask));
-            let lo = i8x16_swizzle(self.t, v128_and(bytes, self.mask));
+            let hi = self.lookup(v128_and(u16x8_shr(bytes, 4), self.mask));
+            let lo = self.lookup(v128_and(bytes, self.mask));
             [i16x8_extend_low_i8x16(hi), i16x8_extend_high_i8x16(hi), i16x8_extend_low_i8x16(lo), i16x8_extend_high_i8x16(lo)]
         }
 
@@ -208,44 +218,6 @@ mod simd {
             let a = i32x4_add(i32x4_dot_i16x8(wv[0], v128_load(x)), i32x4_dot_i16x8(wv[1], v128_load(x.add(1))));
             let b = i32x4_add(i32x4_dot_i16x8(wv[2], v128_load(x.add(2))), i32x4_dot_i16x8(wv[3], v128_load(x.add(3))));
             i32x4_add(a, b)
-        }
-    }
-
-    #[cfg(target_feature = "relaxed-simd")]
-    struct Chunk {
-        pos: v128,
-        neg: v128,
-        mask: v128,
-    }
-
-    #[cfg(target_feature = "relaxed-simd")]
-    impl Chunk {
-        fn new(t: &Table8) -> Chunk {
-            let pos = t.t.map(|v| v.max(0));
-            let neg = t.t.map(|v| (-(v as i16)).max(0) as i8);
-            // SAFETY: reads the 16 bytes of each table.
-            let (pos, neg) = unsafe { (v128_load(pos.as_ptr() as *const v128), v128_load(neg.as_ptr() as *const v128)) };
-            Chunk { pos, neg, mask: u8x16_splat(0x0f) }
-        }
-
-        /// Decodes 16 packed bytes at `p` (32 weights): [pos(hi), pos(lo), neg(hi), neg(lo)],
-        /// each entry 0..127.
-        #[inline(always)]
-        unsafe fn decode(&self, p: *const v128) -> [v128; 4] {
-            let bytes = v128_load(p);
-            let hi = v128_and(u16x8_shr(bytes, 4), self.mask);
-            let lo = v128_and(bytes, self.mask);
-            [i8x16_relaxed_swizzle(self.pos, hi), i8x16_relaxed_swizzle(self.pos, lo), i8x16_relaxed_swizzle(self.neg, hi), i8x16_relaxed_swizzle(self.neg, lo)]
-        }
-
-        /// Lane sums of Σ t·q = Σ pos·q − Σ neg·q against activations at `x` (32 i8, nibble order).
-        #[inline(always)]
-        unsafe fn dot(wv: &[v128; 4], x: *const i8) -> v128 {
-            let x = x as *const v128;
-            let (xh, xl) = (v128_load(x), v128_load(x.add(1)));
-            let p = i32x4_relaxed_dot_i8x16_i7x16_add(xl, wv[1], i32x4_relaxed_dot_i8x16_i7x16_add(xh, wv[0], i32x4_splat(0)));
-            let n = i32x4_relaxed_dot_i8x16_i7x16_add(xl, wv[3], i32x4_relaxed_dot_i8x16_i7x16_add(xh, wv[2], i32x4_splat(0)));
-            i32x4_sub(p, n)
         }
     }
 

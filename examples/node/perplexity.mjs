@@ -2,10 +2,13 @@
 // Perplexity of the default model on a fixed public-domain text (test/fixtures/text), per
 // quantization, with the method of scripts/models/reference-perplexity.py (transformers): windows
 // of --window tokens (default 1024), no BOS, each window scored from its second token on.
-// Each 4-bit variant runs with the CPU's exact f32 kernels and with the fast int8-activation
-// kernels (the default), and prints how often their top-1 next-token predictions agree.
+// Each 4-bit variant runs with the CPU's exact f32 kernels and with the fast integer kernels (the
+// default), and prints how often their top-1 next-token predictions agree.
+// --decode scores token by token (one forward() per position on the KV cache), as generation
+// runs: the fast kernels serve inputs of up to 4 rows, so this is the mode that measures them;
+// without it each window is one forward() of up to --window rows.
 //
-//   node examples/node/perplexity.mjs [--quant f32,int8,nf4,nf4-dq,fp4] [--window 1024] [--max-tokens N] [--json]
+//   node examples/node/perplexity.mjs [--quant f32,int8,nf4,nf4-dq,fp4] [--window 1024] [--max-tokens N] [--decode] [--json]
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as lowbit from '../../dist/index.js';
@@ -20,6 +23,7 @@ const window = Number(opt('--window', '1024'));
 const QUANT = { f32: undefined, int8: { loadIn8bit: true }, nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, fp4: { loadIn4bit: true, bnb4bitQuantType: 'fp4' } };
 const variants = opt('--quant', Object.keys(QUANT).join(',')).split(',');
 const json = args.includes('--json');
+const decode = args.includes('--decode');
 
 await init();
 const build = typeof lowbit.wasmBuild === 'function' ? lowbit.wasmBuild() : 'simd128';
@@ -30,7 +34,7 @@ let reference = {};
 try {
   reference = JSON.parse(readFileSync(fileURLToPath(new URL('../../test/fixtures/text/reference-perplexity.json', import.meta.url)), 'utf8'));
 } catch {}
-if (!json) console.log(`${ids.length} tokens, windows of ${window}, wasm build ${build}`);
+if (!json) console.log(`${ids.length} tokens, windows of ${window}, ${decode ? 'token by token (decode)' : 'one forward() per window'}, wasm build ${build}`);
 
 /** NLL sum, count and the argmax of every scored position, for one model. */
 async function score(lm) {
@@ -39,10 +43,10 @@ async function score(lm) {
   for (let s = 0; s < ids.length; s += window) {
     const chunk = ids.slice(s, s + window);
     if (chunk.length < 2) break;
-    const logits = await lm.forward(chunk, 0);
     const V = lm.config.vocabSize;
+    const logits = decode ? undefined : await lm.forward(chunk, 0);
     for (let i = 0; i + 1 < chunk.length; i++) {
-      const row = logits.subarray(i * V, (i + 1) * V);
+      const row = logits ? logits.subarray(i * V, (i + 1) * V) : await lm.forward([chunk[i]], i);
       let max = -Infinity;
       let arg = 0;
       for (let v = 0; v < V; v++) if (row[v] > max) ((max = row[v]), (arg = v));
@@ -65,7 +69,7 @@ for (const v of variants) {
     lm.dispose();
   }
   const ref = reference?.results?.[v]?.perplexity;
-  const row = { variant: v, build, tokens: ids.length, exact: res.exact.ppl, ...(typeof ref === 'number' ? { transformers: ref } : {}) };
+  const row = { variant: v, build, mode: decode ? 'decode' : 'prefill', tokens: ids.length, exact: res.exact.ppl, ...(typeof ref === 'number' ? { transformers: ref } : {}) };
   if (res.fast) {
     let agree = 0;
     for (let i = 0; i < res.exact.top1.length; i++) agree += res.exact.top1[i] === res.fast.top1[i] ? 1 : 0;

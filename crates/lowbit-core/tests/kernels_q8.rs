@@ -183,3 +183,66 @@ fn one_quantization_serves_several_layers() {
         assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 }
+
+mod blockwise8 {
+    //! The integer kernel for block-wise 8-bit weights with the int8 code (GGUF Q8_0).
+    use super::common::Rng;
+    use lowbit_core::kernels::matmul_blockwise8::{matmul_blockwise8_reference, Weight8, INT8_CODE};
+    use lowbit_core::kernels::matmul_blockwise8_q8::{float_bound, matmul_blockwise8_q8, matmul_blockwise8_q8_reference, supports};
+    use lowbit_core::kernels::q8::{Q8Activations, QK};
+    use lowbit_core::{codebook::dynamic_map_signed, ErrorKind, Kernel};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn fast_path_within_bounds() {
+        let mut rng = Rng(0x5eed_0003);
+        for (n, k, bs) in [(5usize, 64usize, 32usize), (7, 96, 32), (3, 160, 64), (9, 32, 32), (4, 96, 64)] {
+            let q: Vec<u8> = (0..n * k).map(|_| ((rng.next() * 255.0) as i32 - 127) as i8 as u8).collect();
+            let absmax: Vec<f32> = (0..(n * k).div_ceil(bs)).map(|_| 0.001 + rng.next() * 0.01).collect();
+            let w = Weight8::new(&q, &absmax, &INT8_CODE, bs, n, k).unwrap();
+            assert!(supports(&w));
+            for m in 1..=5 {
+                let x = rng.vec(m * k, 1.0);
+                let bias = rng.vec(n, 0.2);
+                for b in [None, Some(&bias[..])] {
+                    let xq = Q8Activations::new(&x, m, k).unwrap();
+                    let reference = matmul_blockwise8_q8_reference(&xq, &w, b).unwrap();
+                    let exact = matmul_blockwise8_reference(&x, m, &w, b).unwrap();
+                    let mut fast = vec![0f32; m * n];
+                    matmul_blockwise8_q8(&x, m, &w, b, &mut fast, Kernel::best()).unwrap();
+                    for r in 0..m {
+                        for j in 0..n {
+                            let i = r * n + j;
+                            let fb = float_bound(&xq, &w, b, r, j);
+                            assert!((fast[i] - reference[i]).abs() <= fb, "n={n} k={k} m={m} [{r},{j}]: {} vs {} (bound {fb})", fast[i], reference[i]);
+                            let (mut qb, mut mag) = (0f64, 0f64);
+                            for kk in 0..k {
+                                let flat = j * k + kk;
+                                let wk = (q[flat] as i8) as f64 * absmax[flat / bs] as f64;
+                                qb += xq.d[r * (k / QK) + kk / QK] as f64 / 2.0 * wk.abs();
+                                mag += (x[r * k + kk] as f64 * wk).abs();
+                            }
+                            let slack = (k as f64 + 8.0) * 2f64.powi(-22) * (mag + b.map_or(0.0, |b| b[j].abs() as f64)) + fb as f64;
+                            let err = (fast[i] as f64 - exact[i] as f64).abs();
+                            assert!(err <= qb * (1.0 + 1e-4) + slack, "n={n} k={k} m={m} [{r},{j}]: error {err} > {qb} + {slack}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_codes_and_shapes_are_refused() {
+        let q = vec![3u8; 2 * 64];
+        let absmax = vec![0.5f32; 4];
+        let dynamic = Weight8::new(&q, &absmax, dynamic_map_signed(), 32, 2, 64).unwrap();
+        assert!(!supports(&dynamic));
+        let mut out = vec![0f32; 2];
+        assert_eq!(matmul_blockwise8_q8(&[0.1; 64], 1, &dynamic, None, &mut out, Kernel::best()).unwrap_err().kind, ErrorKind::InvalidArgument);
+        let q = vec![3u8; 2 * 48];
+        let ragged = Weight8::new(&q, &absmax[..3], &INT8_CODE, 32, 2, 48).unwrap();
+        assert!(!supports(&ragged));
+    }
+}

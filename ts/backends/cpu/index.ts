@@ -209,9 +209,11 @@ export interface CpuBackendOptions {
   /** Layers with fewer weights than this per thread are not split (default 32 768: smaller ones cost more to wake threads for than they save). */
   minSliceElements?: number;
   /**
-   * 4-bit linear layers with the float32 compute dtype: 'fast' (default) quantizes each input to
-   * int8 per block of 32 and multiplies the 4-bit codes as integers (llama.cpp's scheme; accuracy
-   * in the README), 'exact' runs the f32 kernels equal to dequantize-then-matmul.
+   * 4-bit linear layers with the float32 compute dtype and GGUF Q8_0 (block-wise int8) layers:
+   * 'fast' (default) quantizes inputs of up to 4 rows (decode) to 14-bit integers per block of 32
+   * and multiplies the weight codes as integers (llama.cpp's scheme; accuracy in the README),
+   * 'exact' runs the f32 kernels equal to dequantize-then-matmul. Longer inputs (prefill) always
+   * take the exact kernels.
    */
   kernels?: CpuKernels;
 }
@@ -379,6 +381,7 @@ export class CpuBackend implements Backend {
         const [n, k] = shape2(weight.name, weight.shape);
         checkBias(n);
         const obj = callWasm(() => new w.LinearBlockwise8(weight.q, weight.absmax, weight.code, weight.blocksize, n, k, b));
+        callWasm(() => obj.setKernels(this.kernels));
         return new CpuLinear(obj, n, k, blockwise8Format(weight));
       }
       case 'dense': {

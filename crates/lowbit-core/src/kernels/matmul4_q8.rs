@@ -90,14 +90,16 @@ pub fn matmul4_q8_quantized(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]
     let table = Table8::get(w.quant_type);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if kernel.use_simd() {
+        let n = w.n;
         let mut r0 = 0;
         while r0 < xq.m {
             let rows = (xq.m - r0).min(4);
             match rows {
-                1 => simd::rows::<1>(xq, r0, w, &table, out),
-                2 => simd::rows::<2>(xq, r0, w, &table, out),
-                3 => simd::rows::<3>(xq, r0, w, &table, out),
-                _ => simd::rows::<4>(xq, r0, w, &table, out),
+                1 if xq.m == 1 => simd::gemv(xq, w, &table, out),
+                1 => simd::rows::<1>(xq, r0, w, &table, out, 0, n),
+                2 => simd::rows::<2>(xq, r0, w, &table, out, 0, n),
+                3 => simd::rows::<3>(xq, r0, w, &table, out, 0, n),
+                _ => simd::rows::<4>(xq, r0, w, &table, out, 0, n),
             }
             r0 += rows;
         }
@@ -221,16 +223,16 @@ mod simd {
         }
     }
 
-    /// Activation rows [r0, r0 + R) against every weight row.
-    pub fn rows<const R: usize>(xq: &Q8Activations, r0: usize, w: &Weight4, t: &Table8, out: &mut [f32]) {
+    /// Activation rows [r0, r0 + R) against weight rows [j0, j1).
+    pub fn rows<const R: usize>(xq: &Q8Activations, r0: usize, w: &Weight4, t: &Table8, out: &mut [f32], j0: usize, j1: usize) {
         let (n, k, bs) = (w.n, w.k, w.blocksize);
         let cpr = k / QK;
-        assert!(k % QK == 0 && bs % QK == 0 && r0 + R <= xq.m && xq.k == k && out.len() == xq.m * n);
+        assert!(k % QK == 0 && bs % QK == 0 && r0 + R <= xq.m && xq.k == k && out.len() == xq.m * n && j1 <= n);
         assert!(w.packed.len() * 2 == n * k && xq.nibble_order.len() == xq.m * k && xq.d.len() == xq.m * cpr);
         let ch = Chunk::new(t);
         let xs = xq.nibble_order.as_ptr();
         let cpb = bs / QK; // chunks per weight block
-        for j in 0..n {
+        for j in j0..j1 {
             let mut tot = [f32x4_splat(0.0); R];
             // the row's first block and the chunks of it before the row starts (no division in the loop)
             let mut b = j * k / bs;
@@ -264,5 +266,51 @@ mod simd {
                 out[(r0 + r) * n + j] = hsum(tr);
             }
         }
+    }
+
+    /// One activation row (m = 1) against every weight row. With K % blocksize == 0 every row
+    /// starts a block, so two weight rows go through the loop together (two independent chains,
+    /// one activation load each); the float operations per row are those of `rows::<1>`, so the
+    /// bits are too.
+    pub fn gemv(xq: &Q8Activations, w: &Weight4, t: &Table8, out: &mut [f32]) {
+        let (n, k, bs) = (w.n, w.k, w.blocksize);
+        if !k.is_multiple_of(bs) || n < 2 {
+            rows::<1>(xq, 0, w, t, out, 0, n);
+            return;
+        }
+        let cpr = k / QK;
+        let (cpb, bpr) = (bs / QK, k / bs);
+        assert!(k % QK == 0 && bs % QK == 0 && xq.m == 1 && xq.k == k && out.len() == n);
+        assert!(w.packed.len() * 2 == n * k && xq.nibble_order.len() == k && xq.d.len() == cpr);
+        let ch = Chunk::new(t);
+        let xs = xq.nibble_order.as_ptr();
+        let pairs = n / 2;
+        for p in 0..pairs {
+            let j = 2 * p;
+            let (mut tot0, mut tot1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+            for blk in 0..bpr {
+                let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+                for c in blk * cpb..(blk + 1) * cpb {
+                    // SAFETY: c < k / 32 and j + 1 < n, so both 16-byte loads at
+                    // packed[((j + {0,1})·k + 32c) / 2] are inside `packed` (n·k / 2 bytes) and
+                    // the activation reads nibble_order[32c ..+ 32] inside its k values (asserted).
+                    unsafe {
+                        let p0 = w.packed.as_ptr().add((j * k + c * QK) / 2) as *const v128;
+                        let w0 = ch.decode(p0);
+                        let w1 = ch.decode(p0.add(k / QK));
+                        let x = xs.add(c * QK);
+                        let d = f32x4_splat(*xq.d.get_unchecked(c));
+                        acc0 = f32x4_add(acc0, f32x4_mul(f32x4_convert_i32x4(Chunk::dot(&w0, x)), d));
+                        acc1 = f32x4_add(acc1, f32x4_mul(f32x4_convert_i32x4(Chunk::dot(&w1, x)), d));
+                    }
+                }
+                let b = j * bpr + blk;
+                tot0 = f32x4_add(tot0, f32x4_mul(acc0, f32x4_splat(w.absmax.get(b) / t.scale)));
+                tot1 = f32x4_add(tot1, f32x4_mul(acc1, f32x4_splat(w.absmax.get(b + bpr) / t.scale)));
+            }
+            out[j] = hsum(tot0);
+            out[j + 1] = hsum(tot1);
+        }
+        rows::<1>(xq, 0, w, t, out, 2 * pairs, n);
     }
 }

@@ -135,16 +135,54 @@ describe('linear layers', () => {
     }
   });
 
-  it('4-bit (nf4, fp4 with double quant) matches dequantize4bit + naive matmul', async () => {
+  it("4-bit (nf4, fp4 with double quant) with kernels: 'exact' matches dequantize4bit + naive matmul", async () => {
+    const exact = new CpuBackend();
+    exact.kernels = 'exact';
     for (const [quantType, compressStatistics] of [['nf4', false], ['fp4', true], ['int4', false]] as const) {
       const { packed, quantState } = quantize4bit(W, { quantType, blocksize: 64, compressStatistics, shape: [n, k] });
       const deq = dequantize4bit(packed, quantState, { outDtype: 'float32' });
-      const l = be.linear({ kind: '4bit', name: 'w', packed, quantState }, f32Weight('b', bias, [n]));
+      const l = exact.linear({ kind: '4bit', name: 'w', packed, quantState }, f32Weight('b', bias, [n]));
       expect(l.format).toBe(`4bit-${quantType}`);
       expect([l.outFeatures, l.inFeatures]).toEqual([n, k]);
       for (const rows of [1, m]) {
         const xs = x.subarray(0, rows * k);
         expectSumBound(await be.read(be.linearForward(be.fromHost(xs, rows, k), l)), naiveMatmul(xs, rows, deq, n, k, bias), k);
+      }
+      l.dispose();
+    }
+  });
+
+  it('4-bit with the default fast kernels stays within the derived bound of dequantize4bit + naive matmul', async () => {
+    expect(be.kernels).toBe('fast');
+    const exact = new CpuBackend();
+    exact.kernels = 'exact';
+    // Bound (crates/lowbit-core/src/kernels/matmul4_q8.rs): activations rounded to d/2 with
+    // d = max|x| / 8191 per block of 32, the code table to absmax / (2 · s), s = 127 (105 for int4).
+    for (const [quantType, compressStatistics, s] of [['nf4', false, 127], ['fp4', true, 127], ['int4', false, 105]] as const) {
+      const { packed, quantState } = quantize4bit(W, { quantType, blocksize: 64, compressStatistics, shape: [n, k] });
+      const deq = dequantize4bit(packed, quantState, { outDtype: 'float32' });
+      const absmax = quantState.absmaxF32();
+      const l = be.linear({ kind: '4bit', name: 'w', packed, quantState }, f32Weight('b', bias, [n]));
+      for (const rows of [1, 3]) {
+        const xs = x.subarray(0, rows * k);
+        const got = await be.read(be.linearForward(be.fromHost(xs, rows, k), l));
+        const ref = naiveMatmul(xs, rows, deq, n, k, bias);
+        for (let r = 0; r < rows; r++)
+          for (let j = 0; j < n; j++) {
+            let bound = (k + 8) * 2 ** -22 * ref.mag[r * n + j]!;
+            for (let t = 0; t < k; t++) {
+              let amaxX = 0;
+              for (let u = t - (t % 32); u < t - (t % 32) + 32; u++) amaxX = Math.max(amaxX, Math.abs(xs[r * k + u]!));
+              bound += (amaxX / 8191 / 2) * Math.abs(deq[j * k + t]!) + (Math.abs(xs[r * k + t]!) * 1.001 * absmax[Math.floor((j * k + t) / 64)]!) / (2 * s);
+            }
+            const i = r * n + j;
+            if (!(Math.abs(got[i]! - ref.y[i]!) <= bound)) throw new Error(`${quantType} [${r}, ${j}]: got ${got[i]}, want ${ref.y[i]} (bound ${bound})`);
+          }
+        // the fast kernels really ran: other bits than the exact kernels'
+        const exactLayer = exact.linear({ kind: '4bit', name: 'w', packed, quantState }, f32Weight('b', bias, [n]));
+        const e = await exact.read(exact.linearForward(exact.fromHost(xs, rows, k), exactLayer));
+        expect(Array.from(e).some((v, i) => v !== got[i])).toBe(true);
+        exactLayer.dispose();
       }
       l.dispose();
     }

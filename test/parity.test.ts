@@ -20,6 +20,9 @@
  *   NF4-vs-fp32 logits differ by ~1). Measured: bf16 within 1e-6 on three models (8.8e-3 on
  *   llama3-rope), f16 4.6e-4 … 1.6e-3. Bound: no farther than bitsandbytes' own float32-compute
  *   logits are from its half-compute ones, and on average at most 2/3 of that distance.
+ * The 4-bit variants above run with cpuKernels: 'exact'; the default fast kernels (int8
+ * activations, integer dots) are checked against the same logits with the bound derived in
+ * test/helpers/parity.ts (at most a quarter of bitsandbytes' own 4-bit-vs-fp32 distance).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, QuantState, type LoadedWeight, type DenseWeight } from '../dist/index.js';
@@ -41,8 +44,17 @@ describe('parity with transformers', () => {
   for (const model of MODELS) {
     const ref = referenceOf(model);
     for (const [variant, q] of Object.entries(VARIANTS)) {
-      it(`${model} ${variant}`, async () => {
-        const m = await AutoModelForCausalLM.fromPretrained(`${ROOT}${model}`, q ? { quantizationConfig: new BitsAndBytesConfig(q) } : {});
+      // 4-bit with f32 compute runs the fast int8-activation kernels by default: check both.
+      const fastApplies = q?.loadIn4bit === true && q.bnb4bitComputeDtype === undefined;
+      if (fastApplies) {
+        it(`${model} ${variant} (fast kernels, the default)`, async () => {
+          const m = await AutoModelForCausalLM.fromPretrained(`${ROOT}${model}`, { quantizationConfig: new BitsAndBytesConfig(q) });
+          expectParity(model, variant, await m.forward(ref.input_ids, 0), true);
+          m.dispose();
+        });
+      }
+      it(`${model} ${variant}${fastApplies ? " (cpuKernels: 'exact')" : ''}`, async () => {
+        const m = await AutoModelForCausalLM.fromPretrained(`${ROOT}${model}`, { ...(q ? { quantizationConfig: new BitsAndBytesConfig(q) } : {}), cpuKernels: 'exact' });
         const ours = await m.forward(ref.input_ids, 0);
         expectParity(model, variant, ours);
         if (variant === 'fp32') {

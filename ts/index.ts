@@ -50,7 +50,7 @@ export { deviceOf, type Device, type DeviceMap } from './models/device-map.js';
 export type { BackendOptions } from './models/make-backends.js';
 
 // --- CPU backend (wasm SIMD128 kernels) -------------------------------------------------------
-export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVector, type CpuBackendOptions } from './backends/cpu/index.js';
+export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVector, type CpuBackendOptions, type CpuKernels } from './backends/cpu/index.js';
 export { ropeInvFreq } from './tensor/rope.js';
 export { denseToFloat32 } from './formats/dense.js';
 

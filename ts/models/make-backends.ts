@@ -26,6 +26,12 @@ export interface BackendOptions {
   /** Threads of the CPU backend fromPretrained makes: 'auto' (default: every core where threads work) or a count; 1 = one thread. */
   threads?: number | 'auto';
   /**
+   * 4-bit and GGUF Q8_0 kernels of the CPU backend fromPretrained makes: 'fast' (default; inputs
+   * of up to 4 rows quantized to 14-bit integers, integer dot products) or 'exact' (f32, equal to
+   * dequantize-then-matmul). See CpuBackendOptions.kernels and the README's accuracy table.
+   */
+  cpuKernels?: 'fast' | 'exact';
+  /**
    * Keep the host copy of GPU modules' weights so that generation can go on on the CPU when the
    * GPU device is lost (default true; costs host memory about the size of those weights).
    */
@@ -48,7 +54,7 @@ export async function makeGpuBackend(o: BackendOptions): Promise<WebGpuBackend> 
 
 export async function makeCpuBackend(o: BackendOptions): Promise<CpuBackend> {
   // The model owns the CPU backend it gets: dispose() stops its worker threads.
-  return CpuBackend.create(o.threads === undefined ? {} : { threads: o.threads });
+  return CpuBackend.create({ ...(o.threads === undefined ? {} : { threads: o.threads }), ...(o.cpuKernels === undefined ? {} : { kernels: o.cpuKernels }) });
 }
 
 /** The backend for a whole-model deviceMap, and whether the model owns (and disposes) it. */

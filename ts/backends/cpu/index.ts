@@ -201,7 +201,17 @@ export interface CpuBackendOptions {
   workerTimeoutMs?: number;
   /** Layers with fewer weights than this per thread are not split (default 32 768: smaller ones cost more to wake threads for than they save). */
   minSliceElements?: number;
+  /**
+   * 4-bit linear layers with the float32 compute dtype and GGUF Q8_0 (block-wise int8) layers:
+   * 'fast' (default) quantizes inputs of up to 4 rows (decode) to 14-bit integers per block of 32
+   * and multiplies the weight codes as integers (llama.cpp's scheme; accuracy in the README),
+   * 'exact' runs the f32 kernels equal to dequantize-then-matmul. Longer inputs (prefill) always
+   * take the exact kernels.
+   */
+  kernels?: CpuKernels;
 }
+
+export type CpuKernels = 'fast' | 'exact';
 
 type Split<T> = { bounds: number[]; own: T; workers: (SliceSpec | undefined)[] };
 
@@ -220,16 +230,26 @@ export class CpuBackend implements Backend {
     await init(options.wasm);
     const min = options.minSliceElements ?? MIN_SLICE_ELEMENTS;
     if (!(Number.isInteger(min) && min >= 1)) bad(`minSliceElements must be a positive integer, got ${min}`);
+    const kernels = options.kernels ?? 'fast';
+    if (kernels !== 'fast' && kernels !== 'exact') bad(`kernels must be 'fast' or 'exact', got ${String(kernels)}`);
     const { threads, reason } = await resolveThreads(options.threads);
-    if (threads === 1) return new CpuBackend(undefined, reason);
-    try {
-      const pool = await WorkerPool.start({ threads, module: wasmModule(), ...(options.workerTimeoutMs !== undefined ? { timeoutMs: options.workerTimeoutMs } : {}) });
-      return new CpuBackend(pool, undefined, min);
-    } catch (e) {
-      if (options.threads === undefined || options.threads === 'auto') return new CpuBackend(undefined, e instanceof Error ? e.message : String(e));
-      throw e;
+    let backend: CpuBackend;
+    if (threads === 1) backend = new CpuBackend(undefined, reason);
+    else {
+      try {
+        const pool = await WorkerPool.start({ threads, module: wasmModule(), ...(options.workerTimeoutMs !== undefined ? { timeoutMs: options.workerTimeoutMs } : {}) });
+        backend = new CpuBackend(pool, undefined, min);
+      } catch (e) {
+        if (options.threads === undefined || options.threads === 'auto') backend = new CpuBackend(undefined, e instanceof Error ? e.message : String(e));
+        else throw e;
+      }
     }
+    backend.kernels = kernels;
+    return backend;
   }
+
+  /** Which 4-bit kernels layers made from now on use (CpuBackendOptions.kernels; 'fast' by default). */
+  kernels: CpuKernels = 'fast';
 
   /**
    * One thread; needs init() to have finished. (The arguments are internal: CpuBackend.create()
@@ -309,8 +329,10 @@ export class CpuBackend implements Backend {
         const dtype = options.computeDtype ?? 'float32';
         if (!['float32', 'float16', 'bfloat16'].includes(dtype)) bad(`computeDtype must be float32, float16 or bfloat16, got ${String(dtype)}`);
         const half = dtype === 'float32' ? undefined : dtype;
+        const kernels = this.kernels;
         const make = (l: Linear4) => {
           if (half) callWasm(() => l.setComputeDtype(half));
+          callWasm(() => l.setKernels(kernels));
           return l;
         };
         // Double-quantized absmax stays compressed (linear4.ts).
@@ -323,7 +345,7 @@ export class CpuBackend implements Backend {
               k,
               alignedRowStep(formatOf(weight).rowStep(weight)),
               (r0, r1) => make(callWasm(() => newLinear4(w, packed.subarray((r0 * k) / 2, Math.ceil((r1 * k) / 2)), abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), false), qt, bs, r1 - r0, k, bRows(r0, r1)))),
-              (r0, r1) => ({ kind: 'linear4', rows: [r0, r1], n, k, packed: packed.slice((r0 * k) / 2, Math.ceil((r1 * k) / 2)), scales: abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), true), quantType: qt, blocksize: bs, ...(half ? { computeDtype: half } : {}), ...bCopy(r0, r1) }),
+              (r0, r1) => ({ kind: 'linear4', rows: [r0, r1], n, k, packed: packed.slice((r0 * k) / 2, Math.ceil((r1 * k) / 2)), scales: abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), true), quantType: qt, blocksize: bs, kernels, ...(half ? { computeDtype: half } : {}), ...bCopy(r0, r1) }),
             )
           : undefined;
         if (sp) return new CpuLinear(sp.own, n, k, label, this.shard(sp));
@@ -355,6 +377,7 @@ export class CpuBackend implements Backend {
         const [n, k] = shape2(weight.name, weight.shape);
         checkBias(n);
         const obj = callWasm(() => new w.LinearBlockwise8(weight.q, weight.absmax, weight.code, weight.blocksize, n, k, b));
+        callWasm(() => obj.setKernels(this.kernels));
         return new CpuLinear(obj, n, k, label);
       }
       case 'dense': {

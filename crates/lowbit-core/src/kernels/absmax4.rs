@@ -68,7 +68,10 @@ impl<'a> NestedAbsmax4<'a> {
     #[inline(always)]
     pub fn get(&self, b: usize) -> f32 {
         let c = self.code[self.codes[b] as usize];
-        let a = self.nested[(self.phase + b) / self.nested_blocksize];
+        let i = self.phase + b;
+        // bitsandbytes' nested blocksize is 256: a shift instead of a division in the kernels' loops
+        let nb = if self.nested_blocksize.is_power_of_two() { i >> self.nested_blocksize.trailing_zeros() } else { i / self.nested_blocksize };
+        let a = self.nested[nb];
         match self.dtype {
             DType::F16 => double_quant::absmax_value::<f16>(c, a, self.offset),
             DType::BF16 => double_quant::absmax_value::<bf16>(c, a, self.offset),

@@ -97,7 +97,7 @@ impl<'a> Weight4<'a> {
 
     /// The 4-bit code of flat element `flat` (element 2j in the high nibble of byte j).
     #[inline(always)]
-    fn code(&self, flat: usize) -> usize {
+    pub(crate) fn code(&self, flat: usize) -> usize {
         let byte = self.packed[flat >> 1];
         (if flat & 1 == 0 { byte >> 4 } else { byte & 0x0f }) as usize
     }

@@ -67,7 +67,7 @@ export type WorkerMessage =
 
 /** One thread's slice of a weight, as the worker builds its wasm handle from it. */
 export type SliceSpec = { rows: [number, number]; n: number; k: number } & (
-  | { kind: 'linear4'; packed: Uint8Array; scales: Absmax4Slice; quantType: string; blocksize: number; bias?: Float32Array; computeDtype?: 'float16' | 'bfloat16' }
+  | { kind: 'linear4'; packed: Uint8Array; scales: Absmax4Slice; quantType: string; blocksize: number; bias?: Float32Array; computeDtype?: 'float16' | 'bfloat16'; kernels?: 'fast' | 'exact' }
   | { kind: 'int8'; cb: Int8Array; scb: Float32Array; threshold: number; bias?: Float32Array }
   | { kind: 'dense'; data: Float32Array; bias?: Float32Array }
   | { kind: 'denseHalf'; data: Uint16Array; dtype: string; bias?: Float32Array }

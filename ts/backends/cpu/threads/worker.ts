@@ -48,6 +48,7 @@ function build(id: number, s: SliceSpec): void {
       case 'linear4': {
         const l = newLinear4(w, s.packed, s.scales, s.quantType, s.blocksize, s.rows[1] - s.rows[0], s.k, s.bias);
         if (s.computeDtype) l.setComputeDtype(s.computeDtype);
+        if (s.kernels !== undefined) l.setKernels(s.kernels);
         return l;
       }
       case 'int8':

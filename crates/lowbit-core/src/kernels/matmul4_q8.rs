@@ -1,0 +1,316 @@
+//! 4-bit linear layer (NF4 / FP4 / INT4, plain or double-quantized absmax) on integer activations:
+//! the fast CPU path. Floats appear once per 32 weights, not per weight:
+//!
+//!   y[r, j] = Σ_b (absmax_b / s) · Σ_{c in b} d_{r,c} · I_{r,j,c},   I = Σ_{k in c} t[code_jk] · q_{r,k}
+//!
+//! with `t` the code table rounded to int8 (`round(values · s)`, s = 127, or 105 for INT4:
+//! [`Table8`]), `q`, `d` the
+//! activations quantized to 14 bits per block of 32 ([`Q8Activations`]) and I an exact i32 sum. This is
+//! llama.cpp's IQ4_NL × Q8_0 scheme with bitsandbytes' blocks: the activation blocks of 32 must
+//! lie inside one weight block, so it needs K % 32 == 0 (every bitsandbytes blocksize is a
+//! multiple of 32); [`supports`] says when it applies, and the exact kernels
+//! ([`super::matmul4`]) take the rest.
+//!
+//! Error against the exact product Σ x_k · w_k (w_k = values[c] · absmax_b):
+//!   |Σ x·w − Σ d·q·t·absmax/s| <= Σ_k |x_k − d q_k|·|w_k| + Σ_k |d q_k|·|w_k − t_k·absmax/s|
+//!                               <= Σ_k (d_c / 2)·|w_k| + Σ_k |d_c q_k|·absmax_b / (2s)
+//! (the table is rounded to the nearest 1/s), plus f32 rounding of the few float operations
+//! (see [`float_bound`]). The tests check exactly this bound against the exact reference.
+//!
+//! Implementations (each tested against [`matmul4_q8_reference`], whose integer sums I are the
+//! same; only the order of the float additions differs):
+//! - scalar: I per chunk of 32, then the float sums in chunk order;
+//! - SIMD128: per 32 weights one 16-byte load, the nibbles as two index vectors, two
+//!   `i8x16.swizzle` into the int8 table, four widenings to i16 and four `i32x4.dot_i16x8_s`
+//!   against the activation chunk (i16, in nibble order); one convert, multiply and add per
+//!   chunk (in f32x4 lanes);
+//! - relaxed SIMD: the same, with `i8x16.relaxed_swizzle` (no handling of out-of-range indices,
+//!   which V8 otherwise adds to every swizzle); the same bits as SIMD128. The relaxed int8 dot
+//!   (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is not used: it needs 8-bit activations, which
+//!   cost too much accuracy (see [`super::q8`]).
+//!
+//! GEMV and GEMM share the loop: up to four activation rows go through each decoded chunk.
+
+use super::matmul4::{check_io, Weight4};
+use super::q8::{Q8Activations, QK};
+use super::{add_bias, check_len, mul};
+use crate::codebook::{Codebook4, QuantType4};
+use crate::error::{bail, Result};
+use crate::Kernel;
+
+/// The 16 code values as int8: `t = round(values · scale)`, so `values ≈ t / scale`.
+/// NF4 and FP4 lie in [-1, 1] and use scale 127; INT4's levels are q/7 for q in -8..=7 and use
+/// scale 105 (t = 15·q, exact, and within -127..=127 so the relaxed kernel can negate it).
+#[derive(Debug, Clone, Copy)]
+pub struct Table8 {
+    pub t: [i8; 16],
+    pub scale: f32,
+}
+
+impl Table8 {
+    pub fn get(qt: QuantType4) -> Table8 {
+        let scale = match qt {
+            QuantType4::Int4 => 105.0,
+            QuantType4::Nf4 | QuantType4::Fp4 => 127.0,
+        };
+        Table8 { t: Codebook4::get(qt).values.map(|v| (v * scale).round_ties_even() as i8), scale }
+    }
+}
+
+/// Whether the integer path applies to this weight (K % 32 == 0 and blocks of at least 32).
+pub fn supports(w: &Weight4) -> bool {
+    w.k.is_multiple_of(QK) && w.blocksize.is_multiple_of(QK)
+}
+
+fn check(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
+    w.validate()?;
+    if !supports(w) {
+        bail!(InvalidArgument, "the int8-activation kernel needs K and the blocksize to be multiples of {QK} (K = {}, blocksize = {})", w.k, w.blocksize);
+    }
+    if xq.k != w.k {
+        bail!(LengthMismatch, "activations have {} columns but the weight has {} inputs", xq.k, w.k);
+    }
+    check_len("output", out.len(), mul(xq.m, w.n, "output")?)?;
+    if let Some(b) = bias {
+        check_len("bias", b.len(), w.n)?;
+    }
+    Ok(())
+}
+
+/// `out[m, n] = x · Wᵀ (+ bias)` with x quantized here (see the module docs).
+pub fn matmul4_q8(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
+    check_io(x, m, w, bias, out)?;
+    let xq = Q8Activations::new(x, m, w.k)?;
+    matmul4_q8_quantized(&xq, w, bias, out, kernel)
+}
+
+/// The same with activations already quantized (one quantization shared by several layers).
+pub fn matmul4_q8_quantized(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
+    check(xq, w, bias, out)?;
+    let table = Table8::get(w.quant_type);
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if kernel.use_simd() {
+        let n = w.n;
+        let mut r0 = 0;
+        while r0 < xq.m {
+            let rows = (xq.m - r0).min(4);
+            match rows {
+                1 if xq.m == 1 => simd::gemv(xq, w, &table, out),
+                1 => simd::rows::<1>(xq, r0, w, &table, out, 0, n),
+                2 => simd::rows::<2>(xq, r0, w, &table, out, 0, n),
+                3 => simd::rows::<3>(xq, r0, w, &table, out, 0, n),
+                _ => simd::rows::<4>(xq, r0, w, &table, out, 0, n),
+            }
+            r0 += rows;
+        }
+        add_bias(out, w.n, bias);
+        return Ok(());
+    }
+    let _ = kernel;
+    scalar(xq, w, &table, out);
+    add_bias(out, w.n, bias);
+    Ok(())
+}
+
+/// Scalar reference (also the non-wasm kernel): exact I per chunk, float sums in chunk order.
+pub fn matmul4_q8_reference(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; mul(xq.m, w.n, "output")?];
+    check(xq, w, bias, &out)?;
+    scalar(xq, w, &Table8::get(w.quant_type), &mut out);
+    add_bias(&mut out, w.n, bias);
+    Ok(out)
+}
+
+fn scalar(xq: &Q8Activations, w: &Weight4, t: &Table8, out: &mut [f32]) {
+    let (n, k, bs) = (w.n, w.k, w.blocksize);
+    let cpr = k / QK;
+    for r in 0..xq.m {
+        for j in 0..n {
+            let mut tot = 0f32;
+            let mut c = 0;
+            while c < cpr {
+                let b = (j * k + c * QK) / bs;
+                let c_end = cpr.min(((b + 1) * bs - j * k) / QK);
+                let mut acc = 0f32;
+                while c < c_end {
+                    let mut i = 0i32;
+                    for kk in c * QK..(c + 1) * QK {
+                        i += t.t[w.code(j * k + kk)] as i32 * xq.q[r * k + kk] as i32;
+                    }
+                    acc += i as f32 * xq.d[r * cpr + c];
+                    c += 1;
+                }
+                tot += acc * (w.absmax.get(b) / t.scale);
+            }
+            out[r * n + j] = tot;
+        }
+    }
+}
+
+/// A bound on |kernel − reference| for output `[r, j]` from the float operations alone (the
+/// integers are exact in both; the reference's conversion of a chunk's I, which may exceed
+/// 2^24, is one more rounding): each term of the reference's sums, and ours, passes through at
+/// most C + 4 roundings, so the two differ by at most 2·γ_{C+4}·S <= (C + 6)·2^-22·S with
+/// S = Σ_b |absmax_b/s| Σ_c |d_c| Σ_k |t_k q_k| (+ |bias|).
+pub fn float_bound(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, r: usize, j: usize) -> f32 {
+    let (k, bs) = (w.k, w.blocksize);
+    let cpr = k / QK;
+    let t = Table8::get(w.quant_type);
+    let mut s = 0f64;
+    for c in 0..cpr {
+        let b = (j * k + c * QK) / bs;
+        let mut i = 0f64;
+        for kk in c * QK..(c + 1) * QK {
+            i += (t.t[w.code(j * k + kk)] as f64 * xq.q[r * k + kk] as f64).abs();
+        }
+        s += (w.absmax.get(b) as f64 / t.scale as f64).abs() * (xq.d[r * cpr + c] as f64).abs() * i;
+    }
+    s += bias.map_or(0.0, |b| (b[j] as f64).abs());
+    ((cpr + 6) as f64 * 2f64.powi(-22) * s) as f32
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use super::{Table8, Weight4};
+    use crate::kernels::q8::{Q8Activations, QK};
+    use core::arch::wasm32::*;
+
+    #[inline(always)]
+    fn hsum(v: v128) -> f32 {
+        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    }
+
+    /// The int8 code table, and the decoding of 32 packed weights into four i16x8 vectors in
+    /// nibble order.
+    struct Chunk {
+        t: v128,
+        mask: v128,
+    }
+
+    impl Chunk {
+        fn new(t: &Table8) -> Chunk {
+            // SAFETY: reads the 16 bytes of the table.
+            let t = unsafe { v128_load(t.t.as_ptr() as *const v128) };
+            Chunk { t, mask: u8x16_splat(0x0f) }
+        }
+
+        /// Codes (each < 16) to table entries; the relaxed build skips SIMD128's handling of
+        /// indices >= 16, which codes never are.
+        #[inline(always)]
+        fn lookup(&self, codes: v128) -> v128 {
+            #[cfg(target_feature = "relaxed-simd")]
+            return i8x16_relaxed_swizzle(self.t, codes);
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            return i8x16_swizzle(self.t, codes);
+        }
+
+        /// Decodes 16 packed bytes at `p` (32 weights).
+        #[inline(always)]
+        unsafe fn decode(&self, p: *const v128) -> [v128; 4] {
+            let bytes = v128_load(p);
+            let hi = self.lookup(v128_and(u16x8_shr(bytes, 4), self.mask));
+            let lo = self.lookup(v128_and(bytes, self.mask));
+            [i16x8_extend_low_i8x16(hi), i16x8_extend_high_i8x16(hi), i16x8_extend_low_i8x16(lo), i16x8_extend_high_i8x16(lo)]
+        }
+
+        /// Lane sums of Σ t·q over the chunk against activations at `x` (32 i16 in nibble order).
+        #[inline(always)]
+        unsafe fn dot(wv: &[v128; 4], x: *const i16) -> v128 {
+            let x = x as *const v128;
+            let a = i32x4_add(i32x4_dot_i16x8(wv[0], v128_load(x)), i32x4_dot_i16x8(wv[1], v128_load(x.add(1))));
+            let b = i32x4_add(i32x4_dot_i16x8(wv[2], v128_load(x.add(2))), i32x4_dot_i16x8(wv[3], v128_load(x.add(3))));
+            i32x4_add(a, b)
+        }
+    }
+
+    /// Activation rows [r0, r0 + R) against weight rows [j0, j1).
+    pub fn rows<const R: usize>(xq: &Q8Activations, r0: usize, w: &Weight4, t: &Table8, out: &mut [f32], j0: usize, j1: usize) {
+        let (n, k, bs) = (w.n, w.k, w.blocksize);
+        let cpr = k / QK;
+        assert!(k % QK == 0 && bs % QK == 0 && r0 + R <= xq.m && xq.k == k && out.len() == xq.m * n && j1 <= n);
+        assert!(w.packed.len() * 2 == n * k && xq.nibble_order.len() == xq.m * k && xq.d.len() == xq.m * cpr);
+        let ch = Chunk::new(t);
+        let xs = xq.nibble_order.as_ptr();
+        let cpb = bs / QK; // chunks per weight block
+        for j in j0..j1 {
+            let mut tot = [f32x4_splat(0.0); R];
+            // the row's first block and the chunks of it before the row starts (no division in the loop)
+            let mut b = j * k / bs;
+            let mut c = 0;
+            let mut c_end = cpr.min(cpb - (j * k % bs) / QK);
+            while c < cpr {
+                let mut acc = [f32x4_splat(0.0); R];
+                while c < c_end {
+                    // SAFETY: chunk c of row j covers flat elements [j·k + 32c, j·k + 32c + 32)
+                    // with c < k / 32, so the 16 bytes at packed[(j·k + 32c) / 2] are inside
+                    // `packed` (n·k / 2 bytes, asserted); the activation reads cover
+                    // nibble_order[(r0 + r)·k + 32c ..+ 32] with r0 + r < m (asserted).
+                    unsafe {
+                        let wv = ch.decode(w.packed.as_ptr().add((j * k + c * QK) / 2) as *const v128);
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            let row = r0 + r;
+                            let i = Chunk::dot(&wv, xs.add(row * k + c * QK));
+                            *a = f32x4_add(*a, f32x4_mul(f32x4_convert_i32x4(i), f32x4_splat(*xq.d.get_unchecked(row * cpr + c))));
+                        }
+                    }
+                    c += 1;
+                }
+                let scale = f32x4_splat(w.absmax.get(b) / t.scale);
+                for (tr, a) in tot.iter_mut().zip(acc) {
+                    *tr = f32x4_add(*tr, f32x4_mul(a, scale));
+                }
+                b += 1;
+                c_end = cpr.min(c + cpb);
+            }
+            for (r, tr) in tot.into_iter().enumerate() {
+                out[(r0 + r) * n + j] = hsum(tr);
+            }
+        }
+    }
+
+    /// One activation row (m = 1) against every weight row. With K % blocksize == 0 every row
+    /// starts a block, so two weight rows go through the loop together (two independent chains,
+    /// one activation load each); the float operations per row are those of `rows::<1>`, so the
+    /// bits are too.
+    pub fn gemv(xq: &Q8Activations, w: &Weight4, t: &Table8, out: &mut [f32]) {
+        let (n, k, bs) = (w.n, w.k, w.blocksize);
+        if !k.is_multiple_of(bs) || n < 2 {
+            rows::<1>(xq, 0, w, t, out, 0, n);
+            return;
+        }
+        let cpr = k / QK;
+        let (cpb, bpr) = (bs / QK, k / bs);
+        assert!(k % QK == 0 && bs % QK == 0 && xq.m == 1 && xq.k == k && out.len() == n);
+        assert!(w.packed.len() * 2 == n * k && xq.nibble_order.len() == k && xq.d.len() == cpr);
+        let ch = Chunk::new(t);
+        let xs = xq.nibble_order.as_ptr();
+        let pairs = n / 2;
+        for p in 0..pairs {
+            let j = 2 * p;
+            let (mut tot0, mut tot1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+            for blk in 0..bpr {
+                let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+                for c in blk * cpb..(blk + 1) * cpb {
+                    // SAFETY: c < k / 32 and j + 1 < n, so both 16-byte loads at
+                    // packed[((j + {0,1})·k + 32c) / 2] are inside `packed` (n·k / 2 bytes) and
+                    // the activation reads nibble_order[32c ..+ 32] inside its k values (asserted).
+                    unsafe {
+                        let p0 = w.packed.as_ptr().add((j * k + c * QK) / 2) as *const v128;
+                        let w0 = ch.decode(p0);
+                        let w1 = ch.decode(p0.add(k / QK));
+                        let x = xs.add(c * QK);
+                        let d = f32x4_splat(*xq.d.get_unchecked(c));
+                        acc0 = f32x4_add(acc0, f32x4_mul(f32x4_convert_i32x4(Chunk::dot(&w0, x)), d));
+                        acc1 = f32x4_add(acc1, f32x4_mul(f32x4_convert_i32x4(Chunk::dot(&w1, x)), d));
+                    }
+                }
+                let b = j * bpr + blk;
+                tot0 = f32x4_add(tot0, f32x4_mul(acc0, f32x4_splat(w.absmax.get(b) / t.scale)));
+                tot1 = f32x4_add(tot1, f32x4_mul(acc1, f32x4_splat(w.absmax.get(b + bpr) / t.scale)));
+            }
+            out[j] = hsum(tot0);
+            out[j + 1] = hsum(tot1);
+        }
+        rows::<1>(xq, 0, w, t, out, 2 * pairs, n);
+    }
+}

@@ -161,8 +161,13 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
       // One read ahead: the next plain tensor streams in while this one is quantized (the
       // quantizer runs synchronously, file reads do not), at the cost of one more tensor in memory.
       const ahead = new Map<string, Promise<Uint8Array>>();
+      // nextPlain[i]: the first plain tensor at or after i (one pass from the end, so a load stays
+      // linear in the number of tensors; searching the rest of the order per tensor was quadratic).
+      const nextPlain = new Int32Array(order.length + 1).fill(-1);
+      for (let i = order.length - 1; i >= 0; i--) nextPlain[i] = plain(order[i]!) ? i : nextPlain[i + 1]!;
       const prefetch = (from: number) => {
-        const next = order.slice(from).find(plain);
+        const k = nextPlain[from]!;
+        const next = k < 0 ? undefined : order[k]!;
         if (next && !ahead.has(next.name)) {
           const p = st.read(next.name, signal);
           p.catch(() => {}); // awaited (and its error raised) when its turn comes
@@ -178,7 +183,7 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
         let out: LoadedWeight;
         let bytesRead = info.end - info.start;
         if (fourBit.has(info.name)) {
-          out = await readBnb4bit(st, info.name, signal);
+          out = await readBnb4bit(st, info.name, signal, found.stateKeys.get(info.name));
           bytesRead = 0; // counted with the auxiliary tensors
         } else if (eightBit.has(info.name)) {
           out = await readBnb8bit(st, info.name, signal);
@@ -201,7 +206,14 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
 /** A comparator: by `key` of the name (when given), then by `offset`. */
 function byKeyThen<T extends { name: string }>(key: ((name: string) => number) | undefined, offset: (t: T) => number): (a: T, b: T) => number {
   if (key === undefined) return (a, b) => offset(a) - offset(b);
-  return (a, b) => key(a.name) - key(b.name) || offset(a) - offset(b);
+  // Keys are computed once per name, not once per comparison.
+  const keys = new Map<string, number>();
+  const k = (name: string) => {
+    let v = keys.get(name);
+    if (v === undefined) keys.set(name, (v = key(name)));
+    return v;
+  };
+  return (a, b) => k(a.name) - k(b.name) || offset(a) - offset(b);
 }
 
 /** Bytes a loaded weight occupies (packed codes + quantization state, or the dense data). */

@@ -5,11 +5,12 @@ import type { Backend, LinearOptions } from '../backends/backend.js';
 import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
 import type { ProgressCallback } from '../loading/sources/progress.js';
-import type { BitsAndBytesConfig } from './bnb-config.js';
+import { BitsAndBytesConfig, type BitsAndBytesConfigOptions } from './bnb-config.js';
 import type { CausalLM, ModelWeights } from './causal-lm.js';
 import { parseConfig } from './config.js';
-import { backendFor, budgetsOf, checkDeviceMap, makeCpuBackend, makeGpuBackend, moduleNames, planDevices, singleDevice, wantsGpu, type BackendOptions, type ModuleSize } from './device-map.js';
+import { backendFor, budgetsOf, checkDeviceMap, makeCpuBackend, makeGpuBackend, planDevices, wantsGpu, type BackendOptions, type ModuleSize } from './device-map.js';
 import { moduleSizes, safetensorsInfos } from './module-sizes.js';
+import { checkLoadOptions, checkRuntimeMemory, CONFIG_JSON_FIELDS, resolveMaxPositions, validateConfig, validateTensors } from './validate.js';
 import type { CausalLMOptions, Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WebGpuBackend } from '../backends/webgpu/index.js';
@@ -47,7 +48,14 @@ export interface FromPretrainedOptions extends ResolveSourceOptions, BackendOpti
 }
 
 /** Picks each module's backend once sizes are known (before any weight is read). */
-export type Placer = (config: DecoderConfig, sizes: () => Promise<ModuleSize[]>) => Promise<{ placement: Placement; options: CausalLMOptions }>;
+export type Placer = (config: DecoderConfig, sizes: () => Promise<ModuleSize[]>, memory: RuntimeNeeds) => Promise<{ placement: Placement; options: CausalLMOptions }>;
+
+/** What checkRuntimeMemory needs besides the module sizes. */
+export interface RuntimeNeeds {
+  maxPositions: number;
+  /** Bytes of the largest tensor as loaded (held twice at the peak of a load: read + converted). */
+  largestTensorBytes: number;
+}
 
 export const AutoModelForCausalLM = {
   /**
@@ -56,7 +64,8 @@ export const AutoModelForCausalLM = {
    * CPU) or a per-module map (device-map.ts). The GPU backend is made first, so a missing adapter
    * fails before any weight is read; sizes are checked against the budgets before loading.
    */
-  async fromPretrained(input: SourceInput, options: FromPretrainedOptions = {}): Promise<CausalLM> {
+  async fromPretrained(input: SourceInput, given: FromPretrainedOptions = {}): Promise<CausalLM> {
+    const options = checkLoadOptions(given, (plain) => new BitsAndBytesConfig(plain as BitsAndBytesConfigOptions));
     checkDeviceMap(options.deviceMap);
     // Tensor headers are parsed in wasm before any backend may exist.
     await init(options.webgpu?.wasm);
@@ -74,14 +83,20 @@ export const AutoModelForCausalLM = {
           if (!(options.deviceMap === 'auto' && e instanceof LowbitError && e.code === 'WEBGPU_UNAVAILABLE')) throw e;
         }
       }
-      const placer: Placer = async (config, sizes) => {
+      const placer: Placer = async (config, sizes, needs) => {
         const modelOptions: CausalLMOptions = { keepHostWeights: options.keepHostWeights !== false, cpuBackend: () => makeCpuBackend(options) };
-        if (options.backend !== undefined) return { placement: options.backend, options: modelOptions };
+        // Sizes always: a model whose CPU part cannot fit one wasm32 memory is refused up front,
+        // with or without maxMemory (sizes come from headers; nothing is allocated yet).
+        const all = await sizes();
+        if (options.backend !== undefined) {
+          const device = options.backend.device === 'cpu' ? 'cpu' : 'gpu';
+          checkRuntimeMemory(config, all, () => device, needs.maxPositions, needs.largestTensorBytes);
+          return { placement: options.backend, options: modelOptions };
+        }
         const map = options.deviceMap ?? 'cpu';
         const { budgets, explicit } = budgetsOf(options, gpu);
-        const single = singleDevice(map);
-        const needSizes = single === undefined || explicit.gpu !== undefined || explicit.cpu !== undefined;
-        const plan = needSizes ? planDevices(gpu === undefined && map === 'auto' ? 'cpu' : map, await sizes(), budgets, explicit) : new Map(moduleNames(config).map((n) => [n, single!]));
+        const plan = planDevices(gpu === undefined && map === 'auto' ? 'cpu' : map, all, budgets, explicit);
+        checkRuntimeMemory(config, all, (m) => plan.get(m) ?? 'cpu', needs.maxPositions, needs.largestTensorBytes);
         const used = new Set(plan.values());
         let cpu: Backend | undefined;
         if (used.has('cpu')) {
@@ -115,20 +130,25 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
   // A GGUF (named, or the only weights file): config from its metadata, llama.cpp tensor names.
   const gguf = await ggufWeightFile(source);
   if (gguf !== undefined) return fromGguf(source, gguf, options, placer);
-  const raw = await source.readJson<Record<string, unknown>>('config.json');
-  const config = parseConfig(raw);
-  const prequantized = raw.quantization_config !== undefined && (raw.quantization_config as { quant_method?: string }).quant_method === 'bitsandbytes';
+  const raw = await source.readJson<unknown>('config.json');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new LowbitError('MALFORMED_FILE', `config.json must be a JSON object, got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`, { file: 'config.json' });
+  const config = parseConfig(raw as Record<string, unknown>);
+  validateConfig(config, 'config.json', CONFIG_JSON_FIELDS[config.family]);
+  const q = (raw as Record<string, unknown>).quantization_config;
+  const prequantized = typeof q === 'object' && q !== null && (q as { quant_method?: unknown }).quant_method === 'bitsandbytes';
   const quantization = prequantized ? undefined : options.quantizationConfig?.quantizeOnLoad();
   const skip = quantization?.skipModules ?? ['lm_head'];
-  const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
+  const maxPositions = resolveMaxPositions(options.maxPositions, config);
   // GPT-2's Conv1D weights are transposed before quantizing: the model does that itself.
   const conv1d = (t: TensorMeta) => config.family === 'gpt2' && GPT2_CONV1D.test(t.name);
   const shouldQuantize = (t: TensorMeta) => !conv1d(t) && isQuantizableLinear(t, skip);
   const quantizedByModel = (t: TensorMeta) => quantization !== undefined && conv1d(t) && !skip.some((s) => t.name.startsWith(s)) && ['F32', 'F16', 'BF16'].includes(t.dtype);
-  const { placement, options: modelOptions } = await placer(config, async () =>
-    moduleSizes(config, await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedByModel(t)), options.signal), quantization, maxPositions),
-  );
-  const saved = raw.quantization_config as { llm_int8_threshold?: number; bnb_4bit_compute_dtype?: string } | undefined;
+  // Every header first: the tensors must be the ones the config implies before anything is built.
+  const infos = await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedByModel(t)), options.signal);
+  validateTensors(config, infos, 'config.json', CONFIG_JSON_FIELDS[config.family]);
+  const largestTensorBytes = infos.reduce((m, t) => Math.max(m, t.quantize ? t.shape.reduce((a, b) => a * b, 1) * 4 : t.bytes), 0);
+  const { placement, options: modelOptions } = await placer(config, async () => moduleSizes(config, infos, quantization, maxPositions), { maxPositions, largestTensorBytes });
+  const saved = (prequantized ? q : undefined) as { llm_int8_threshold?: number; bnb_4bit_compute_dtype?: string } | undefined;
   const linear: LinearOptions = {
     int8Threshold: options.quantizationConfig?.llmInt8Threshold ?? saved?.llm_int8_threshold ?? 6,
     // A pre-quantized checkpoint computes in the dtype it was saved with, as transformers does.
@@ -140,7 +160,8 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
 }
 
 /** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */
-function computeDtypeOf(v: string | undefined): LinearOptions['computeDtype'] {
+function computeDtypeOf(v: unknown): LinearOptions['computeDtype'] {
+  if (v !== undefined && typeof v !== 'string') throw new LowbitError('MALFORMED_FILE', `config.json: quantization_config.bnb_4bit_compute_dtype must be a string, got ${JSON.stringify(v)}`, { file: 'config.json' });
   const name = v?.replace(/^torch\./, '');
   if (name === undefined || name === 'float32') return 'float32';
   if (name === 'float16' || name === 'bfloat16') return name;

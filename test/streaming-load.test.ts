@@ -142,7 +142,9 @@ describe('modules built as their tensors stream in', () => {
         backend: b, quantizationConfig: NF4_DQ(), tokenizer: false, signal: ac.signal,
         onProgress: (e) => { progressDone = e.tensorsDone; progressTotal = e.tensorsTotal ?? 0; },
       }).catch((e: unknown) => e);
-      expect((err as Error).name).toBe('AbortError');
+      // Aborts are LowbitError('ABORTED') with the signal's reason as cause.
+      expect((err as LowbitError).code).toBe('ABORTED');
+      expect(((err as LowbitError).cause as Error).name).toBe('AbortError');
       // A module was built before the last tensor was read: the model was made as it streamed in.
       expect(made.length).toBeGreaterThanOrEqual(7);
       expect(progressDone).toBeLessThan(progressTotal);

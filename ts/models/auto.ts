@@ -10,6 +10,7 @@ import type { CausalLM, ModelWeights } from './causal-lm.js';
 import { parseConfig } from './config.js';
 import { backendFor, budgetsOf, checkDeviceMap, makeCpuBackend, makeGpuBackend, planDevices, wantsGpu, type BackendOptions, type ModuleSize } from './device-map.js';
 import { moduleSizes, safetensorsInfos } from './module-sizes.js';
+import { asAbortError } from '../generation/scheduling.js';
 import { checkLoadOptions, checkRuntimeMemory, CONFIG_JSON_FIELDS, resolveMaxPositions, validateConfig, validateTensors } from './validate.js';
 import type { CausalLMOptions, Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
@@ -121,7 +122,7 @@ export const AutoModelForCausalLM = {
       return model;
     } catch (e) {
       for (const b of owned) b.dispose();
-      throw e;
+      throw asAbortError(e, options.signal, 'fromPretrained');
     }
   },
 };

@@ -16,6 +16,7 @@ import type { QuantType4 } from '../quant/quant-state.js';
 import { fromHalf, toHalf } from '../tensor/dtypes.js';
 import { blockwise8Bytes, q8_0ToBlockwise8, type Blockwise8Weight } from './blockwise8.js';
 import { bnbAuxiliaryTensor, findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight } from './bnb-checkpoint.js';
+import { checkFiniteWeight } from './finite-check.js';
 import { dequantizeGguf, GgufFile } from './gguf.js';
 import { SafetensorsFile, type SafetensorsDType, type SafetensorsTensorInfo } from './safetensors.js';
 import { ProgressTracker, type ProgressCallback } from './sources/progress.js';
@@ -67,6 +68,12 @@ export interface LoadWeightsOptions {
    * whatever order the file has them in.
    */
   orderBy?: (name: string) => number;
+  /**
+   * Load weights holding NaN / Inf (default false: NON_FINITE naming the tensor, since such a
+   * model computes NaN logits; see finite-check.ts). 4-bit quantization then keeps them as
+   * bitsandbytes does; LLM.int8 always refuses them.
+   */
+  allowNonFinite?: boolean;
   /** Least ms between two progress events (default 100). */
   progressThrottleMs?: number;
   signal?: AbortSignal;
@@ -97,7 +104,7 @@ function halfOrFloat(info: TensorMeta, bytes: Uint8Array): Float32Array | { dtyp
   return { dtype: info.dtype === 'F16' ? 'float16' : 'bfloat16', data: new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) };
 }
 
-function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, file: string): BnbWeight {
+function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, file: string, allowNonFinite = false): BnbWeight {
   const x = halfOrFloat(info, bytes);
   const shape = info.shape as [number, number];
   try {
@@ -107,7 +114,7 @@ function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, 
       const r = int8VectorwiseQuant(h, { shape });
       return { kind: 'int8', name: info.name, CB: r.CB, SCB: r.SCB, shape };
     }
-    const { packed, quantState } = quantize4bit(x, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape });
+    const { packed, quantState } = quantize4bit(x, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape, allowNonFinite });
     return { kind: '4bit', name: info.name, packed, quantState };
   } catch (e) {
     if (e instanceof LowbitError) throw new LowbitError(e.code, `${file}: ${info.name}: ${e.message}`, { cause: e, file, ...(e.index === undefined ? {} : { index: e.index }) });
@@ -191,8 +198,9 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
           const data = await (ahead.get(info.name) ?? st.read(info.name, signal));
           ahead.delete(info.name);
           prefetch(i + 1);
-          out = quantization && shouldQuantize(info) ? quantizeTensor(info, data, quantization, st.name) : { kind: 'dense', name: info.name, dtype: info.dtype, shape: info.shape, data };
+          out = quantization && shouldQuantize(info) ? quantizeTensor(info, data, quantization, st.name, options.allowNonFinite) : { kind: 'dense', name: info.name, dtype: info.dtype, shape: info.shape, data };
         }
+        if (!options.allowNonFinite) checkFiniteWeight(out, st.name);
         tracker.add({ bytes: bytesRead, tensors: 1, file: st.name });
         yield out;
       }
@@ -253,6 +261,7 @@ async function* loadGguf(source: ModelSource, file: string, quantization: Quanti
       // A linear weight by name and shape (embeddings are not; lm_head / output is).
       if (!quantization && (options.keepQ8_0 ?? true) && t.ggmlType === 'Q8_0' && isQuantizableLinear({ name: t.name, dtype: 'F32', shape: t.shape }, [])) {
         const out = q8_0ToBlockwise8(t.name, t.shape, data, gg.name);
+        if (!options.allowNonFinite) checkFiniteWeight(out, gg.name);
         tracker.add({ bytes: t.nBytes, tensors: 1, file });
         yield out;
         continue;
@@ -267,7 +276,8 @@ async function* loadGguf(source: ModelSource, file: string, quantization: Quanti
         meta = { name: t.name, dtype: 'F32', shape: t.shape };
         bytes = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
       }
-      const out: LoadedWeight = quantization && shouldQuantize(meta) ? quantizeTensor(meta, bytes, quantization, gg.name) : { kind: 'dense', ...meta, data: bytes };
+      const out: LoadedWeight = quantization && shouldQuantize(meta) ? quantizeTensor(meta, bytes, quantization, gg.name, options.allowNonFinite) : { kind: 'dense', ...meta, data: bytes };
+      if (!options.allowNonFinite) checkFiniteWeight(out, gg.name);
       tracker.add({ bytes: t.nBytes, tensors: 1, file });
       yield out;
     }

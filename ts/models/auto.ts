@@ -44,6 +44,8 @@ export interface FromPretrainedOptions extends ResolveSourceOptions, BackendOpti
   maxPositions?: number;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
+  /** Load weights holding NaN / Inf instead of refusing them with NON_FINITE (default false). */
+  allowNonFinite?: boolean;
   /** Also load the tokenizer found next to the weights into `model.tokenizer` (default true; undefined when there is none or lowbit cannot build it). */
   tokenizer?: boolean;
 }
@@ -157,7 +159,7 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
   };
   const make = (weights: ModelWeights): CausalLM =>
     config.family === 'gpt2' ? new GPT2LMHeadModel(config, placement, weights, maxPositions, quantization, linear, modelOptions) : new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions);
-  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...o }));
+  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }));
 }
 
 /** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */

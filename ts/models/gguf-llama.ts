@@ -260,7 +260,7 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
   const model = await streamInto(
     config,
     (weights) => new LlamaForCausalLM(config, placement, weights, maxPositions, linear, modelOptions),
-    (o) => loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}), ...o }),
+    (o) => loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }),
     toHf,
     (n) => (n === 'rope_freqs.weight' ? undefined : ggufToHfName(n)),
   );

@@ -344,17 +344,24 @@ function withBosEos(json: Record<string, unknown>, config: Record<string, unknow
   return { ...json, post_processor: templateProcessing(bos, eos, Array.isArray(vocab) ? {} : vocab) };
 }
 
+/** A JSON file that must hold an object (null, an array or a number is MALFORMED_FILE, not a TypeError later). */
+async function readObject(source: ModelSource, file: string): Promise<Record<string, unknown>> {
+  const v = await source.readJson<unknown>(file);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new LowbitError('MALFORMED_FILE', `${file} must be a JSON object, got ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`, { file });
+  return v as Record<string, unknown>;
+}
+
 async function fromFolder(source: ModelSource, options: AutoTokenizerOptions): Promise<Tokenizer> {
-  const json = await source.readJson<Record<string, unknown>>('tokenizer.json');
-  const config = (await source.exists('tokenizer_config.json')) ? await source.readJson<Record<string, unknown>>('tokenizer_config.json') : {};
+  const json = await readObject(source, 'tokenizer.json');
+  const config = (await source.exists('tokenizer_config.json')) ? await readObject(source, 'tokenizer_config.json') : {};
   let chatTemplate = options.chatTemplate;
   if (chatTemplate === undefined && (await source.exists('chat_template.jinja'))) chatTemplate = await source.readText('chat_template.jinja');
   if (chatTemplate === undefined && config.chat_template === undefined && (await source.exists('chat_template.json'))) {
-    chatTemplate = defaultTemplate((await source.readJson<{ chat_template?: unknown }>('chat_template.json')).chat_template);
+    chatTemplate = defaultTemplate((await readObject(source, 'chat_template.json')).chat_template);
   }
   const eosTokenIds: number[] = [];
   if (await source.exists('generation_config.json')) {
-    const gen = await source.readJson<{ eos_token_id?: unknown }>('generation_config.json');
+    const gen = await readObject(source, 'generation_config.json');
     const e = gen.eos_token_id;
     for (const id of Array.isArray(e) ? e : [e]) if (typeof id === 'number' && Number.isInteger(id)) eosTokenIds.push(id);
   }

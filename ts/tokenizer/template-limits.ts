@@ -33,6 +33,9 @@ export interface JinjaLibrary {
   Interpreter: new (env: unknown) => { run(program: unknown): { value: unknown }; evaluate(node: unknown, env: unknown): unknown };
 }
 
+/** Characters of strings evaluated in total, as a multiple of maxOutputChars (a value counts once per node it passes through). */
+const PRODUCED_FACTOR = 64;
+
 const limit = (m: string) => new LowbitError('LIMIT_EXCEEDED', `the chat template ${m}`);
 
 /** Python's strftime for the codes chat templates use (%Y %m %d %b %B %H %M %S %y %a %A %%). */
@@ -58,6 +61,7 @@ function limitedInterpreter(lib: JinjaLibrary) {
   const Base = lib.Interpreter as unknown as new (env: unknown) => Interp;
   cls = class LimitedInterpreter extends Base {
     steps = 0;
+    produced = 0;
     readonly deadline: number;
     /** The first limit hit (kept in case the library wraps the thrown error). */
     exceeded: LowbitError | undefined;
@@ -81,6 +85,12 @@ function limitedInterpreter(lib: JinjaLibrary) {
       const x = v?.value;
       const size = typeof x === 'string' || Array.isArray(x) ? x.length : x instanceof Map ? x.size : 0;
       if (size > this.limits.maxOutputChars) this.fail(limit(`made a value of ${size} characters / items, over the limit of ${this.limits.maxOutputChars}`));
+      // Strings made along the way, in total: a loop body that renders a large value many times
+      // is stopped before its concatenation (not an evaluated node) grows without bound.
+      if (typeof x === 'string') {
+        this.produced += x.length;
+        if (this.produced > PRODUCED_FACTOR * this.limits.maxOutputChars) this.fail(limit(`made more than ${PRODUCED_FACTOR * this.limits.maxOutputChars} characters of strings in total`));
+      }
       return v;
     }
   };

@@ -74,6 +74,13 @@ export interface LoadWeightsOptions {
    * bitsandbytes does; LLM.int8 always refuses them.
    */
   allowNonFinite?: boolean;
+  /**
+   * Which tensors are Conv1D weights stored [in, out] (GPT-2): when quantized they are transposed
+   * first, so the quantized weight is [out, in] as bitsandbytes' Linear4bit / Linear8bitLt hold it
+   * and saveBnbCheckpoint writes what transformers saves. Default: GPT-2's c_attn / c_proj / c_fc
+   * weights when the source's config.json says model_type 'gpt2'.
+   */
+  conv1d?: (name: string) => boolean;
   /** Least ms between two progress events (default 100). */
   progressThrottleMs?: number;
   signal?: AbortSignal;
@@ -130,6 +137,7 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
   }
   const weights = await listWeightFiles(source, options.file === undefined ? {} : { file: options.file });
   const skip = quantization?.skipModules ?? (weights.format === 'gguf' ? ['output'] : ['lm_head']);
+  const conv1d = options.conv1d ?? (quantization && weights.format !== 'gguf' ? await conv1dOf(source) : () => false);
   const shouldQuantize = options.shouldQuantize ?? ((info: TensorMeta) => isQuantizableLinear(info, skip));
   if (weights.format === 'gguf') {
     yield* loadGguf(source, weights.files[0]!, quantization, shouldQuantize, options);
@@ -198,7 +206,11 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
           const data = await (ahead.get(info.name) ?? st.read(info.name, signal));
           ahead.delete(info.name);
           prefetch(i + 1);
-          out = quantization && shouldQuantize(info) ? quantizeTensor(info, data, quantization, st.name, options.allowNonFinite) : { kind: 'dense', name: info.name, dtype: info.dtype, shape: info.shape, data };
+          if (quantization && shouldQuantize(info)) {
+            // A Conv1D weight ([in, out]) is quantized as the [out, in] weight bitsandbytes holds.
+            const t = conv1d(info.name) && info.shape.length === 2 ? transposed(info, data) : { info, data };
+            out = quantizeTensor(t.info, t.data, quantization, st.name, options.allowNonFinite);
+          } else out = { kind: 'dense', name: info.name, dtype: info.dtype, shape: info.shape, data };
         }
         if (!options.allowNonFinite) checkFiniteWeight(out, st.name);
         tracker.add({ bytes: bytesRead, tensors: 1, file: st.name });
@@ -209,6 +221,31 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
   } finally {
     for (const st of files) await st.source.close?.();
   }
+}
+
+/** GPT-2's Conv1D weight names, stored [in, out]. */
+export const GPT2_CONV1D = /(^|\.)h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/;
+
+/** The Conv1D test for a source: GPT-2's names when its config.json says model_type 'gpt2'. */
+async function conv1dOf(source: ModelSource): Promise<(name: string) => boolean> {
+  if (!(await source.exists('config.json'))) return () => false;
+  let c: unknown;
+  try {
+    c = await source.readJson<unknown>('config.json');
+  } catch {
+    return () => false; // the weights do not need it; a model load reports a bad config.json itself
+  }
+  const gpt2 = typeof c === 'object' && c !== null && (c as { model_type?: unknown }).model_type === 'gpt2';
+  return gpt2 ? (name) => GPT2_CONV1D.test(name) : () => false;
+}
+
+/** A 2-D float tensor's bytes transposed: [r, c] -> [c, r]. */
+function transposed(info: TensorMeta, data: Uint8Array): { info: TensorMeta; data: Uint8Array } {
+  const [r, c] = info.shape as [number, number];
+  const size = info.dtype === 'F32' ? 4 : 2;
+  const out = new Uint8Array(data.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out.set(data.subarray((i * c + j) * size, (i * c + j + 1) * size), (j * r + i) * size);
+  return { info: { ...info, shape: [c, r] }, data: out };
 }
 
 /** A comparator: by `key` of the name (when given), then by `offset`. */

@@ -5,7 +5,7 @@
  * INVALID_ARGUMENT naming the option rather than a TypeError from deep inside.
  */
 import { LowbitError } from '../errors.js';
-import { checkSignal, typeName } from '../models/validate.js';
+import { checkSignal, show, typeName } from '../models/validate.js';
 
 const bad = (m: string): never => {
   throw new LowbitError('INVALID_ARGUMENT', m);
@@ -21,7 +21,7 @@ export function checkTokenIds(ids: unknown, vocabSize: number, what = 'inputIds'
     const v = a[i];
     const n = typeof v === 'bigint' ? Number(v) : v;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n >= vocabSize) {
-      bad(`${what}[${i}] = ${typeof v === 'string' ? JSON.stringify(v) : String(v)} is not a token id: ids must be integers in [0, ${vocabSize})`);
+      bad(`${what}[${i}] = ${typeof v === 'string' ? show(v) : String(v)} is not a token id: ids must be integers in [0, ${vocabSize})`);
     }
     out[i] = n as number;
   }
@@ -39,7 +39,7 @@ export function checkGenerateOptions(o: unknown): void {
   if (g.messages !== undefined) {
     if (!Array.isArray(g.messages)) bad(`messages must be an array of { role, content }, got ${typeName(g.messages)}`);
     for (const [i, m] of (g.messages as unknown[]).entries()) {
-      if (typeof m !== 'object' || m === null || typeof (m as { role?: unknown }).role !== 'string') bad(`messages[${i}] must be { role: string, content }, got ${JSON.stringify(m) ?? typeName(m)}`);
+      if (typeof m !== 'object' || m === null || typeof (m as { role?: unknown }).role !== 'string') bad(`messages[${i}] must be { role: string, content }, got ${show(m)}`);
     }
   }
   const t = g.tokenizer;
@@ -53,7 +53,7 @@ export function checkGenerateOptions(o: unknown): void {
   if (s !== undefined && (typeof s !== 'object' || s === null || !isFunction((s as { put?: unknown }).put) || !isFunction((s as { end?: unknown }).end))) bad('streamer must have put(ids) and end() (e.g. a TextStreamer)');
   if (g.stop !== undefined && typeof g.stop !== 'string' && !Array.isArray(g.stop)) bad(`stop must be a string or an array of strings, got ${typeName(g.stop)}`);
   if (g.eosTokenIds !== undefined) {
-    if (!Array.isArray(g.eosTokenIds) || !g.eosTokenIds.every((x) => Number.isInteger(x) && (x as number) >= 0)) bad(`eosTokenIds must be an array of integer token ids, got ${JSON.stringify(g.eosTokenIds)}`);
+    if (!Array.isArray(g.eosTokenIds) || !g.eosTokenIds.every((x) => Number.isInteger(x) && (x as number) >= 0)) bad(`eosTokenIds must be an array of integer token ids, got ${show(g.eosTokenIds)}`);
   }
   for (const k of ['doSample'] as const) if (g[k] !== undefined && typeof g[k] !== 'boolean') bad(`${k} must be true or false, got ${typeName(g[k])}`);
   for (const k of ['temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'maxNewTokens'] as const) {

@@ -11,7 +11,7 @@ import { parseConfig } from './config.js';
 import { backendFor, budgetsOf, checkDeviceMap, makeCpuBackend, makeGpuBackend, planDevices, wantsGpu, type BackendOptions, type ModuleSize } from './device-map.js';
 import { moduleSizes, safetensorsInfos } from './module-sizes.js';
 import { asAbortError } from '../generation/scheduling.js';
-import { checkLoadOptions, checkRuntimeMemory, CONFIG_JSON_FIELDS, resolveMaxPositions, validateConfig, validateTensors } from './validate.js';
+import { checkLoadOptions, show, checkRuntimeMemory, CONFIG_JSON_FIELDS, resolveMaxPositions, validateConfig, validateTensors } from './validate.js';
 import type { CausalLMOptions, Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WebGpuBackend } from '../backends/webgpu/index.js';
@@ -164,7 +164,7 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
 
 /** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */
 function computeDtypeOf(v: unknown): LinearOptions['computeDtype'] {
-  if (v !== undefined && typeof v !== 'string') throw new LowbitError('MALFORMED_FILE', `config.json: quantization_config.bnb_4bit_compute_dtype must be a string, got ${JSON.stringify(v)}`, { file: 'config.json' });
+  if (v !== undefined && typeof v !== 'string') throw new LowbitError('MALFORMED_FILE', `config.json: quantization_config.bnb_4bit_compute_dtype must be a string, got ${show(v)}`, { file: 'config.json' });
   const name = v?.replace(/^torch\./, '');
   if (name === undefined || name === 'float32') return 'float32';
   if (name === 'float16' || name === 'bfloat16') return name;

@@ -66,7 +66,7 @@ export function validateConfig(c: DecoderConfig, file: string, names: FieldNames
   const int = (k: keyof DecoderConfig, max: number, min = 1) => {
     const v = c[k];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      throw malformed(file, `${field(k)} must be an integer in [${min}, ${max}], got ${JSON.stringify(v) ?? String(v)}`);
+      throw malformed(file, `${field(k)} must be an integer in [${min}, ${max}], got ${show(v)}`);
     }
   };
   int('hiddenSize', MODEL_LIMITS.hiddenSize);
@@ -240,6 +240,18 @@ export function checkRuntimeMemory(c: DecoderConfig, sizes: readonly ModuleSize[
       `the model's CPU part needs about ${gib(need)} (weights and KV cache ${gib(cpu)} for maxPositions ${maxPositions}, plus activations and loading), over the ${gib(WASM32_MEMORY_BYTES)} one wasm32 instance can address: lower maxPositions, quantize (quantizationConfig), or place modules on the GPU`,
     );
   }
+}
+
+/** A value for an error message: JSON where it can be (bigints, cycles and functions too), cut to 200 characters. */
+export function show(v: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x));
+  } catch {
+    text = undefined;
+  }
+  text ??= String(v);
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }
 
 /** The type name of a value, for messages. */

@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { LowbitError } from '../dist/index.js';
 import { checkGenerateOptions, checkTokenIds } from '../dist/generation/generate-checks.js';
 import { parseConfig } from '../dist/models/config.js';
-import { CONFIG_JSON_FIELDS, MODEL_LIMITS, validateConfig } from '../dist/models/validate.js';
+import { checkRuntimeMemory, CONFIG_JSON_FIELDS, MODEL_LIMITS, validateConfig } from '../dist/models/validate.js';
+import { moduleSizes } from '../dist/models/module-sizes.js';
 
 /** xorshift32 */
 function rng(seed: number) {
@@ -105,5 +106,38 @@ describe('config validation', () => {
       expect(d.normEps > 0 && d.normEps < 1).toBe(true);
     }
     expect(accepted).toBeGreaterThan(100);
+  });
+});
+
+describe('wasm32 memory check', () => {
+  // Llama 2 7B's shapes: 32 layers, hidden 4096, MLP 11008, 32 heads, vocab 32000, f16 weights.
+  const config = parseConfig({ model_type: 'llama', hidden_size: 4096, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, intermediate_size: 11008, vocab_size: 32000, max_position_embeddings: 4096, rms_norm_eps: 1e-5 });
+  const infos = (quantize: boolean) => {
+    const out: Array<{ name: string; shape: number[]; bytes: number; quantize: boolean }> = [];
+    const t = (name: string, shape: number[], q = false) => out.push({ name, shape, bytes: shape.reduce((a, b) => a * b, 1) * 2, quantize: q && quantize });
+    t('model.embed_tokens.weight', [32000, 4096]);
+    t('model.norm.weight', [4096]);
+    t('lm_head.weight', [32000, 4096]);
+    for (let l = 0; l < 32; l++) {
+      for (const n of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) t(`model.layers.${l}.self_attn.${n}.weight`, [4096, 4096], true);
+      for (const n of ['gate_proj', 'up_proj']) t(`model.layers.${l}.mlp.${n}.weight`, [11008, 4096], true);
+      t(`model.layers.${l}.mlp.down_proj.weight`, [4096, 11008], true);
+      t(`model.layers.${l}.input_layernorm.weight`, [4096]);
+      t(`model.layers.${l}.post_attention_layernorm.weight`, [4096]);
+    }
+    return out;
+  };
+  const nf4 = { quantType: 'nf4' as const, blocksize: 64 };
+  const largest = 11008 * 4096 * 4;
+  const check = (quantize: boolean, maxPositions: number, threads: number) =>
+    lowbitOnly(() => checkRuntimeMemory(config, moduleSizes(config, infos(quantize), quantize ? nf4 : undefined, maxPositions), () => 'cpu', maxPositions, quantize ? largest : 0, threads));
+
+  it('a 7B model in NF4 fits with 2 threads at 1024 positions, not with one; its 4096-position f32 KV cache alone is 4 GiB', () => {
+    expect(check(true, 1024, 2)).toBeUndefined();
+    expect(check(true, 1024, 1)?.code).toBe('OUT_OF_MEMORY');
+    expect(check(true, 4096, 8)?.message).toMatch(/KV cache 4\.00 GiB/);
+    expect(check(false, 1024, 2)?.code).toBe('OUT_OF_MEMORY');
+    expect(check(false, 1024, 8)).toBeUndefined();
+    expect(check(true, 1 << 20, 8)?.message).toMatch(/maxPositions 1048576/);
   });
 });

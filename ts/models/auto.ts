@@ -56,7 +56,7 @@ export type Placer = (config: DecoderConfig, sizes: () => Promise<ModuleSize[]>,
 /** What checkRuntimeMemory needs besides the module sizes. */
 export interface RuntimeNeeds {
   maxPositions: number;
-  /** Bytes of the largest tensor as loaded (held twice at the peak of a load: read + converted). */
+  /** Bytes a load holds in wasm memory for one tensor at most besides the weights (a tensor being quantized or dequantized, as f32). */
   largestTensorBytes: number;
 }
 
@@ -93,18 +93,19 @@ export const AutoModelForCausalLM = {
         const all = await sizes();
         if (options.backend !== undefined) {
           const device = options.backend.device === 'cpu' ? 'cpu' : 'gpu';
-          checkRuntimeMemory(config, all, () => device, needs.maxPositions, needs.largestTensorBytes);
+          checkRuntimeMemory(config, all, () => device, needs.maxPositions, needs.largestTensorBytes, (options.backend as { threads?: number }).threads ?? 1);
           return { placement: options.backend, options: modelOptions };
         }
         const map = options.deviceMap ?? 'cpu';
         const { budgets, explicit } = budgetsOf(options, gpu);
         const plan = planDevices(gpu === undefined && map === 'auto' ? 'cpu' : map, all, budgets, explicit);
-        checkRuntimeMemory(config, all, (m) => plan.get(m) ?? 'cpu', needs.maxPositions, needs.largestTensorBytes);
         const used = new Set(plan.values());
         let cpu: Backend | undefined;
         if (used.has('cpu')) {
           cpu = await makeCpuBackend(options);
           owned.push(cpu);
+          // Per wasm instance: threads split the weights (known once the backend exists).
+          checkRuntimeMemory(config, all, (m) => plan.get(m) ?? 'cpu', needs.maxPositions, needs.largestTensorBytes, (cpu as { threads?: number }).threads ?? 1);
         }
         if (gpu !== undefined && !used.has('gpu')) {
           owned.splice(owned.indexOf(gpu), 1);
@@ -149,7 +150,8 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
   // Every header first: the tensors must be the ones the config implies before anything is built.
   const infos = await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedByModel(t)), options.signal);
   validateTensors(config, infos, 'config.json', CONFIG_JSON_FIELDS[config.family]);
-  const largestTensorBytes = infos.reduce((m, t) => Math.max(m, t.quantize ? t.shape.reduce((a, b) => a * b, 1) * 4 : t.bytes), 0);
+  // Quantizing a tensor holds it in wasm memory as f32 for a moment (dense ones are the weights themselves).
+  const largestTensorBytes = infos.reduce((m, t) => Math.max(m, t.quantize ? t.shape.reduce((a, b) => a * b, 1) * 4 : 0), 0);
   const { placement, options: modelOptions } = await placer(config, async () => moduleSizes(config, infos, quantization, maxPositions), { maxPositions, largestTensorBytes });
   const saved = (prequantized ? q : undefined) as { llm_int8_threshold?: number; bnb_4bit_compute_dtype?: string } | undefined;
   const linear: LinearOptions = {

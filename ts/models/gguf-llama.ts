@@ -223,8 +223,9 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     return hf === undefined ? [] : [{ name: hf, shape: t.shape }];
   }), file, ggufFields(config.modelType));
   const maxPositions = resolveMaxPositions(options.maxPositions, config);
-  // Dequantized f32 (n * 4) at most, per tensor: the largest one is in flight twice while loading.
-  const largestTensorBytes = [...infos.values()].reduce((m, t) => Math.max(m, t.shape.reduce((a, b) => a * b, 1) * 4), 0);
+  // A ggml-quantized tensor is dequantized to f32 in wasm memory (and quantized from there when asked).
+  const quantizing = options.quantizationConfig !== undefined;
+  const largestTensorBytes = [...infos.values()].reduce((m, t) => Math.max(m, quantizing || !['F32', 'F16', 'BF16'].includes(t.ggmlType) ? t.shape.reduce((a, b) => a * b, 1) * 4 : 0), 0);
   // Sizes from the tensor infos: quantized as asked, F32 / F16 / BF16 as stored, Q8_0 kept 8-bit
   // (int8 codes + an f32 scale per 32), other ggml types widened to f32.
   const { placement, options: modelOptions } = await placer(config, async () => {

@@ -209,35 +209,43 @@ export function validateTensors(c: DecoderConfig, tensors: Iterable<TensorShapeI
   }
 }
 
-/** Bytes of activations one forward of `rows` tokens holds at its peak on the CPU (f32), with the attention scores of one head row block. */
+/** Bytes of activations one forward of `rows` tokens holds at its peak on the CPU (f32). */
 export function activationBytes(c: DecoderConfig, rows: number, maxPositions: number): number {
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
-  // residual + norm + q/k/v/attn + MLP (gate, up, product) + the logits of the last row, then
-  // one score row per head and token (attention over the cache).
+  // residual + norm + q/k/v/attn + MLP (gate, up, product) per row, the logits of the last
+  // row, and one row of attention scores per head.
   const perRow = 3 * c.hiddenSize + 2 * q + 2 * kv + 3 * c.intermediateSize;
-  return 4 * (rows * perRow + c.vocabSize * 2 + rows * c.numHeads * maxPositions);
+  return 4 * (rows * perRow + c.vocabSize * 2 + c.numHeads * maxPositions);
 }
 
 /**
- * Refuses with OUT_OF_MEMORY a model whose CPU part cannot fit in one wasm32 memory: weights and
- * KV caches of the modules placed on the CPU (sizes from moduleSizes, which include the caches),
- * the activations of a maxPositions-long prompt and the largest tensor in flight while loading
- * (read + converted copy).
+ * Refuses with OUT_OF_MEMORY a model whose CPU part cannot fit one wasm32 memory (4 GiB per
+ * instance). With `threads`, every thread's instance holds its slice of the weights (ts/backends/cpu);
+ * the main thread's also holds the KV caches, the activations of a maxPositions-long prompt (last
+ * row's logits) and the largest tensor being quantized or dequantized while loading (as f32). Sizes
+ * come from moduleSizes (layer sizes include their cache).
  */
-export function checkRuntimeMemory(c: DecoderConfig, sizes: readonly ModuleSize[], deviceOf: (module: string) => Device, maxPositions: number, largestTensorBytes: number): void {
-  let cpu = 0;
+export function checkRuntimeMemory(c: DecoderConfig, sizes: readonly ModuleSize[], deviceOf: (module: string) => Device, maxPositions: number, largestTensorBytes: number, threads = 1): void {
+  const kvHeads = c.family === 'gpt2' ? c.numHeads : c.numKvHeads;
+  const cachePerLayer = 2 * maxPositions * kvHeads * c.headDim * 4;
+  let weights = 0;
+  let caches = 0;
   for (const m of sizes) {
     if (deviceOf(m.name) !== 'cpu') continue;
-    cpu += m.tiedTo !== undefined ? (deviceOf(m.tiedTo) === 'cpu' ? 0 : sizes.find((s) => s.name === m.tiedTo)?.bytes ?? 0) : m.bytes;
+    const layer = /\.(layers|h)\.\d+$/.test(m.name);
+    if (layer) caches += cachePerLayer;
+    const bytes = m.tiedTo !== undefined ? (deviceOf(m.tiedTo) === 'cpu' ? 0 : sizes.find((s) => s.name === m.tiedTo)?.bytes ?? 0) : m.bytes - (layer ? cachePerLayer : 0);
+    weights += bytes;
   }
-  if (cpu === 0) return;
-  const need = cpu + activationBytes(c, maxPositions, maxPositions) + 2 * largestTensorBytes;
+  if (weights + caches === 0) return;
+  const n = Math.max(1, Math.floor(threads));
+  const need = Math.ceil(weights / n) + caches + activationBytes(c, maxPositions, maxPositions) + largestTensorBytes;
   if (need > WASM32_MEMORY_BYTES) {
-    const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+    const gib = (x: number) => `${(x / 2 ** 30).toFixed(2)} GiB`;
     throw new LowbitError(
       'OUT_OF_MEMORY',
-      `the model's CPU part needs about ${gib(need)} (weights and KV cache ${gib(cpu)} for maxPositions ${maxPositions}, plus activations and loading), over the ${gib(WASM32_MEMORY_BYTES)} one wasm32 instance can address: lower maxPositions, quantize (quantizationConfig), or place modules on the GPU`,
+      `the model's CPU part needs about ${gib(need)} in one wasm32 instance (weights ${gib(weights)}${n > 1 ? ` split over ${n} threads` : ''}, KV cache ${gib(caches)} for maxPositions ${maxPositions}, plus activations and loading), over the ${gib(WASM32_MEMORY_BYTES)} it can address: lower maxPositions, quantize (quantizationConfig), use more threads, or place modules on the GPU`,
     );
   }
 }

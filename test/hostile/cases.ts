@@ -296,6 +296,7 @@ export function hostileCases(): Case[] {
       expectEqual(v.after, REF.greedy);
     },
   });
+  add('abort', 'AbortSignal.timeout(50) during the load of 20,000 tensors', llamaDir({ tensors: (t) => [...t, ...Array.from({ length: 20000 }, (_, i) => ({ name: `extra.t${i}`, dtype: 'F32', shape: [1], data: f32Bytes([i]) }))] }), load({ tokenizer: false, signal: { $timeout: 50 } }), refused('ABORTED'));
   add('abort', 'an already aborted signal', base, gen({ ...greedy, signal: { $aborted: 'stop' } }), refused('ABORTED'));
   add('abort', 'aborted while waiting its turn; the running call is unaffected', llamaDir(), { scenario: 'abortWhileWaiting', load: { tokenizer: false }, first: greedy, second: greedy }, {
     ok: (v) => {

@@ -16,6 +16,7 @@ import type { QuantType4 } from '../quant/quant-state.js';
 import { fromHalf, toHalf } from '../tensor/dtypes.js';
 import { blockwise8Bytes, q8_0ToBlockwise8, type Blockwise8Weight } from './blockwise8.js';
 import { bnbAuxiliaryTensor, findBnbWeights, readBnb4bit, readBnb8bit, type BnbWeight } from './bnb-checkpoint.js';
+import { asAbortError } from '../generation/scheduling.js';
 import { checkFiniteWeight } from './finite-check.js';
 import { dequantizeGguf, GgufFile } from './gguf.js';
 import { SafetensorsFile, type SafetensorsDType, type SafetensorsTensorInfo } from './safetensors.js';
@@ -129,8 +130,19 @@ function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, 
   }
 }
 
-/** Yields every tensor of the checkpoint, quantized where asked, in file order. */
+/**
+ * Yields every tensor of the checkpoint, quantized where asked, in file order. An abort
+ * (`signal`) throws LowbitError('ABORTED') with the signal's reason as `cause`.
+ */
 export async function* loadWeights(source: ModelSource, options: LoadWeightsOptions = {}): AsyncGenerator<LoadedWeight> {
+  try {
+    yield* loadWeightsNow(source, options);
+  } catch (e) {
+    throw asAbortError(e, options.signal, 'loadWeights');
+  }
+}
+
+async function* loadWeightsNow(source: ModelSource, options: LoadWeightsOptions): AsyncGenerator<LoadedWeight> {
   const { quantization, signal } = options;
   if (quantization && !['nf4', 'fp4', 'int4', 'int8'].includes(quantization.quantType)) {
     throw new LowbitError('UNSUPPORTED_QUANT_TYPE', `quantType must be 'nf4', 'fp4', 'int4' or 'int8', got '${quantization.quantType}'`);

@@ -109,7 +109,7 @@ describe('hostile model corpus', () => {
     expect(cases.length).toBeGreaterThanOrEqual(60);
     const ids = cases.map((c) => c.id);
     expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
-    for (const cls of ['config', 'options', 'tensors', 'shards', 'gguf', 'tokenizer', 'template', 'generate-args', 'concurrency', 'abort']) {
+    for (const cls of ['config', 'options', 'tensors', 'prequantized', 'shards', 'gguf', 'tokenizer', 'template', 'generate-args', 'concurrency', 'abort']) {
       expect(cases.some((c) => c.cls === cls), cls).toBe(true);
     }
   });

@@ -12,6 +12,7 @@ import { byteLevelAlphabet, byteLevelTokenizerJson, f32Bytes, readSafetensors, w
 const FIX = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const LLAMA = `${FIX}reference-logits/llama/`;
 const GPT2 = `${FIX}reference-logits/gpt2/`;
+const BNB = `${FIX}bnb-checkpoints/`;
 
 type Json = Record<string, unknown>;
 const llamaRef = JSON.parse(readFileSync(`${LLAMA}reference.json`, 'utf8')) as { input_ids: number[]; fp32: { greedy_tokens: number[] } };
@@ -20,7 +21,7 @@ export const REF = { ids: llamaRef.input_ids, greedy: llamaRef.fp32.greedy_token
 
 /** What a case runs in the child (test/hostile/runner.mjs scenarios) besides its folder. */
 export interface Job {
-  scenario: 'load' | 'generate' | 'forward' | 'template' | 'chat' | 'concurrent' | 'abortTimeout' | 'abortWhileWaiting' | 'timers';
+  scenario: 'compare' | 'load' | 'generate' | 'forward' | 'template' | 'chat' | 'concurrent' | 'abortTimeout' | 'abortWhileWaiting' | 'timers';
   [k: string]: unknown;
 }
 
@@ -36,7 +37,7 @@ export interface Outcome {
 
 export interface Case {
   id: string;
-  cls: 'config' | 'options' | 'tensors' | 'shards' | 'gguf' | 'tokenizer' | 'template' | 'generate-args' | 'concurrency' | 'abort';
+  cls: 'config' | 'options' | 'tensors' | 'prequantized' | 'shards' | 'gguf' | 'tokenizer' | 'template' | 'generate-args' | 'concurrency' | 'abort';
   /** Writes the model folder into `dir`. */
   build: (dir: string) => void;
   job: Job;
@@ -191,6 +192,29 @@ export function hostileCases(): Case[] {
   add('tensors', 'Inf in a linear quantized to nf4', llamaDir({ tensors: (t) => t.map((x) => (x.name === 'model.layers.0.mlp.up_proj.weight' ? withF32(x, 10, -Infinity) : x)) }), load({ tokenizer: false, quantizationConfig: { $bnb: { loadIn4bit: true, bnb4bitQuantType: 'nf4' } } }), refused('NON_FINITE', /up_proj/));
   add('tensors', 'NaN in a weight with allowNonFinite: loads', llamaDir({ tensors: (t) => t.map((x) => (x.name === 'model.norm.weight' ? withF32(x, 3, NaN) : x)) }), load({ tokenizer: false, allowNonFinite: true }), { ok: (v) => check(v.layers === 2, 'loaded') });
   add('tensors', '20,000 extra tensors outside any module: loads, same tokens', llamaDir({ tensors: (t) => [...t, ...Array.from({ length: 20000 }, (_, i) => ({ name: `extra.t${i}`, dtype: 'F32', shape: [1], data: f32Bytes([i]) }))] }), gen(greedy), equalsReference);
+
+  // --- pre-quantized bitsandbytes checkpoints (saved by transformers: test/fixtures/bnb-checkpoints) ---
+  const bnbDir = (variant: string, o: { config?: (c: Json) => void; tensors?: (t: RawTensor[]) => RawTensor[]; base?: string } = {}) => (dir: string) => {
+    mkdirSync(dir, { recursive: true });
+    const c = JSON.parse(readFileSync(`${BNB}${variant}/config.json`, 'utf8')) as Json;
+    o.config?.(c);
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(c));
+    const t = readSafetensors(`${BNB}${variant}/model.safetensors`);
+    writeSafetensors(join(dir, 'model.safetensors'), o.tensors ? o.tensors(t) : t);
+    if (o.base) {
+      mkdirSync(join(dir, 'base'));
+      for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(dir, 'base', f), readFileSync(`${BNB}${o.base}/${f}`));
+    }
+  };
+  const sameAsQuantizeOnLoad = (bnb: Json) => ({ scenario: 'compare', load: { tokenizer: false }, other: { sub: 'base', load: { tokenizer: false, quantizationConfig: { $bnb: bnb } } }, generate: { inputIds: REF.ids, maxNewTokens: 16, eosTokenIds: [] } }) as Job;
+  const sameTokens = { ok: (v: any) => (expectEqual(v.ours, v.other), check(v.ours.length === 16, '16 tokens')) };
+  add('prequantized', 'llama nf4 saved by transformers: the tokens of quantize-on-load', bnbDir('llama-nf4', { base: 'base-llama' }), sameAsQuantizeOnLoad({ loadIn4bit: true, bnb4bitQuantType: 'nf4' }), sameTokens);
+  add('prequantized', 'llama int8 saved by transformers: the tokens of quantize-on-load', bnbDir('llama-int8', { base: 'base-llama' }), sameAsQuantizeOnLoad({ loadIn8bit: true }), sameTokens);
+  add('prequantized', 'gpt2 nf4 + dq saved by transformers: the tokens of quantize-on-load', bnbDir('gpt2-nf4-dq', { base: 'base-gpt2' }), sameAsQuantizeOnLoad({ loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }), sameTokens);
+  add('prequantized', 'nf4 checkpoint with num_hidden_layers 1', bnbDir('llama-nf4', { config: (c) => void (c.num_hidden_layers = 1) }), load(), refused('MALFORMED_FILE', /layer 1/));
+  add('prequantized', 'nf4 checkpoint with a packed weight cut short', bnbDir('llama-nf4', { tensors: (t) => t.map((x) => (x.name === 'model.layers.0.mlp.up_proj.weight' ? { ...x, shape: [x.shape[0]! - 8, 1], data: x.data.slice(0, x.data.length - 8) } : x)) }), load(), refused(['MALFORMED_FILE', 'INCONSISTENT_STATE'], /up_proj/));
+  add('prequantized', 'int8 checkpoint with 63 rows of q_proj', bnbDir('llama-int8', { tensors: (t) => t.map((x) => (x.name === 'model.layers.0.self_attn.q_proj.weight' ? { ...x, shape: [63, 64], data: x.data.slice(0, 63 * 64) } : x)) }), load(), refused(['MALFORMED_FILE', 'INCONSISTENT_STATE'], /q_proj/));
+  add('prequantized', 'nf4 checkpoint without the absmax of a weight', bnbDir('llama-nf4', { tensors: (t) => t.filter((x) => x.name !== 'model.layers.1.self_attn.v_proj.weight.absmax') }), load(), refused(['MALFORMED_FILE', 'INCONSISTENT_STATE', 'PARSE', 'NOT_FOUND']));
 
   // --- shards -------------------------------------------------------------------------------------
   const sharded = (o: { weightMap?: (names: string[]) => unknown; both?: boolean; missing?: boolean }) => (dir: string) => {

@@ -71,6 +71,18 @@ const scenarios = {
       m.dispose();
     }
   },
+  /** The same generate() on the model in `dir` and on the one in `dir/<other.sub>` (loaded with other.load). */
+  async compare(job) {
+    const run = async (dir, opts) => {
+      const m = await AutoModelForCausalLM.fromPretrained(dir, revive(opts));
+      try {
+        return await m.generate(revive(job.generate));
+      } finally {
+        m.dispose();
+      }
+    };
+    return { ours: await run(job.dir, job.load ?? { tokenizer: false }), other: await run(`${job.dir}/${job.other.sub}`, job.other.load) };
+  },
   /** Several generate() calls at once on one model: each result, and the same calls one by one. */
   async concurrent(job) {
     const m = await load(job);

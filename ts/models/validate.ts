@@ -111,8 +111,10 @@ export function resolveMaxPositions(given: unknown, c: DecoderConfig): number {
 export interface TensorShapeInfo {
   name: string;
   shape: readonly number[];
-  /** Stored dtype: 'U8' is a packed 4-bit bitsandbytes weight, 'I8' an LLM.int8 one (shapes checked by element count). */
+  /** Stored dtype: 'I8' is an LLM.int8 weight (checked by element count, as Conv1D ones are [out, in]). */
   dtype?: string;
+  /** Stored bytes: a packed 4-bit weight (one with a quant_state) is checked by its byte count, whatever its storage dtype. */
+  bytes?: number;
 }
 
 /** Every tensor a model of this config is built from, with its shape; `optional` ones may be absent. */
@@ -181,7 +183,13 @@ export function validateTensors(c: DecoderConfig, tensors: Iterable<TensorShapeI
   const expected = expectedTensors(c);
   const seen = new Set<string>();
   const layerRe = c.family === 'gpt2' ? /^transformer\.h\.(\d+)\./ : /^model\.layers\.(\d+)\./;
-  for (const t of tensors) {
+  const all = [...tensors];
+  // Pre-quantized 4-bit weights: '<name>.quant_state.bitsandbytes__nf4' (or fp4) next to them.
+  const packed = new Set(all.flatMap((t) => {
+    const i = t.name.indexOf('.quant_state.bitsandbytes__');
+    return i < 0 ? [] : [t.name.slice(0, i)];
+  }));
+  for (const t of all) {
     const name = c.family === 'gpt2' && !t.name.startsWith('transformer.') && !t.name.startsWith('lm_head.') ? `transformer.${t.name}` : t.name;
     if (seen.has(name)) throw malformed(file, `tensor '${t.name}' is stored more than once (e.g. in two shards)`);
     seen.add(name);
@@ -193,7 +201,7 @@ export function validateTensors(c: DecoderConfig, tensors: Iterable<TensorShapeI
     const want = expected.get(name);
     if (want === undefined) continue;
     const ok =
-      t.dtype === 'U8' ? numel(t.shape) === Math.ceil(numel(want.shape) / 2) // packed 4-bit
+      packed.has(t.name) ? (t.bytes ?? numel(t.shape)) === Math.ceil(numel(want.shape) / 2) // packed 4-bit, any storage dtype
       : t.dtype === 'I8' ? numel(t.shape) === numel(want.shape) // LLM.int8 ([out, in], Conv1D too)
       : t.shape.length === want.shape.length && t.shape.every((d, i) => d === want.shape[i]);
     if (!ok) {

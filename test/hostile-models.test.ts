@@ -102,6 +102,20 @@ beforeAll(async () => {
 
 afterAll(() => {
   if (root) rmSync(root, { recursive: true, force: true });
+  // HOSTILE_REPORT=path writes the cases by class with their outcomes (for the issue's closing note).
+  const report = process.env.HOSTILE_REPORT;
+  if (report) {
+    const lines: string[] = [];
+    for (const cls of [...new Set(cases.map((c) => c.cls))]) {
+      lines.push(`### ${cls}`);
+      for (const c of cases.filter((x) => x.cls === cls)) {
+        const r = results.get(c.id);
+        const outcome = r?.status === 'error' ? `${r.lowbit ? 'LowbitError' : 'NOT LowbitError'} ${r.code ?? ''}${r.cause ? ` (cause ${r.cause})` : ''}` : r?.status === 'ok' ? 'correct result' : `CRASH ${r?.message?.slice(0, 100) ?? ''}`;
+        lines.push(`- ${c.id} → ${outcome}${r?.ms !== undefined ? `, ${r.ms} ms` : ''}`);
+      }
+    }
+    writeFileSync(report, lines.join('\n') + '\n');
+  }
 });
 
 describe('hostile model corpus', () => {

@@ -178,6 +178,9 @@ export function hostileCases(): Case[] {
   add('options', "signal 'x'", base, load({ tokenizer: false, signal: 'x' }), refused('INVALID_ARGUMENT', /signal/));
   add('options', 'an aborted signal', base, load({ tokenizer: false, signal: { $aborted: 'stop' } }), refused('ABORTED'));
   add('options', "maxMemory { cpu: '1KB' }", base, load({ tokenizer: false, maxMemory: { cpu: '1KB' } }), refused('OUT_OF_MEMORY', /maxMemory\.cpu/));
+  add('options', 'backend {} (not a Backend)', base, load({ tokenizer: false, backend: {} }), refused('INVALID_ARGUMENT', /backend/));
+  add('options', "llmInt8SkipModules 'lm_head' (not an array)", base, load({ tokenizer: false, quantizationConfig: { loadIn4bit: true, llmInt8SkipModules: 'lm_head' } }), refused('INVALID_ARGUMENT', /llmInt8SkipModules/));
+  add('options', 'bnb4bitBlocksize 7', base, load({ tokenizer: false, quantizationConfig: { loadIn4bit: true, bnb4bitBlocksize: 7 } }), refused('UNSUPPORTED_BLOCKSIZE', /bnb4bitBlocksize/));
   add('options', "tokenizer: 'yes'", base, load({ tokenizer: 'yes' }), refused('INVALID_ARGUMENT', /tokenizer/));
 
   // --- tensors ------------------------------------------------------------------------------------

@@ -287,6 +287,10 @@ export function checkLoadOptions<T extends { quantizationConfig?: unknown; signa
   if (o.maxPositions !== undefined && !(typeof o.maxPositions === 'number' && Number.isInteger(o.maxPositions) && o.maxPositions >= 1 && o.maxPositions <= MODEL_LIMITS.maxPositions)) {
     throw new LowbitError('INVALID_ARGUMENT', `maxPositions must be an integer in [1, ${MODEL_LIMITS.maxPositions}], got ${String(o.maxPositions)}`);
   }
+  const b = (o as { backend?: unknown }).backend;
+  if (b !== undefined && !(typeof b === 'object' && b !== null && typeof (b as { device?: unknown }).device === 'string' && typeof (b as { linear?: unknown }).linear === 'function')) {
+    throw new LowbitError('INVALID_ARGUMENT', `backend must be a lowbit Backend (CpuBackend.create(), WebGpuBackend.create()), got ${typeName(b)}`);
+  }
   const q = o.quantizationConfig;
   if (q === undefined || q === null) return o;
   if (typeof q !== 'object') throw new LowbitError('INVALID_ARGUMENT', `quantizationConfig must be a BitsAndBytesConfig, got ${typeName(q)}`);

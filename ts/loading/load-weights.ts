@@ -82,6 +82,11 @@ export interface LoadWeightsOptions {
    * weights when the source's config.json says model_type 'gpt2'.
    */
   conv1d?: (name: string) => boolean;
+  /**
+   * Plain (not pre-quantized) tensors not to read at all (safetensors): a model passes the
+   * tensors of no module, so a file padded with junk tensors costs no reads.
+   */
+  skip?: (name: string) => boolean;
   /** Least ms between two progress events (default 100). */
   progressThrottleMs?: number;
   signal?: AbortSignal;
@@ -167,7 +172,7 @@ async function* loadWeightsNow(source: ModelSource, options: LoadWeightsOptions)
       const found = findBnbWeights(st);
       bnb.push(found);
       const pre = new Set([...found.fourBit, ...found.eightBit]);
-      for (const t of st.tensors.keys()) if (pre.has(t) || !bnbAuxiliaryTensor(t)) yielded.push(t);
+      for (const t of st.tensors.keys()) if (pre.has(t) || (!bnbAuxiliaryTensor(t) && !options.skip?.(t))) yielded.push(t);
       let bytes = 0;
       let tensors = 0;
       for (const t of st.tensors.values()) {
@@ -184,7 +189,8 @@ async function* loadWeightsNow(source: ModelSource, options: LoadWeightsOptions)
       const eightBit = new Set(found.eightBit);
       const pre = new Set([...fourBit, ...eightBit]);
       const order = [...st.tensors.values()].sort(byKeyThen(options.orderBy, (t) => t.start));
-      const plain = (t: SafetensorsTensorInfo) => !pre.has(t.name) && !bnbAuxiliaryTensor(t.name);
+      const skipped = (t: SafetensorsTensorInfo) => !pre.has(t.name) && !bnbAuxiliaryTensor(t.name) && options.skip?.(t.name) === true;
+      const plain = (t: SafetensorsTensorInfo) => !pre.has(t.name) && !bnbAuxiliaryTensor(t.name) && !skipped(t);
       // One read ahead: the next plain tensor streams in while this one is quantized (the
       // quantizer runs synchronously, file reads do not), at the cost of one more tensor in memory.
       const ahead = new Map<string, Promise<Uint8Array>>();
@@ -205,6 +211,10 @@ async function* loadWeightsNow(source: ModelSource, options: LoadWeightsOptions)
         signal?.throwIfAborted();
         if (bnbAuxiliaryTensor(info.name) && !pre.has(info.name)) {
           tracker.add({ bytes: info.end - info.start, file: st.name });
+          continue;
+        }
+        if (skipped(info)) {
+          tracker.add({ bytes: info.end - info.start, tensors: 1, file: st.name });
           continue;
         }
         let out: LoadedWeight;

@@ -15,10 +15,15 @@ const tick: Tick = (() => {
   if (typeof g.setImmediate === 'function') return (f: () => void) => void g.setImmediate!(f);
   // Browsers: a MessageChannel message is a task (setTimeout(0) is clamped to 4 ms after nesting).
   if (typeof MessageChannel === 'function') {
-    const ch = new MessageChannel();
+    // Made on first use, and unref'd where ports can keep a process alive (Deno, Node).
+    let ch: MessageChannel | undefined;
     const waiting: (() => void)[] = [];
-    ch.port1.onmessage = () => waiting.shift()?.();
     return (f: () => void) => {
+      if (ch === undefined) {
+        ch = new MessageChannel();
+        ch.port1.onmessage = () => waiting.shift()?.();
+        (ch.port1 as { unref?: () => void }).unref?.();
+      }
       waiting.push(f);
       ch.port2.postMessage(0);
     };

@@ -29,8 +29,8 @@ export const LAYERS = [
   { name: 'generation', paths: ['generation/'], may: ['core', 'tokenizer'] },
   // models reach backends through the Backend interface only
   { name: 'models', paths: ['models/'], may: ['core', 'formats', 'loading', 'backend-interface', 'tokenizer', 'generation'] },
-  // the composition root: fromPretrained (auto, its GGUF path), the one file that makes concrete backends, the package entry
-  { name: 'api', paths: ['index.ts', 'models/auto.ts', 'models/gguf-llama.ts', 'models/make-backends.ts'], may: ['*'] },
+  // the composition root: fromPretrained (auto, its GGUF path), the one file that makes concrete backends, the package entry and the CLI
+  { name: 'api', paths: ['index.ts', 'cli.ts', 'cli/', 'models/auto.ts', 'models/gguf-llama.ts', 'models/make-backends.ts'], may: ['*'] },
 ];
 
 /**

@@ -25,6 +25,10 @@ export type LowbitErrorCode =
   | 'OUT_OF_MEMORY'
   /** A CPU worker thread died or stopped answering (the backend is unusable; dispose it). */
   | 'WORKER_FAILED'
+  /** An AbortSignal stopped the call (generate, fromPretrained); `cause` is the signal's reason. */
+  | 'ABORTED'
+  /** Work from a file ran past a safety limit (a chat template's output size or running time). */
+  | 'LIMIT_EXCEEDED'
   | 'INTERNAL';
 
 /**

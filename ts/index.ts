@@ -65,3 +65,7 @@ export {
   AutoTokenizer, Tokenizer, DecodeStream, tokenizerJsonFromGguf, GGUF_PRE_TOKENIZERS,
   type ChatMessage, type EncodeOptions, type DecodeOptions, type ApplyChatTemplateOptions, type AutoTokenizerOptions, type GgufTokenizerParts,
 } from './tokenizer/index.js';
+export { DEFAULT_TEMPLATE_LIMITS, type TemplateLimits } from './tokenizer/template-limits.js';
+
+// --- model validation limits (ts/models/validate.ts)
+export { MODEL_LIMITS, WASM32_MEMORY_BYTES } from './models/validate.js';

@@ -38,15 +38,19 @@ export interface BnbQuantizationConfigJson {
 }
 
 /** Names of the quantized weights in a file ("<module>.weight"), 4-bit and 8-bit. */
-export function findBnbWeights(file: SafetensorsFile): { fourBit: string[]; eightBit: string[] } {
+export function findBnbWeights(file: SafetensorsFile): { fourBit: string[]; eightBit: string[]; stateKeys: Map<string, string> } {
   const fourBit: string[] = [];
   const eightBit: string[] = [];
+  /** 4-bit weight name -> the full name of its quant_state tensor. */
+  const stateKeys = new Map<string, string>();
   for (const name of file.tensors.keys()) {
     const i = name.indexOf(QS_MARK);
-    if (i >= 0) fourBit.push(name.slice(0, i));
-    else if (name.endsWith('.SCB')) eightBit.push(name.slice(0, -'.SCB'.length) + '.weight');
+    if (i >= 0) {
+      fourBit.push(name.slice(0, i));
+      stateKeys.set(name.slice(0, i), name);
+    } else if (name.endsWith('.SCB')) eightBit.push(name.slice(0, -'.SCB'.length) + '.weight');
   }
-  return { fourBit: fourBit.sort(), eightBit: eightBit.sort() };
+  return { fourBit: fourBit.sort(), eightBit: eightBit.sort(), stateKeys };
 }
 
 /** Every tensor that belongs to a quantized weight (so a loader can skip them as plain tensors). */
@@ -55,12 +59,16 @@ export function bnbAuxiliaryTensor(name: string): boolean {
 }
 
 /** Reads one 4-bit weight ("<module>.weight") into packed codes + QuantState. */
-export async function readBnb4bit(file: SafetensorsFile, weightName: string, signal?: AbortSignal): Promise<Bnb4bitWeight> {
+export async function readBnb4bit(file: SafetensorsFile, weightName: string, signal?: AbortSignal, stateKey?: string): Promise<Bnb4bitWeight> {
   const dict: StateDict = {};
-  for (const [name, info] of file.tensors) {
-    if (!name.startsWith(weightName + '.')) continue;
-    const suffix = name.slice(weightName.length + 1);
-    if (!(QS_SUFFIXES as readonly string[]).includes(suffix) && !suffix.startsWith('quant_state.bitsandbytes__')) continue;
+  // Looked up by name (not a scan of every tensor per weight, which made loads quadratic).
+  // The quant_state key ('quant_state.bitsandbytes__nf4' …): given by findBnbWeights' stateKeys, else found by a scan.
+  stateKey ??= [...file.tensors.keys()].find((n) => n.startsWith(weightName + QS_MARK));
+  const stateSuffix = stateKey?.slice(weightName.length + 1);
+  for (const suffix of [...QS_SUFFIXES, ...(stateSuffix === undefined ? [] : [stateSuffix])]) {
+    const name = `${weightName}.${suffix}`;
+    const info = file.tensors.get(name);
+    if (info === undefined) continue;
     dict[suffix] = { dtype: safetensorsToTorch(info.dtype), shape: info.shape, data: await file.read(name, signal) };
   }
   let quantState: QuantState;

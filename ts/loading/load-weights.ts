@@ -18,6 +18,8 @@ import { q8_0ToBlockwise8 } from '../formats/blockwise8.js';
 import type { BnbWeight, DenseWeight, FormatKind, LoadedWeight } from '../formats/index.js';
 import { bnbAuxiliaryTensor, findBnbWeights, readBnb4bit, readBnb8bit } from './bnb-checkpoint.js';
 import { dequantizeGguf, GgufFile, type GgufTensorInfo } from './gguf.js';
+import { asAbortError } from '../runtime/scheduling.js';
+import { checkFiniteWeight } from './finite-check.js';
 import { SafetensorsFile, type SafetensorsDType, type SafetensorsTensorInfo } from './safetensors.js';
 import { ProgressTracker, type ProgressCallback } from './sources/progress.js';
 import { listWeightFiles } from './sources/sharding.js';
@@ -61,6 +63,24 @@ export interface LoadWeightsOptions {
    * whatever order the file has them in.
    */
   orderBy?: (name: string) => number;
+  /**
+   * Load weights holding NaN / Inf (default false: NON_FINITE naming the tensor, since such a
+   * model computes NaN logits; see finite-check.ts). 4-bit quantization then keeps them as
+   * bitsandbytes does; LLM.int8 always refuses them.
+   */
+  allowNonFinite?: boolean;
+  /**
+   * Which tensors are Conv1D weights stored [in, out] (GPT-2): when quantized they are transposed
+   * first, so the quantized weight is [out, in] as bitsandbytes' Linear4bit / Linear8bitLt hold it
+   * and saveBnbCheckpoint writes what transformers saves. Default: GPT-2's c_attn / c_proj / c_fc
+   * weights when the source's config.json says model_type 'gpt2'.
+   */
+  conv1d?: (name: string) => boolean;
+  /**
+   * Plain (not pre-quantized) tensors not to read at all (safetensors): a model passes the
+   * tensors of no module, so a file padded with junk tensors costs no reads.
+   */
+  skip?: (name: string) => boolean;
   /** Least ms between two progress events (default 100). */
   progressThrottleMs?: number;
   signal?: AbortSignal;
@@ -91,7 +111,7 @@ function halfOrFloat(info: TensorMeta, bytes: Uint8Array): Float32Array | { dtyp
   return { dtype: info.dtype === 'F16' ? 'float16' : 'bfloat16', data: new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) };
 }
 
-function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, file: string): BnbWeight {
+function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, file: string, allowNonFinite = false): BnbWeight {
   const x = halfOrFloat(info, bytes);
   const shape = info.shape as [number, number];
   try {
@@ -101,7 +121,7 @@ function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, 
       const r = int8VectorwiseQuant(h, { shape });
       return { kind: 'int8', name: info.name, CB: r.CB, SCB: r.SCB, shape };
     }
-    const { packed, quantState } = quantize4bit(x, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape });
+    const { packed, quantState } = quantize4bit(x, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape, allowNonFinite });
     return { kind: '4bit', name: info.name, packed, quantState };
   } catch (e) {
     if (e instanceof LowbitError) throw new LowbitError(e.code, `${file}: ${info.name}: ${e.message}`, { cause: e, file, ...(e.index === undefined ? {} : { index: e.index }) });
@@ -109,14 +129,26 @@ function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, 
   }
 }
 
-/** Yields every tensor of the checkpoint, quantized where asked, in file order. */
+/**
+ * Yields every tensor of the checkpoint, quantized where asked, in file order. An abort
+ * (`signal`) throws LowbitError('ABORTED') with the signal's reason as `cause`.
+ */
 export async function* loadWeights(source: ModelSource, options: LoadWeightsOptions = {}): AsyncGenerator<LoadedWeight> {
+  try {
+    yield* loadWeightsNow(source, options);
+  } catch (e) {
+    throw asAbortError(e, options.signal, 'loadWeights');
+  }
+}
+
+async function* loadWeightsNow(source: ModelSource, options: LoadWeightsOptions): AsyncGenerator<LoadedWeight> {
   const { quantization, signal } = options;
   if (quantization && !['nf4', 'fp4', 'int4', 'int8'].includes(quantization.quantType)) {
     throw new LowbitError('UNSUPPORTED_QUANT_TYPE', `quantType must be 'nf4', 'fp4', 'int4' or 'int8', got '${quantization.quantType}'`);
   }
   const weights = await listWeightFiles(source, options.file === undefined ? {} : { file: options.file });
   const skip = quantization?.skipModules ?? (weights.format === 'gguf' ? ['output'] : ['lm_head']);
+  const conv1d = options.conv1d ?? (quantization && weights.format !== 'gguf' ? await conv1dOf(source) : () => false);
   const shouldQuantize = options.shouldQuantize ?? ((info: TensorMeta) => isQuantizableLinear(info, skip));
   if (weights.format === 'gguf') {
     yield* loadGguf(source, weights.files[0]!, quantization, shouldQuantize, options);
@@ -134,7 +166,7 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
       const found = findBnbWeights(st);
       bnb.push(found);
       const pre = new Set([...found.fourBit, ...found.eightBit]);
-      for (const t of st.tensors.keys()) if (pre.has(t) || !bnbAuxiliaryTensor(t)) yielded.push(t);
+      for (const t of st.tensors.keys()) if (pre.has(t) || (!bnbAuxiliaryTensor(t) && !options.skip?.(t))) yielded.push(t);
       let bytes = 0;
       let tensors = 0;
       for (const t of st.tensors.values()) {
@@ -151,12 +183,18 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
       const eightBit = new Set(found.eightBit);
       const pre = new Set([...fourBit, ...eightBit]);
       const order = [...st.tensors.values()].sort(byKeyThen(options.orderBy, (t) => t.start));
-      const plain = (t: SafetensorsTensorInfo) => !pre.has(t.name) && !bnbAuxiliaryTensor(t.name);
+      const skipped = (t: SafetensorsTensorInfo) => !pre.has(t.name) && !bnbAuxiliaryTensor(t.name) && options.skip?.(t.name) === true;
+      const plain = (t: SafetensorsTensorInfo) => !pre.has(t.name) && !bnbAuxiliaryTensor(t.name) && !skipped(t);
       // One read ahead: the next plain tensor streams in while this one is quantized (the
       // quantizer runs synchronously, file reads do not), at the cost of one more tensor in memory.
       const ahead = new Map<string, Promise<Uint8Array>>();
+      // nextPlain[i]: the first plain tensor at or after i (one pass from the end, so a load stays
+      // linear in the number of tensors; searching the rest of the order per tensor was quadratic).
+      const nextPlain = new Int32Array(order.length + 1).fill(-1);
+      for (let i = order.length - 1; i >= 0; i--) nextPlain[i] = plain(order[i]!) ? i : nextPlain[i + 1]!;
       const prefetch = (from: number) => {
-        const next = order.slice(from).find(plain);
+        const k = nextPlain[from]!;
+        const next = k < 0 ? undefined : order[k]!;
         if (next && !ahead.has(next.name)) {
           const p = st.read(next.name, signal);
           p.catch(() => {}); // awaited (and its error raised) when its turn comes
@@ -169,10 +207,14 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
           tracker.add({ bytes: info.end - info.start, file: st.name });
           continue;
         }
+        if (skipped(info)) {
+          tracker.add({ bytes: info.end - info.start, tensors: 1, file: st.name });
+          continue;
+        }
         let out: LoadedWeight;
         let bytesRead = info.end - info.start;
         if (fourBit.has(info.name)) {
-          out = await readBnb4bit(st, info.name, signal);
+          out = await readBnb4bit(st, info.name, signal, found.stateKeys.get(info.name));
           bytesRead = 0; // counted with the auxiliary tensors
         } else if (eightBit.has(info.name)) {
           out = await readBnb8bit(st, info.name, signal);
@@ -180,8 +222,13 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
           const data = await (ahead.get(info.name) ?? st.read(info.name, signal));
           ahead.delete(info.name);
           prefetch(i + 1);
-          out = quantization && shouldQuantize(info) ? quantizeTensor(info, data, quantization, st.name) : { kind: 'dense', name: info.name, dtype: info.dtype, shape: info.shape, data };
+          if (quantization && shouldQuantize(info)) {
+            // A Conv1D weight ([in, out]) is quantized as the [out, in] weight bitsandbytes holds.
+            const t = conv1d(info.name) && info.shape.length === 2 ? transposed(info, data) : { info, data };
+            out = quantizeTensor(t.info, t.data, quantization, st.name, options.allowNonFinite);
+          } else out = { kind: 'dense', name: info.name, dtype: info.dtype, shape: info.shape, data };
         }
+        if (!options.allowNonFinite) checkFiniteWeight(out, st.name);
         tracker.add({ bytes: bytesRead, tensors: 1, file: st.name });
         yield out;
       }
@@ -192,10 +239,42 @@ export async function* loadWeights(source: ModelSource, options: LoadWeightsOpti
   }
 }
 
+/** GPT-2's Conv1D weight names, stored [in, out]. */
+export const GPT2_CONV1D = /(^|\.)h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/;
+
+/** The Conv1D test for a source: GPT-2's names when its config.json says model_type 'gpt2'. */
+async function conv1dOf(source: ModelSource): Promise<(name: string) => boolean> {
+  if (!(await source.exists('config.json'))) return () => false;
+  let c: unknown;
+  try {
+    c = await source.readJson<unknown>('config.json');
+  } catch {
+    return () => false; // the weights do not need it; a model load reports a bad config.json itself
+  }
+  const gpt2 = typeof c === 'object' && c !== null && (c as { model_type?: unknown }).model_type === 'gpt2';
+  return gpt2 ? (name) => GPT2_CONV1D.test(name) : () => false;
+}
+
+/** A 2-D float tensor's bytes transposed: [r, c] -> [c, r]. */
+function transposed(info: TensorMeta, data: Uint8Array): { info: TensorMeta; data: Uint8Array } {
+  const [r, c] = info.shape as [number, number];
+  const size = info.dtype === 'F32' ? 4 : 2;
+  const out = new Uint8Array(data.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out.set(data.subarray((i * c + j) * size, (i * c + j + 1) * size), (j * r + i) * size);
+  return { info: { ...info, shape: [c, r] }, data: out };
+}
+
 /** A comparator: by `key` of the name (when given), then by `offset`. */
 function byKeyThen<T extends { name: string }>(key: ((name: string) => number) | undefined, offset: (t: T) => number): (a: T, b: T) => number {
   if (key === undefined) return (a, b) => offset(a) - offset(b);
-  return (a, b) => key(a.name) - key(b.name) || offset(a) - offset(b);
+  // Keys are computed once per name, not once per comparison.
+  const keys = new Map<string, number>();
+  const k = (name: string) => {
+    let v = keys.get(name);
+    if (v === undefined) keys.set(name, (v = key(name)));
+    return v;
+  };
+  return (a, b) => k(a.name) - k(b.name) || offset(a) - offset(b);
 }
 
 /**
@@ -235,6 +314,7 @@ async function* loadGguf(source: ModelSource, file: string, quantization: Quanti
       const plain = GGUF_PLAIN[t.ggmlType];
       if (ggufLoadedFormat(t, quantization, options.keepQ8_0) === 'blockwise8') {
         const out = q8_0ToBlockwise8(t.name, t.shape, data, gg.name);
+        if (!options.allowNonFinite) checkFiniteWeight(out, gg.name);
         tracker.add({ bytes: t.nBytes, tensors: 1, file });
         yield out;
         continue;
@@ -249,7 +329,8 @@ async function* loadGguf(source: ModelSource, file: string, quantization: Quanti
         meta = { name: t.name, dtype: 'F32', shape: t.shape };
         bytes = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
       }
-      const out: LoadedWeight = quantization && shouldQuantize(meta) ? quantizeTensor(meta, bytes, quantization, gg.name) : { kind: 'dense', ...meta, data: bytes };
+      const out: LoadedWeight = quantization && shouldQuantize(meta) ? quantizeTensor(meta, bytes, quantization, gg.name, options.allowNonFinite) : { kind: 'dense', ...meta, data: bytes };
+      if (!options.allowNonFinite) checkFiniteWeight(out, gg.name);
       tracker.add({ bytes: t.nBytes, tensors: 1, file });
       yield out;
     }

@@ -5,13 +5,15 @@ import type { Backend, LinearOptions } from '../backends/backend.js';
 import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
 import type { ProgressCallback } from '../loading/sources/progress.js';
-import type { BitsAndBytesConfig } from './bnb-config.js';
+import { BitsAndBytesConfig, type BitsAndBytesConfigOptions } from './bnb-config.js';
 import type { CausalLM, ModelWeights } from './causal-lm.js';
 import { parseConfig } from './config.js';
 import { checkDeviceMap, checkModuleFormats, moduleNames, planDevices, singleDevice, wantsGpu, type Device, type ModuleSize } from './device-map.js';
 import { backendFor, budgetsOf, makeCpuBackend, makeGpuBackend, type BackendOptions } from './make-backends.js';
 import { everyFormatNativeOn } from '../formats/capabilities.js';
 import { moduleSizes, safetensorsInfos } from './module-sizes.js';
+import { asAbortError } from '../runtime/scheduling.js';
+import { checkLoadOptions, show, checkRuntimeMemory, CONFIG_JSON_FIELDS, resolveMaxPositions, validateConfig, validateTensors } from './validate.js';
 import type { CausalLMOptions, Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WebGpuBackend } from '../backends/webgpu/index.js';
@@ -44,12 +46,21 @@ export interface FromPretrainedOptions extends ResolveSourceOptions, BackendOpti
   maxPositions?: number;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
+  /** Load weights holding NaN / Inf instead of refusing them with NON_FINITE (default false). */
+  allowNonFinite?: boolean;
   /** Also load the tokenizer found next to the weights into `model.tokenizer` (default true; undefined when there is none or lowbit cannot build it). */
   tokenizer?: boolean;
 }
 
 /** Picks each module's backend once sizes are known (before any weight is read). */
-export type Placer = (config: DecoderConfig, sizes: () => Promise<ModuleSize[]>) => Promise<{ placement: Placement; options: CausalLMOptions }>;
+export type Placer = (config: DecoderConfig, sizes: () => Promise<ModuleSize[]>, memory: RuntimeNeeds) => Promise<{ placement: Placement; options: CausalLMOptions }>;
+
+/** What checkRuntimeMemory needs besides the module sizes. */
+export interface RuntimeNeeds {
+  maxPositions: number;
+  /** Bytes a load holds in wasm memory for one tensor at most besides the weights (a tensor being quantized or dequantized, as f32). */
+  largestTensorBytes: number;
+}
 
 export const AutoModelForCausalLM = {
   /**
@@ -58,7 +69,8 @@ export const AutoModelForCausalLM = {
    * CPU) or a per-module map (device-map.ts). The GPU backend is made first, so a missing adapter
    * fails before any weight is read; sizes are checked against the budgets before loading.
    */
-  async fromPretrained(input: SourceInput, options: FromPretrainedOptions = {}): Promise<CausalLM> {
+  async fromPretrained(input: SourceInput, given: FromPretrainedOptions = {}): Promise<CausalLM> {
+    const options = checkLoadOptions(given, (plain) => new BitsAndBytesConfig(plain as BitsAndBytesConfigOptions));
     checkDeviceMap(options.deviceMap);
     // Tensor headers are parsed in wasm before any backend may exist.
     await init(options.webgpu?.wasm);
@@ -76,27 +88,30 @@ export const AutoModelForCausalLM = {
           if (!(options.deviceMap === 'auto' && e instanceof LowbitError && e.code === 'WEBGPU_UNAVAILABLE')) throw e;
         }
       }
-      const placer: Placer = async (config, sizes) => {
+      const placer: Placer = async (config, sizes, needs) => {
         const modelOptions: CausalLMOptions = { keepHostWeights: options.keepHostWeights !== false, cpuBackend: () => makeCpuBackend(options) };
         // Weight formats are checked against their devices before any weight is read (converted or refused).
-        const formatsChecked = (plan: Map<string, Device>, modules: ModuleSize[] | undefined) => ({ ...modelOptions, formatConversions: modules === undefined ? [] : checkModuleFormats(plan, modules) });
+        const formatsChecked = (plan: Map<string, Device>, modules: ModuleSize[]) => ({ ...modelOptions, formatConversions: checkModuleFormats(plan, modules) });
+        // Sizes always: a model whose CPU part cannot fit one wasm32 memory is refused up front,
+        // with or without maxMemory (sizes come from headers; nothing is allocated yet).
+        const all = await sizes();
         if (options.backend !== undefined) {
           const d: Device = options.backend.device === 'cpu' ? 'cpu' : 'gpu';
+          checkRuntimeMemory(config, all, () => d, needs.maxPositions, needs.largestTensorBytes, (options.backend as { threads?: number }).threads ?? 1);
           const plan = new Map(moduleNames(config).map((n) => [n, d]));
-          return { placement: options.backend, options: formatsChecked(plan, everyFormatNativeOn(options.backend.device) ? undefined : await sizes()) };
+          return { placement: options.backend, options: formatsChecked(plan, all) };
         }
         const map = options.deviceMap ?? 'cpu';
         const { budgets, explicit } = budgetsOf(options, gpu);
-        const single = singleDevice(map);
-        const needSizes = single === undefined || explicit.gpu !== undefined || explicit.cpu !== undefined || !everyFormatNativeOn(single === 'gpu' ? 'webgpu' : 'cpu');
-        const modules = needSizes ? await sizes() : undefined;
-        const plan = modules !== undefined ? planDevices(gpu === undefined && map === 'auto' ? 'cpu' : map, modules, budgets, explicit) : new Map(moduleNames(config).map((n) => [n, single!]));
-        const checkedOptions = formatsChecked(plan, modules);
+        const plan = planDevices(gpu === undefined && map === 'auto' ? 'cpu' : map, all, budgets, explicit);
+        const checkedOptions = formatsChecked(plan, all);
         const used = new Set(plan.values());
         let cpu: Backend | undefined;
         if (used.has('cpu')) {
           cpu = await makeCpuBackend(options);
           owned.push(cpu);
+          // Per wasm instance: threads split the weights (known once the backend exists).
+          checkRuntimeMemory(config, all, (m) => plan.get(m) ?? 'cpu', needs.maxPositions, needs.largestTensorBytes, (cpu as { threads?: number }).threads ?? 1);
         }
         if (gpu !== undefined && !used.has('gpu')) {
           owned.splice(owned.indexOf(gpu), 1);
@@ -116,7 +131,7 @@ export const AutoModelForCausalLM = {
       return model;
     } catch (e) {
       for (const b of owned) b.dispose();
-      throw e;
+      throw asAbortError(e, options.signal, 'fromPretrained');
     }
   },
 };
@@ -146,12 +161,15 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
   // A GGUF (named, or the only weights file): config from its metadata, llama.cpp tensor names.
   const gguf = await ggufWeightFile(source);
   if (gguf !== undefined) return fromGguf(source, gguf, options, placer);
-  const raw = await source.readJson<Record<string, unknown>>('config.json');
-  const config = parseConfig(raw);
-  const prequantized = raw.quantization_config !== undefined && (raw.quantization_config as { quant_method?: string }).quant_method === 'bitsandbytes';
+  const raw = await source.readJson<unknown>('config.json');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new LowbitError('MALFORMED_FILE', `config.json must be a JSON object, got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`, { file: 'config.json' });
+  const config = parseConfig(raw as Record<string, unknown>);
+  validateConfig(config, 'config.json', CONFIG_JSON_FIELDS[config.family]);
+  const q = (raw as Record<string, unknown>).quantization_config;
+  const prequantized = typeof q === 'object' && q !== null && (q as { quant_method?: unknown }).quant_method === 'bitsandbytes';
   const quantization = prequantized ? undefined : options.quantizationConfig?.quantizeOnLoad();
   const skip = quantization?.skipModules ?? ['lm_head'];
-  const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
+  const maxPositions = resolveMaxPositions(options.maxPositions, config);
   const arch = architectureOf(config);
   // Weights the architecture stores [in, out] (GPT-2's Conv1D) are transposed as they arrive, then quantized as asked.
   const transposed = (t: Pick<TensorMeta, 'name'>) => arch.transposedWeights?.test(t.name) === true;
@@ -162,21 +180,25 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
     const t = transposeDense(w);
     return quantizedAfterTranspose(w) ? quantizeDense(t, quantization!) : t;
   };
-  const { placement, options: modelOptions } = await placer(config, async () =>
-    moduleSizes(config, await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedAfterTranspose(t)), options.signal), quantization, maxPositions),
-  );
-  const saved = raw.quantization_config as { llm_int8_threshold?: number; bnb_4bit_compute_dtype?: string } | undefined;
+  // Every header first: the tensors must be the ones the config implies before anything is built.
+  const infos = await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedAfterTranspose(t)), options.signal);
+  validateTensors(config, infos, 'config.json', CONFIG_JSON_FIELDS[config.family]);
+  // Quantizing a tensor holds it in wasm memory as f32 for a moment (dense ones are the weights themselves).
+  const largestTensorBytes = infos.reduce((m, t) => Math.max(m, t.quantize ? t.shape.reduce((a, b) => a * b, 1) * 4 : 0), 0);
+  const { placement, options: modelOptions } = await placer(config, async () => moduleSizes(config, infos, quantization, maxPositions), { maxPositions, largestTensorBytes });
+  const saved = (prequantized ? q : undefined) as { llm_int8_threshold?: number; bnb_4bit_compute_dtype?: string } | undefined;
   const linear: LinearOptions = {
     int8Threshold: options.quantizationConfig?.llmInt8Threshold ?? saved?.llm_int8_threshold ?? 6,
     // A pre-quantized checkpoint computes in the dtype it was saved with, as transformers does.
     computeDtype: prequantized ? computeDtypeOf(saved?.bnb_4bit_compute_dtype) : options.quantizationConfig?.bnb4bitComputeDtype ?? 'float32',
   };
   const make = (weights: ModelWeights): CausalLM => arch.create(config, { placement, weights, maxPositions, linear, options: modelOptions });
-  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...o }), toLinearLayout);
+  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }), toLinearLayout);
 }
 
 /** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */
-function computeDtypeOf(v: string | undefined): LinearOptions['computeDtype'] {
+function computeDtypeOf(v: unknown): LinearOptions['computeDtype'] {
+  if (v !== undefined && typeof v !== 'string') throw new LowbitError('MALFORMED_FILE', `config.json: quantization_config.bnb_4bit_compute_dtype must be a string, got ${show(v)}`, { file: 'config.json' });
   const name = v?.replace(/^torch\./, '');
   if (name === undefined || name === 'float32') return 'float32';
   if (name === 'float16' || name === 'bfloat16') return name;

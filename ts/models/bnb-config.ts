@@ -49,6 +49,10 @@ export class BitsAndBytesConfig {
     this.llmInt8Threshold = o.llmInt8Threshold ?? 6.0;
     if (!(this.llmInt8Threshold >= 0)) bad('llmInt8Threshold must be >= 0');
     this.llmInt8SkipModules = o.llmInt8SkipModules ?? null;
+    if (this.llmInt8SkipModules !== null && !(Array.isArray(this.llmInt8SkipModules) && this.llmInt8SkipModules.every((m) => typeof m === 'string'))) bad('llmInt8SkipModules must be an array of module names (or null)');
+    if (!(Number.isInteger(this.bnb4bitBlocksize) && this.bnb4bitBlocksize >= 32 && this.bnb4bitBlocksize <= 4096 && (this.bnb4bitBlocksize & (this.bnb4bitBlocksize - 1)) === 0)) {
+      throw new LowbitError('UNSUPPORTED_BLOCKSIZE', `BitsAndBytesConfig: bnb4bitBlocksize must be a power of two from 32 to 4096, got ${String(this.bnb4bitBlocksize)}`);
+    }
     if (o.llmInt8HasFp16Weight) bad('llmInt8HasFp16Weight (training with fp16 master weights) is not supported');
     if (o.llmInt8EnableFp32CpuOffload) bad('llmInt8EnableFp32CpuOffload is for GPU/CPU splits; use deviceMap when the WebGPU backend lands');
   }

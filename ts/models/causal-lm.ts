@@ -10,6 +10,8 @@ import { nextMacrotask } from '../generation/yield.js';
 import { StopStrings } from '../generation/stopping.js';
 import type { Streamer } from '../generation/streamer.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
+import { checkGenerateOptions, checkTokenIds } from './generate-checks.js';
+import { asAbortError, throwIfAborted, Turns, yieldToEventLoop } from '../runtime/scheduling.js';
 
 export interface GenerateOptions extends SamplingOptions {
   /** The prompt as token ids; or give `prompt` (text) or `messages` (a chat, rendered with the chat template). */
@@ -293,24 +295,33 @@ export abstract class CausalLM {
     return { out: h!, b: hb! };
   }
 
-  /** Logits [ids.length, vocab] for the next tokens, continuing the cache from `start` (default: where it is). */
-  async forward(ids: ArrayLike<number>, start = this.position): Promise<Float32Array> {
-    const u = this.checkIds(ids, start);
-    const { out, b } = await this.run(u, start, false);
-    this.position = start + u.length;
-    try {
-      return await b.read(out);
-    } finally {
-      b.release(out);
-    }
+  /**
+   * Calls that use the KV cache (generate, forward) run one at a time: a call made while another
+   * is running waits its turn (FIFO) — see README "Limits and safety".
+   */
+  private readonly turns = new Turns();
+
+  /** Logits [ids.length, vocab] for the next tokens, continuing the cache from `start` (default: where it is). Waits for a running generate(). */
+  async forward(ids: ArrayLike<number>, start?: number): Promise<Float32Array> {
+    return this.turns.run(undefined, 'forward', async () => {
+      const from = start ?? this.position;
+      const u = this.checkIds(ids, from);
+      const { out, b } = await this.run(u, from, false);
+      this.position = from + u.length;
+      try {
+        return await b.read(out);
+      } finally {
+        b.release(out);
+      }
+    });
   }
 
-  private checkIds(ids: ArrayLike<number>, start: number): Uint32Array {
-    if (ids.length === 0) throw new LowbitError('INVALID_ARGUMENT', 'forward needs at least one token');
+  private checkIds(ids: ArrayLike<number>, start: number, what = 'ids'): Uint32Array {
+    const u = checkTokenIds(ids, this.config.vocabSize, what);
+    if (u.length === 0) throw new LowbitError('INVALID_ARGUMENT', 'forward needs at least one token');
+    if (!(Number.isInteger(start) && start >= 0)) throw new LowbitError('INVALID_ARGUMENT', `start must be an integer >= 0, got ${String(start)}`);
     if (start > this.position) throw new LowbitError('INVALID_ARGUMENT', `start ${start} is past the cached positions (${this.position})`);
-    if (start + ids.length > this.maxPositions) throw new LowbitError('INVALID_ARGUMENT', `${start + ids.length} positions exceed this model's cache of ${this.maxPositions} (raise maxPositions)`);
-    const u = Uint32Array.from(ids);
-    for (const id of u) if (id >= this.config.vocabSize) throw new LowbitError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (${this.config.vocabSize})`);
+    if (start + u.length > this.maxPositions) throw new LowbitError('INVALID_ARGUMENT', `${start + u.length} positions exceed this model's cache of ${this.maxPositions} (raise maxPositions)`);
     return u;
   }
 
@@ -403,7 +414,7 @@ export abstract class CausalLM {
   private promptIds(o: GenerateOptions): number[] {
     const given = [o.inputIds, o.prompt, o.messages].filter((v) => v !== undefined).length;
     if (given !== 1) throw new LowbitError('INVALID_ARGUMENT', 'generate() needs exactly one of inputIds, prompt or messages');
-    if (o.inputIds !== undefined) return Array.from(o.inputIds);
+    if (o.inputIds !== undefined) return Array.from(checkTokenIds(o.inputIds, this.config.vocabSize));
     const tok = o.tokenizer ?? this.tokenizer;
     if (tok === undefined) throw new LowbitError('INVALID_ARGUMENT', `generate({ prompt | messages }) needs a tokenizer: the model has none (${this.tokenizerUnavailable ?? 'none was loaded'}); pass generate({ tokenizer }) or inputIds`);
     if (o.prompt !== undefined) {
@@ -413,8 +424,22 @@ export abstract class CausalLM {
     return tok.applyChatTemplate(o.messages!, { addGenerationPrompt: true, tokenize: true });
   }
 
-  /** Generates up to maxNewTokens new ids after the prompt; returns them (without the prompt). */
+  /**
+   * Generates up to maxNewTokens new ids after the prompt; returns them (without the prompt).
+   * A call made while another generate() / forward() on this model runs waits its turn. An abort
+   * (o.signal) throws LowbitError('ABORTED') with the signal's reason as `cause`, between tokens
+   * or while waiting; the event loop runs between tokens, so timers and abort events are served.
+   */
   async generate(o: GenerateOptions): Promise<number[]> {
+    checkGenerateOptions(o);
+    try {
+      return await this.turns.run(o.signal, 'generate()', () => this.generateNow(o));
+    } catch (e) {
+      throw asAbortError(e, o.signal, 'generate()');
+    }
+  }
+
+  private async generateNow(o: GenerateOptions): Promise<number[]> {
     const max = o.maxNewTokens ?? 20;
     if (!(Number.isInteger(max) && max >= 0)) throw new LowbitError('INVALID_ARGUMENT', `maxNewTokens must be an integer >= 0, got ${max}`);
     checkSamplingOptions(o);
@@ -454,11 +479,12 @@ export abstract class CausalLM {
         return this.step(seen, want);
       }
     };
+    throwIfAborted(o.signal, 'generate()');
     let next = await stepOrFallBack(seen);
     for (let s = 0; s < max; s++) {
-      // Let whatever would abort (a timer, a Ctrl-C handler) run: see nextMacrotask.
-      if (o.signal) await nextMacrotask();
-      o.signal?.throwIfAborted();
+      // One event-loop turn per token: an AbortSignal.timeout, timers and UI events are served.
+      await yieldToEventLoop();
+      throwIfAborted(o.signal, 'generate()');
       const id = 'id' in next ? next.id : 'logits' in next ? pickToken(next.logits, seen, o, random) : sampleCandidates(Array.from(next.candidates.values), Array.from(next.candidates.indices), o, random);
       out.push(id);
       seen.push(id);

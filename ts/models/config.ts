@@ -1,5 +1,6 @@
 /** config.json -> the few numbers a decoder needs, for each supported architecture. */
 import { LowbitError } from '../errors.js';
+import { show } from './validate.js';
 import type { Llama3RopeScaling } from '../backends/backend.js';
 
 export type Family = 'llama' | 'gpt2' | 'qwen3';
@@ -30,7 +31,7 @@ export interface DecoderConfig {
 
 function num(c: Record<string, unknown>, key: string, fallback?: number): number {
   const v = c[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new LowbitError('MALFORMED_FILE', `config.json: '${key}' must be a number, got ${JSON.stringify(v)}`, { file: 'config.json' });
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new LowbitError('MALFORMED_FILE', `config.json: '${key}' must be a number, got ${show(v)}`, { file: 'config.json' });
   return v;
 }
 

@@ -27,6 +27,7 @@ import type { ModelSource } from '../loading/sources/types.js';
 import type { FromPretrainedOptions, Placer } from './auto.js';
 import { streamInto } from './stream-build.js';
 import { moduleSizes } from './module-sizes.js';
+import { ggufFields, resolveMaxPositions, validateConfig, validateTensors } from './validate.js';
 import type { CausalLM } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import { architectureOf } from './architectures.js';
@@ -208,8 +209,9 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
   let config: DecoderConfig;
   try {
     config = ggufToConfig(metadata, infos);
+    validateConfig(config, file, ggufFields(config.modelType));
   } catch (e) {
-    if (e instanceof LowbitError) throw new LowbitError(e.code, `${file}: ${e.message}`, { cause: e, file });
+    if (e instanceof LowbitError) throw new LowbitError(e.code, e.message.startsWith(`${file}: `) ? e.message : `${file}: ${e.message}`, { cause: e, file });
     throw e;
   }
   const ropeExtra = ggufRopeExtra(metadata);
@@ -228,7 +230,15 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     const hf = ggufToHfName(t.name);
     return hf !== undefined && !permuted(t.name) && quantizable(t, hf);
   };
-  const maxPositions = options.maxPositions ?? Math.min(config.maxPositions, 4096);
+  // The tensors must be the ones the metadata implies (a block_count one short would drop a layer).
+  validateTensors(config, [...infos.values()].flatMap((t) => {
+    const hf = ggufToHfName(t.name);
+    return hf === undefined ? [] : [{ name: hf, shape: t.shape }];
+  }), file, ggufFields(config.modelType));
+  const maxPositions = resolveMaxPositions(options.maxPositions, config);
+  // A ggml-quantized tensor is dequantized to f32 in wasm memory (and quantized from there when asked).
+  const quantizing = options.quantizationConfig !== undefined;
+  const largestTensorBytes = [...infos.values()].reduce((m, t) => Math.max(m, quantizing || !['F32', 'F16', 'BF16'].includes(t.ggmlType) ? t.shape.reduce((a, b) => a * b, 1) * 4 : 0), 0);
   // Sizes from the tensor infos: quantized as asked, F32 / F16 / BF16 as stored, Q8_0 kept 8-bit
   // (int8 codes + an f32 scale per 32), other ggml types widened to f32.
   const { placement, options: modelOptions } = await placer(config, async () => {
@@ -243,7 +253,7 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
       return [{ name: hf, shape: t.shape, bytes: t.nBytes, quantize, loadedBytes, format, ...(format === 'blockwise8' ? { label: 'q8_0' } : {}) }];
     });
     return moduleSizes(config, infoSizes, quantization, maxPositions);
-  });
+  }, { maxPositions, largestTensorBytes });
   let ropeFreqs: Float32Array | undefined;
   const q = options.quantizationConfig;
   const linear = { int8Threshold: q?.llmInt8Threshold ?? 6, computeDtype: q?.bnb4bitComputeDtype ?? 'float32' } as const;
@@ -265,7 +275,7 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
   const model = await streamInto(
     config,
     (weights) => architectureOf(config).create(config, { placement, weights, maxPositions, linear, options: modelOptions }),
-    (o) => loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}), ...o }),
+    (o) => loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }),
     toHf,
     (n) => (n === 'rope_freqs.weight' ? undefined : ggufToHfName(n)),
   );

@@ -25,8 +25,9 @@ interface Block {
   out: LinearHandle;
 }
 
-/** GPT-2 tensors that are Conv1D weights (stored [in, out]). */
-export const GPT2_CONV1D = /(^|\.)h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/;
+/** GPT-2 tensors that are Conv1D weights (stored [in, out]); defined with the loader, which transposes them before quantizing. */
+import { GPT2_CONV1D } from '../loading/load-weights.js';
+export { GPT2_CONV1D };
 
 export class GPT2LMHeadModel extends CausalLM {
   private wte: EmbeddingHandle | undefined;

@@ -30,6 +30,8 @@ export interface TensorSizeInfo {
   format?: FormatKind;
   /** A label for messages (e.g. 'q8_0'). */
   label?: string;
+  /** stored dtype (safetensors), for the shape checks of pre-quantized weights */
+  dtype?: string;
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -87,7 +89,7 @@ export async function safetensorsInfos(source: ModelSource, quantize: (t: { name
   for (const name of files.files) {
     const st = await SafetensorsFile.open(await source.open(name), signal);
     try {
-      for (const t of st.tensors.values()) out.push({ name: t.name, shape: t.shape, bytes: t.end - t.start, quantize: quantize(t) });
+      for (const t of st.tensors.values()) out.push({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: t.end - t.start, quantize: quantize(t) });
     } finally {
       await st.source.close?.();
     }

@@ -14,7 +14,7 @@ import { moduleNames, moduleOfTensor } from './device-map.js';
 export async function streamInto<M extends CausalLM>(
   config: DecoderConfig,
   make: (weights: ModelWeights) => M,
-  load: (o: { onTensors: (names: string[]) => void; orderBy: (name: string) => number }) => AsyncIterable<LoadedWeight>,
+  load: (o: { onTensors: (names: string[]) => void; orderBy: (name: string) => number; skip: (name: string) => boolean }) => AsyncIterable<LoadedWeight>,
   rename: (w: LoadedWeight) => LoadedWeight | undefined = (w) => w,
   renameName: (name: string) => string | undefined = (n) => n,
 ): Promise<M> {
@@ -30,7 +30,13 @@ export async function streamInto<M extends CausalLM>(
     const onTensors = (names: string[]) => {
       model = make({ streamed: names.flatMap((n) => renameName(n) ?? []) });
     };
-    for await (const w of load({ onTensors, orderBy })) {
+    // Tensors named for no module of the model are not read at all (rename-less ones, such as a
+    // GGUF's rope_freqs, are handled by `rename`).
+    const skip = (name: string) => {
+      const hf = renameName(name);
+      return hf !== undefined && moduleOfTensor(config, hf) === undefined;
+    };
+    for await (const w of load({ onTensors, orderBy, skip })) {
       const out = rename(w);
       if (out !== undefined) model!.addWeight(out);
     }

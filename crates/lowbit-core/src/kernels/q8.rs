@@ -90,6 +90,19 @@ impl Q8Activations {
     }
 }
 
+/// The float-rounding bound of the integer kernels for one output of activation row `r`:
+/// (C + 6)·2^-22·S with S = Σ_c |scale_c|·|d_c|·Σ_(k in c) |w_k·q_k| + |bias| (see
+/// `matmul4_q8::float_bound`); `chunk(c)` gives chunk c's weight scale and Σ |w_k·q_k|.
+pub fn float_bound_of(xq: &Q8Activations, r: usize, bias: f32, chunk: impl Fn(usize) -> (f64, f64)) -> f32 {
+    let cpr = xq.k / QK;
+    let mut s = bias.abs() as f64;
+    for c in 0..cpr {
+        let (scale, sum) = chunk(c);
+        s += scale.abs() * (xq.d[r * cpr + c] as f64).abs() * sum;
+    }
+    ((cpr + 6) as f64 * 2f64.powi(-22) * s) as f32
+}
+
 /// Quantizes one block of 32 into `q`; returns its scale.
 fn quantize_block(x: &[f32], q: &mut [i16]) -> f32 {
     let mut amax = 0f32;

@@ -319,16 +319,19 @@ describe('block-wise 8-bit linear layers', () => {
     }
   });
 
-  it('GGUF Q8_0 bytes (int8 code, blocks of 32): format q8_0, 1.125 bytes per weight, exact weights', async () => {
+  it("GGUF Q8_0 bytes (int8 code, blocks of 32): format q8_0, 1.125 bytes per weight, exact weights (kernels: 'exact'); the fast kernels within their bound", async () => {
     const [rows, cols] = [24, 96];
     const w = q8_0ToBlockwise8('blk.0.ffn_up.weight', [rows, cols], q8_0Bytes(rows, cols, 41));
     expect([w.blocksize, w.absmax.length, Array.from(w.code.subarray(126, 130))]).toEqual([32, (rows * cols) / 32, [126, 127, -128, -127]]);
-    const l = be.linear(w);
+    const fast = be.linear(w);
+    const exactBe = new CpuBackend();
+    exactBe.kernels = 'exact';
+    const l = exactBe.linear(w);
     expect([l.format, l.bytes]).toEqual(['q8_0', rows * cols * 1.125]);
     // identity activations read back every weight: d * q exactly
     const eye = new Float32Array(cols * cols);
     for (let i = 0; i < cols; i++) eye[i * cols + i] = 1;
-    const y = await be.read(be.linearForward(be.fromHost(eye, cols, cols), l));
+    const y = await exactBe.read(exactBe.linearForward(exactBe.fromHost(eye, cols, cols), l));
     for (let c = 0; c < cols; c++)
       for (let r = 0; r < rows; r++) {
         const want = Math.fround(((w.q[r * cols + c]! << 24) >> 24) * w.absmax[Math.floor((r * cols + c) / 32)]!);
@@ -336,13 +339,29 @@ describe('block-wise 8-bit linear layers', () => {
       }
     const xs = rand(3 * cols, 42);
     const deq = dequantizeBlockwise(w.q, { absmax: w.absmax, code: w.code, blocksize: 32 });
-    expectSumBound(await be.read(be.linearForward(be.fromHost(xs, 3, cols), l)), naiveMatmul(xs, 3, deq, rows, cols), cols);
+    expectSumBound(await exactBe.read(exactBe.linearForward(exactBe.fromHost(xs, 3, cols), l)), naiveMatmul(xs, 3, deq, rows, cols), cols);
+    // fast kernels (3 rows: integer path): weights exact, activations rounded to d/2, d = max|x| / 8191 per 32
+    const yf = await be.read(be.linearForward(be.fromHost(xs, 3, cols), fast));
+    const ref = naiveMatmul(xs, 3, deq, rows, cols);
+    for (let r = 0; r < 3; r++)
+      for (let j = 0; j < rows; j++) {
+        let bound = (cols + 8) * 2 ** -22 * ref.mag[r * rows + j]!;
+        for (let t = 0; t < cols; t++) {
+          let amax = 0;
+          for (let u = t - (t % 32); u < t - (t % 32) + 32; u++) amax = Math.max(amax, Math.abs(xs[r * cols + u]!));
+          bound += (amax / 8191 / 2) * Math.abs(deq[j * cols + t]!);
+        }
+        const i = r * rows + j;
+        if (!(Math.abs(yf[i]! - ref.y[i]!) <= bound)) throw new Error(`fast [${r}, ${j}]: got ${yf[i]}, want ${ref.y[i]} (bound ${bound})`);
+      }
+    expect(Array.from(yf).some((v, i) => v !== Math.fround(ref.y[i]!))).toBe(true);
+    fast.dispose();
     // another code with the same layout is the general table path, same results
     const code = int8Code();
     code[0] = -0;
-    const g = be.linear({ ...w, code });
+    const g = exactBe.linear({ ...w, code });
     expect(g.format).toBe('blockwise8');
-    expectSumBound(await be.read(be.linearForward(be.fromHost(xs, 3, cols), g)), naiveMatmul(xs, 3, deq, rows, cols), cols);
+    expectSumBound(await exactBe.read(exactBe.linearForward(exactBe.fromHost(xs, 3, cols), g)), naiveMatmul(xs, 3, deq, rows, cols), cols);
     l.dispose();
     g.dispose();
   });

@@ -86,7 +86,7 @@ describe('generate', () => {
       // The timer can only fire if generate returns to the event loop between tokens.
       onToken: () => void (n++ === 0 && setTimeout(() => ac.abort(), 0)),
     });
-    await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(run).rejects.toMatchObject({ name: 'LowbitError', code: 'ABORTED', cause: { name: 'AbortError' } });
     expect(n).toBeGreaterThan(0);
     expect(n).toBeLessThan(5);
   });

@@ -34,6 +34,7 @@ beforeAll(async () => {
   if (env.skip) return;
   await init();
   cpu = new CpuBackend();
+  cpu.kernels = 'exact'; // the reference: the WGSL kernels compute in f32
   gpu = await WebGpuBackend.create({ gpu: env.gpu! });
   small = await WebGpuBackend.create({ gpu: env.gpu!, maxBindingSize: 1024 });
 });

@@ -63,16 +63,19 @@ export function threadsOption(v: string | undefined): number | 'auto' | undefine
 }
 
 /** The JSON form of an error (--json) and its one-line text form. */
+/** An abort: the library's ABORTED error (its cause the AbortSignal's reason) or a bare AbortError. */
+const isAbort = (e: unknown): boolean => (e instanceof LowbitError && e.code === 'ABORTED') || (e instanceof Error && e.name === 'AbortError');
+
 export function describeError(e: unknown): { code: string; message: string } {
+  if (isAbort(e)) return { code: 'INTERRUPTED', message: 'interrupted' };
   if (e instanceof LowbitError) return { code: e.code, message: e.message };
   if (e instanceof UsageError) return { code: 'USAGE', message: e.message };
-  if (e instanceof Error && e.name === 'AbortError') return { code: 'INTERRUPTED', message: 'interrupted' };
   return { code: 'INTERNAL', message: e instanceof Error ? (e.stack ?? e.message) : String(e) };
 }
 
 export function exitCodeOf(e: unknown): number {
   if (e instanceof UsageError) return EXIT.usage;
-  if (e instanceof Error && e.name === 'AbortError') return EXIT.interrupted;
+  if (isAbort(e)) return EXIT.interrupted;
   return EXIT.failed;
 }
 

@@ -16,7 +16,8 @@ try {
   const result = { adapter: adapter ? `${info.vendor} ${info.architecture} ${info.description}`.trim() : null, reference: reference.fp32.greedy_tokens.slice(0, 16) };
   for (const [name, quantizationConfig] of Object.entries({ fp32: undefined, nf4: new lowbit.BitsAndBytesConfig({ loadIn4bit: true, bnb4bitQuantType: 'nf4' }) })) {
     for (const deviceMap of ['gpu', 'cpu']) {
-      const model = await lowbit.AutoModelForCausalLM.fromPretrained(files, { deviceMap, maxPositions: 64, tokenizer: false, ...(quantizationConfig ? { quantizationConfig } : {}) });
+      // the CPU reference on its exact f32 kernels: the WebGPU kernels compute in f32
+      const model = await lowbit.AutoModelForCausalLM.fromPretrained(files, { deviceMap, cpuKernels: 'exact', maxPositions: 64, tokenizer: false, ...(quantizationConfig ? { quantizationConfig } : {}) });
       try {
         const logits = await model.forward(INPUT_IDS, 0);
         const tokens = await model.generate({ inputIds: INPUT_IDS, maxNewTokens: 16, eosTokenIds: [] });

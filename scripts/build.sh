@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
-# Builds the wasm module (Rust -> wasm32 + SIMD128 -> wasm-bindgen glue) and the TypeScript
-# package into dist/. Run scripts/setup.sh first on a fresh machine.
+# Builds the two wasm modules (Rust -> wasm32 -> wasm-bindgen glue) and the TypeScript package
+# into dist/. Run scripts/setup.sh first on a fresh machine.
+#   ts/wasm/pkg/lowbit_wasm_bg.wasm          SIMD128 (every current engine; Node 20, Safari)
+#   ts/wasm/pkg/lowbit_wasm_relaxed_bg.wasm  SIMD128 + relaxed SIMD (Chrome 114+, Firefox 145+,
+#                                            Node 21+, Deno); init() picks one (ts/runtime/wasm.ts)
+# Both share one JS glue: build.sh checks that wasm-bindgen generates the same for each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/toolchain.sh
 
 cargo_wasm build --release -p lowbit-wasm
+cargo_wasm_relaxed build --release -p lowbit-wasm
 rm -rf ts/wasm/pkg
 wasm-bindgen --target web --out-dir ts/wasm/pkg --out-name lowbit_wasm \
   target/wasm32-unknown-unknown/release/lowbit_wasm.wasm
+relaxed_pkg=$(mktemp -d)
+trap 'rm -rf "$relaxed_pkg"' EXIT
+wasm-bindgen --target web --out-dir "$relaxed_pkg" --out-name lowbit_wasm \
+  "$RELAXED_TARGET_DIR/wasm32-unknown-unknown/release/lowbit_wasm.wasm"
+for f in lowbit_wasm.js lowbit_wasm.d.ts lowbit_wasm_bg.wasm.d.ts; do
+  if ! cmp -s "ts/wasm/pkg/$f" "$relaxed_pkg/$f"; then
+    echo "[build] the relaxed-SIMD build's $f differs from the SIMD128 build's: both builds must export the same functions (cfg only inside them)" >&2
+    diff "ts/wasm/pkg/$f" "$relaxed_pkg/$f" | head -20 >&2
+    exit 1
+  fi
+done
+cp "$relaxed_pkg/lowbit_wasm_bg.wasm" ts/wasm/pkg/lowbit_wasm_relaxed_bg.wasm
 node scripts/gen-shaders.mjs   # shaders/*.wgsl -> ts/backends/webgpu/shaders.generated.ts
 rm -rf dist
 npx tsc -p tsconfig.json
 mkdir -p dist/wasm
 cp -r ts/wasm/pkg dist/wasm/pkg
-echo "[build] dist/ ready ($(du -h dist/wasm/pkg/lowbit_wasm_bg.wasm | cut -f1) wasm)"
+echo "[build] dist/ ready ($(du -h dist/wasm/pkg/lowbit_wasm_bg.wasm | cut -f1) SIMD128 wasm, $(du -h dist/wasm/pkg/lowbit_wasm_relaxed_bg.wasm | cut -f1) relaxed-SIMD wasm)"

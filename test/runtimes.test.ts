@@ -148,8 +148,10 @@ describe('Deno', () => {
     const env = { ...process.env, NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1', DENO_NO_PROMPT: '1', DENO_DIR: join(tmp, 'deno-dir') };
     const { stdout } = await run(DENO, ['run', '--allow-read', 'test/runtimes/deno-check.ts'], env, 90_000);
     const line = stdout.trim().split('\n').at(-1)!;
-    const out = JSON.parse(line) as { runtime: string; result: Result; generation: typeof nodeGeneration; threads: ThreadResult; cores: number };
+    const out = JSON.parse(line) as { runtime: string; build: string; result: Result; generation: typeof nodeGeneration; threads: ThreadResult; cores: number };
     expect(out.runtime).toMatch(/^deno \d+\./);
+    // Deno has relaxed SIMD (1.33+): init()'s feature test picks that build
+    expect(out.build).toBe('relaxed-simd');
     expect(out.result).toEqual(nodeResult);
     // the same logits bits and tokens as Node, fp32 and NF4
     expect(out.generation).toEqual(nodeGeneration);
@@ -159,11 +161,14 @@ describe('Deno', () => {
 
 describe('Chromium', () => {
   it('a page quantizes and dequantizes with the same bytes as Node', async () => {
-    const { result: out, served, logs } = await runPage<{ ok: boolean; error?: string; runtime?: string; result?: Result; generation?: typeof nodeGeneration; threads: ThreadResult; crossOriginIsolated: boolean; cores: number }>(ROOT, '/test/runtimes/browser/');
+    const { result: out, served, logs } = await runPage<{ ok: boolean; error?: string; runtime?: string; build?: string; result?: Result; generation?: typeof nodeGeneration; threads: ThreadResult; crossOriginIsolated: boolean; cores: number }>(ROOT, '/test/runtimes/browser/');
     expect(out.ok, `${out.error ?? ''}\n${logs.join('\n')}`).toBe(true);
     expect(out.runtime).toMatch(/HeadlessChrome|Chrome/);
-    // init() fetched the wasm over HTTP (not from disk) from the package's own folder
-    expect(served).toContain('/dist/wasm/pkg/lowbit_wasm_bg.wasm');
+    // Chromium has relaxed SIMD (114+): init() fetched that build over HTTP (not from disk) from
+    // the package's own folder, and not the other one
+    expect(out.build).toBe('relaxed-simd');
+    expect(served).toContain('/dist/wasm/pkg/lowbit_wasm_relaxed_bg.wasm');
+    expect(served).not.toContain('/dist/wasm/pkg/lowbit_wasm_bg.wasm');
     expect(out.result).toEqual(nodeResult);
     expect(out.generation).toEqual(nodeGeneration);
     expect(out.crossOriginIsolated).toBe(true);

@@ -6,7 +6,7 @@
  *   await init();
  *   const { packed, quantState } = quantize4bit(weights, { quantType: 'nf4', compressStatistics: true });
  */
-export { init, simd128Available, type WasmSource } from './runtime/wasm.js';
+export { init, simd128Available, wasmBuild, relaxedSimdSupported, type WasmSource, type WasmBuild, type WasmBuildChoice, type InitOptions } from './runtime/wasm.js';
 export { LowbitError, type LowbitErrorCode } from './errors.js';
 export { toHalf, fromHalf, type FloatDType, type HalfDType, type HalfArray, type FloatInput, type FloatOutput } from './tensor/dtypes.js';
 export { QuantState, type QuantType4, type NestedState, type DictTensor, type StateDict } from './quant/quant-state.js';

@@ -1,6 +1,24 @@
 # Shared helpers for setup.sh / build.sh / test.sh (sourced, not run).
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# Node: the tests and benchmarks run on Node 24 (current LTS). setup.sh installs it from the npm
+# registry (package node-<os>-<arch>) into .cache/node when the system's node is older; it then
+# comes first on PATH for everything these scripts start (npm, npx, vitest, the wasm test
+# runner). LOWBIT_SYSTEM_NODE keeps the system's own node for test.sh's older-engine check.
+LOWBIT_NODE_MAJOR=24
+node_major() { "${1:-node}" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+node_package() {
+  local arch
+  case "$(uname -m)" in x86_64) arch=x64 ;; aarch64 | arm64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+  echo "node-$(uname -s | tr '[:upper:]' '[:lower:]')-$arch"
+}
+LOWBIT_NODE_BIN="$PWD/.cache/node/node_modules/$(node_package)/bin"
+if [ -z "${LOWBIT_SYSTEM_NODE+x}" ]; then export LOWBIT_SYSTEM_NODE="$(command -v node || true)"; fi
+use_current_node() {
+  if [ -x "$LOWBIT_NODE_BIN/node" ] && [ "$(node_major)" -lt "$LOWBIT_NODE_MAJOR" ]; then export PATH="$LOWBIT_NODE_BIN:$PATH"; fi
+}
+use_current_node
+
 # The wasm-bindgen crate version pinned in Cargo.toml ("=0.2.130" -> 0.2.130).
 wasm_bindgen_version() {
   sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' Cargo.toml
@@ -25,4 +43,13 @@ cargo_wasm() {
       CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$wasm_ld" \
       /usr/bin/cargo "$@" --target wasm32-unknown-unknown -Z build-std=std,panic_abort
   fi
+}
+
+# The second wasm build: SIMD128 + relaxed SIMD (ts/runtime/wasm.ts picks one of the two at
+# init()). Its own target dir keeps both builds cached (different rustflags rebuild everything).
+RELAXED_TARGET_DIR="$PWD/target/relaxed"
+cargo_wasm_relaxed() {
+  CARGO_TARGET_DIR="$RELAXED_TARGET_DIR" \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+    cargo_wasm "$@"
 }

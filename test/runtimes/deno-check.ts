@@ -14,4 +14,4 @@ const modelDir = new URL('../fixtures/reference-logits/llama/', import.meta.url)
 const files = new Map(await Promise.all(MODEL_FILES.map(async (f) => [f, new Blob([await Deno.readFile(new URL(f, modelDir))])] as const)));
 const generation = await runGenerateCheck(lowbit, files);
 const threads = await runThreadChecks(lowbit);
-console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, result, generation, threads, cores: navigator.hardwareConcurrency }));
+console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, build: lowbit.wasmBuild(), result, generation, threads, cores: navigator.hardwareConcurrency }));

@@ -399,6 +399,30 @@ pub fn simd128_available() -> bool {
     Kernel::SIMD128_AVAILABLE
 }
 
+/// Whether this is the SIMD128 + relaxed-SIMD build (scripts/build.sh makes both; `init()` picks
+/// one by feature detection). The relaxed build answers by running one relaxed instruction, so
+/// its module also never validates on an engine without relaxed SIMD, whatever its kernels use.
+#[wasm_bindgen(js_name = relaxedSimdAvailable)]
+pub fn relaxed_simd_available() -> bool {
+    relaxed_dot_works()
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+fn relaxed_dot_works() -> bool {
+    use core::arch::wasm32::{i32x4, i32x4_extract_lane, i32x4_relaxed_dot_i8x16_i7x16_add, i8x16};
+    use core::hint::black_box;
+    // lane i: 100 + Σ a[4i+j]·b[4i+j] with b in 0..=127, where every engine agrees
+    let a = black_box(i8x16(-128, 127, -1, 2, 3, -4, 5, -6, 7, 8, -9, 10, 11, -12, 13, 14));
+    let b = black_box(i8x16(127, 127, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 127));
+    let r = i32x4_relaxed_dot_i8x16_i7x16_add(a, b, black_box(i32x4(100, 100, 100, 100)));
+    [i32x4_extract_lane::<0>(r), i32x4_extract_lane::<1>(r), i32x4_extract_lane::<2>(r), i32x4_extract_lane::<3>(r)] == [-28, 86, 200, 2000]
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+fn relaxed_dot_works() -> bool {
+    false
+}
+
 /// f32 -> f16 / bf16 bit patterns, round to nearest even (what torch's `.to()` does).
 #[wasm_bindgen(js_name = toHalfBits)]
 pub fn to_half_bits(data: &[f32], dtype: &str) -> JsResult<Uint16Array> {

@@ -16,7 +16,7 @@ try {
   const files = new Map(await Promise.all(MODEL_FILES.map(async (f) => [f, await fetch(`/test/fixtures/reference-logits/llama/${f}`).then((r) => r.blob())])));
   const generation = await runGenerateCheck(lowbit, files);
   const threads = await runThreadChecks(lowbit);
-  window.__lowbitResult = { ok: true, runtime: navigator.userAgent, result, generation, threads, crossOriginIsolated: self.crossOriginIsolated, cores: navigator.hardwareConcurrency };
+  window.__lowbitResult = { ok: true, runtime: navigator.userAgent, build: lowbit.wasmBuild(), result, generation, threads, crossOriginIsolated: self.crossOriginIsolated, cores: navigator.hardwareConcurrency };
   status.textContent = 'done';
 } catch (e) {
   window.__lowbitResult = { ok: false, error: `${e?.name}: ${e?.message}${e?.code ? ` (${e.code})` : ''}\n${e?.stack ?? ''}` };

@@ -1,5 +1,6 @@
 /**
- * The CPU backend: wasm SIMD128 kernels (crates/lowbit-wasm/src/kernels.rs).
+ * The CPU backend: wasm SIMD128 kernels (crates/lowbit-wasm/src/kernels.rs), or their relaxed-SIMD
+ * versions where init() loaded that build (ts/runtime/wasm.ts).
  *
  * Weights are copied into wasm memory once, when their handle is made, and stay there until
  * `dispose()`. Activations are host Float32Arrays ([rows, cols] row-major); each op copies its
@@ -16,7 +17,7 @@ import { callWasm, LowbitError } from '../../errors.js';
 import { denseData, denseToFloat32 } from '../../formats/dense.js';
 import { adaptWeight } from '../../formats/capabilities.js';
 import { formatLabel, formatOf, type DenseWeight, type LoadedWeight } from '../../formats/index.js';
-import { init, wasm, wasmModule, type WasmSource } from '../../runtime/wasm.js';
+import { init, wasm, wasmBuild, wasmModule, type InitOptions, type WasmSource } from '../../runtime/wasm.js';
 import type { Embedding, KvCache, Linear4, LinearBlockwise8, LinearDense, LinearInt8 } from '../../wasm/pkg/lowbit_wasm.js';
 import type {
   LinearOptions,
@@ -187,8 +188,8 @@ function vectorData(v: DenseWeight | Float32Array): Float32Array {
 }
 
 export interface CpuBackendOptions {
-  /** Where init() loads the wasm module from (see init()). */
-  wasm?: WasmSource;
+  /** Where init() loads the wasm module from, or which build (see init()). */
+  wasm?: WasmSource | InitOptions;
   /**
    * Threads computing each linear layer and the tied output projection, the calling thread
    * included: 'auto' (default) uses every core (at most 8) where the runtime offers
@@ -217,7 +218,8 @@ type Split<T> = { bounds: number[]; own: T; workers: (SliceSpec | undefined)[] }
 
 export class CpuBackend implements Backend {
   readonly device: DeviceKind = 'cpu';
-  readonly name = 'wasm-simd128';
+  /** 'wasm-simd128' or 'wasm-relaxed-simd': the wasm build init() loaded (wasmBuild()). */
+  readonly name = `wasm-${wasmBuild()}`;
   /** Threads that compute linear layers (1: this thread only). */
   readonly threads: number;
   /** Why 'auto' settled on one thread, when it did. */

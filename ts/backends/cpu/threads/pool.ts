@@ -19,6 +19,7 @@ import {
   deserializeError, type SliceSpec, type WorkerMessage, type WorkerReply,
 } from './protocol.js';
 import { canBlock, spawnWorker, type WorkerLike } from './runtime.js';
+import { wasmBuild } from '../../../runtime/wasm.js';
 
 export interface PoolOptions {
   /** Participants including the main thread (>= 2). */
@@ -85,7 +86,8 @@ export class WorkerPool {
           new Promise<void>((ok, fail) => {
             w.onMessage((m) => {
               const r = m as WorkerReply;
-              if (r.type === 'ready') ok();
+              // Every thread runs the same build (one module): a mix would not give the same bits.
+              if (r.type === 'ready') r.build === wasmBuild() ? ok() : fail(new Error(`worker thread ${i} runs the ${r.build} wasm build, the main thread ${wasmBuild()}`));
               else if (r.type === 'error') fail(deserializeError(r.error));
             });
             w.onFailure((why) => {

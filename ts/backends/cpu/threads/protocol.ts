@@ -17,6 +17,7 @@
  */
 import { LowbitError, type LowbitErrorCode } from '../../../errors.js';
 import type { Absmax4Slice } from '../linear4.js';
+import type { WasmBuild } from '../../../runtime/wasm.js';
 
 export const SEQ = 0;
 export const CMD = 1;
@@ -76,7 +77,8 @@ export type SliceSpec = { rows: [number, number]; n: number; k: number } & (
 );
 
 /** Replies from workers (only during start-up; everything later goes through `ctl`). */
-export type WorkerReply = { type: 'ready' } | { type: 'error'; error: SerializedError };
+/** `build`: the wasm build the worker instantiated (it must be the main thread's). */
+export type WorkerReply = { type: 'ready'; build: WasmBuild } | { type: 'error'; error: SerializedError };
 
 export interface SerializedError {
   name: string;

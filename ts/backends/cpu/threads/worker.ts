@@ -4,7 +4,7 @@
  * shared control words for commands (protocol.ts) and computes its rows of each output.
  */
 import { callWasm } from '../../../errors.js';
-import { init, wasm } from '../../../runtime/wasm.js';
+import { init, wasm, wasmBuild } from '../../../runtime/wasm.js';
 import type { Embedding, Linear4, LinearDense, LinearInt8 } from '../../../wasm/pkg/lowbit_wasm.js';
 import {
   ARG_ID, ARG_M, ARG_OUT, CMD, Cmd, ERR_BYTES, PENDING, SEQ, SLOT_ERR_LEN, SLOT_STATUS, STATUS_ERROR, STATUS_OK,
@@ -164,7 +164,7 @@ async function onMessage(m: WorkerMessage, p: Port): Promise<void> {
       setData(m.data);
       index = m.index;
       seen = Atomics.load(ctl, SEQ);
-      p.post({ type: 'ready' });
+      p.post({ type: 'ready', build: wasmBuild() });
     } catch (e) {
       p.post({ type: 'error', error: serializeError(e) });
       return;

@@ -111,6 +111,72 @@ describe('splitRows', () => {
   });
 });
 
+describe("which layers are split by default (about 25 µs of one core's work per slice)", () => {
+  it('by format: the small layers of SmolLM2-135M stay on the main thread, its MLP is split', async () => {
+    const be = await CpuBackend.create({ threads: 2 });
+    try {
+      const w = (n: number, k: number) => rand(n * k, n + k, 0.05);
+      const slices = (l: LoadedWeight) => {
+        const h = be.linear(l) as CpuLinear;
+        const s = h.slices;
+        h.dispose();
+        return s;
+      };
+      const int8 = (n: number, k: number): LoadedWeight => {
+        const q = int8VectorwiseQuant(w(n, k), { shape: [n, k] });
+        return { kind: 'int8', name: 'i8', shape: [n, k], CB: q.CB, SCB: q.SCB };
+      };
+      const nf4 = (n: number, k: number): LoadedWeight => ({ kind: '4bit', name: 'q4', ...quantize4bit(w(n, k), { quantType: 'nf4', blocksize: 64, shape: [n, k] }) });
+      const cases: [string, LoadedWeight, number][] = [
+        ['int8 q_proj 576x576', int8(576, 576), 1],
+        ['int8 gate_proj 1536x576', int8(1536, 576), 2],
+        ['f16 k_proj 192x576', dense('f16', w(192, 576), [192, 576], 'F16'), 1],
+        ['f16 q_proj 576x576', dense('f16', w(576, 576), [576, 576], 'F16'), 2],
+        ['f32 256x576', dense('f32', w(256, 576), [256, 576]), 2],
+        ['f32 k_proj 192x576', dense('f32', w(192, 576), [192, 576]), 1],
+        ['nf4 k_proj 192x576', nf4(192, 576), 1],
+        ['nf4 q_proj 576x576', nf4(576, 576), 2],
+      ];
+      for (const [what, l, want] of cases) expect(slices(l), what).toBe(want);
+      // a fixed minSliceElements applies to every format
+      const fixed = await CpuBackend.create({ threads: 2, minSliceElements: 1 });
+      try {
+        const h = fixed.linear(int8(192, 576)) as CpuLinear;
+        expect(h.slices).toBe(2);
+        h.dispose();
+      } finally {
+        fixed.dispose();
+      }
+    } finally {
+      be.dispose();
+    }
+  });
+});
+
+describe("threads: 'auto' keeps its threads only where they pay", () => {
+  it('a speed test at create(): kept at >= autoMinSpeedup, else one thread with the reason', async () => {
+    const cores = (await import('node:os')).availableParallelism();
+    if (cores < 2) return; // 'auto' is one thread without a test there
+    const always = await CpuBackend.create({ autoMinSpeedup: 0 });
+    expect(always.threads).toBe(Math.min(cores, 8));
+    expect(always.threadSpeedup).toBeUndefined();
+    always.dispose();
+    const never = await CpuBackend.create({ threads: 'auto', autoMinSpeedup: 1000 });
+    expect(never.threads).toBe(1);
+    expect(never.threadSpeedup).toBeGreaterThan(0);
+    expect(never.threadsNote).toMatch(/threads ran .*× as fast as one in a test \(needs 1000×\): the cores are busy/);
+    const tested = await CpuBackend.create();
+    expect(tested.threadSpeedup).toBeGreaterThan(0);
+    expect(tested.threads).toBe(tested.threadSpeedup! >= 1.2 ? Math.min(cores, 8) : 1);
+    tested.dispose();
+    // an explicit count is used as given, without a test
+    const two = await CpuBackend.create({ threads: 2 });
+    expect([two.threads, two.threadSpeedup]).toEqual([2, undefined]);
+    two.dispose();
+    await expect(CpuBackend.create({ autoMinSpeedup: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
 describe('linear layers: threads give the bits of one thread', () => {
   it('nf4 and fp4, with and without double quant, K a multiple of the blocksize', async () => {
     const [n, k] = [200, 128];

@@ -128,6 +128,11 @@ function expectThreads(t: ThreadResult, cores: number): void {
   expect(t.threads).toBe(3);
   expect(Object.values(t.same).every((v) => v === true), JSON.stringify(t.same)).toBe(true);
   expect(t.autoThreads).toBe(Math.min(cores, 8));
+  // 'auto' with its speed test keeps the threads exactly when they measured >= 1.2x
+  if (cores > 1) {
+    expect(t.calibrated.speedup).toBeGreaterThan(0);
+    expect(t.calibrated.threads).toBe(t.calibrated.speedup! >= 1.2 ? Math.min(cores, 8) : 1);
+  }
   if (t !== nodeThreads) expect(t.outputs).toEqual(nodeThreads.outputs);
 }
 

@@ -21,12 +21,16 @@ function denseWeight(name, data, shape) {
   return { kind: 'dense', name, dtype: 'F32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
 
-/** { autoThreads, threads, outputs: { case: hex }, same: { case: bool } } */
+/** { autoThreads, calibrated: { threads, speedup }, threads, outputs: { case: hex }, same: { case: bool } } */
 export async function runThreadChecks(lowbit) {
   const { CpuBackend, quantize4bit, int8VectorwiseQuant, toHalf } = lowbit;
-  const auto = await CpuBackend.create();
+  // 'auto' without its speed test: every core; with it (the default): the cores or one thread
+  const auto = await CpuBackend.create({ autoMinSpeedup: 0 });
   const autoThreads = auto.threads;
   auto.dispose();
+  const tested = await CpuBackend.create();
+  const calibrated = { threads: tested.threads, speedup: tested.threadSpeedup ?? null };
+  tested.dispose();
   const one = await CpuBackend.create({ threads: 1 });
   const many = await CpuBackend.create({ threads: 3, minSliceElements: 1 });
   const [n, k] = [160, 100];
@@ -69,5 +73,5 @@ export async function runThreadChecks(lowbit) {
   same.project = hex(pa) === hex(pb);
   const threads = many.threads;
   many.dispose();
-  return { autoThreads, threads, outputs, same };
+  return { autoThreads, calibrated, threads, outputs, same };
 }

@@ -28,7 +28,8 @@ import { absmax4Slicer, newLinear4 } from './linear4.js';
 import { WorkerPool } from './threads/pool.js';
 import { Cmd, type SliceSpec } from './threads/protocol.js';
 import { resolveThreads } from './threads/runtime.js';
-import { alignedRowStep, MIN_SLICE_ELEMENTS, splitRows, ROW_ALIGN } from './threads/split.js';
+import { alignedRowStep, MIN_SLICE_ELEMENTS, splitRows, ROW_ALIGN, type SliceFormat } from './threads/split.js';
+import { AUTO_MIN_SPEEDUP, measureThreadSpeedup } from './threads/calibrate.js';
 
 // Kept here for existing importers: dense data is the formats' (ts/formats/dense.ts), rope
 // frequencies the tensors' (ts/tensor/rope.ts).
@@ -194,13 +195,18 @@ export interface CpuBackendOptions {
    * Threads computing each linear layer and the tied output projection, the calling thread
    * included: 'auto' (default) uses every core (at most 8) where the runtime offers
    * SharedArrayBuffer, Atomics and module workers (Node, Deno, cross-origin-isolated pages) and
-   * one thread elsewhere; 1 forces one thread; a number > 1 where threads cannot run throws
-   * WORKER_FAILED.
+   * the threads measurably pay there (threads/calibrate.ts: a ~5 ms test when the backend is
+   * made; busy cores give one thread), one thread elsewhere; 1 forces one thread; a number > 1
+   * is used as given, and where threads cannot run throws WORKER_FAILED.
    */
   threads?: number | 'auto';
   /** How long to wait for a worker beyond the main thread's own share of an op (ms, default 60 000). */
   workerTimeoutMs?: number;
-  /** Layers with fewer weights than this per thread are not split (default 32 768: smaller ones cost more to wake threads for than they save). */
+  /**
+   * Layers with fewer weights than this per thread are not split: smaller ones cost more to wake
+   * threads for than they save. Default per format, ~25 µs of work per slice (threads/split.ts:
+   * 262 144 int8 weights, 131 072 f16 / bf16 / 4-bit, 65 536 f32).
+   */
   minSliceElements?: number;
   /**
    * 4-bit linear layers with the float32 compute dtype and GGUF Q8_0 (block-wise int8) layers:
@@ -210,11 +216,15 @@ export interface CpuBackendOptions {
    * take the exact kernels.
    */
   kernels?: CpuKernels;
+  /** 'auto' keeps its threads only when they give at least this speedup in the test at create() (default 1.2; 0 always keeps them). */
+  autoMinSpeedup?: number;
 }
 
 export type CpuKernels = 'fast' | 'exact';
 
 type Split<T> = { bounds: number[]; own: T; workers: (SliceSpec | undefined)[] };
+
+const halfFormat = (dtype: string): SliceFormat => (dtype === 'bfloat16' ? 'bf16' : 'f16');
 
 export class CpuBackend implements Backend {
   readonly device: DeviceKind = 'cpu';
@@ -224,30 +234,49 @@ export class CpuBackend implements Backend {
   readonly threads: number;
   /** Why 'auto' settled on one thread, when it did. */
   readonly threadsNote: string | undefined;
+  /** The speedup 'auto' measured for its threads at create() (undefined: not measured). */
+  readonly threadSpeedup: number | undefined;
   private readonly pool: WorkerPool | undefined;
-  private readonly minSlice: number;
+  /** minSliceElements when given; otherwise each format's MIN_SLICE_ELEMENTS. */
+  private readonly minSlice: number | undefined;
 
   /** Loads the wasm module (if needed), starts the worker threads and returns a backend. */
   static async create(options: CpuBackendOptions = {}): Promise<CpuBackend> {
     await init(options.wasm);
-    const min = options.minSliceElements ?? MIN_SLICE_ELEMENTS;
-    if (!(Number.isInteger(min) && min >= 1)) bad(`minSliceElements must be a positive integer, got ${min}`);
+    const min = options.minSliceElements;
+    if (min !== undefined && !(Number.isInteger(min) && min >= 1)) bad(`minSliceElements must be a positive integer, got ${min}`);
     const kernels = options.kernels ?? 'fast';
     if (kernels !== 'fast' && kernels !== 'exact') bad(`kernels must be 'fast' or 'exact', got ${String(kernels)}`);
-    const { threads, reason } = await resolveThreads(options.threads);
-    let backend: CpuBackend;
-    if (threads === 1) backend = new CpuBackend(undefined, reason);
-    else {
-      try {
-        const pool = await WorkerPool.start({ threads, module: wasmModule(), ...(options.workerTimeoutMs !== undefined ? { timeoutMs: options.workerTimeoutMs } : {}) });
-        backend = new CpuBackend(pool, undefined, min);
-      } catch (e) {
-        if (options.threads === undefined || options.threads === 'auto') backend = new CpuBackend(undefined, e instanceof Error ? e.message : String(e));
-        else throw e;
-      }
-    }
+    const minSpeedup = options.autoMinSpeedup ?? AUTO_MIN_SPEEDUP;
+    if (!(typeof minSpeedup === 'number' && minSpeedup >= 0 && Number.isFinite(minSpeedup))) bad(`autoMinSpeedup must be a finite number >= 0, got ${minSpeedup}`);
+    const backend = await CpuBackend.onThreads(options, min, minSpeedup);
     backend.kernels = kernels;
     return backend;
+  }
+
+  /** A backend on the threads `options.threads` resolves to; 'auto' keeps them only where its speed test says they pay. */
+  private static async onThreads(options: CpuBackendOptions, min: number | undefined, minSpeedup: number): Promise<CpuBackend> {
+    const auto = options.threads === undefined || options.threads === 'auto';
+    const { threads, reason } = await resolveThreads(options.threads);
+    if (threads === 1) return new CpuBackend(undefined, reason);
+    let pool: WorkerPool;
+    try {
+      pool = await WorkerPool.start({ threads, module: wasmModule(), ...(options.workerTimeoutMs !== undefined ? { timeoutMs: options.workerTimeoutMs } : {}) });
+    } catch (e) {
+      if (auto) return new CpuBackend(undefined, e instanceof Error ? e.message : String(e));
+      throw e;
+    }
+    if (!auto || minSpeedup === 0) return new CpuBackend(pool, undefined, min);
+    let speedup: number;
+    try {
+      speedup = measureThreadSpeedup(pool, wasm());
+    } catch (e) {
+      pool.terminate();
+      return new CpuBackend(undefined, `the worker threads failed their first op: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (speedup >= minSpeedup) return new CpuBackend(pool, undefined, min, speedup);
+    pool.terminate();
+    return new CpuBackend(undefined, `${threads} threads ran ${speedup.toFixed(2)}× as fast as one in a test (needs ${minSpeedup}×): the cores are busy`, min, speedup);
   }
 
   /** Which 4-bit kernels layers made from now on use (CpuBackendOptions.kernels; 'fast' by default). */
@@ -257,12 +286,13 @@ export class CpuBackend implements Backend {
    * One thread; needs init() to have finished. (The arguments are internal: CpuBackend.create()
    * makes threaded backends.)
    */
-  constructor(pool?: WorkerPool, note?: string, minSliceElements = MIN_SLICE_ELEMENTS) {
+  constructor(pool?: WorkerPool, note?: string, minSliceElements?: number, threadSpeedup?: number) {
     wasm();
     this.pool = pool;
     this.threads = pool?.threads ?? 1;
     this.threadsNote = note;
     this.minSlice = minSliceElements;
+    this.threadSpeedup = threadSpeedup;
   }
 
   private disposed = false;
@@ -281,9 +311,9 @@ export class CpuBackend implements Backend {
    * Splits rows [0, n) (k columns) between the threads; `make(r0, r1, worker)` builds slice
    * [r0, r1): the main thread's wasm object, or a worker's SliceSpec (fresh copies).
    */
-  private split<T>(n: number, k: number, step: number, own: (r0: number, r1: number) => T, spec: (r0: number, r1: number) => SliceSpec): Split<T> | undefined {
+  private split<T>(format: SliceFormat, n: number, k: number, step: number, own: (r0: number, r1: number) => T, spec: (r0: number, r1: number) => SliceSpec): Split<T> | undefined {
     if (this.pool === undefined) return undefined;
-    const bounds = splitRows(n, k, this.pool.threads, step, this.minSlice);
+    const bounds = splitRows(n, k, this.pool.threads, step, this.minSlice ?? MIN_SLICE_ELEMENTS[format]);
     if (bounds.length <= 2) return undefined;
     const workers: (SliceSpec | undefined)[] = [];
     for (let t = 1; t < this.pool.threads; t++) workers.push(t + 1 < bounds.length ? spec(bounds[t]!, bounds[t + 1]!) : undefined);
@@ -343,6 +373,7 @@ export class CpuBackend implements Backend {
         // slice bounds r0 * k are multiples of the blocksize (the format's rowStep), so / 2 and / bs are exact
         const sp = sound
           ? this.split(
+              '4bit',
               n,
               k,
               alignedRowStep(formatOf(weight).rowStep(weight)),
@@ -363,6 +394,7 @@ export class CpuBackend implements Backend {
         const sound = CB.length === n * k && SCB.length === n;
         const sp = sound
           ? this.split(
+              'int8',
               n,
               k,
               ROW_ALIGN,
@@ -389,6 +421,7 @@ export class CpuBackend implements Backend {
         const sp =
           d instanceof Float32Array
             ? this.split(
+                'f32',
                 n,
                 k,
                 ROW_ALIGN,
@@ -396,6 +429,7 @@ export class CpuBackend implements Backend {
                 (r0, r1) => ({ kind: 'dense', rows: [r0, r1], n, k, data: d.slice(r0 * k, r1 * k), ...bCopy(r0, r1) }),
               )
             : this.split(
+                halfFormat(d.dtype),
                 n,
                 k,
                 ROW_ALIGN,
@@ -420,6 +454,7 @@ export class CpuBackend implements Backend {
     const sp =
       d instanceof Float32Array
         ? this.split(
+            'f32',
             vocab,
             dim,
             ROW_ALIGN,
@@ -427,6 +462,7 @@ export class CpuBackend implements Backend {
             (r0, r1) => ({ kind: 'embedding', rows: [r0, r1], n: vocab, k: dim, data: d.slice(r0 * dim, r1 * dim) }),
           )
         : this.split(
+            halfFormat(d.dtype),
             vocab,
             dim,
             ROW_ALIGN,

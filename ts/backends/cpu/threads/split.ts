@@ -21,11 +21,25 @@ import { blockRowStep } from '../../../formats/types.js';
 export const ROW_ALIGN = 16;
 
 /**
- * Below this many weight elements per slice a layer is not split: a slice of 32 K 4-bit weights
- * takes ~10-20 µs on one core, about what waking the other threads costs (15-30 µs per op on
- * the development machine). Layers in a fused dispatch (linearForwardMany) share one wake-up.
+ * Below this many weight elements per slice a layer is not split (a fixed minSliceElements
+ * option overrides it for every format). Each op on the threads costs a round trip (~5-30 µs
+ * on the 2-core development machine: post, futex wake-up, the workers' wasm-bindgen calls,
+ * copies through shared memory), so a slice must take several times that on one core to pay.
+ * One thread reads about 10 G int8 weights/s, 5 G f16, 2.5 G f32 and computes about 4 G 4-bit
+ * weights/s (bench cpu), so the limit is one amount of time, ~25 µs of work per slice: before,
+ * 32 K elements of any format (3-8 µs) made every small layer of SmolLM2-135M (k/v 110 K
+ * elements, q/o 330 K) cost more on two threads than on one. Layers in a fused dispatch
+ * (linearForwardMany) share one round trip; the ones not split run on the main thread meanwhile.
  */
-export const MIN_SLICE_ELEMENTS = 1 << 15;
+export const MIN_SLICE_ELEMENTS = {
+  int8: 1 << 18,
+  f16: 1 << 17,
+  bf16: 1 << 17,
+  f32: 1 << 16,
+  '4bit': 1 << 17,
+} as const;
+
+export type SliceFormat = keyof typeof MIN_SLICE_ELEMENTS;
 
 function gcd(a: number, b: number): number {
   while (b) [a, b] = [b, a % b];
@@ -47,7 +61,7 @@ export function rowStep4bit(k: number, blocksize: number): number {
  * every inner bound a multiple of `step`, slices of at least `minElements` weights (fewer slices
  * when the layer is small or the step coarse; one slice = not split).
  */
-export function splitRows(n: number, k: number, parts: number, step = ROW_ALIGN, minElements = MIN_SLICE_ELEMENTS): number[] {
+export function splitRows(n: number, k: number, parts: number, step: number, minElements: number): number[] {
   const s = Math.max(1, Math.min(parts, Math.floor(n / step), Math.floor((n * k) / Math.max(1, minElements))));
   const bounds = [0];
   // Rounding s * n / S to the nearest step keeps bounds strictly increasing, as n / S >= step.

@@ -1,4 +1,5 @@
-// `npm run bench -- cpu`: CPU (wasm SIMD128) inference figures on one thread and on all threads
+// `npm run bench -- cpu`: CPU (wasm SIMD128 or relaxed-SIMD build: what init() picks, or
+// LOWBIT_WASM_BUILD=simd128|relaxed; every record names it) inference figures on one thread and on all threads
 // (CpuBackend threads: weights split by output rows between worker threads), each next to its
 // reference measured in the same run:
 // - 4-bit GEMV effective bandwidth (bytes of packed weights + f32 absmax per second), with the
@@ -57,19 +58,23 @@ function time(f, reps) {
 export async function run({ json, emit, args }) {
   const get = (k, d) => (args.includes(k) ? args[args.indexOf(k) + 1] : d);
   await init();
-  const all = await CpuBackend.create({ threads: 'auto' });
+  // 'all' = every core 'auto' may use; what 'auto' keeps right now (its speed test) goes in meta
+  const all = await CpuBackend.create({ threads: 'auto', autoMinSpeedup: 0 });
   const allThreads = all.threads;
   all.dispose();
+  const auto = await CpuBackend.create({ threads: 'auto' });
+  const autoNow = { autoThreads: auto.threads, autoSpeedup: auto.threadSpeedup ?? null };
+  auto.dispose();
   const counts = [...new Set(get('--threads', '1,all').split(',').map((t) => (t === 'all' ? allThreads : Number(t))))];
   const GB = 1e9;
-  const build = typeof lowbit.wasmBuild === 'function' ? lowbit.wasmBuild() : 'simd128';
+  const build = lowbit.wasmBuild();
   const out = (r) => {
     r = { ...r, build };
     emit(r);
     if (!json) console.log(`  ${(r.case + ' ' + r.metric).padEnd(44)} ${String(r.threads).padStart(2)} thr ${String(Number(r.value.toPrecision(4))).padStart(10)} ${r.unit.padEnd(9)}${r.vs != null ? ` vs ${Number(r.vs.toPrecision(4))} → ratio ${r.ratio.toFixed(3)}` : ''}${r.goal ? ` (goal ≥ ${r.goal})` : ''}`);
   };
-  emit({ suite: 'meta', case: 'cpu', build, node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: counts, allThreads, loadavg: os.loadavg() });
-  if (!json) console.log(`lowbit bench cpu — ${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}, wasm build ${build}, threads ${counts.join(' and ')} (all = ${allThreads}), load average ${os.loadavg()[0].toFixed(2)}\n`);
+  emit({ suite: 'meta', case: 'cpu', node: process.version, build, cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: counts, allThreads, ...autoNow, loadavg: os.loadavg() });
+  if (!json) console.log(`lowbit bench cpu — ${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}, wasm ${build} build, threads ${counts.join(' and ')} (all = ${allThreads}; 'auto' keeps ${autoNow.autoThreads} now, speed test ×${autoNow.autoSpeedup?.toFixed(2) ?? '-'}), load average ${os.loadavg()[0].toFixed(2)}\n`);
 
   // Every figure is measured for all thread counts in interleaved rounds (median per count), so
   // that a busy machine weighs on all of them alike.

@@ -86,7 +86,9 @@ describe('the packed package in a fresh app', () => {
   it('ships LICENSE, the files the source maps name, and installs without Dawn', async () => {
     expect(packed).toContain('LICENSE');
     expect(packed).toContain('dist/index.d.ts');
+    // both wasm builds (SIMD128 and relaxed SIMD; init() picks one)
     expect(packed).toContain('dist/wasm/pkg/lowbit_wasm_bg.wasm');
+    expect(packed).toContain('dist/wasm/pkg/lowbit_wasm_relaxed_bg.wasm');
     const maps = packed.filter((p) => p.endsWith('.js.map'));
     expect(maps.length).toBeGreaterThan(20);
     const missing: string[] = [];
@@ -228,7 +230,8 @@ try {
     );
     await timed('vite build (no config)', () => run('node', [VITE, 'build', '--logLevel', 'warn'], app));
     const assets = await readdir(join(app, 'dist/assets'));
-    expect(assets.some((f) => f.endsWith('.wasm'))).toBe(true);
+    // vite ships both builds (init() names each with a literal new URL(..., import.meta.url))
+    expect(assets.filter((f) => f.endsWith('.wasm')).map((f) => f.replace(/-[\w-]+\.wasm$/, '')).sort()).toEqual(['lowbit_wasm_bg', 'lowbit_wasm_relaxed_bg']);
     const worker = assets.find((f) => f.startsWith('worker-') && f.endsWith('.js'));
     expect(worker, `no worker chunk in ${assets.join(', ')}`).toBeDefined();
 

@@ -9,7 +9,7 @@
 // scripts/models/fetch-default-model.sh during setup), re-quantized to NF4 + double quant.
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { init, AutoModelForCausalLM, BitsAndBytesConfig, TextStreamer } from '../../dist/index.js';
+import { init, wasmBuild, AutoModelForCausalLM, BitsAndBytesConfig, TextStreamer } from '../../dist/index.js';
 
 const args = process.argv.slice(2);
 const opt = (k, d) => (args.includes(k) ? args[args.indexOf(k) + 1] : d);
@@ -49,7 +49,7 @@ const lm = await AutoModelForCausalLM.fromPretrained(model, {
 });
 if (process.stderr.isTTY) process.stderr.write('\r' + ' '.repeat(70) + '\r');
 const nThreads = lm.backend.threads ?? 1;
-const threadsText = `${nThreads === 1 ? 'one thread' : `${nThreads} threads`}, wasm SIMD128`;
+const threadsText = `${nThreads === 1 ? 'one thread' : `${nThreads} threads`}, wasm ${wasmBuild()}`;
 console.error(`loaded ${model} (${quant}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${threadsText}${lm.backend.threadsNote ? ` (${lm.backend.threadsNote})` : ''}`);
 
 const promptIds = lm.tokenizer.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true, tokenize: true });

@@ -39,7 +39,8 @@ export const usage = [
   '  --quants nf4,nf4-dq,nf4-exact,int8,f16  (default all; nf4-exact = nf4 on the exact f32 kernels)',
   '  --decode N                         decode steps (default 16)',
   '  --rounds N                         rounds per model figure, thread counts interleaved (default 3; median)',
-  "  --threads 1,all                    thread counts to run ('all' = what threads: 'auto' picks; default 1,all)",
+  "  --threads 1,all                    thread counts to run ('all' = every core 'auto' may use; default 1,all)",
+  "  --auto                             also the models on threads: 'auto' (its speed test at create() may keep one thread)",
   '  --no-peers                         skip llama.cpp (bench/llamacpp.mjs)',
 ].join('\n');
 
@@ -71,7 +72,7 @@ export async function run({ json, emit, args }) {
   const out = (r) => {
     r = { ...r, build };
     emit(r);
-    if (!json) console.log(`  ${(r.case + ' ' + r.metric).padEnd(44)} ${String(r.threads).padStart(2)} thr ${String(Number(r.value.toPrecision(4))).padStart(10)} ${r.unit.padEnd(9)}${r.vs != null ? ` vs ${Number(r.vs.toPrecision(4))} → ratio ${r.ratio.toFixed(3)}` : ''}${r.goal ? ` (goal ≥ ${r.goal})` : ''}`);
+    if (!json) console.log(`  ${(r.case + ' ' + r.metric).padEnd(44)} ${(r.threads === 'auto' ? `auto→${r.autoThreads}` : String(r.threads)).padStart(2)} thr ${String(Number(r.value.toPrecision(4))).padStart(10)} ${r.unit.padEnd(9)}${r.vs != null ? ` vs ${Number(r.vs.toPrecision(4))} → ratio ${r.ratio.toFixed(3)}` : ''}${r.goal ? ` (goal ≥ ${r.goal})` : ''}`);
   };
   emit({ suite: 'meta', case: 'cpu', node: process.version, build, cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: counts, allThreads, ...autoNow, loadavg: os.loadavg() });
   if (!json) console.log(`lowbit bench cpu — ${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}, wasm ${build} build, threads ${counts.join(' and ')} (all = ${allThreads}; 'auto' keeps ${autoNow.autoThreads} now, speed test ×${autoNow.autoSpeedup?.toFixed(2) ?? '-'}), load average ${os.loadavg()[0].toFixed(2)}\n`);
@@ -175,11 +176,13 @@ export async function run({ json, emit, args }) {
     const peer = args.includes('--no-peers') ? null : await llamaCppRows({ shape, dir, threads: counts.join(','), decodeSteps: steps, promptTokens: prompt.length, quants, emit, json, defer: true });
     for (const q of quants) {
       const lms = new Map();
-      for (const t of counts) lms.set(t, await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256, threads: t, ...(q === 'nf4-exact' ? { cpuKernels: 'exact' } : {}) }));
-      const prefillRuns = new Map(counts.map((t) => [t, []]));
-      const decodeRuns = new Map(counts.map((t) => [t, []]));
+      // 'auto' (--auto): what a user gets by default, vs one thread (its record's threads: 'auto')
+      const modelCounts = args.includes('--auto') ? [...counts, 'auto'] : counts;
+      for (const t of modelCounts) lms.set(t, await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256, threads: t, ...(q === 'nf4-exact' ? { cpuKernels: 'exact' } : {}) }));
+      const prefillRuns = new Map(modelCounts.map((t) => [t, []]));
+      const decodeRuns = new Map(modelCounts.map((t) => [t, []]));
       for (let r = 0; r < rounds; r++) {
-        for (const t of counts) {
+        for (const t of modelCounts) {
           const lm = lms.get(t);
           let s = performance.now();
           // As generate() prefills: the prompt, then only the last position's logits (and its pick).
@@ -190,9 +193,15 @@ export async function run({ json, emit, args }) {
           decodeRuns.get(t).push(steps / ((performance.now() - s) / 1000));
         }
       }
-      const prefill = new Map(counts.map((t) => [t, med(prefillRuns.get(t))]));
-      const decode = new Map(counts.map((t) => [t, med(decodeRuns.get(t))]));
-      for (const t of counts) {
+      const prefill = new Map(modelCounts.map((t) => [t, med(prefillRuns.get(t))]));
+      const decode = new Map(modelCounts.map((t) => [t, med(decodeRuns.get(t))]));
+      for (const t of modelCounts) {
+        if (t === 'auto') {
+          const { threads, threadSpeedup } = lms.get(t).backend;
+          lms.get(t).dispose();
+          for (const [metric, m] of [['prefill', prefill], ['decode', decode]]) out({ suite: 'cpu', case: `${shape}_${q}`, metric, value: m.get(t), unit: 'tokens/s', ...speedup(m, t), threads: t, autoThreads: threads, autoSpeedup: threadSpeedup ?? null });
+          continue;
+        }
         const fp = lms.get(t).getMemoryFootprint().total;
         lms.get(t).dispose();
         out({ suite: 'cpu', case: `${shape}_${q}`, metric: 'prefill', value: prefill.get(t), unit: 'tokens/s', ...speedup(prefill, t), threads: t });
@@ -212,5 +221,5 @@ export async function run({ json, emit, args }) {
 /** vs / ratio of a t-thread figure against the one-thread figure of the same run (none for t = 1). */
 function speedup(byThreads, t) {
   const one = byThreads.get(1);
-  return t > 1 && one !== undefined ? { vs: one, ratio: byThreads.get(t) / one } : { vs: null, ratio: null };
+  return t !== 1 && one !== undefined ? { vs: one, ratio: byThreads.get(t) / one } : { vs: null, ratio: null };
 }

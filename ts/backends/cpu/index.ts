@@ -195,7 +195,7 @@ export interface CpuBackendOptions {
    * Threads computing each linear layer and the tied output projection, the calling thread
    * included: 'auto' (default) uses every core (at most 8) where the runtime offers
    * SharedArrayBuffer, Atomics and module workers (Node, Deno, cross-origin-isolated pages) and
-   * the threads measurably pay there (threads/calibrate.ts: a ~5 ms test when the backend is
+   * the threads measurably pay there (threads/calibrate.ts: a ~25 ms test when the backend is
    * made; busy cores give one thread), one thread elsewhere; 1 forces one thread; a number > 1
    * is used as given, and where threads cannot run throws WORKER_FAILED.
    */

@@ -8,7 +8,8 @@
  * average 18: every layer shape of SmolLM2 / TinyLlama took 1.1-4× as long on two threads.
  * The test: one f32 GEMV of `threads` × 256 rows on the main thread alone against the same rows
  * split between all threads (256 × 512 = 512 KiB per thread, ~30-60 µs per slice), rounds
- * alternating, medians; the threads stay when they give at least AUTO_MIN_SPEEDUP.
+ * alternating for at least TEST_MS (several scheduler time slices, so that one quiet moment of
+ * a busy machine does not decide), medians; the threads stay at >= AUTO_MIN_SPEEDUP.
  */
 import type * as bindings from '../../../wasm/pkg/lowbit_wasm.js';
 import { Cmd } from './protocol.js';
@@ -19,7 +20,10 @@ export const AUTO_MIN_SPEEDUP = 1.2;
 
 const ROWS_PER_THREAD = 256;
 const K = 512;
-const ROUNDS = 15;
+/** The test runs at least this long and MIN_ROUNDS rounds, at most MAX_ROUNDS. */
+const TEST_MS = 25;
+const MIN_ROUNDS = 15;
+const MAX_ROUNDS = 1000;
 
 /** Time of one full-weight GEMV on this thread alone over the same GEMV split across the pool. */
 export function measureThreadSpeedup(pool: WorkerPool, w: typeof bindings): number {
@@ -43,7 +47,8 @@ export function measureThreadSpeedup(pool: WorkerPool, w: typeof bindings): numb
     for (let i = 0; i < 3; i++) { alone(); split(); } // past V8's baseline tier and first-touch costs
     const a: number[] = [];
     const s: number[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
+    const start = performance.now();
+    for (let r = 0; r < MAX_ROUNDS && (r < MIN_ROUNDS || performance.now() - start < TEST_MS); r++) {
       let t0 = performance.now();
       alone();
       a.push(performance.now() - t0);

@@ -76,8 +76,10 @@ export type SliceSpec = { rows: [number, number]; n: number; k: number } & (
   | { kind: 'embeddingHalf'; data: Uint16Array; dtype: string }
 );
 
-/** Replies from workers (only during start-up; everything later goes through `ctl`). */
-/** `build`: the wasm build the worker instantiated (it must be the main thread's). */
+/**
+ * Replies from workers (only during start-up; everything later goes through `ctl`). `build`: the
+ * wasm build the worker instantiated (the pool checks that it is the main thread's).
+ */
 export type WorkerReply = { type: 'ready'; build: WasmBuild } | { type: 'error'; error: SerializedError };
 
 export interface SerializedError {

@@ -5,7 +5,10 @@
 //   and written once) over a buffer of the same size;
 // - NF4 GEMM GFLOP/s for a prefill shape (64 tokens);
 // - decode and prefill tokens/s of the SmolLM2-135M shape with random weights
-//   (scripts/make-random-checkpoint.mjs), greedy, argmax on the device.
+//   (scripts/make-random-checkpoint.mjs), greedy, argmax on the device;
+// - per decode token, the host-side overhead (backend.stats(), properties of the code that show
+//   on any adapter): dispatches, copies, submits, bytes uploaded and read back, host ms spent
+//   recording commands and submitting them.
 // On a software adapter (lavapipe, SwiftShader) the figures only show that it runs.
 // Node needs the optional `webgpu` package (Dawn); on a machine without a GPU,
 // scripts/setup-webgpu.sh prepares lavapipe and this suite uses it.
@@ -25,7 +28,7 @@ if (!process.env.XDG_RUNTIME_DIR) {
 }
 const { init, AutoModelForCausalLM, BitsAndBytesConfig, WebGpuBackend, quantize4bit } = await import('../dist/index.js');
 
-export const describe = 'WebGPU: NF4 GEMV bandwidth vs copy bandwidth, NF4 GEMM GFLOP/s, SmolLM2-135M-shape decode/prefill tokens/s';
+export const describe = 'WebGPU: NF4 GEMV bandwidth vs copy bandwidth, NF4 GEMM GFLOP/s, SmolLM2-135M-shape decode/prefill tokens/s and per-token dispatches / submits / readback / host encode time';
 export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)'].join('\n');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -107,8 +110,18 @@ export async function run({ json, emit, args }) {
     const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
     await lm.generate({ inputIds: prompt.slice(0, 8), maxNewTokens: 2, eosTokenIds: [] }); // warm-up (pipelines)
     const stamps = [];
+    let perStep; // counters from the first token (end of prefill) to the last: `steps` decode steps
     const s = performance.now();
-    await lm.generate({ inputIds: prompt, maxNewTokens: steps + 1, eosTokenIds: [], onToken: () => stamps.push(performance.now()) });
+    await lm.generate({
+      inputIds: prompt,
+      maxNewTokens: steps + 1,
+      eosTokenIds: [],
+      onToken: () => {
+        stamps.push(performance.now());
+        if (stamps.length === 1) be.resetStats();
+        else perStep = be.stats();
+      },
+    });
     const prefill = (stamps[0] - s) / 1000;
     const decode = (stamps.at(-1) - stamps[0]) / 1000;
     const fp = lm.getMemoryFootprint().total;
@@ -116,6 +129,19 @@ export async function run({ json, emit, args }) {
     out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'prefill', value: prompt.length / prefill, unit: 'tokens/s', vs: null, ratio: null });
     out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'decode', value: steps / decode, unit: 'tokens/s', vs: null, ratio: null });
     out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
+    const perToken = (v) => v / steps;
+    const OVERHEAD = [
+      ['dispatches', 'dispatches', 'count'],
+      ['copies', 'copies', 'count'],
+      ['submits', 'submits', 'count'],
+      ['readbacks', 'readbacks', 'count'],
+      ['bytesRead', 'bytes_read', 'bytes'],
+      ['bytesUploaded', 'bytes_uploaded', 'bytes'],
+      ['encodeMs', 'host_encode', 'ms'],
+      ['submitMs', 'host_submit', 'ms'],
+    ];
+    for (const [key, metric, unit] of OVERHEAD) out({ suite: 'webgpu', case: `${shape}_${q}_per_token`, metric, value: perToken(perStep[key]), unit, vs: null, ratio: null });
+    out({ suite: 'webgpu', case: `${shape}_${q}_per_token`, metric: 'wall', value: (decode * 1000) / steps, unit: 'ms', vs: null, ratio: null });
   }
   be.dispose();
   if (!json && soft) console.log('\n  (software adapter: these numbers measure a CPU emulating a GPU; rerun on a real GPU for speed figures)');

@@ -51,7 +51,7 @@ export { CpuBackend, CpuActivation, CpuLinear, CpuEmbedding, CpuKvCache, CpuVect
 // --- WebGPU backend (WGSL kernels; Node: optional package `webgpu`) ------------------------------
 export {
   WebGpuBackend, GpuActivation, GpuLinear, GpuEmbedding, GpuKvCache, GpuVector, findGpu, describeAdapter,
-  type WebGpuBackendOptions, type AdapterDescription, type GpuQuantize4Options,
+  type WebGpuBackendOptions, type AdapterDescription, type GpuQuantize4Options, type GpuStats,
 } from './backends/webgpu/index.js';
 
 // --- tokenizers: tokenizer.json (@huggingface/tokenizers), GGUF tokenizer metadata, chat templates (@huggingface/jinja)

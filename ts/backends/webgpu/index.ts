@@ -13,7 +13,7 @@ import type {
 } from '../backend.js';
 import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
 import { denseToFloat32 } from '../cpu/dense.js';
-import { GpuContext, type Binding } from './context.js';
+import { GpuContext, type Binding, type GpuStats } from './context.js';
 import { requestDevice, type AdapterDescription } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
 import type { FloatInput } from '../../tensor/dtypes.js';
@@ -22,6 +22,7 @@ import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, storageD
 
 export { findGpu, describeAdapter, type AdapterDescription } from './device.js';
 export type { GpuQuantize4Options } from './quantize.js';
+export type { GpuStats } from './context.js';
 
 /** What WebGpuBackend.onDeviceLost reports: GPUDeviceLostInfo's reason ('destroyed', 'unknown') or 'out-of-memory'. */
 export interface DeviceLostInfo {
@@ -341,6 +342,19 @@ export class WebGpuBackend implements Backend {
   /** Submits what is recorded so far without waiting. */
   flush(): void {
     this.ctx.flush();
+  }
+
+  /**
+   * Host-side overhead since creation or the last resetStats(): dispatches, copies, submits,
+   * bytes uploaded and read back, host milliseconds spent recording and submitting (a copy).
+   */
+  stats(): GpuStats {
+    return { ...this.ctx.stats };
+  }
+
+  /** Zeroes the counters stats() reports. */
+  resetStats(): void {
+    this.ctx.resetStats();
   }
 
   /** Waits for the GPU to finish all submitted work (benchmarks). */

@@ -5,8 +5,14 @@
 // block (double-quantized absmax rebuilt to f32 by the host). w = code[nibble] * absmax (one
 // f32 multiply, as dequantize_4bit to f32), products x * w summed in f32.
 //
+// The words are bound as vec4<u32> (the host pads each part to 16 bytes); `word(i)` reads one.
+//
 // A part of a split weight holds the words from flat element `flat_base` (a multiple of 8) and
 // the absmax from block `block_base`; flat indices below are global ((n0 + nl) * k + kk).
+
+// SUBGROUPS: the adapter has the `subgroups` feature; gemv4 then reduces with subgroupAdd.
+// Hosts whose compiler needs it (Tint: Dawn, Chrome) put `enable subgroups;` before this file;
+// naga accepts the builtins without it (and, in wgpu 30, rejects the directive).
 
 #include "matmul_common.wgsl"
 
@@ -28,10 +34,14 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> packed: array<u32>;
+@group(0) @binding(2) var<storage, read> packed: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> absmax: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+fn word(i: u32) -> u32 {
+  return packed[i >> 2u][i & 3u];
+}
 
 fn code_value(c: u32) -> f32 {
   return p.code[c >> 2u][c & 3u];
@@ -40,10 +50,10 @@ fn code_value(c: u32) -> f32 {
 fn weight(nl: u32, kk: u32) -> f32 {
   let flat = (p.n0 + nl) * p.k + kk;
   let rel = flat - p.flat_base;
-  let word = packed[rel >> 3u];
+  let wd = word(rel >> 3u);
   // byte (rel >> 1) & 3 of the word; the even element is its high nibble
   let shift = ((rel >> 1u) & 3u) * 8u + select(4u, 0u, (rel & 1u) == 1u);
-  return code_value((word >> shift) & 15u) * absmax[(flat >> p.block_shift) - p.block_base];
+  return code_value((wd >> shift) & 15u) * absmax[(flat >> p.block_shift) - p.block_base];
 }
 
 fn gemv_row(nl: u32, lane: u32) -> f32 {
@@ -54,11 +64,11 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
     let words = p.k / 8u;
     for (var w = lane; w < words; w = w + GEMV_LANES) {
       let flat = row + w * 8u;
-      let word = packed[(flat - p.flat_base) >> 3u];
+      let wd = word((flat - p.flat_base) >> 3u);
       let s = absmax[(flat >> p.block_shift) - p.block_base];
       let xb = w * 8u;
       for (var b = 0u; b < 4u; b = b + 1u) {
-        let byte = (word >> (8u * b)) & 255u;
+        let byte = (wd >> (8u * b)) & 255u;
         acc = acc + x[xb + 2u * b] * (code_value(byte >> 4u) * s);
         acc = acc + x[xb + 2u * b + 1u] * (code_value(byte & 15u) * s);
       }
@@ -69,4 +79,109 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
     }
   }
   return acc;
+}
+
+// --- gemv4: the decode GEMV (m == 1) when k % 32 == 0 and blocksize >= 32 (the host checks), so
+// that a row is whole vec4<u32> words (32 weights, one absmax block each). A workgroup owns
+// G4_ROWS output rows; its G4_THREADS threads split k in vec4 steps: thread t takes words t,
+// t + G4_THREADS, ... of every row. The 32 activations of a word are loaded once into registers
+// and used for all G4_ROWS rows (the activation is read once per workgroup, not once per row);
+// the code table sits in workgroup memory (a uniform array indexed by a nibble is slow on
+// several GPUs). Per word and row: sum of x * code over the 32 weights, times the block's absmax
+// once. The G4_ROWS partial sums reduce across the workgroup with subgroupAdd (SUBGROUPS) or a
+// tree in workgroup memory.
+const G4_THREADS: u32 = 64u;
+const G4_ROWS: u32 = 4u;
+var<workgroup> g4_code: array<f32, 16>;
+#ifdef SUBGROUPS
+var<workgroup> g4_sub: array<vec4<f32>, G4_THREADS>; // one per subgroup (at most G4_THREADS)
+#else
+var<workgroup> g4_red: array<vec4<f32>, G4_THREADS>;
+#endif
+
+// x[i .. i + 4)
+fn x4(i: u32) -> vec4<f32> {
+  return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+
+// code values of the 8 nibbles of a word, in element order (byte b: element 2b is its high nibble)
+fn codes_lo(w: u32) -> vec4<f32> {
+  return vec4<f32>(g4_code[(w >> 4u) & 15u], g4_code[w & 15u], g4_code[(w >> 12u) & 15u], g4_code[(w >> 8u) & 15u]);
+}
+fn codes_hi(w: u32) -> vec4<f32> {
+  return vec4<f32>(g4_code[(w >> 20u) & 15u], g4_code[(w >> 16u) & 15u], g4_code[(w >> 28u) & 15u], g4_code[(w >> 24u) & 15u]);
+}
+
+@compute @workgroup_size(64)
+fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+         @builtin(subgroup_size) sg_size: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
+#endif
+        ) {
+  if (lid < 16u) { g4_code[lid] = p.code[lid >> 2u][lid & 3u]; }
+  workgroupBarrier();
+  let r0 = (wid.x + wid.y * nwg.x) * G4_ROWS;
+  let quads = p.k / 32u;
+  // per row: its first flat index and first vec4 in the part; rows past the part repeat the
+  // last row (read, never stored)
+  var flat0: array<u32, 4>;
+  var q0: array<u32, 4>;
+  for (var r = 0u; r < G4_ROWS; r = r + 1u) {
+    let nl = min(r0 + r, p.n_part - 1u);
+    flat0[r] = (p.n0 + nl) * p.k;
+    q0[r] = (flat0[r] - p.flat_base) >> 5u;
+  }
+  var acc = vec4<f32>(0.0);
+  for (var q = lid; q < quads; q = q + G4_THREADS) {
+    let xb = q * 32u;
+    var wq: array<vec4<u32>, 4>;
+    var s: vec4<f32>;
+    for (var r = 0u; r < G4_ROWS; r = r + 1u) {
+      wq[r] = packed[q0[r] + q];
+      s[r] = absmax[((flat0[r] + xb) >> p.block_shift) - p.block_base];
+    }
+    var t = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+      let xa = x4(xb + 8u * j);
+      let xc = x4(xb + 8u * j + 4u);
+      for (var r = 0u; r < G4_ROWS; r = r + 1u) {
+        let w = wq[r][j];
+        t[r] = t[r] + dot(xa, codes_lo(w)) + dot(xc, codes_hi(w));
+      }
+    }
+    acc = acc + t * s;
+  }
+#ifdef SUBGROUPS
+  // subgroups are taken to be consecutive runs of local_invocation_index (as implementations
+  // lay them out); a subgroup larger than the workgroup holds all of it
+  let total = subgroupAdd(acc);
+  if (sg_lane == 0u) { g4_sub[lid / sg_size] = total; }
+  workgroupBarrier();
+  if (lid == 0u) {
+    var sum = g4_sub[0];
+    for (var i = 1u; i < (G4_THREADS + sg_size - 1u) / sg_size; i = i + 1u) { sum = sum + g4_sub[i]; }
+    g4_store(r0, sum);
+  }
+#else
+  g4_red[lid] = acc;
+  workgroupBarrier();
+  for (var st = G4_THREADS / 2u; st > 0u; st = st >> 1u) {
+    if (lid < st) { g4_red[lid] = g4_red[lid] + g4_red[lid + st]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { g4_store(r0, g4_red[0]); }
+#endif
+}
+
+// y for rows r0 .. r0 + G4_ROWS of the part (those that exist), bias added after the sum
+fn g4_store(r0: u32, sum: vec4<f32>) {
+  for (var r = 0u; r < G4_ROWS; r = r + 1u) {
+    let nl = r0 + r;
+    if (nl < p.n_part) {
+      var v = sum[r];
+      if (p.has_bias != 0u) { v = v + bias[nl]; }
+      y[p.n0 + nl] = v;
+    }
+  }
 }

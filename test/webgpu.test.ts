@@ -26,7 +26,7 @@ const env = await testGpu();
 const suite = env.skip ? describe.skip : describe;
 
 let gpu: WebGpuBackend;
-let small: WebGpuBackend; // storage bindings capped at 1 KiB: every weight is split into parts
+let small: WebGpuBackend; // storage bindings capped at 1 KiB: every weight is split into parts; no subgroups (the tree reduction)
 let cpu: CpuBackend;
 
 beforeAll(async () => {
@@ -34,7 +34,7 @@ beforeAll(async () => {
   await init();
   cpu = new CpuBackend();
   gpu = await WebGpuBackend.create({ gpu: env.gpu! });
-  small = await WebGpuBackend.create({ gpu: env.gpu!, maxBindingSize: 1024 });
+  small = await WebGpuBackend.create({ gpu: env.gpu!, maxBindingSize: 1024, subgroups: false });
 });
 
 afterAll(() => {
@@ -100,10 +100,14 @@ async function both(inputs: { data: Float32Array; rows: number; cols: number }[]
 suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () => {
   it('reports the adapter and compiles every kernel', async () => {
     expect(gpu.device).toBe('webgpu');
+    // subgroupAdd in the 4-bit GEMV exactly when the device has the feature; `small` never
+    expect(gpu.subgroups).toBe(gpu.adapter.features.includes('subgroups'));
+    expect(small.subgroups).toBe(false);
     expect(gpu.name).toMatch(/^webgpu \(/);
     const defs = ['WEIGHT_F32', 'WEIGHT_F16', 'WEIGHT_BF16'];
     await gpu.ctx.compileCheck([
-      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []],
+      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []], ['matmul4.wgsl', 'gemv4', []],
+      ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS']] as [string, string, string[]]] : []),
       ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
@@ -121,7 +125,7 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     gpu.resetStats();
     expect(gpu.stats()).toMatchObject({ dispatches: 0, copies: 0, submits: 0, readbacks: 0, bytesRead: 0, bytesUploaded: 0 });
     const x = gpu.fromHost(rand(k, 6), 1, k); // one staged upload + one copy
-    const y = gpu.linearForward(x, l); // one dispatch (one part) + its uniform
+    const y = gpu.linearForward(x, l); // one dispatch (gemv4, one part) + its uniform
     expect(gpu.stats()).toMatchObject({ dispatches: 1, copies: 1, submits: 0, readbacks: 0 });
     await gpu.read(y); // a copy to the staging buffer, one submit, one mapped readback of n floats
     const s = gpu.stats();
@@ -174,9 +178,11 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     });
   }
 
-  // (n, k, blocksize): k a multiple of 8 (the word-wise GEMV), ragged k (blocks span rows, rows
-  // start mid-byte), k not a multiple of the blocksize
-  const SHAPES4: [number, number, number][] = [[40, 128, 64], [33, 100, 64], [24, 72, 32], [17, 257, 128]];
+  // (n, k, blocksize): k a multiple of 32 (gemv4: 4 rows per workgroup; n not a multiple of 4,
+  // more 32-weight words per row than threads, blocks spanning rows), k a multiple of 8 (the
+  // word-wise GEMV), ragged k (blocks span rows, rows start mid-byte), k not a multiple of the
+  // blocksize
+  const SHAPES4: [number, number, number][] = [[40, 128, 64], [13, 2112, 256], [6, 64, 128], [33, 100, 64], [24, 72, 32], [17, 257, 128]];
   for (const qt of ['nf4', 'fp4', 'int4'] as const) {
     for (const dq of [false, true]) {
       it(`4-bit ${qt}${dq ? ' + double quant' : ''} linear: GEMV and GEMM, ragged K, with bias, whole and split`, async () => {
@@ -188,7 +194,8 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
           const bias = rand(n, 77, 0.1);
           const bw = dense('b', bias, [n]).w;
           const cl = cpu.linear(weight, bw);
-          for (const b of [gpu, small]) {
+          // `small` splits rows up to 1 KiB (k <= 2048)
+          for (const b of k <= 2048 ? [gpu, small] : [gpu]) {
             const gl = b.linear(weight, bw);
             expect(gl.format).toBe(`4bit-${qt}`);
             for (const m of [1, 3, 70]) {

@@ -159,7 +159,9 @@ export class GpuContext {
       const mkey = `${file}|${all.join(',')}`;
       let module = this.modules.get(mkey);
       if (module === undefined) {
-        const code = preprocess(file, SHADER_SOURCES, new Set(all));
+        // Tint (Dawn, Chrome) wants the enable directive for subgroup builtins; naga does not
+        // (shaders/README.md), so the host adds it rather than the shader file.
+        const code = (all.includes('SUBGROUPS') ? 'enable subgroups;\n' : '') + preprocess(file, SHADER_SOURCES, new Set(all));
         module = this.device.createShaderModule({ label: `${file} [${all.join(' ')}]`, code });
         this.modules.set(mkey, module);
       }

@@ -43,6 +43,11 @@ export interface WebGpuBackendOptions {
   maxBindingSize?: number;
   /** Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default true). */
   packedDot?: boolean;
+  /**
+   * Reduce the 4-bit decode GEMV with subgroupAdd when the device has the `subgroups` feature
+   * (default true); false takes the workgroup-tree reduction (tests run both).
+   */
+  subgroups?: boolean;
   /** Where init() loads the wasm module from (the models use it for RoPE tables and quantization). */
   wasm?: WasmSource;
 }
@@ -190,6 +195,8 @@ interface RopeTable {
   capacity: number;
 }
 
+/** matmul4.wgsl gemv4: output rows per workgroup (G4_ROWS). */
+const GEMV4_ROWS = 4;
 const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
 /** topK on the device: k passes over the row (sample.wgsl), meant for small k. */
 export const MAX_TOP_K = 1024;
@@ -207,6 +214,8 @@ export class WebGpuBackend implements Backend {
     readonly adapter: AdapterDescription,
     /** Whether LLM.int8 uses dot4I8Packed. */
     readonly packedDot: boolean,
+    /** Whether the 4-bit decode GEMV reduces with subgroupAdd (device feature `subgroups`). */
+    readonly subgroups: boolean,
   ) {
     this.name = `webgpu (${[adapter.vendor, adapter.architecture, adapter.description].filter((s) => s).join(' / ') || 'unknown adapter'})`;
   }
@@ -236,7 +245,8 @@ export class WebGpuBackend implements Backend {
       { maxBinding, weightBinding, maxBufferSize: l.maxBufferSize, uniformAlign: l.minUniformBufferOffsetAlignment, storageAlign: l.minStorageBufferOffsetAlignment },
       packedDot ? ['DOT4'] : [],
     );
-    const b = new WebGpuBackend(ctx, info, packedDot);
+    const subgroups = options.subgroups !== false && device.features.has('subgroups');
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups);
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
@@ -487,12 +497,18 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  /** 4-bit or dense y = x Wᵀ (+ bias), one dispatch per part: GEMV for one row, tiled GEMM else. */
+  /**
+   * 4-bit or dense y = x Wᵀ (+ bias), one dispatch per part: GEMV for one row, tiled GEMM else.
+   * 4-bit rows made of whole 32-weight words in blocks of >= 32 take gemv4 (4 rows per
+   * workgroup, subgroupAdd where the device has subgroups), other shapes the generic GEMV.
+   */
   private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation): void {
     const m = a.rows;
     const file = 'code' in fmt ? 'matmul4.wgsl' : 'matmul_dense.wgsl';
-    const defines = 'code' in fmt ? [] : [storageDefine(fmt.storage)];
-    const entry = m === 1 ? 'gemv' : 'gemm';
+    const gemv4 = 'code' in fmt && m === 1 && k % 32 === 0 && fmt.blocksize >= 32;
+    const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : gemv4 && this.subgroups ? ['SUBGROUPS'] : [];
+    const entry = gemv4 ? 'gemv4' : m === 1 ? 'gemv' : 'gemm';
+    const rowsPerGroup = gemv4 ? GEMV4_ROWS : 8;
     const pipe = this.ctx.pipeline(file, entry, defines);
     for (const part of parts) {
       const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
@@ -500,7 +516,7 @@ export class WebGpuBackend implements Backend {
       const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
       if (m === 1) {
-        const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / 8));
+        const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / rowsPerGroup));
         this.ctx.dispatch(pipe, bindings, gx, gy);
       } else {
         const gy = Math.ceil(m / 64);

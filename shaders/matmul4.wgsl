@@ -11,6 +11,9 @@
 // the absmax from block `block_base`; flat indices below are global ((n0 + nl) * k + kk).
 
 // SUBGROUPS: the adapter has the `subgroups` feature; gemv4 then reduces with subgroupAdd.
+// GATE_UP: gemv4 computes silu(x gateᵀ) * (x upᵀ) of a gated MLP in one dispatch: `packed` /
+// `absmax` hold the gate, bindings 6 / 7 the up projection (same shape, blocksize, code and
+// part split; no bias).
 // Hosts whose compiler needs it (Tint: Dawn, Chrome) put `enable subgroups;` before this file;
 // naga accepts the builtins without it (and, in wgpu 30, rejects the directive).
 
@@ -38,6 +41,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read> absmax: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+#ifdef GATE_UP
+@group(0) @binding(6) var<storage, read> packed_up: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read> absmax_up: array<f32>;
+#endif
 
 fn word(i: u32) -> u32 {
   return packed[i >> 2u][i & 3u];
@@ -89,15 +96,35 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
 // the code table sits in workgroup memory (a uniform array indexed by a nibble is slow on
 // several GPUs). Per word and row: sum of x * code over the 32 weights, times the block's absmax
 // once. The G4_ROWS partial sums reduce across the workgroup with subgroupAdd (SUBGROUPS) or a
-// tree in workgroup memory.
+// tree in workgroup memory. GATE_UP: the 4 rows are 2 output rows of the gate and the same 2
+// rows of up (G4_OUT output rows per workgroup).
 const G4_THREADS: u32 = 64u;
 const G4_ROWS: u32 = 4u;
+#ifdef GATE_UP
+const G4_OUT: u32 = 2u;
+#else
+const G4_OUT: u32 = 4u;
+#endif
 var<workgroup> g4_code: array<f32, 16>;
 #ifdef SUBGROUPS
 var<workgroup> g4_sub: array<vec4<f32>, G4_THREADS>; // one per subgroup (at most G4_THREADS)
 #else
 var<workgroup> g4_red: array<vec4<f32>, G4_THREADS>;
 #endif
+
+// vec4 word i of row slot r, and absmax i (GATE_UP: slots 2 and 3 read the up projection)
+fn g4_words(r: u32, i: u32) -> vec4<u32> {
+#ifdef GATE_UP
+  if (r >= G4_OUT) { return packed_up[i]; }
+#endif
+  return packed[i];
+}
+fn g4_absmax(r: u32, i: u32) -> f32 {
+#ifdef GATE_UP
+  if (r >= G4_OUT) { return absmax_up[i]; }
+#endif
+  return absmax[i];
+}
 
 // x[i .. i + 4)
 fn x4(i: u32) -> vec4<f32> {
@@ -121,14 +148,14 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         ) {
   if (lid < 16u) { g4_code[lid] = p.code[lid >> 2u][lid & 3u]; }
   workgroupBarrier();
-  let r0 = (wid.x + wid.y * nwg.x) * G4_ROWS;
+  let r0 = (wid.x + wid.y * nwg.x) * G4_OUT; // first output row
   let quads = p.k / 32u;
   // per row: its first flat index and first vec4 in the part; rows past the part repeat the
   // last row (read, never stored)
   var flat0: array<u32, 4>;
   var q0: array<u32, 4>;
   for (var r = 0u; r < G4_ROWS; r = r + 1u) {
-    let nl = min(r0 + r, p.n_part - 1u);
+    let nl = min(r0 + r % G4_OUT, p.n_part - 1u);
     flat0[r] = (p.n0 + nl) * p.k;
     q0[r] = (flat0[r] - p.flat_base) >> 5u;
   }
@@ -138,8 +165,8 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     var wq: array<vec4<u32>, 4>;
     var s: vec4<f32>;
     for (var r = 0u; r < G4_ROWS; r = r + 1u) {
-      wq[r] = packed[q0[r] + q];
-      s[r] = absmax[((flat0[r] + xb) >> p.block_shift) - p.block_base];
+      wq[r] = g4_words(r, q0[r] + q);
+      s[r] = g4_absmax(r, ((flat0[r] + xb) >> p.block_shift) - p.block_base);
     }
     var t = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j = j + 1u) {
@@ -174,14 +201,20 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 #endif
 }
 
-// y for rows r0 .. r0 + G4_ROWS of the part (those that exist), bias added after the sum
+// y for rows r0 .. r0 + G4_OUT of the part (those that exist): bias added after the sum, or
+// (GATE_UP) silu(gate) * up as elementwise.wgsl's swiglu computes it
 fn g4_store(r0: u32, sum: vec4<f32>) {
-  for (var r = 0u; r < G4_ROWS; r = r + 1u) {
+  for (var r = 0u; r < G4_OUT; r = r + 1u) {
     let nl = r0 + r;
     if (nl < p.n_part) {
+#ifdef GATE_UP
+      let g = sum[r];
+      y[p.n0 + nl] = g / (1.0 + exp(-g)) * sum[r + G4_OUT];
+#else
       var v = sum[r];
       if (p.has_bias != 0u) { v = v + bias[nl]; }
       y[p.n0 + nl] = v;
+#endif
     }
   }
 }

@@ -106,8 +106,8 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     expect(gpu.name).toMatch(/^webgpu \(/);
     const defs = ['WEIGHT_F32', 'WEIGHT_F16', 'WEIGHT_BF16'];
     await gpu.ctx.compileCheck([
-      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []], ['matmul4.wgsl', 'gemv4', []],
-      ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS']] as [string, string, string[]]] : []),
+      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []], ['matmul4.wgsl', 'gemv4', []], ['matmul4.wgsl', 'gemv4', ['GATE_UP']],
+      ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS']]] as [string, string, string[]][] : []),
       ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
@@ -210,6 +210,49 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       });
     }
   }
+
+  it('linearSwiglu: gate / up / SwiGLU in one dispatch for 4-bit decode (both reductions, split), the three ops otherwise', async () => {
+    // (n, k, blocksize, quant type, rows of x, fused on `gpu`)
+    const cases: [number, number, number, 'nf4' | 'fp4', number, boolean][] = [[37, 128, 64, 'nf4', 1, true], [10, 2112, 128, 'fp4', 1, true], [20, 72, 32, 'nf4', 1, false], [9, 64, 64, 'nf4', 3, false]];
+    for (const [n, k, bs, qt, m, fused] of cases) {
+      const mk = (seed: number) => {
+        const { packed, quantState } = quantize4bit(rand(n * k, seed, 0.3), { quantType: qt, blocksize: bs, shape: [n, k] });
+        const w: LoadedWeight = { kind: '4bit', name: `w${seed}`, packed, quantState };
+        return { w, deq: dequantize4bit(packed, quantState, { outDtype: 'float32' }) as Float32Array };
+      };
+      const gate = mk(n + 1);
+      const up = mk(n + 2);
+      const x = rand(m * k, k, 2);
+      // the CPU's gate and up outputs, and the matmul bound of each (see expectSumBound)
+      const [cg, cu] = cpu.linearForwardMany(cpu.fromHost(x, m, k), [cpu.linear(gate.w), cpu.linear(up.w)]);
+      const g = await cpu.read(cg!);
+      const u = await cpu.read(cu!);
+      const bg = magnitudes(x, m, gate.deq, n, k);
+      const bu = magnitudes(x, m, up.deq, n, k);
+      for (const b of k <= 2048 ? [gpu, small] : [gpu]) {
+        const [gl, ul] = [b.linear(gate.w), b.linear(up.w)];
+        const xa = b.fromHost(x, m, k);
+        await b.synchronize();
+        b.resetStats();
+        const y = b.linearSwiglu(xa, gl, ul);
+        const dispatches = b.stats().dispatches;
+        if (b === gpu) expect(dispatches, `[${n}, ${k}] m=${m}`).toBe(fused ? 1 : 3);
+        const got = await b.read(y);
+        for (let i = 0; i < got.length; i++) {
+          // silu' lies in (-0.1, 1.1): |Δ| <= 1.1 |u| Δg + |silu(g)| Δu, plus the elementwise ulps
+          const s = g[i]! / (1 + Math.exp(-g[i]!));
+          const want = s * u[i]!;
+          const eg = (k + 2) * 2 ** -22 * bg[i]!;
+          const eu = (k + 2) * 2 ** -22 * bu[i]!;
+          const bound = 1.1 * (Math.abs(u[i]!) + eu) * eg + (Math.abs(s) + 1.1 * eg) * eu + 1e-5 * Math.abs(want) + 1e-30;
+          if (!(Math.abs(got[i]! - want) <= bound)) throw new Error(`[${n}, ${k}] ${qt} m=${m}${b === small ? ' (split, tree)' : ''}, element ${i}: gpu ${got[i]}, cpu ${want} (bound ${bound})`);
+        }
+        for (const a of [xa, y]) b.release(a);
+        gl.dispose();
+        ul.dispose();
+      }
+    }
+  });
 
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     it(`dense ${dtype} linear, odd K, with and without bias, whole and split`, async () => {

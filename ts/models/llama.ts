@@ -139,10 +139,8 @@ export class LlamaForCausalLM extends CausalLM {
         const h1 = b.add(h, o);
         free(a, o, h);
         const y = b.rmsNorm(h1, L.postNorm, c.normEps);
-        const [gate, up] = b.linearForwardMany(y, [L.gate, L.up]) as [Activation, Activation];
+        const g = b.linearSwiglu(y, L.gate, L.up);
         free(y);
-        const g = b.swiglu(gate, up);
-        free(gate, up);
         const d = b.linearForward(g, L.down);
         const out = b.add(h1, d);
         free(g, d, h1);

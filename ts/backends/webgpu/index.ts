@@ -195,8 +195,19 @@ interface RopeTable {
   capacity: number;
 }
 
-/** matmul4.wgsl gemv4: output rows per workgroup (G4_ROWS). */
+/** matmul4.wgsl gemv4: output rows per workgroup (G4_OUT), without and with GATE_UP. */
 const GEMV4_ROWS = 4;
+const GEMV4_ROWS_GATE_UP = 2;
+
+/** Whether linearSwiglu can take gemv4 GATE_UP: see its comment. */
+function fusesGateUp(a: GpuActivation, g: GpuLinear, u: GpuLinear): boolean {
+  if (a.rows !== 1 || g.kind !== '4bit' || u.kind !== '4bit' || g.extra.hasBias || u.extra.hasBias) return false;
+  if (g.inFeatures !== a.cols || u.inFeatures !== a.cols || g.outFeatures !== u.outFeatures) return false;
+  if (a.cols % 32 !== 0 || g.extra.blocksize! < 32 || g.extra.blocksize !== u.extra.blocksize) return false;
+  if (!g.extra.code!.every((c, i) => Object.is(c, u.extra.code![i]))) return false;
+  // same split (same shape and binding limit give the same parts; checked, not assumed)
+  return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase);
+}
 const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
 /** topK on the device: k passes over the row (sample.wgsl), meant for small k. */
 export const MAX_TOP_K = 1024;
@@ -483,6 +494,43 @@ export class WebGpuBackend implements Backend {
     if (l.kind === 'int8') return this.int8Forward(a, l);
     const out = this.newActivation(a.rows, l.outFeatures);
     this.matmul(a, l.parts, l.kind === '4bit' ? { code: l.extra.code!, blocksize: l.extra.blocksize! } : { storage: l.extra.storage! }, l.outFeatures, l.inFeatures, out);
+    return out;
+  }
+
+  /**
+   * silu(x gateᵀ) * (x upᵀ). One dispatch per part (matmul4.wgsl gemv4 with GATE_UP) for one
+   * row of x through two 4-bit weights gemv4 takes, of the same shape, blocksize and code and
+   * without bias; otherwise the two linears and swiglu.
+   */
+  linearSwiglu(x: Activation, gate: LinearHandle, up: LinearHandle): Activation {
+    const a = this.act(x, 'linearSwiglu: x');
+    const g = handle(gate, GpuLinear, 'linearSwiglu: gate');
+    const u = handle(up, GpuLinear, 'linearSwiglu: up');
+    g.check();
+    u.check();
+    if (!fusesGateUp(a, g, u)) {
+      const [gy, uy] = this.linearForwardMany(a, [g, u]) as [GpuActivation, GpuActivation];
+      const out = this.swiglu(gy, uy);
+      this.release(gy);
+      this.release(uy);
+      return out;
+    }
+    const out = this.newActivation(1, g.outFeatures);
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', this.subgroups ? ['GATE_UP', 'SUBGROUPS'] : ['GATE_UP']);
+    const shift = Math.log2(g.extra.blocksize!);
+    g.parts.forEach((gp, i) => {
+      const up = u.parts[i]!;
+      const [gx, gy] = this.ctx.grid(Math.ceil(gp.rows / GEMV4_ROWS_GATE_UP));
+      this.ctx.dispatch(pipe, {
+        0: this.ctx.uniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, 0, 0, 0], g.extra.code)),
+        1: a.binding('x'),
+        2: gp.data,
+        3: gp.scales!,
+        5: out.binding('output'),
+        6: up.data,
+        7: up.scales!,
+      }, gx, gy);
+    });
     return out;
   }
 

@@ -14,6 +14,8 @@
 // GATE_UP: gemv4 computes silu(x gateᵀ) * (x upᵀ) of a gated MLP in one dispatch: `packed` /
 // `absmax` hold the gate, bindings 6 / 7 the up projection (same shape, blocksize, code and
 // part split; no bias).
+// RESIDUAL: gemv4 adds `residual` (binding 8, the layer's input) to its output, as the
+// residual add after an attention output or MLP down projection does: y = (x Wᵀ + bias) + r.
 // Hosts whose compiler needs it (Tint: Dawn, Chrome) put `enable subgroups;` before this file;
 // naga accepts the builtins without it (and, in wgpu 30, rejects the directive).
 
@@ -41,6 +43,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> absmax: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+#ifdef RESIDUAL
+@group(0) @binding(8) var<storage, read> residual: array<f32>;
+#endif
 #ifdef GATE_UP
 @group(0) @binding(6) var<storage, read> packed_up: array<vec4<u32>>;
 @group(0) @binding(7) var<storage, read> absmax_up: array<f32>;
@@ -213,6 +218,9 @@ fn g4_store(r0: u32, sum: vec4<f32>) {
 #else
       var v = sum[r];
       if (p.has_bias != 0u) { v = v + bias[nl]; }
+#ifdef RESIDUAL
+      v = v + residual[p.n0 + nl];
+#endif
       y[p.n0 + nl] = v;
 #endif
     }

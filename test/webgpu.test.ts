@@ -106,8 +106,8 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     expect(gpu.name).toMatch(/^webgpu \(/);
     const defs = ['WEIGHT_F32', 'WEIGHT_F16', 'WEIGHT_BF16'];
     await gpu.ctx.compileCheck([
-      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []], ['matmul4.wgsl', 'gemv4', []], ['matmul4.wgsl', 'gemv4', ['GATE_UP']],
-      ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS']]] as [string, string, string[]][] : []),
+      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []], ['matmul4.wgsl', 'gemv4', []], ['matmul4.wgsl', 'gemv4', ['GATE_UP']], ['matmul4.wgsl', 'gemv4', ['RESIDUAL']],
+      ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS']]] as [string, string, string[]][] : []),
       ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
@@ -250,6 +250,41 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
         for (const a of [xa, y]) b.release(a);
         gl.dispose();
         ul.dispose();
+      }
+    }
+  });
+
+  it('linearResidual: the residual add in the 4-bit decode GEMV (both reductions, split), linearForward + add otherwise', async () => {
+    // (n, k, blocksize, rows of x, 4-bit (else dense), fused on `gpu`)
+    const cases: [number, number, number, number, boolean, boolean][] = [[37, 128, 64, 1, true, true], [11, 2112, 64, 1, true, true], [20, 72, 32, 1, true, false], [9, 64, 64, 3, true, false], [7, 64, 64, 1, false, false]];
+    for (const [n, k, bs, m, fourBit, fused] of cases) {
+      const wv = rand(n * k, n + k, 0.3);
+      const q = quantize4bit(wv, { quantType: 'nf4', blocksize: bs, shape: [n, k] });
+      const weight: LoadedWeight = fourBit ? { kind: '4bit', name: 'w', packed: q.packed, quantState: q.quantState } : dense('w', wv, [n, k]).w;
+      const wf = fourBit ? (dequantize4bit(q.packed, q.quantState, { outDtype: 'float32' }) as Float32Array) : wv;
+      const bias = rand(n, 3, 0.5);
+      const x = rand(m * k, k + 1, 2);
+      const res = rand(m * n, n + 5, 4);
+      const cl = cpu.linear(weight, dense('b', bias, [n]).w);
+      const want = await cpu.read(cpu.add(cpu.fromHost(res, m, n), cpu.linearForward(cpu.fromHost(x, m, k), cl)));
+      const mag = magnitudes(x, m, wf, n, k, bias);
+      for (const b of k <= 2048 ? [gpu, small] : [gpu]) {
+        const l = b.linear(weight, dense('b', bias, [n]).w);
+        const xa = b.fromHost(x, m, k);
+        const ra = b.fromHost(res, m, n);
+        await b.synchronize();
+        b.resetStats();
+        const y = b.linearResidual(xa, l, ra);
+        if (b === gpu) expect(b.stats().dispatches, `[${n}, ${k}] m=${m}`).toBe(fused ? 1 : 2);
+        const got = await b.read(y);
+        for (let i = 0; i < got.length; i++) {
+          // the matmul bound, plus the rounding of the add
+          const bound = (k + 2) * 2 ** -22 * mag[i]! + 2 ** -23 * (Math.abs(want[i]!) + Math.abs(res[i]!)) + 1e-30;
+          if (!(Math.abs(got[i]! - want[i]!) <= bound)) throw new Error(`[${n}, ${k}] m=${m}${b === small ? ' (split, tree)' : ''}, element ${i}: gpu ${got[i]}, cpu ${want[i]} (bound ${bound})`);
+        }
+        expect(() => b.linearResidual(xa, l, b.fromHost(new Float32Array(m * (n + 1)), m, n + 1))).toThrow(LowbitError);
+        for (const a of [xa, ra, y]) b.release(a);
+        l.dispose();
       }
     }
   });

@@ -141,6 +141,11 @@ export interface Backend {
    * dispatch where the backend can (WebGPU: 4-bit decode), else exactly those three ops.
    */
   linearSwiglu(x: Activation, gate: LinearHandle, up: LinearHandle): Activation;
+  /**
+   * add(residual, linearForward(x, w)), a residual connection after a projection: one dispatch
+   * where the backend can (WebGPU: 4-bit decode), else exactly those two ops.
+   */
+  linearResidual(x: Activation, w: LinearHandle, residual: Activation): Activation;
   /** Rotates [rows = positions, cols = nHeads * headDim] in place semantics: returns the rotated copy. */
   rope(x: Activation, nHeads: number, positions: Uint32Array, spec: RopeSpec): Activation;
   /**

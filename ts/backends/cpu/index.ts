@@ -598,6 +598,10 @@ export class CpuBackend implements Backend {
     return this.swiglu(g, u); // host arrays: g and u go to the garbage collector
   }
 
+  linearResidual(x: Activation, w: LinearHandle, residual: Activation): Activation {
+    return this.add(residual, this.linearForward(x, w));
+  }
+
   swiglu(gate: Activation, up: Activation): Activation {
     const g = act(gate, 'swiglu: gate');
     const u = act(up, 'swiglu: up');

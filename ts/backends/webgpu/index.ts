@@ -199,11 +199,16 @@ interface RopeTable {
 const GEMV4_ROWS = 4;
 const GEMV4_ROWS_GATE_UP = 2;
 
+/** Whether a 4-bit forward of m rows of k takes gemv4: one row of whole 32-weight words in blocks of >= 32. */
+function usesGemv4(m: number, k: number, blocksize: number): boolean {
+  return m === 1 && k % 32 === 0 && blocksize >= 32;
+}
+
 /** Whether linearSwiglu can take gemv4 GATE_UP: see its comment. */
 function fusesGateUp(a: GpuActivation, g: GpuLinear, u: GpuLinear): boolean {
-  if (a.rows !== 1 || g.kind !== '4bit' || u.kind !== '4bit' || g.extra.hasBias || u.extra.hasBias) return false;
+  if (g.kind !== '4bit' || u.kind !== '4bit' || g.extra.hasBias || u.extra.hasBias) return false;
   if (g.inFeatures !== a.cols || u.inFeatures !== a.cols || g.outFeatures !== u.outFeatures) return false;
-  if (a.cols % 32 !== 0 || g.extra.blocksize! < 32 || g.extra.blocksize !== u.extra.blocksize) return false;
+  if (!usesGemv4(a.rows, a.cols, g.extra.blocksize!) || g.extra.blocksize !== u.extra.blocksize) return false;
   if (!g.extra.code!.every((c, i) => Object.is(c, u.extra.code![i]))) return false;
   // same split (same shape and binding limit give the same parts; checked, not assumed)
   return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase);
@@ -534,6 +539,29 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
+  /**
+   * residual + (x Wᵀ + bias). One dispatch per part (gemv4 with RESIDUAL) for one row of x
+   * through a 4-bit weight gemv4 takes; otherwise linearForward and add.
+   */
+  linearResidual(x: Activation, w: LinearHandle, residual: Activation): Activation {
+    const a = this.act(x, 'linearResidual: x');
+    const l = handle(w, GpuLinear, 'linearResidual: weight');
+    const r = this.act(residual, 'linearResidual: residual');
+    l.check();
+    const fused = l.kind === '4bit' && a.cols === l.inFeatures && usesGemv4(a.rows, a.cols, l.extra.blocksize!) && r.rows === 1 && r.cols === l.outFeatures;
+    if (!fused) {
+      const y = this.linearForward(a, l);
+      try {
+        return this.add(r, y);
+      } finally {
+        this.release(y);
+      }
+    }
+    const out = this.newActivation(1, l.outFeatures);
+    this.matmul(a, l.parts, { code: l.extra.code!, blocksize: l.extra.blocksize! }, l.outFeatures, l.inFeatures, out, r);
+    return out;
+  }
+
   project(x: Activation, table: EmbeddingHandle): Activation {
     const a = this.act(x, 'project: x');
     const t = handle(table, GpuEmbedding, 'project: table');
@@ -550,11 +578,12 @@ export class WebGpuBackend implements Backend {
    * 4-bit rows made of whole 32-weight words in blocks of >= 32 take gemv4 (4 rows per
    * workgroup, subgroupAdd where the device has subgroups), other shapes the generic GEMV.
    */
-  private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation): void {
+  private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation, residual?: GpuActivation): void {
     const m = a.rows;
     const file = 'code' in fmt ? 'matmul4.wgsl' : 'matmul_dense.wgsl';
-    const gemv4 = 'code' in fmt && m === 1 && k % 32 === 0 && fmt.blocksize >= 32;
-    const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : gemv4 && this.subgroups ? ['SUBGROUPS'] : [];
+    const gemv4 = 'code' in fmt && usesGemv4(m, k, fmt.blocksize);
+    if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
+    const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : gemv4 ? [...(this.subgroups ? ['SUBGROUPS'] : []), ...(residual ? ['RESIDUAL'] : [])] : [];
     const entry = gemv4 ? 'gemv4' : m === 1 ? 'gemv' : 'gemm';
     const rowsPerGroup = gemv4 ? GEMV4_ROWS : 8;
     const pipe = this.ctx.pipeline(file, entry, defines);
@@ -563,6 +592,7 @@ export class WebGpuBackend implements Backend {
       const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), 0, 0, 0], fmt.code) : words([...head, 0, 0]);
       const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
+      if (residual) bindings[8] = residual.binding('residual');
       if (m === 1) {
         const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / rowsPerGroup));
         this.ctx.dispatch(pipe, bindings, gx, gy);

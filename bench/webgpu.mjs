@@ -2,13 +2,15 @@
 // to its reference measured in the same run:
 // - NF4 GEMV effective bandwidth (bytes of packed weights + f32 absmax per second) vs the
 //   adapter's buffer-to-buffer copy bandwidth (bytes copied per second: each byte is read once
-//   and written once) over a buffer of the same size;
+//   and written once) over a buffer of the same size, for gemv4 and for the generic GEMV
+//   (a backend made with { gemv4: false }, the kernel gemv4 replaced) in the same run;
 // - NF4 GEMM GFLOP/s for a prefill shape (64 tokens);
 // - decode and prefill tokens/s of the SmolLM2-135M shape with random weights
 //   (scripts/make-random-checkpoint.mjs), greedy, argmax on the device;
 // - per decode token, the host-side overhead (backend.stats(), properties of the code that show
 //   on any adapter): dispatches, copies, submits, bytes uploaded and read back, host ms spent
-//   recording commands and submitting them.
+//   recording commands and submitting them; the model runs with gemv4 and its fusions, then
+//   again without them (`_generic` cases: the decode step before gemv4) in the same run.
 // On a software adapter (lavapipe, SwiftShader) the figures only show that it runs.
 // Node needs the optional `webgpu` package (Dawn); on a machine without a GPU,
 // scripts/setup-webgpu.sh prepares lavapipe and this suite uses it.
@@ -85,10 +87,26 @@ export async function run({ json, emit, args }) {
   const copyT = await gpuTime(be, () => ctx.copy(src, 0, dst, 0, copyBytes), soft ? 4 : 50, 5);
   const copyBw = copyBytes / copyT / GB;
   out({ suite: 'webgpu', case: 'copy_buffer_to_buffer', metric: 'bandwidth', value: copyBw, unit: 'GB/s', vs: null, ratio: null });
-  const x = be.fromHost(new Float32Array(K).map((_, i) => Math.sin(i)), 1, K);
-  const gemvT = await gpuTime(be, () => { for (const l of layers) be.release(be.linearForward(x, l)); }, soft ? 2 : 50, 5);
+  // the same weights through gemv4 (be) and the generic GEMV (generic), alternating trials
+  const generic = await WebGpuBackend.create({ gemv4: false });
+  const xv = new Float32Array(K).map((_, i) => Math.sin(i));
+  const gemvCase = async (b, ls) => {
+    const x = b.fromHost(xv, 1, K);
+    return gpuTime(b, () => { for (const l of ls) b.release(b.linearForward(x, l)); }, soft ? 2 : 50, 5);
+  };
+  const genericLayers = [];
+  for (let l = 0; l < 8; l++) {
+    const w = new Float32Array(N * K).map((_, i) => Math.sin(i * 0.001 + l) * 0.02);
+    const { packed, quantState } = quantize4bit(w, { quantType: 'nf4', blocksize: 64, shape: [N, K] });
+    genericLayers.push(generic.linear({ kind: '4bit', name: `w${l}`, packed, quantState }));
+  }
+  const gemvT = await gemvCase(be, layers);
+  const genericT = await gemvCase(generic, genericLayers);
+  for (const l of genericLayers) l.dispose();
   const gemvBw = bytes / gemvT / GB;
-  out({ suite: 'webgpu', case: `gemv_nf4_${N}x${K}`, metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: copyBw, ratio: gemvBw / copyBw });
+  const genericBw = bytes / genericT / GB;
+  out({ suite: 'webgpu', case: `gemv4_nf4_${N}x${K}${be.subgroups ? '_subgroups' : ''}`, metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: copyBw, ratio: gemvBw / copyBw });
+  out({ suite: 'webgpu', case: `gemv_generic_nf4_${N}x${K}`, metric: 'effective_bandwidth', value: genericBw, unit: 'GB/s', vs: copyBw, ratio: genericBw / copyBw });
   const M = 64;
   const xm = be.fromHost(new Float32Array(M * K).map((_, i) => Math.cos(i)), M, K);
   const gemmT = await gpuTime(be, () => be.release(be.linearForward(xm, layers[0])), soft ? 1 : 20, 3);
@@ -104,9 +122,9 @@ export async function run({ json, emit, args }) {
   const shape = 'smollm2-135m';
   const dir = `${here}../.cache/models/${shape}-shape-f16`;
   if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
-  for (const q of quants) {
-    if (!Object.hasOwn(QUANT, q)) throw new Error(`unknown format '${q}' (${Object.keys(QUANT).join(', ')})`);
-    const lm = await AutoModelForCausalLM.fromPretrained(dir, { backend: be, ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256 });
+  /** Prefill, decode and per-token overhead of format q on backend b; `tag` suffixes the case. */
+  const modelRun = async (b, q, tag) => {
+    const lm = await AutoModelForCausalLM.fromPretrained(dir, { backend: b, ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256 });
     const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
     await lm.generate({ inputIds: prompt.slice(0, 8), maxNewTokens: 2, eosTokenIds: [] }); // warm-up (pipelines)
     const stamps = [];
@@ -118,18 +136,18 @@ export async function run({ json, emit, args }) {
       eosTokenIds: [],
       onToken: () => {
         stamps.push(performance.now());
-        if (stamps.length === 1) be.resetStats();
-        else perStep = be.stats();
+        if (stamps.length === 1) b.resetStats();
+        else perStep = b.stats();
       },
     });
     const prefill = (stamps[0] - s) / 1000;
     const decode = (stamps.at(-1) - stamps[0]) / 1000;
     const fp = lm.getMemoryFootprint().total;
     lm.dispose();
-    out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'prefill', value: prompt.length / prefill, unit: 'tokens/s', vs: null, ratio: null });
-    out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'decode', value: steps / decode, unit: 'tokens/s', vs: null, ratio: null });
-    out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
-    const perToken = (v) => v / steps;
+    const c = `${shape}_${q}${tag}`;
+    out({ suite: 'webgpu', case: c, metric: 'prefill', value: prompt.length / prefill, unit: 'tokens/s', vs: null, ratio: null });
+    out({ suite: 'webgpu', case: c, metric: 'decode', value: steps / decode, unit: 'tokens/s', vs: null, ratio: null });
+    out({ suite: 'webgpu', case: c, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
     const OVERHEAD = [
       ['dispatches', 'dispatches', 'count'],
       ['copies', 'copies', 'count'],
@@ -140,9 +158,16 @@ export async function run({ json, emit, args }) {
       ['encodeMs', 'host_encode', 'ms'],
       ['submitMs', 'host_submit', 'ms'],
     ];
-    for (const [key, metric, unit] of OVERHEAD) out({ suite: 'webgpu', case: `${shape}_${q}_per_token`, metric, value: perToken(perStep[key]), unit, vs: null, ratio: null });
-    out({ suite: 'webgpu', case: `${shape}_${q}_per_token`, metric: 'wall', value: (decode * 1000) / steps, unit: 'ms', vs: null, ratio: null });
+    for (const [key, metric, unit] of OVERHEAD) out({ suite: 'webgpu', case: `${c}_per_token`, metric, value: perStep[key] / steps, unit, vs: null, ratio: null });
+    out({ suite: 'webgpu', case: `${c}_per_token`, metric: 'wall', value: (decode * 1000) / steps, unit: 'ms', vs: null, ratio: null });
+  };
+  for (const q of quants) {
+    if (!Object.hasOwn(QUANT, q)) throw new Error(`unknown format '${q}' (${Object.keys(QUANT).join(', ')})`);
+    await modelRun(be, q, '');
+    // 4-bit: the same model without gemv4 and its fusions (the decode step before them)
+    if (q.startsWith('nf4')) await modelRun(generic, q, '_generic');
   }
+  generic.dispose();
   be.dispose();
   if (!json && soft) console.log('\n  (software adapter: these numbers measure a CPU emulating a GPU; rerun on a real GPU for speed figures)');
 }

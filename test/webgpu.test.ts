@@ -289,6 +289,42 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     }
   });
 
+  it('gemv4: false keeps the generic GEMV and separate ops (same results within the matmul bound)', async () => {
+    const generic = await WebGpuBackend.create({ gpu: env.gpu!, gemv4: false });
+    try {
+      expect(generic.gemv4).toBe(false);
+      const [n, k] = [24, 128];
+      const mk = (seed: number) => {
+        const { packed, quantState } = quantize4bit(rand(n * k, seed, 0.3), { quantType: 'nf4', blocksize: 64, shape: [n, k] });
+        return { w: { kind: '4bit', name: 'w', packed, quantState } as LoadedWeight, deq: dequantize4bit(packed, quantState, { outDtype: 'float32' }) as Float32Array };
+      };
+      const [gate, up] = [mk(1), mk(2)];
+      const x = rand(k, 3);
+      const run = async (b: WebGpuBackend) => {
+        const [gl, ul] = [b.linear(gate.w), b.linear(up.w)];
+        const xa = b.fromHost(x, 1, k);
+        await b.synchronize();
+        b.resetStats();
+        const y = b.linearForward(xa, gl);
+        const s = b.linearSwiglu(xa, gl, ul);
+        const r = b.linearResidual(xa, gl, y);
+        const dispatches = b.stats().dispatches;
+        const out = [await b.read(y), await b.read(s), await b.read(r)];
+        for (const a of [xa, y, s, r]) b.release(a);
+        gl.dispose();
+        ul.dispose();
+        return { dispatches, out };
+      };
+      const fast = await run(gpu);
+      const slow = await run(generic);
+      expect(fast.dispatches).toBe(3); // gemv4, gemv4 GATE_UP, gemv4 RESIDUAL
+      expect(slow.dispatches).toBe(1 + 3 + 2); // gemv; gemv, gemv, swiglu; gemv, add
+      expectSumBound(slow.out[0]!, fast.out[0]!, magnitudes(x, 1, gate.deq, n, k), k, 'generic vs gemv4');
+    } finally {
+      generic.dispose();
+    }
+  });
+
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     it(`dense ${dtype} linear, odd K, with and without bias, whole and split`, async () => {
       for (const [n, k] of [[19, 33], [64, 64]] as const) {

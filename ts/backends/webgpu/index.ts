@@ -48,6 +48,11 @@ export interface WebGpuBackendOptions {
    * (default true); false takes the workgroup-tree reduction (tests run both).
    */
   subgroups?: boolean;
+  /**
+   * Use matmul4.wgsl's gemv4 (and the gate / up and residual fusions built on it) where shapes
+   * allow (default true); false keeps the generic GEMV and separate ops (bench comparisons).
+   */
+  gemv4?: boolean;
   /** Where init() loads the wasm module from (the models use it for RoPE tables and quantization). */
   wasm?: WasmSource;
 }
@@ -232,6 +237,8 @@ export class WebGpuBackend implements Backend {
     readonly packedDot: boolean,
     /** Whether the 4-bit decode GEMV reduces with subgroupAdd (device feature `subgroups`). */
     readonly subgroups: boolean,
+    /** Whether 4-bit decode takes gemv4 and its fusions (option `gemv4`). */
+    readonly gemv4: boolean,
   ) {
     this.name = `webgpu (${[adapter.vendor, adapter.architecture, adapter.description].filter((s) => s).join(' / ') || 'unknown adapter'})`;
   }
@@ -262,7 +269,7 @@ export class WebGpuBackend implements Backend {
       packedDot ? ['DOT4'] : [],
     );
     const subgroups = options.subgroups !== false && device.features.has('subgroups');
-    const b = new WebGpuBackend(ctx, info, packedDot, subgroups);
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false);
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
@@ -513,7 +520,7 @@ export class WebGpuBackend implements Backend {
     const u = handle(up, GpuLinear, 'linearSwiglu: up');
     g.check();
     u.check();
-    if (!fusesGateUp(a, g, u)) {
+    if (!this.gemv4 || !fusesGateUp(a, g, u)) {
       const [gy, uy] = this.linearForwardMany(a, [g, u]) as [GpuActivation, GpuActivation];
       const out = this.swiglu(gy, uy);
       this.release(gy);
@@ -548,7 +555,7 @@ export class WebGpuBackend implements Backend {
     const l = handle(w, GpuLinear, 'linearResidual: weight');
     const r = this.act(residual, 'linearResidual: residual');
     l.check();
-    const fused = l.kind === '4bit' && a.cols === l.inFeatures && usesGemv4(a.rows, a.cols, l.extra.blocksize!) && r.rows === 1 && r.cols === l.outFeatures;
+    const fused = this.gemv4 && l.kind === '4bit' && a.cols === l.inFeatures && usesGemv4(a.rows, a.cols, l.extra.blocksize!) && r.rows === 1 && r.cols === l.outFeatures;
     if (!fused) {
       const y = this.linearForward(a, l);
       try {
@@ -581,7 +588,7 @@ export class WebGpuBackend implements Backend {
   private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation, residual?: GpuActivation): void {
     const m = a.rows;
     const file = 'code' in fmt ? 'matmul4.wgsl' : 'matmul_dense.wgsl';
-    const gemv4 = 'code' in fmt && usesGemv4(m, k, fmt.blocksize);
+    const gemv4 = this.gemv4 && 'code' in fmt && usesGemv4(m, k, fmt.blocksize);
     if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
     const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : gemv4 ? [...(this.subgroups ? ['SUBGROUPS'] : []), ...(residual ? ['RESIDUAL'] : [])] : [];
     const entry = gemv4 ? 'gemv4' : m === 1 ? 'gemv' : 'gemm';

@@ -9,8 +9,8 @@
 //   (scripts/make-random-checkpoint.mjs), greedy, argmax on the device;
 // - per decode token, the host-side overhead (backend.stats(), properties of the code that show
 //   on any adapter): dispatches, copies, submits, bytes uploaded and read back, host ms spent
-//   recording commands and submitting them; the model runs with gemv4 and its fusions, then
-//   again without them (`_generic` cases: the decode step before gemv4) in the same run.
+//   recording commands and submitting them; 4-bit models run with gemv4 and its fusions and
+//   without them (`_generic` cases: the decode step before gemv4), trials alternating, medians.
 // On a software adapter (lavapipe, SwiftShader) the figures only show that it runs.
 // Node needs the optional `webgpu` package (Dawn); on a machine without a GPU,
 // scripts/setup-webgpu.sh prepares lavapipe and this suite uses it.
@@ -31,7 +31,7 @@ if (!process.env.XDG_RUNTIME_DIR) {
 const { init, AutoModelForCausalLM, BitsAndBytesConfig, WebGpuBackend, quantize4bit } = await import('../dist/index.js');
 
 export const describe = 'WebGPU: NF4 GEMV bandwidth vs copy bandwidth, NF4 GEMM GFLOP/s, SmolLM2-135M-shape decode/prefill tokens/s and per-token dispatches / submits / readback / host encode time';
-export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)'].join('\n');
+export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --trials N                     model runs per variant, alternating, median (default 3)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)'].join('\n');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -122,11 +122,19 @@ export async function run({ json, emit, args }) {
   const shape = 'smollm2-135m';
   const dir = `${here}../.cache/models/${shape}-shape-f16`;
   if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
-  /** Prefill, decode and per-token overhead of format q on backend b; `tag` suffixes the case. */
-  const modelRun = async (b, q, tag) => {
-    const lm = await AutoModelForCausalLM.fromPretrained(dir, { backend: b, ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256 });
-    const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
-    await lm.generate({ inputIds: prompt.slice(0, 8), maxNewTokens: 2, eosTokenIds: [] }); // warm-up (pipelines)
+  const OVERHEAD = [
+    ['dispatches', 'dispatches', 'count'],
+    ['copies', 'copies', 'count'],
+    ['submits', 'submits', 'count'],
+    ['readbacks', 'readbacks', 'count'],
+    ['bytesRead', 'bytes_read', 'bytes'],
+    ['bytesUploaded', 'bytes_uploaded', 'bytes'],
+    ['encodeMs', 'host_encode', 'ms'],
+    ['submitMs', 'host_submit', 'ms'],
+  ];
+  const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
+  /** One generate on `lm` (backend b): prefill s, decode s, and b's counters over the decode steps. */
+  const timed = async (lm, b) => {
     const stamps = [];
     let perStep; // counters from the first token (end of prefill) to the last: `steps` decode steps
     const s = performance.now();
@@ -140,32 +148,32 @@ export async function run({ json, emit, args }) {
         else perStep = b.stats();
       },
     });
-    const prefill = (stamps[0] - s) / 1000;
-    const decode = (stamps.at(-1) - stamps[0]) / 1000;
-    const fp = lm.getMemoryFootprint().total;
-    lm.dispose();
-    const c = `${shape}_${q}${tag}`;
-    out({ suite: 'webgpu', case: c, metric: 'prefill', value: prompt.length / prefill, unit: 'tokens/s', vs: null, ratio: null });
-    out({ suite: 'webgpu', case: c, metric: 'decode', value: steps / decode, unit: 'tokens/s', vs: null, ratio: null });
-    out({ suite: 'webgpu', case: c, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
-    const OVERHEAD = [
-      ['dispatches', 'dispatches', 'count'],
-      ['copies', 'copies', 'count'],
-      ['submits', 'submits', 'count'],
-      ['readbacks', 'readbacks', 'count'],
-      ['bytesRead', 'bytes_read', 'bytes'],
-      ['bytesUploaded', 'bytes_uploaded', 'bytes'],
-      ['encodeMs', 'host_encode', 'ms'],
-      ['submitMs', 'host_submit', 'ms'],
-    ];
-    for (const [key, metric, unit] of OVERHEAD) out({ suite: 'webgpu', case: `${c}_per_token`, metric, value: perStep[key] / steps, unit, vs: null, ratio: null });
-    out({ suite: 'webgpu', case: `${c}_per_token`, metric: 'wall', value: (decode * 1000) / steps, unit: 'ms', vs: null, ratio: null });
+    return { prefill: (stamps[0] - s) / 1000, decode: (stamps.at(-1) - stamps[0]) / 1000, perStep };
   };
+  const report = (c, runs, footprint) => {
+    const med = (f) => median(runs.map(f));
+    out({ suite: 'webgpu', case: c, metric: 'prefill', value: prompt.length / med((r) => r.prefill), unit: 'tokens/s', vs: null, ratio: null });
+    out({ suite: 'webgpu', case: c, metric: 'decode', value: steps / med((r) => r.decode), unit: 'tokens/s', vs: null, ratio: null });
+    out({ suite: 'webgpu', case: c, metric: 'footprint', value: footprint / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
+    for (const [key, metric, unit] of OVERHEAD) out({ suite: 'webgpu', case: `${c}_per_token`, metric, value: med((r) => r.perStep[key]) / steps, unit, vs: null, ratio: null });
+    out({ suite: 'webgpu', case: `${c}_per_token`, metric: 'wall', value: (med((r) => r.decode) * 1000) / steps, unit: 'ms', vs: null, ratio: null });
+  };
+  const trials = Number(get('--trials', '3'));
   for (const q of quants) {
     if (!Object.hasOwn(QUANT, q)) throw new Error(`unknown format '${q}' (${Object.keys(QUANT).join(', ')})`);
-    await modelRun(be, q, '');
-    // 4-bit: the same model without gemv4 and its fusions (the decode step before them)
-    if (q.startsWith('nf4')) await modelRun(generic, q, '_generic');
+    // 4-bit: the same model also without gemv4 and its fusions (the decode step before them),
+    // trials alternating between the two so that a busy machine slows both alike
+    const variants = [{ b: be, tag: '' }, ...(q.startsWith('nf4') ? [{ b: generic, tag: '_generic' }] : [])];
+    for (const v of variants) {
+      v.lm = await AutoModelForCausalLM.fromPretrained(dir, { backend: v.b, ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256 });
+      await v.lm.generate({ inputIds: prompt.slice(0, 8), maxNewTokens: 2, eosTokenIds: [] }); // warm-up (pipelines)
+      v.runs = [];
+    }
+    for (let t = 0; t < trials; t++) for (const v of variants) v.runs.push(await timed(v.lm, v.b));
+    for (const v of variants) {
+      report(`${shape}_${q}${v.tag}`, v.runs, v.lm.getMemoryFootprint().total);
+      v.lm.dispose();
+    }
   }
   generic.dispose();
   be.dispose();

@@ -31,7 +31,7 @@ struct Params {
   flat_base: u32,
   block_base: u32,
   block_shift: u32, // log2(blocksize): blocksizes are powers of two (32 … 4096)
-  _pad0: u32,
+  g4_lanes: u32,    // gemv4: threads per row group (8, 16, 32 or 64); the other entries ignore it
   _pad1: u32,
   _pad2: u32,
   code: array<vec4<f32>, 4>, // the 16 values of the 4-bit type, as the dequant kernels use them
@@ -94,15 +94,17 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
 }
 
 // --- gemv4: the decode GEMV (m == 1) when k % 32 == 0 and blocksize >= 32 (the host checks), so
-// that a row is whole vec4<u32> words (32 weights, one absmax block each). A workgroup owns
-// G4_ROWS output rows; its G4_THREADS threads split k in vec4 steps: thread t takes words t,
-// t + G4_THREADS, ... of every row. The 32 activations of a word are loaded once into registers
-// and used for all G4_ROWS rows (the activation is read once per workgroup, not once per row);
-// the code table sits in workgroup memory (a uniform array indexed by a nibble is slow on
-// several GPUs). Per word and row: sum of x * code over the 32 weights, times the block's absmax
-// once. The G4_ROWS partial sums reduce across the workgroup with subgroupAdd (SUBGROUPS) or a
-// tree in workgroup memory. GATE_UP: the 4 rows are 2 output rows of the gate and the same 2
-// rows of up (G4_OUT output rows per workgroup).
+// that a row is whole vec4<u32> words (32 weights, one absmax block each). The workgroup's
+// G4_THREADS threads form row groups of p.g4_lanes threads (the host picks the smallest power of
+// two >= the words per row, 8 to 64, so that short rows do not leave threads idle); a row group
+// owns G4_OUT output rows (G4_ROWS row slots) and its threads split k in vec4 steps: lane l
+// takes words l, l + lanes, ... of every row. The 32 activations of a word are loaded once into
+// registers and used for all the group's rows (the activation is read once per row group, not
+// once per row); the code table sits in workgroup memory (a uniform array indexed by a nibble
+// is slow on several GPUs). Per word and row: sum of x * code over the 32 weights, times the
+// block's absmax once. The partial sums reduce within each row group with subgroup shuffles
+// (SUBGROUPS) or a tree in workgroup memory. GATE_UP: the 4 row slots are 2 output rows of the
+// gate and the same 2 rows of up.
 const G4_THREADS: u32 = 64u;
 const G4_ROWS: u32 = 4u;
 #ifdef GATE_UP
@@ -111,11 +113,7 @@ const G4_OUT: u32 = 2u;
 const G4_OUT: u32 = 4u;
 #endif
 var<workgroup> g4_code: array<f32, 16>;
-#ifdef SUBGROUPS
-var<workgroup> g4_sub: array<vec4<f32>, G4_THREADS>; // one per subgroup (at most G4_THREADS)
-#else
 var<workgroup> g4_red: array<vec4<f32>, G4_THREADS>;
-#endif
 
 // vec4 word i of row slot r, and absmax i (GATE_UP: slots 2 and 3 read the up projection)
 fn g4_words(r: u32, i: u32) -> vec4<u32> {
@@ -148,12 +146,15 @@ fn codes_hi(w: u32) -> vec4<f32> {
 fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32,
 #ifdef SUBGROUPS
-         @builtin(subgroup_size) sg_size: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
+         @builtin(subgroup_size) sg_size: u32,
 #endif
         ) {
   if (lid < 16u) { g4_code[lid] = p.code[lid >> 2u][lid & 3u]; }
   workgroupBarrier();
-  let r0 = (wid.x + wid.y * nwg.x) * G4_OUT; // first output row
+  let lanes = p.g4_lanes;
+  let lane = lid % lanes;
+  // first output row of this thread's row group
+  let r0 = ((wid.x + wid.y * nwg.x) * (G4_THREADS / lanes) + lid / lanes) * G4_OUT;
   let quads = p.k / 32u;
   // per row: its first flat index and first vec4 in the part; rows past the part repeat the
   // last row (read, never stored)
@@ -165,7 +166,7 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     q0[r] = (flat0[r] - p.flat_base) >> 5u;
   }
   var acc = vec4<f32>(0.0);
-  for (var q = lid; q < quads; q = q + G4_THREADS) {
+  for (var q = lane; q < quads; q = q + lanes) {
     let xb = q * 32u;
     var wq: array<vec4<u32>, 4>;
     var s: vec4<f32>;
@@ -185,24 +186,28 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     acc = acc + t * s;
   }
 #ifdef SUBGROUPS
-  // subgroups are taken to be consecutive runs of local_invocation_index (as implementations
-  // lay them out); a subgroup larger than the workgroup holds all of it
-  let total = subgroupAdd(acc);
-  if (sg_lane == 0u) { g4_sub[lid / sg_size] = total; }
+  // butterfly over runs of min(lanes, subgroup size) invocations: subgroups are taken to be
+  // consecutive runs of local_invocation_index (as implementations lay them out); then the first
+  // of each run holds its sum
+  let run = min(lanes, sg_size);
+  for (var o = 1u; o < run; o = o << 1u) { acc = acc + subgroupShuffleXor(acc, o); }
+  if (lid % run == 0u) { g4_red[lid / run] = acc; }
   workgroupBarrier();
-  if (lid == 0u) {
-    var sum = g4_sub[0];
-    for (var i = 1u; i < (G4_THREADS + sg_size - 1u) / sg_size; i = i + 1u) { sum = sum + g4_sub[i]; }
+  if (lane == 0u) {
+    // the row group's lanes / run run sums, in order
+    let first = lid / run;
+    var sum = g4_red[first];
+    for (var i = 1u; i < lanes / run; i = i + 1u) { sum = sum + g4_red[first + i]; }
     g4_store(r0, sum);
   }
 #else
   g4_red[lid] = acc;
   workgroupBarrier();
-  for (var st = G4_THREADS / 2u; st > 0u; st = st >> 1u) {
-    if (lid < st) { g4_red[lid] = g4_red[lid] + g4_red[lid + st]; }
+  for (var st = lanes / 2u; st > 0u; st = st >> 1u) {
+    if (lane < st) { g4_red[lid] = g4_red[lid] + g4_red[lid + st]; }
     workgroupBarrier();
   }
-  if (lid == 0u) { g4_store(r0, g4_red[0]); }
+  if (lane == 0u) { g4_store(r0, g4_red[lid]); }
 #endif
 }
 

@@ -178,11 +178,11 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     });
   }
 
-  // (n, k, blocksize): k a multiple of 32 (gemv4: 4 rows per workgroup; n not a multiple of 4,
-  // more 32-weight words per row than threads, blocks spanning rows), k a multiple of 8 (the
-  // word-wise GEMV), ragged k (blocks span rows, rows start mid-byte), k not a multiple of the
-  // blocksize
-  const SHAPES4: [number, number, number][] = [[40, 128, 64], [13, 2112, 256], [6, 64, 128], [33, 100, 64], [24, 72, 32], [17, 257, 128]];
+  // (n, k, blocksize): k a multiple of 32 (gemv4: row groups of 8, 64, 8, 32 and 16 threads, 4
+  // rows each; n not a multiple of the rows per workgroup, more 32-weight words per row than
+  // threads, blocks spanning rows), k a multiple of 8 (the word-wise GEMV), ragged k (blocks
+  // span rows, rows start mid-byte), k not a multiple of the blocksize
+  const SHAPES4: [number, number, number][] = [[40, 128, 64], [13, 2112, 256], [6, 64, 128], [45, 576, 64], [19, 320, 64], [33, 100, 64], [24, 72, 32], [17, 257, 128]];
   for (const qt of ['nf4', 'fp4', 'int4'] as const) {
     for (const dq of [false, true]) {
       it(`4-bit ${qt}${dq ? ' + double quant' : ''} linear: GEMV and GEMM, ragged K, with bias, whole and split`, async () => {

@@ -200,9 +200,19 @@ interface RopeTable {
   capacity: number;
 }
 
-/** matmul4.wgsl gemv4: output rows per workgroup (G4_OUT), without and with GATE_UP. */
+/** matmul4.wgsl gemv4: output rows per row group (G4_OUT), without and with GATE_UP. */
 const GEMV4_ROWS = 4;
 const GEMV4_ROWS_GATE_UP = 2;
+
+/**
+ * gemv4's threads per row group for rows of k weights: the smallest power of two that covers
+ * the row's 32-weight words, 8 to 64 (the workgroup), so short rows keep the threads busy.
+ */
+function gemv4Lanes(k: number): number {
+  let lanes = 8;
+  while (lanes < 64 && lanes < k / 32) lanes *= 2;
+  return lanes;
+}
 
 /** Whether a 4-bit forward of m rows of k takes gemv4: one row of whole 32-weight words in blocks of >= 32. */
 function usesGemv4(m: number, k: number, blocksize: number): boolean {
@@ -530,11 +540,12 @@ export class WebGpuBackend implements Backend {
     const out = this.newActivation(1, g.outFeatures);
     const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', this.subgroups ? ['GATE_UP', 'SUBGROUPS'] : ['GATE_UP']);
     const shift = Math.log2(g.extra.blocksize!);
+    const lanes = gemv4Lanes(g.inFeatures);
     g.parts.forEach((gp, i) => {
       const up = u.parts[i]!;
-      const [gx, gy] = this.ctx.grid(Math.ceil(gp.rows / GEMV4_ROWS_GATE_UP));
+      const [gx, gy] = this.ctx.grid(Math.ceil(gp.rows / ((GEMV4_ROWS_GATE_UP * 64) / lanes)));
       this.ctx.dispatch(pipe, {
-        0: this.ctx.uniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, 0, 0, 0], g.extra.code)),
+        0: this.ctx.uniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, lanes, 0, 0], g.extra.code)),
         1: a.binding('x'),
         2: gp.data,
         3: gp.scales!,
@@ -592,11 +603,12 @@ export class WebGpuBackend implements Backend {
     if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
     const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : gemv4 ? [...(this.subgroups ? ['SUBGROUPS'] : []), ...(residual ? ['RESIDUAL'] : [])] : [];
     const entry = gemv4 ? 'gemv4' : m === 1 ? 'gemv' : 'gemm';
-    const rowsPerGroup = gemv4 ? GEMV4_ROWS : 8;
+    const lanes = gemv4 ? gemv4Lanes(k) : 0;
+    const rowsPerGroup = gemv4 ? (GEMV4_ROWS * 64) / lanes : 8;
     const pipe = this.ctx.pipeline(file, entry, defines);
     for (const part of parts) {
       const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
-      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), 0, 0, 0], fmt.code) : words([...head, 0, 0]);
+      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, 0, 0], fmt.code) : words([...head, 0, 0]);
       const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
       if (residual) bindings[8] = residual.binding('residual');

@@ -5,8 +5,18 @@ use crate::{Gpu, Step, Words};
 use lowbit_core::codebook::Codebook4;
 use lowbit_core::QuantType4;
 
-/// matmul4.wgsl gemv4: output rows per workgroup (G4_ROWS).
+/// matmul4.wgsl gemv4: output rows per row group (G4_OUT).
 pub const GEMV4_ROWS: usize = 4;
+
+/// gemv4's threads per row group for rows of k weights (index.ts `gemv4Lanes`): the smallest
+/// power of two covering the row's 32-weight words, 8 to 64 (the workgroup).
+pub fn gemv4_lanes(k: usize) -> usize {
+    let mut lanes = 8;
+    while lanes < 64 && lanes * 32 < k {
+        lanes *= 2;
+    }
+    lanes
+}
 
 /// A 4-bit weight `[n, k]` (bitsandbytes layout, f32 absmax) uploaded for matmul4.wgsl.
 #[derive(Debug)]
@@ -67,22 +77,24 @@ impl Matmul4 {
     /// Whether a one-row forward takes gemv4 (index.ts `matmul`): rows of whole 32-weight
     /// words in blocks of at least 32.
     pub fn uses_gemv4(&self) -> bool {
-        self.k % 32 == 0 && self.blocksize >= 32
+        self.k.is_multiple_of(32) && self.blocksize >= 32
     }
 
-    /// The dispatches of `y = x Wᵀ (+ b)` for m rows of x (GEMV when m == 1: gemv4, 4 rows per
-    /// workgroup with SUBGROUPS when `gpu.subgroups`, where `uses_gemv4`).
+    /// The dispatches of `y = x Wᵀ (+ b)` for m rows of x (GEMV when m == 1: gemv4, row groups
+    /// of `gemv4_lanes` threads with 4 rows each, SUBGROUPS when `gpu.subgroups`, where
+    /// `uses_gemv4`).
     pub fn steps(&self, gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, m: usize) -> Result<Vec<Step>, String> {
         let code = Codebook4::get(self.quant_type).values; // FP4 code 8 is -0.0, as weights.ts kernelCode
         let shift = self.blocksize.trailing_zeros() as usize;
-        // flat_base, block_base, block_shift, 3 pads, then the 16 code values (4 x vec4)
-        let tail = |p: &Part| code.iter().fold(Words::new().u(p.flat_base).u(p.block_base).u(shift).u(0).u(0).u(0), |w, &c| w.f(c));
         let gemv4 = m == 1 && self.uses_gemv4();
+        let lanes = if gemv4 { gemv4_lanes(self.k) } else { 0 };
+        // flat_base, block_base, block_shift, g4_lanes, 2 pads, then the 16 code values (4 x vec4)
+        let tail = |p: &Part| code.iter().fold(Words::new().u(p.flat_base).u(p.block_base).u(shift).u(lanes).u(0).u(0), |w, &c| w.f(c));
         let fmt = LinearFormat {
             file: "matmul4.wgsl",
             defines: if gemv4 && gpu.subgroups { vec!["SUBGROUPS"] } else { vec![] },
             tail: &tail,
-            gemv: if gemv4 { ("gemv4", GEMV4_ROWS) } else { ("gemv", 8) },
+            gemv: if gemv4 { ("gemv4", GEMV4_ROWS * 64 / lanes) } else { ("gemv", 8) },
         };
         linear_steps(gpu, &fmt, &self.parts, self.n, self.k, m, x, y)
     }

@@ -10,7 +10,7 @@
 // A part of a split weight holds the words from flat element `flat_base` (a multiple of 8) and
 // the absmax from block `block_base`; flat indices below are global ((n0 + nl) * k + kk).
 
-// SUBGROUPS: the adapter has the `subgroups` feature; gemv4 then reduces with subgroupAdd.
+// SUBGROUPS: the adapter has the `subgroups` feature; gemv4 then reduces with subgroup shuffles.
 // GATE_UP: gemv4 computes silu(x gateᵀ) * (x upᵀ) of a gated MLP in one dispatch: `packed` /
 // `absmax` hold the gate, bindings 6 / 7 the up projection (same shape, blocksize, code and
 // part split; no bias).

@@ -44,8 +44,8 @@ export interface WebGpuBackendOptions {
   /** Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default true). */
   packedDot?: boolean;
   /**
-   * Reduce the 4-bit decode GEMV with subgroupAdd when the device has the `subgroups` feature
-   * (default true); false takes the workgroup-tree reduction (tests run both).
+   * Reduce the 4-bit decode GEMV with subgroup shuffles when the device has the `subgroups`
+   * feature (default true); false takes the workgroup-tree reduction (tests run both).
    */
   subgroups?: boolean;
   /**
@@ -228,6 +228,7 @@ function fusesGateUp(a: GpuActivation, g: GpuLinear, u: GpuLinear): boolean {
   // same split (same shape and binding limit give the same parts; checked, not assumed)
   return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase);
 }
+
 const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
 /** topK on the device: k passes over the row (sample.wgsl), meant for small k. */
 export const MAX_TOP_K = 1024;
@@ -245,7 +246,7 @@ export class WebGpuBackend implements Backend {
     readonly adapter: AdapterDescription,
     /** Whether LLM.int8 uses dot4I8Packed. */
     readonly packedDot: boolean,
-    /** Whether the 4-bit decode GEMV reduces with subgroupAdd (device feature `subgroups`). */
+    /** Whether the 4-bit decode GEMV reduces with subgroup shuffles (device feature `subgroups`). */
     readonly subgroups: boolean,
     /** Whether 4-bit decode takes gemv4 and its fusions (option `gemv4`). */
     readonly gemv4: boolean,
@@ -532,10 +533,12 @@ export class WebGpuBackend implements Backend {
     u.check();
     if (!this.gemv4 || !fusesGateUp(a, g, u)) {
       const [gy, uy] = this.linearForwardMany(a, [g, u]) as [GpuActivation, GpuActivation];
-      const out = this.swiglu(gy, uy);
-      this.release(gy);
-      this.release(uy);
-      return out;
+      try {
+        return this.swiglu(gy, uy);
+      } finally {
+        this.release(gy);
+        this.release(uy);
+      }
     }
     const out = this.newActivation(1, g.outFeatures);
     const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', this.subgroups ? ['GATE_UP', 'SUBGROUPS'] : ['GATE_UP']);
@@ -593,8 +596,9 @@ export class WebGpuBackend implements Backend {
 
   /**
    * 4-bit or dense y = x Wᵀ (+ bias), one dispatch per part: GEMV for one row, tiled GEMM else.
-   * 4-bit rows made of whole 32-weight words in blocks of >= 32 take gemv4 (4 rows per
-   * workgroup, subgroupAdd where the device has subgroups), other shapes the generic GEMV.
+   * 4-bit rows made of whole 32-weight words in blocks of >= 32 take gemv4 (row groups of
+   * gemv4Lanes threads with 4 rows each, SUBGROUPS where the device has subgroups; RESIDUAL adds
+   * `residual` in its epilogue), other shapes the generic GEMV.
    */
   private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation, residual?: GpuActivation): void {
     const m = a.rows;

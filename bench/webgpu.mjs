@@ -72,14 +72,15 @@ export async function run({ json, emit, args }) {
 
   // GEMV over 8 weights ([N, K] nf4, ~46 MB in all for the default TinyLlama-MLP shape)
   const [N, K] = get('--gemv', '5632,2048').split(',').map(Number);
-  const layers = [];
+  const weights = [];
   let bytes = 0;
   for (let l = 0; l < 8; l++) {
     const w = new Float32Array(N * K).map((_, i) => Math.sin(i * 0.001 + l) * 0.02);
     const { packed, quantState } = quantize4bit(w, { quantType: 'nf4', blocksize: 64, shape: [N, K] });
-    layers.push(be.linear({ kind: '4bit', name: `w${l}`, packed, quantState }));
+    weights.push({ kind: '4bit', name: `w${l}`, packed, quantState });
     bytes += packed.length + quantState.absmaxF32().byteLength;
   }
+  const layers = weights.map((w) => be.linear(w));
   // copy bandwidth over a buffer as large as the weights of one GEMV pass (bytes copied per second)
   const copyBytes = Math.min(Math.floor(bytes / 4) * 4, ctx.limits.maxBinding);
   const src = ctx.createBuffer(copyBytes, 'bench src');
@@ -87,21 +88,19 @@ export async function run({ json, emit, args }) {
   const copyT = await gpuTime(be, () => ctx.copy(src, 0, dst, 0, copyBytes), soft ? 4 : 50, 5);
   const copyBw = copyBytes / copyT / GB;
   out({ suite: 'webgpu', case: 'copy_buffer_to_buffer', metric: 'bandwidth', value: copyBw, unit: 'GB/s', vs: null, ratio: null });
-  // the same weights through gemv4 (be) and the generic GEMV (generic), alternating trials
+  // the same weights through gemv4 (be) and the generic GEMV (generic), trials alternating
   const generic = await WebGpuBackend.create({ gemv4: false });
+  const genericLayers = weights.map((w) => generic.linear(w));
   const xv = new Float32Array(K).map((_, i) => Math.sin(i));
-  const gemvCase = async (b, ls) => {
-    const x = b.fromHost(xv, 1, K);
-    return gpuTime(b, () => { for (const l of ls) b.release(b.linearForward(x, l)); }, soft ? 2 : 50, 5);
-  };
-  const genericLayers = [];
-  for (let l = 0; l < 8; l++) {
-    const w = new Float32Array(N * K).map((_, i) => Math.sin(i * 0.001 + l) * 0.02);
-    const { packed, quantState } = quantize4bit(w, { quantType: 'nf4', blocksize: 64, shape: [N, K] });
-    genericLayers.push(generic.linear({ kind: '4bit', name: `w${l}`, packed, quantState }));
+  const [xg, xs] = [be.fromHost(xv, 1, K), generic.fromHost(xv, 1, K)];
+  const pass = (b, x, ls) => gpuTime(b, () => { for (const l of ls) b.release(b.linearForward(x, l)); }, soft ? 2 : 50, 1);
+  const gemvTs = [];
+  const genericTs = [];
+  for (let t = 0; t < 5; t++) {
+    gemvTs.push(await pass(be, xg, layers));
+    genericTs.push(await pass(generic, xs, genericLayers));
   }
-  const gemvT = await gemvCase(be, layers);
-  const genericT = await gemvCase(generic, genericLayers);
+  const [gemvT, genericT] = [median(gemvTs), median(genericTs)];
   for (const l of genericLayers) l.dispose();
   const gemvBw = bytes / gemvT / GB;
   const genericBw = bytes / genericT / GB;

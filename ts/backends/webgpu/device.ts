@@ -92,7 +92,7 @@ export async function requestDevice(req: DeviceRequest): Promise<{ gpu: GPU; ada
   };
   let device: GPUDevice;
   try {
-    // subgroups: matmul4.wgsl's decode GEMV reduces with subgroupAdd when the device has it
+    // subgroups: matmul4.wgsl's decode GEMV reduces with subgroup shuffles when the device has it
     const requiredFeatures: GPUFeatureName[] = adapter.features.has('subgroups') ? ['subgroups' as GPUFeatureName] : [];
     device = await adapter.requestDevice({ label: 'lowbit', requiredLimits, requiredFeatures });
   } catch (e) {

@@ -2,10 +2,15 @@
 // to its reference measured in the same run:
 // - NF4 GEMV effective bandwidth (bytes of packed weights + f32 absmax per second) vs the
 //   adapter's buffer-to-buffer copy bandwidth (bytes copied per second: each byte is read once
-//   and written once) over a buffer of the same size;
+//   and written once) over a buffer of the same size, for gemv4 and for the generic GEMV
+//   (a backend made with { gemv4: false }, the kernel gemv4 replaced) in the same run;
 // - NF4 GEMM GFLOP/s for a prefill shape (64 tokens);
 // - decode and prefill tokens/s of the SmolLM2-135M shape with random weights
-//   (scripts/make-random-checkpoint.mjs), greedy, argmax on the device.
+//   (scripts/make-random-checkpoint.mjs), greedy, argmax on the device;
+// - per decode token, the host-side overhead (backend.stats(), properties of the code that show
+//   on any adapter): dispatches, copies, submits, bytes uploaded and read back, host ms spent
+//   recording commands and submitting them; 4-bit models run with gemv4 and its fusions and
+//   without them (`_generic` cases: the decode step before gemv4), trials alternating, medians.
 // On a software adapter (lavapipe, SwiftShader) the figures only show that it runs.
 // Node needs the optional `webgpu` package (Dawn); on a machine without a GPU,
 // scripts/setup-webgpu.sh prepares lavapipe and this suite uses it.
@@ -25,8 +30,8 @@ if (!process.env.XDG_RUNTIME_DIR) {
 }
 const { init, AutoModelForCausalLM, BitsAndBytesConfig, WebGpuBackend, quantize4bit } = await import('../dist/index.js');
 
-export const describe = 'WebGPU: NF4 GEMV bandwidth vs copy bandwidth, NF4 GEMM GFLOP/s, SmolLM2-135M-shape decode/prefill tokens/s';
-export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)'].join('\n');
+export const describe = 'WebGPU: NF4 GEMV bandwidth vs copy bandwidth, NF4 GEMM GFLOP/s, SmolLM2-135M-shape decode/prefill tokens/s and per-token dispatches / submits / readback / host encode time';
+export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --trials N                     model runs per variant, alternating, median (default 3)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)'].join('\n');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -67,14 +72,15 @@ export async function run({ json, emit, args }) {
 
   // GEMV over 8 weights ([N, K] nf4, ~46 MB in all for the default TinyLlama-MLP shape)
   const [N, K] = get('--gemv', '5632,2048').split(',').map(Number);
-  const layers = [];
+  const weights = [];
   let bytes = 0;
   for (let l = 0; l < 8; l++) {
     const w = new Float32Array(N * K).map((_, i) => Math.sin(i * 0.001 + l) * 0.02);
     const { packed, quantState } = quantize4bit(w, { quantType: 'nf4', blocksize: 64, shape: [N, K] });
-    layers.push(be.linear({ kind: '4bit', name: `w${l}`, packed, quantState }));
+    weights.push({ kind: '4bit', name: `w${l}`, packed, quantState });
     bytes += packed.length + quantState.absmaxF32().byteLength;
   }
+  const layers = weights.map((w) => be.linear(w));
   // copy bandwidth over a buffer as large as the weights of one GEMV pass (bytes copied per second)
   const copyBytes = Math.min(Math.floor(bytes / 4) * 4, ctx.limits.maxBinding);
   const src = ctx.createBuffer(copyBytes, 'bench src');
@@ -82,10 +88,24 @@ export async function run({ json, emit, args }) {
   const copyT = await gpuTime(be, () => ctx.copy(src, 0, dst, 0, copyBytes), soft ? 4 : 50, 5);
   const copyBw = copyBytes / copyT / GB;
   out({ suite: 'webgpu', case: 'copy_buffer_to_buffer', metric: 'bandwidth', value: copyBw, unit: 'GB/s', vs: null, ratio: null });
-  const x = be.fromHost(new Float32Array(K).map((_, i) => Math.sin(i)), 1, K);
-  const gemvT = await gpuTime(be, () => { for (const l of layers) be.release(be.linearForward(x, l)); }, soft ? 2 : 50, 5);
+  // the same weights through gemv4 (be) and the generic GEMV (generic), trials alternating
+  const generic = await WebGpuBackend.create({ gemv4: false });
+  const genericLayers = weights.map((w) => generic.linear(w));
+  const xv = new Float32Array(K).map((_, i) => Math.sin(i));
+  const [xg, xs] = [be.fromHost(xv, 1, K), generic.fromHost(xv, 1, K)];
+  const pass = (b, x, ls) => gpuTime(b, () => { for (const l of ls) b.release(b.linearForward(x, l)); }, soft ? 2 : 50, 1);
+  const gemvTs = [];
+  const genericTs = [];
+  for (let t = 0; t < 5; t++) {
+    gemvTs.push(await pass(be, xg, layers));
+    genericTs.push(await pass(generic, xs, genericLayers));
+  }
+  const [gemvT, genericT] = [median(gemvTs), median(genericTs)];
+  for (const l of genericLayers) l.dispose();
   const gemvBw = bytes / gemvT / GB;
-  out({ suite: 'webgpu', case: `gemv_nf4_${N}x${K}`, metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: copyBw, ratio: gemvBw / copyBw });
+  const genericBw = bytes / genericT / GB;
+  out({ suite: 'webgpu', case: `gemv4_nf4_${N}x${K}${be.subgroups ? '_subgroups' : ''}`, metric: 'effective_bandwidth', value: gemvBw, unit: 'GB/s', vs: copyBw, ratio: gemvBw / copyBw });
+  out({ suite: 'webgpu', case: `gemv_generic_nf4_${N}x${K}`, metric: 'effective_bandwidth', value: genericBw, unit: 'GB/s', vs: copyBw, ratio: genericBw / copyBw });
   const M = 64;
   const xm = be.fromHost(new Float32Array(M * K).map((_, i) => Math.cos(i)), M, K);
   const gemmT = await gpuTime(be, () => be.release(be.linearForward(xm, layers[0])), soft ? 1 : 20, 3);
@@ -101,22 +121,60 @@ export async function run({ json, emit, args }) {
   const shape = 'smollm2-135m';
   const dir = `${here}../.cache/models/${shape}-shape-f16`;
   if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
+  const OVERHEAD = [
+    ['dispatches', 'dispatches', 'count'],
+    ['copies', 'copies', 'count'],
+    ['submits', 'submits', 'count'],
+    ['readbacks', 'readbacks', 'count'],
+    ['bytesRead', 'bytes_read', 'bytes'],
+    ['bytesUploaded', 'bytes_uploaded', 'bytes'],
+    ['encodeMs', 'host_encode', 'ms'],
+    ['submitMs', 'host_submit', 'ms'],
+  ];
+  const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
+  /** One generate on `lm` (backend b): prefill s, decode s, and b's counters over the decode steps. */
+  const timed = async (lm, b) => {
+    const stamps = [];
+    let perStep; // counters from the first token (end of prefill) to the last: `steps` decode steps
+    const s = performance.now();
+    await lm.generate({
+      inputIds: prompt,
+      maxNewTokens: steps + 1,
+      eosTokenIds: [],
+      onToken: () => {
+        stamps.push(performance.now());
+        if (stamps.length === 1) b.resetStats();
+        else perStep = b.stats();
+      },
+    });
+    return { prefill: (stamps[0] - s) / 1000, decode: (stamps.at(-1) - stamps[0]) / 1000, perStep };
+  };
+  const report = (c, runs, footprint) => {
+    const med = (f) => median(runs.map(f));
+    out({ suite: 'webgpu', case: c, metric: 'prefill', value: prompt.length / med((r) => r.prefill), unit: 'tokens/s', vs: null, ratio: null });
+    out({ suite: 'webgpu', case: c, metric: 'decode', value: steps / med((r) => r.decode), unit: 'tokens/s', vs: null, ratio: null });
+    out({ suite: 'webgpu', case: c, metric: 'footprint', value: footprint / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
+    for (const [key, metric, unit] of OVERHEAD) out({ suite: 'webgpu', case: `${c}_per_token`, metric, value: med((r) => r.perStep[key]) / steps, unit, vs: null, ratio: null });
+    out({ suite: 'webgpu', case: `${c}_per_token`, metric: 'wall', value: (med((r) => r.decode) * 1000) / steps, unit: 'ms', vs: null, ratio: null });
+  };
+  const trials = Number(get('--trials', '3'));
   for (const q of quants) {
     if (!Object.hasOwn(QUANT, q)) throw new Error(`unknown format '${q}' (${Object.keys(QUANT).join(', ')})`);
-    const lm = await AutoModelForCausalLM.fromPretrained(dir, { backend: be, ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256 });
-    const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
-    await lm.generate({ inputIds: prompt.slice(0, 8), maxNewTokens: 2, eosTokenIds: [] }); // warm-up (pipelines)
-    const stamps = [];
-    const s = performance.now();
-    await lm.generate({ inputIds: prompt, maxNewTokens: steps + 1, eosTokenIds: [], onToken: () => stamps.push(performance.now()) });
-    const prefill = (stamps[0] - s) / 1000;
-    const decode = (stamps.at(-1) - stamps[0]) / 1000;
-    const fp = lm.getMemoryFootprint().total;
-    lm.dispose();
-    out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'prefill', value: prompt.length / prefill, unit: 'tokens/s', vs: null, ratio: null });
-    out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'decode', value: steps / decode, unit: 'tokens/s', vs: null, ratio: null });
-    out({ suite: 'webgpu', case: `${shape}_${q}`, metric: 'footprint', value: fp / 2 ** 20, unit: 'MiB', vs: null, ratio: null });
+    // 4-bit: the same model also without gemv4 and its fusions (the decode step before them),
+    // trials alternating between the two so that a busy machine slows both alike
+    const variants = [{ b: be, tag: '' }, ...(q.startsWith('nf4') ? [{ b: generic, tag: '_generic' }] : [])];
+    for (const v of variants) {
+      v.lm = await AutoModelForCausalLM.fromPretrained(dir, { backend: v.b, ...(QUANT[q] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q]) } : {}), maxPositions: 256 });
+      await v.lm.generate({ inputIds: prompt.slice(0, 8), maxNewTokens: 2, eosTokenIds: [] }); // warm-up (pipelines)
+      v.runs = [];
+    }
+    for (let t = 0; t < trials; t++) for (const v of variants) v.runs.push(await timed(v.lm, v.b));
+    for (const v of variants) {
+      report(`${shape}_${q}${v.tag}`, v.runs, v.lm.getMemoryFootprint().total);
+      v.lm.dispose();
+    }
   }
+  generic.dispose();
   be.dispose();
   if (!json && soft) console.log('\n  (software adapter: these numbers measure a CPU emulating a GPU; rerun on a real GPU for speed figures)');
 }

@@ -5,8 +5,19 @@
 // block (double-quantized absmax rebuilt to f32 by the host). w = code[nibble] * absmax (one
 // f32 multiply, as dequantize_4bit to f32), products x * w summed in f32.
 //
+// The words are bound as vec4<u32> (the host pads each part to 16 bytes); `word(i)` reads one.
+//
 // A part of a split weight holds the words from flat element `flat_base` (a multiple of 8) and
 // the absmax from block `block_base`; flat indices below are global ((n0 + nl) * k + kk).
+
+// SUBGROUPS: the adapter has the `subgroups` feature; gemv4 then reduces with subgroup shuffles.
+// GATE_UP: gemv4 computes silu(x gateᵀ) * (x upᵀ) of a gated MLP in one dispatch: `packed` /
+// `absmax` hold the gate, bindings 6 / 7 the up projection (same shape, blocksize, code and
+// part split; no bias).
+// RESIDUAL: gemv4 adds `residual` (binding 8, the layer's input) to its output, as the
+// residual add after an attention output or MLP down projection does: y = (x Wᵀ + bias) + r.
+// Hosts whose compiler needs it (Tint: Dawn, Chrome) put `enable subgroups;` before this file;
+// naga accepts the builtins without it (and, in wgpu 30, rejects the directive).
 
 #include "matmul_common.wgsl"
 
@@ -20,7 +31,7 @@ struct Params {
   flat_base: u32,
   block_base: u32,
   block_shift: u32, // log2(blocksize): blocksizes are powers of two (32 … 4096)
-  _pad0: u32,
+  g4_lanes: u32,    // gemv4: threads per row group (8, 16, 32 or 64); the other entries ignore it
   _pad1: u32,
   _pad2: u32,
   code: array<vec4<f32>, 4>, // the 16 values of the 4-bit type, as the dequant kernels use them
@@ -28,10 +39,21 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> packed: array<u32>;
+@group(0) @binding(2) var<storage, read> packed: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> absmax: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+#ifdef RESIDUAL
+@group(0) @binding(8) var<storage, read> residual: array<f32>;
+#endif
+#ifdef GATE_UP
+@group(0) @binding(6) var<storage, read> packed_up: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read> absmax_up: array<f32>;
+#endif
+
+fn word(i: u32) -> u32 {
+  return packed[i >> 2u][i & 3u];
+}
 
 fn code_value(c: u32) -> f32 {
   return p.code[c >> 2u][c & 3u];
@@ -40,10 +62,10 @@ fn code_value(c: u32) -> f32 {
 fn weight(nl: u32, kk: u32) -> f32 {
   let flat = (p.n0 + nl) * p.k + kk;
   let rel = flat - p.flat_base;
-  let word = packed[rel >> 3u];
+  let wd = word(rel >> 3u);
   // byte (rel >> 1) & 3 of the word; the even element is its high nibble
   let shift = ((rel >> 1u) & 3u) * 8u + select(4u, 0u, (rel & 1u) == 1u);
-  return code_value((word >> shift) & 15u) * absmax[(flat >> p.block_shift) - p.block_base];
+  return code_value((wd >> shift) & 15u) * absmax[(flat >> p.block_shift) - p.block_base];
 }
 
 fn gemv_row(nl: u32, lane: u32) -> f32 {
@@ -54,11 +76,11 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
     let words = p.k / 8u;
     for (var w = lane; w < words; w = w + GEMV_LANES) {
       let flat = row + w * 8u;
-      let word = packed[(flat - p.flat_base) >> 3u];
+      let wd = word((flat - p.flat_base) >> 3u);
       let s = absmax[(flat >> p.block_shift) - p.block_base];
       let xb = w * 8u;
       for (var b = 0u; b < 4u; b = b + 1u) {
-        let byte = (word >> (8u * b)) & 255u;
+        let byte = (wd >> (8u * b)) & 255u;
         acc = acc + x[xb + 2u * b] * (code_value(byte >> 4u) * s);
         acc = acc + x[xb + 2u * b + 1u] * (code_value(byte & 15u) * s);
       }
@@ -69,4 +91,143 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
     }
   }
   return acc;
+}
+
+// --- gemv4: the decode GEMV (m == 1) when k % 32 == 0 and blocksize >= 32 (the host checks), so
+// that a row is whole vec4<u32> words (32 weights, one absmax block each). The workgroup's
+// G4_THREADS threads form row groups of p.g4_lanes threads (the host picks the smallest power of
+// two >= the words per row, 8 to 64, so that short rows do not leave threads idle); a row group
+// owns G4_OUT output rows (G4_ROWS row slots) and its threads split k in vec4 steps: lane l
+// takes words l, l + lanes, ... of every row. The 32 activations of a word are loaded once into
+// registers and used for all the group's rows (the activation is read once per row group, not
+// once per row); the code table sits in workgroup memory (a uniform array indexed by a nibble
+// is slow on several GPUs). Per word and row: sum of x * code over the 32 weights, times the
+// block's absmax once. The partial sums reduce within each row group with subgroup shuffles
+// (SUBGROUPS) or a tree in workgroup memory. GATE_UP: the 4 row slots are 2 output rows of the
+// gate and the same 2 rows of up.
+const G4_THREADS: u32 = 64u;
+const G4_ROWS: u32 = 4u;
+#ifdef GATE_UP
+const G4_OUT: u32 = 2u;
+#else
+const G4_OUT: u32 = 4u;
+#endif
+var<workgroup> g4_code: array<f32, 16>;
+var<workgroup> g4_red: array<vec4<f32>, G4_THREADS>;
+
+// vec4 word i of row slot r, and absmax i (GATE_UP: slots 2 and 3 read the up projection)
+fn g4_words(r: u32, i: u32) -> vec4<u32> {
+#ifdef GATE_UP
+  if (r >= G4_OUT) { return packed_up[i]; }
+#endif
+  return packed[i];
+}
+fn g4_absmax(r: u32, i: u32) -> f32 {
+#ifdef GATE_UP
+  if (r >= G4_OUT) { return absmax_up[i]; }
+#endif
+  return absmax[i];
+}
+
+// x[i .. i + 4)
+fn x4(i: u32) -> vec4<f32> {
+  return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+
+// code values of the 8 nibbles of a word, in element order (byte b: element 2b is its high nibble)
+fn codes_lo(w: u32) -> vec4<f32> {
+  return vec4<f32>(g4_code[(w >> 4u) & 15u], g4_code[w & 15u], g4_code[(w >> 12u) & 15u], g4_code[(w >> 8u) & 15u]);
+}
+fn codes_hi(w: u32) -> vec4<f32> {
+  return vec4<f32>(g4_code[(w >> 20u) & 15u], g4_code[(w >> 16u) & 15u], g4_code[(w >> 28u) & 15u], g4_code[(w >> 24u) & 15u]);
+}
+
+@compute @workgroup_size(64)
+fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+         @builtin(subgroup_size) sg_size: u32,
+#endif
+        ) {
+  if (lid < 16u) { g4_code[lid] = p.code[lid >> 2u][lid & 3u]; }
+  workgroupBarrier();
+  let lanes = p.g4_lanes;
+  let lane = lid % lanes;
+  // first output row of this thread's row group
+  let r0 = ((wid.x + wid.y * nwg.x) * (G4_THREADS / lanes) + lid / lanes) * G4_OUT;
+  let quads = p.k / 32u;
+  // per row: its first flat index and first vec4 in the part; rows past the part repeat the
+  // last row (read, never stored)
+  var flat0: array<u32, 4>;
+  var q0: array<u32, 4>;
+  for (var r = 0u; r < G4_ROWS; r = r + 1u) {
+    let nl = min(r0 + r % G4_OUT, p.n_part - 1u);
+    flat0[r] = (p.n0 + nl) * p.k;
+    q0[r] = (flat0[r] - p.flat_base) >> 5u;
+  }
+  var acc = vec4<f32>(0.0);
+  for (var q = lane; q < quads; q = q + lanes) {
+    let xb = q * 32u;
+    var wq: array<vec4<u32>, 4>;
+    var s: vec4<f32>;
+    for (var r = 0u; r < G4_ROWS; r = r + 1u) {
+      wq[r] = g4_words(r, q0[r] + q);
+      s[r] = g4_absmax(r, ((flat0[r] + xb) >> p.block_shift) - p.block_base);
+    }
+    var t = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+      let xa = x4(xb + 8u * j);
+      let xc = x4(xb + 8u * j + 4u);
+      for (var r = 0u; r < G4_ROWS; r = r + 1u) {
+        let w = wq[r][j];
+        t[r] = t[r] + dot(xa, codes_lo(w)) + dot(xc, codes_hi(w));
+      }
+    }
+    acc = acc + t * s;
+  }
+#ifdef SUBGROUPS
+  // butterfly over runs of min(lanes, subgroup size) invocations: subgroups are taken to be
+  // consecutive runs of local_invocation_index (as implementations lay them out); then the first
+  // of each run holds its sum
+  let run = min(lanes, sg_size);
+  for (var o = 1u; o < run; o = o << 1u) { acc = acc + subgroupShuffleXor(acc, o); }
+  if (lid % run == 0u) { g4_red[lid / run] = acc; }
+  workgroupBarrier();
+  if (lane == 0u) {
+    // the row group's lanes / run run sums, in order
+    let first = lid / run;
+    var sum = g4_red[first];
+    for (var i = 1u; i < lanes / run; i = i + 1u) { sum = sum + g4_red[first + i]; }
+    g4_store(r0, sum);
+  }
+#else
+  g4_red[lid] = acc;
+  workgroupBarrier();
+  for (var st = lanes / 2u; st > 0u; st = st >> 1u) {
+    if (lane < st) { g4_red[lid] = g4_red[lid] + g4_red[lid + st]; }
+    workgroupBarrier();
+  }
+  if (lane == 0u) { g4_store(r0, g4_red[lid]); }
+#endif
+}
+
+// y for rows r0 .. r0 + G4_OUT of the part (those that exist): bias added after the sum, or
+// (GATE_UP) silu(gate) * up as elementwise.wgsl's swiglu computes it
+fn g4_store(r0: u32, sum: vec4<f32>) {
+  for (var r = 0u; r < G4_OUT; r = r + 1u) {
+    let nl = r0 + r;
+    if (nl < p.n_part) {
+#ifdef GATE_UP
+      let g = sum[r];
+      y[p.n0 + nl] = g / (1.0 + exp(-g)) * sum[r + G4_OUT];
+#else
+      var v = sum[r];
+      if (p.has_bias != 0u) { v = v + bias[nl]; }
+#ifdef RESIDUAL
+      v = v + residual[p.n0 + nl];
+#endif
+      y[p.n0 + nl] = v;
+#endif
+    }
+  }
 }

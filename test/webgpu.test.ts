@@ -27,7 +27,7 @@ const env = await testGpu();
 const suite = env.skip ? describe.skip : describe;
 
 let gpu: WebGpuBackend;
-let small: WebGpuBackend; // storage bindings capped at 1 KiB: every weight is split into parts
+let small: WebGpuBackend; // storage bindings capped at 1 KiB: every weight is split into parts; no subgroups (the tree reduction)
 let cpu: CpuBackend;
 
 beforeAll(async () => {
@@ -36,7 +36,7 @@ beforeAll(async () => {
   cpu = new CpuBackend();
   cpu.kernels = 'exact'; // the reference: the WGSL kernels compute in f32
   gpu = await WebGpuBackend.create({ gpu: env.gpu! });
-  small = await WebGpuBackend.create({ gpu: env.gpu!, maxBindingSize: 1024 });
+  small = await WebGpuBackend.create({ gpu: env.gpu!, maxBindingSize: 1024, subgroups: false });
 });
 
 afterAll(() => {
@@ -102,16 +102,43 @@ async function both(inputs: { data: Float32Array; rows: number; cols: number }[]
 suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () => {
   it('reports the adapter and compiles every kernel', async () => {
     expect(gpu.device).toBe('webgpu');
+    // subgroupAdd in the 4-bit GEMV exactly when the device has the feature; `small` never
+    expect(gpu.subgroups).toBe(gpu.adapter.features.includes('subgroups'));
+    expect(small.subgroups).toBe(false);
     expect(gpu.name).toMatch(/^webgpu \(/);
     const defs = ['WEIGHT_F32', 'WEIGHT_F16', 'WEIGHT_BF16'];
     await gpu.ctx.compileCheck([
-      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []],
+      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []], ['matmul4.wgsl', 'gemv4', []], ['matmul4.wgsl', 'gemv4', ['GATE_UP']], ['matmul4.wgsl', 'gemv4', ['RESIDUAL']],
+      ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS']]] as [string, string, string[]][] : []),
       ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
       ...['add', 'swiglu', 'silu_op', 'gelu', 'gelu_tanh'].map((e) => ['elementwise.wgsl', e, []] as [string, string, string[]]),
       ['sample.wgsl', 'argmax', []],
     ]);
+  });
+
+  it('stats() counts dispatches, copies, submits, uploads and readbacks; resetStats() zeroes them', async () => {
+    const n = 12;
+    const k = 64;
+    const { packed, quantState } = quantize4bit(rand(n * k, 5, 0.3), { quantType: 'nf4', blocksize: 64, shape: [n, k] });
+    const l = gpu.linear({ kind: '4bit', name: 'w', packed, quantState });
+    await gpu.synchronize();
+    gpu.resetStats();
+    expect(gpu.stats()).toMatchObject({ dispatches: 0, copies: 0, submits: 0, readbacks: 0, bytesRead: 0, bytesUploaded: 0 });
+    const x = gpu.fromHost(rand(k, 6), 1, k); // one staged upload + one copy
+    const y = gpu.linearForward(x, l); // one dispatch (gemv4, one part) + its uniform
+    expect(gpu.stats()).toMatchObject({ dispatches: 1, copies: 1, submits: 0, readbacks: 0 });
+    await gpu.read(y); // a copy to the staging buffer, one submit, one mapped readback of n floats
+    const s = gpu.stats();
+    expect(s).toMatchObject({ dispatches: 1, copies: 2, submits: 1, readbacks: 1, bytesRead: n * 4 });
+    expect(s.bytesUploaded).toBeGreaterThanOrEqual(k * 4 + 48 + 64); // x, then the uniform block (params + 16 code values)
+    expect(s.encodeMs).toBeGreaterThan(0);
+    expect(s.submitMs).toBeGreaterThan(0);
+    gpu.resetStats();
+    expect(gpu.stats()).toMatchObject({ dispatches: 0, copies: 0, submits: 0, readbacks: 0, bytesRead: 0, bytesUploaded: 0, encodeMs: 0, submitMs: 0 });
+    for (const a of [x, y]) gpu.release(a);
+    l.dispose();
   });
 
   it('fromHost / read / rows / transfer are exact', async () => {
@@ -153,9 +180,11 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     });
   }
 
-  // (n, k, blocksize): k a multiple of 8 (the word-wise GEMV), ragged k (blocks span rows, rows
-  // start mid-byte), k not a multiple of the blocksize
-  const SHAPES4: [number, number, number][] = [[40, 128, 64], [33, 100, 64], [24, 72, 32], [17, 257, 128]];
+  // (n, k, blocksize): k a multiple of 32 (gemv4: row groups of 8, 64, 8, 32 and 16 threads, 4
+  // rows each; n not a multiple of the rows per workgroup, more 32-weight words per row than
+  // threads, blocks spanning rows), k a multiple of 8 (the word-wise GEMV), ragged k (blocks
+  // span rows, rows start mid-byte), k not a multiple of the blocksize
+  const SHAPES4: [number, number, number][] = [[40, 128, 64], [13, 2112, 256], [6, 64, 128], [45, 576, 64], [19, 320, 64], [33, 100, 64], [24, 72, 32], [17, 257, 128]];
   for (const qt of ['nf4', 'fp4', 'int4'] as const) {
     for (const dq of [false, true]) {
       it(`4-bit ${qt}${dq ? ' + double quant' : ''} linear: GEMV and GEMM, ragged K, with bias, whole and split`, async () => {
@@ -167,7 +196,8 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
           const bias = rand(n, 77, 0.1);
           const bw = dense('b', bias, [n]).w;
           const cl = cpu.linear(weight, bw);
-          for (const b of [gpu, small]) {
+          // `small` splits rows up to 1 KiB (k <= 2048)
+          for (const b of k <= 2048 ? [gpu, small] : [gpu]) {
             const gl = b.linear(weight, bw);
             expect(gl.format).toBe(`4bit-${qt}`);
             for (const m of [1, 3, 70]) {
@@ -182,6 +212,120 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       });
     }
   }
+
+  it('linearSwiglu: gate / up / SwiGLU in one dispatch for 4-bit decode (both reductions, split), the three ops otherwise', async () => {
+    // (n, k, blocksize, quant type, rows of x, fused on `gpu`)
+    const cases: [number, number, number, 'nf4' | 'fp4', number, boolean][] = [[37, 128, 64, 'nf4', 1, true], [10, 2112, 128, 'fp4', 1, true], [20, 72, 32, 'nf4', 1, false], [9, 64, 64, 'nf4', 3, false]];
+    for (const [n, k, bs, qt, m, fused] of cases) {
+      const mk = (seed: number) => {
+        const { packed, quantState } = quantize4bit(rand(n * k, seed, 0.3), { quantType: qt, blocksize: bs, shape: [n, k] });
+        const w: LoadedWeight = { kind: '4bit', name: `w${seed}`, packed, quantState };
+        return { w, deq: dequantize4bit(packed, quantState, { outDtype: 'float32' }) as Float32Array };
+      };
+      const gate = mk(n + 1);
+      const up = mk(n + 2);
+      const x = rand(m * k, k, 2);
+      // the CPU's gate and up outputs, and the matmul bound of each (see expectSumBound)
+      const [cg, cu] = cpu.linearForwardMany(cpu.fromHost(x, m, k), [cpu.linear(gate.w), cpu.linear(up.w)]);
+      const g = await cpu.read(cg!);
+      const u = await cpu.read(cu!);
+      const bg = magnitudes(x, m, gate.deq, n, k);
+      const bu = magnitudes(x, m, up.deq, n, k);
+      for (const b of k <= 2048 ? [gpu, small] : [gpu]) {
+        const [gl, ul] = [b.linear(gate.w), b.linear(up.w)];
+        const xa = b.fromHost(x, m, k);
+        await b.synchronize();
+        b.resetStats();
+        const y = b.linearSwiglu(xa, gl, ul);
+        const dispatches = b.stats().dispatches;
+        if (b === gpu) expect(dispatches, `[${n}, ${k}] m=${m}`).toBe(fused ? 1 : 3);
+        const got = await b.read(y);
+        for (let i = 0; i < got.length; i++) {
+          // silu' lies in (-0.1, 1.1): |Δ| <= 1.1 |u| Δg + |silu(g)| Δu, plus the elementwise ulps
+          const s = g[i]! / (1 + Math.exp(-g[i]!));
+          const want = s * u[i]!;
+          const eg = (k + 2) * 2 ** -22 * bg[i]!;
+          const eu = (k + 2) * 2 ** -22 * bu[i]!;
+          const bound = 1.1 * (Math.abs(u[i]!) + eu) * eg + (Math.abs(s) + 1.1 * eg) * eu + 1e-5 * Math.abs(want) + 1e-30;
+          if (!(Math.abs(got[i]! - want) <= bound)) throw new Error(`[${n}, ${k}] ${qt} m=${m}${b === small ? ' (split, tree)' : ''}, element ${i}: gpu ${got[i]}, cpu ${want} (bound ${bound})`);
+        }
+        for (const a of [xa, y]) b.release(a);
+        gl.dispose();
+        ul.dispose();
+      }
+    }
+  });
+
+  it('linearResidual: the residual add in the 4-bit decode GEMV (both reductions, split), linearForward + add otherwise', async () => {
+    // (n, k, blocksize, rows of x, 4-bit (else dense), fused on `gpu`)
+    const cases: [number, number, number, number, boolean, boolean][] = [[37, 128, 64, 1, true, true], [11, 2112, 64, 1, true, true], [20, 72, 32, 1, true, false], [9, 64, 64, 3, true, false], [7, 64, 64, 1, false, false]];
+    for (const [n, k, bs, m, fourBit, fused] of cases) {
+      const wv = rand(n * k, n + k, 0.3);
+      const q = quantize4bit(wv, { quantType: 'nf4', blocksize: bs, shape: [n, k] });
+      const weight: LoadedWeight = fourBit ? { kind: '4bit', name: 'w', packed: q.packed, quantState: q.quantState } : dense('w', wv, [n, k]).w;
+      const wf = fourBit ? (dequantize4bit(q.packed, q.quantState, { outDtype: 'float32' }) as Float32Array) : wv;
+      const bias = rand(n, 3, 0.5);
+      const x = rand(m * k, k + 1, 2);
+      const res = rand(m * n, n + 5, 4);
+      const cl = cpu.linear(weight, dense('b', bias, [n]).w);
+      const want = await cpu.read(cpu.add(cpu.fromHost(res, m, n), cpu.linearForward(cpu.fromHost(x, m, k), cl)));
+      const mag = magnitudes(x, m, wf, n, k, bias);
+      for (const b of k <= 2048 ? [gpu, small] : [gpu]) {
+        const l = b.linear(weight, dense('b', bias, [n]).w);
+        const xa = b.fromHost(x, m, k);
+        const ra = b.fromHost(res, m, n);
+        await b.synchronize();
+        b.resetStats();
+        const y = b.linearResidual(xa, l, ra);
+        if (b === gpu) expect(b.stats().dispatches, `[${n}, ${k}] m=${m}`).toBe(fused ? 1 : 2);
+        const got = await b.read(y);
+        for (let i = 0; i < got.length; i++) {
+          // the matmul bound, plus the rounding of the add
+          const bound = (k + 2) * 2 ** -22 * mag[i]! + 2 ** -23 * (Math.abs(want[i]!) + Math.abs(res[i]!)) + 1e-30;
+          if (!(Math.abs(got[i]! - want[i]!) <= bound)) throw new Error(`[${n}, ${k}] m=${m}${b === small ? ' (split, tree)' : ''}, element ${i}: gpu ${got[i]}, cpu ${want[i]} (bound ${bound})`);
+        }
+        expect(() => b.linearResidual(xa, l, b.fromHost(new Float32Array(m * (n + 1)), m, n + 1))).toThrow(LowbitError);
+        for (const a of [xa, ra, y]) b.release(a);
+        l.dispose();
+      }
+    }
+  });
+
+  it('gemv4: false keeps the generic GEMV and separate ops (same results within the matmul bound)', async () => {
+    const generic = await WebGpuBackend.create({ gpu: env.gpu!, gemv4: false });
+    try {
+      expect(generic.gemv4).toBe(false);
+      const [n, k] = [24, 128];
+      const mk = (seed: number) => {
+        const { packed, quantState } = quantize4bit(rand(n * k, seed, 0.3), { quantType: 'nf4', blocksize: 64, shape: [n, k] });
+        return { w: { kind: '4bit', name: 'w', packed, quantState } as LoadedWeight, deq: dequantize4bit(packed, quantState, { outDtype: 'float32' }) as Float32Array };
+      };
+      const [gate, up] = [mk(1), mk(2)];
+      const x = rand(k, 3);
+      const run = async (b: WebGpuBackend) => {
+        const [gl, ul] = [b.linear(gate.w), b.linear(up.w)];
+        const xa = b.fromHost(x, 1, k);
+        await b.synchronize();
+        b.resetStats();
+        const y = b.linearForward(xa, gl);
+        const s = b.linearSwiglu(xa, gl, ul);
+        const r = b.linearResidual(xa, gl, y);
+        const dispatches = b.stats().dispatches;
+        const out = [await b.read(y), await b.read(s), await b.read(r)];
+        for (const a of [xa, y, s, r]) b.release(a);
+        gl.dispose();
+        ul.dispose();
+        return { dispatches, out };
+      };
+      const fast = await run(gpu);
+      const slow = await run(generic);
+      expect(fast.dispatches).toBe(3); // gemv4, gemv4 GATE_UP, gemv4 RESIDUAL
+      expect(slow.dispatches).toBe(1 + 3 + 2); // gemv; gemv, gemv, swiglu; gemv, add
+      expectSumBound(slow.out[0]!, fast.out[0]!, magnitudes(x, 1, gate.deq, n, k), k, 'generic vs gemv4');
+    } finally {
+      generic.dispose();
+    }
+  });
 
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     it(`dense ${dtype} linear, odd K, with and without bias, whole and split`, async () => {
@@ -449,9 +593,9 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     await expect(gpu.read(inner!)).rejects.toThrow(/released/);
     const v = await gpu.read(out);
     expect(v[0]).toBeCloseTo(3 * (await gpu.read(x))[0]!, 6);
-    const before = gpu.ctx.stats.pooledBytes;
+    const before = gpu.ctx.pooledBytes;
     gpu.release(out);
-    expect(gpu.ctx.stats.pooledBytes).toBeGreaterThan(before);
+    expect(gpu.ctx.pooledBytes).toBeGreaterThan(before);
   });
 
   it('rejects bad shapes, foreign activations and released handles with LowbitError', async () => {

@@ -146,6 +146,16 @@ export interface Backend {
   gelu(x: Activation): Activation;
   /** silu(gate) * up */
   swiglu(gate: Activation, up: Activation): Activation;
+  /**
+   * swiglu(linearForward(x, gate), linearForward(x, up)), the first half of a gated MLP: one
+   * dispatch where the backend can (WebGPU: 4-bit decode), else exactly those three ops.
+   */
+  linearSwiglu(x: Activation, gate: LinearHandle, up: LinearHandle): Activation;
+  /**
+   * add(residual, linearForward(x, w)), a residual connection after a projection: one dispatch
+   * where the backend can (WebGPU: 4-bit decode), else exactly those two ops.
+   */
+  linearResidual(x: Activation, w: LinearHandle, residual: Activation): Activation;
   /** Rotates [rows = positions, cols = nHeads * headDim] in place semantics: returns the rotated copy. */
   rope(x: Activation, nHeads: number, positions: Uint32Array, spec: RopeSpec): Activation;
   /**

@@ -155,17 +155,15 @@ export class GPT2LMHeadModel extends CausalLM {
         free(x);
         const a = b.attention(q, k, v, cache, ctx.start, c.numHeads);
         free(q, k, v);
-        const pr = b.linearForward(a, B.proj);
-        const h1 = b.add(h, pr);
-        free(a, pr, h);
+        const h1 = b.linearResidual(a, B.proj, h);
+        free(a, h);
         const y = b.layerNorm(h1, B.ln2w, B.ln2b, c.normEps);
         const f = b.linearForward(y, B.fc);
         free(y);
         const g = c.activation === 'gelu' ? b.gelu(f) : b.geluTanh(f);
         free(f);
-        const o = b.linearForward(g, B.out);
-        const out = b.add(h1, o);
-        free(g, o, h1);
+        const out = b.linearResidual(g, B.out, h1);
+        free(g, h1);
         return out;
       },
       handles,

@@ -163,17 +163,13 @@ export class LlamaForCausalLM extends CausalLM {
         free(q0, k0);
         const a = b.attention(q, k, v, cache, ctx.start, c.numHeads);
         free(q, k, v);
-        const o = b.linearForward(a, L.o);
-        const h1 = b.add(h, o);
-        free(a, o, h);
+        const h1 = b.linearResidual(a, L.o, h);
+        free(a, h);
         const y = b.rmsNorm(h1, L.postNorm, c.normEps);
-        const [gate, up] = b.linearForwardMany(y, [L.gate, L.up]) as [Activation, Activation];
+        const g = b.linearSwiglu(y, L.gate, L.up);
         free(y);
-        const g = b.swiglu(gate, up);
-        free(gate, up);
-        const d = b.linearForward(g, L.down);
-        const out = b.add(h1, d);
-        free(g, d, h1);
+        const out = b.linearResidual(g, L.down, h1);
+        free(g, h1);
         return out;
       },
       handles,

@@ -15,6 +15,11 @@ pub struct Gpu {
     /// Build every pipeline with DOT4 (the TS backend's `packedDot` option: on when available).
     /// Tests switch it off to run the other variant.
     pub packed_dot: bool,
+    /// The device has subgroup operations (WebGPU's `subgroups` feature, wgpu's SUBGROUP).
+    pub subgroups_available: bool,
+    /// The 4-bit decode GEMV reduces with subgroupAdd (the shaders' SUBGROUPS define; the TS
+    /// backend's `subgroups` option: on when available). Tests switch it off for the tree.
+    pub subgroups: bool,
     /// Largest weight part in bytes (the TS backend's `weightBinding`: the adapter's storage
     /// binding limit, or a smaller `maxBindingSize`). Tests lower it to split weights into parts.
     pub weight_binding: u64,
@@ -95,7 +100,7 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| format!("no WebGPU adapter: {e}"))?;
-        let features = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY);
+        let features = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("lowbit-gpu"),
             required_features: features,
@@ -107,7 +112,8 @@ impl Gpu {
         let l = device.limits();
         let max_binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
         let dummy = device.create_buffer(&wgpu::BufferDescriptor { label: Some("dummy"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
-        Ok(Gpu { adapter, device, queue, dot4_available, packed_dot: dot4_available, weight_binding: max_binding - max_binding % 4, pipelines: Mutex::new(HashMap::new()), dummy })
+        let subgroups_available = device.features().contains(wgpu::Features::SUBGROUP);
+        Ok(Gpu { adapter, device, queue, dot4_available, packed_dot: dot4_available, subgroups_available, subgroups: subgroups_available, weight_binding: max_binding - max_binding % 4, pipelines: Mutex::new(HashMap::new()), dummy })
     }
 
     /// A 16-byte storage buffer for bindings an entry point declares but the call does not use

@@ -14,9 +14,12 @@ fn matmul4_matches_the_reference() {
     let Some(mut gpu) = gpu() else { return };
     let full_binding = gpu.weight_binding;
     let mut rng = Rng(0x9e3779b97f4a7c15);
-    // (n, k, blocksize, m): K % 8 == 0 takes the word-wise GEMV path, the others the per-element
-    // one; blocks span rows when K % blocksize != 0; m > 64 needs several GEMM tiles.
-    let cases = [(48, 64, 64, 1), (37, 200, 64, 1), (33, 97, 32, 1), (70, 128, 128, 3), (65, 75, 64, 5), (130, 96, 256, 70), (9, 4096, 4096, 1), (21, 40, 32, 2)];
+    // (n, k, blocksize, m): K % 32 == 0 with blocks >= 32 takes gemv4 (row groups of 8 to 64
+    // threads, 4 rows each; n not a multiple of the rows per workgroup, more words per row than
+    // threads, blocks spanning rows), other
+    // K % 8 == 0 the word-wise GEMV path, the others the per-element one; blocks span rows when
+    // K % blocksize != 0; m > 64 needs several GEMM tiles.
+    let cases = [(48, 64, 64, 1), (37, 200, 64, 1), (33, 97, 32, 1), (70, 128, 128, 3), (65, 75, 64, 5), (130, 96, 256, 70), (9, 4096, 4096, 1), (21, 40, 32, 2), (13, 2112, 256, 1), (20, 64, 128, 1), (45, 576, 64, 1), (19, 320, 64, 1)];
     let mut worst = 0f64;
     let mut split_parts = 0;
     for qt in [QuantType4::Nf4, QuantType4::Fp4, QuantType4::Int4] {
@@ -36,16 +39,22 @@ fn matmul4_matches_the_reference() {
                     assert!(g.parts.len() > 1 && g.parts.iter().any(|p| p.flat_base > 0 && p.block_base > 0), "{n}x{k}: expected a split weight");
                     split_parts += g.parts.len();
                 }
-                let got = g.forward(&gpu, &x, m).unwrap();
-                let what = format!("{qt:?} n={n} k={k} bs={bs} m={m} parts={}", g.parts.len());
-                worst = worst.max(check_within(&what, &got, &want, |e| {
-                    let (i, j) = (e / n, e % n);
-                    matmul_bound(&x[i * k..(i + 1) * k], &wf[j * k..(j + 1) * k], bias.as_ref().map_or(0.0, |b| b[j]))
-                }));
+                // gemv4 reduces with subgroupAdd or the workgroup tree: both where the device has subgroups
+                let reductions: &[bool] = if m == 1 && g.uses_gemv4() && gpu.subgroups_available { &[true, false] } else { &[false] };
+                for &sg in reductions {
+                    gpu.subgroups = sg;
+                    let got = g.forward(&gpu, &x, m).unwrap();
+                    let what = format!("{qt:?} n={n} k={k} bs={bs} m={m} parts={} subgroups={sg}", g.parts.len());
+                    worst = worst.max(check_within(&what, &got, &want, |e| {
+                        let (i, j) = (e / n, e % n);
+                        matmul_bound(&x[i * k..(i + 1) * k], &wf[j * k..(j + 1) * k], bias.as_ref().map_or(0.0, |b| b[j]))
+                    }));
+                }
+                gpu.subgroups = gpu.subgroups_available;
             }
         }
     }
-    eprintln!("matmul4: largest |Δ| / bound {worst:.3}; {split_parts} parts in the split runs");
+    eprintln!("matmul4: largest |Δ| / bound {worst:.3}; {split_parts} parts in the split runs; subgroups available: {}", gpu.subgroups_available);
 }
 
 #[test]

@@ -659,6 +659,15 @@ export class CpuBackend implements Backend {
     return new CpuActivation(callWasm(() => wasm().gelu(a.data)), a.rows, a.cols);
   }
 
+  linearSwiglu(x: Activation, gate: LinearHandle, up: LinearHandle): Activation {
+    const [g, u] = this.linearForwardMany(x, [gate, up]) as [Activation, Activation];
+    return this.swiglu(g, u); // host arrays: g and u go to the garbage collector
+  }
+
+  linearResidual(x: Activation, w: LinearHandle, residual: Activation): Activation {
+    return this.add(residual, this.linearForward(x, w));
+  }
+
   swiglu(gate: Activation, up: Activation): Activation {
     const g = act(gate, 'swiglu: gate');
     const u = act(up, 'swiglu: up');

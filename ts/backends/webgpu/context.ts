@@ -30,6 +30,32 @@ const MAX_BATCH_DISPATCHES = 4096;
 /** At most this many workgroups in one grid dimension (WebGPU's default limit). */
 export const MAX_GROUPS = 65535;
 
+/**
+ * Per-step overhead counters (what a decode token costs the host, whatever the adapter):
+ * kept as plain number increments plus one performance.now() pair per recorded command.
+ */
+export interface GpuStats {
+  /** Compute dispatches recorded. */
+  dispatches: number;
+  /** Buffer-to-buffer copies recorded (KV cache writes, row slices, readback staging). */
+  copies: number;
+  /** queue.submit() calls. */
+  submits: number;
+  /** Host-to-GPU bytes written at submits (uniforms, token ids, positions, fromHost). */
+  bytesUploaded: number;
+  /** Buffers mapped back to the host, and their bytes. */
+  readbacks: number;
+  bytesRead: number;
+  /** Host milliseconds recording commands (bind groups, pass encoding, copies). */
+  encodeMs: number;
+  /** Host milliseconds submitting (upload writes, encoder finish, queue.submit). */
+  submitMs: number;
+}
+
+function zeroStats(): GpuStats {
+  return { dispatches: 0, copies: 0, submits: 0, bytesUploaded: 0, readbacks: 0, bytesRead: 0, encodeMs: 0, submitMs: 0 };
+}
+
 export interface ContextLimits {
   /** Largest storage binding in bytes (the adapter's). */
   maxBinding: number;
@@ -80,8 +106,10 @@ export class GpuContext {
   private readonly freeChunks: Chunk[] = [];
   private readonly destroyAfterSubmit: GPUBuffer[] = [];
   private dummyBuffer: GPUBuffer | undefined;
-  /** Dispatches and submits since creation (for tests and the bench). */
-  readonly stats = { dispatches: 0, submits: 0, pooledBytes: 0 };
+  /** Overhead counters since creation or the last resetStats() (tests and the bench). */
+  stats: GpuStats = zeroStats();
+  /** Bytes of activation buffers waiting in the pool. */
+  pooledBytes = 0;
   private destroyed = false;
 
   constructor(
@@ -131,7 +159,9 @@ export class GpuContext {
       const mkey = `${file}|${all.join(',')}`;
       let module = this.modules.get(mkey);
       if (module === undefined) {
-        const code = preprocess(file, SHADER_SOURCES, new Set(all));
+        // Tint (Dawn, Chrome) wants the enable directive for subgroup builtins; naga does not
+        // (shaders/README.md), so the host adds it rather than the shader file.
+        const code = (all.includes('SUBGROUPS') ? 'enable subgroups;\n' : '') + preprocess(file, SHADER_SOURCES, new Set(all));
         module = this.device.createShaderModule({ label: `${file} [${all.join(' ')}]`, code });
         this.modules.set(mkey, module);
       }
@@ -182,7 +212,7 @@ export class GpuContext {
     const free = this.pool.get(cls);
     const b = free?.pop();
     if (b !== undefined) {
-      this.stats.pooledBytes -= cls;
+      this.pooledBytes -= cls;
       return b;
     }
     return this.device.createBuffer({ label: 'activation', size: cls, usage: STORAGE_USAGE });
@@ -194,7 +224,7 @@ export class GpuContext {
     let free = this.pool.get(cls);
     if (free === undefined) this.pool.set(cls, (free = []));
     free.push(buf);
-    this.stats.pooledBytes += cls;
+    this.pooledBytes += cls;
   }
 
   /** Destroys a buffer once recorded work no longer needs it (after the next submit). */
@@ -252,8 +282,16 @@ export class GpuContext {
     this.pass = undefined;
   }
 
+  /** Zeroes the overhead counters (returns the ones it replaced). */
+  resetStats(): GpuStats {
+    const old = this.stats;
+    this.stats = zeroStats();
+    return old;
+  }
+
   /** Records one dispatch; `bindings` maps binding numbers (group 0) to buffers. */
   dispatch(pipeline: GPUComputePipeline, bindings: Record<number, Binding | GPUBuffer>, x: number, y = 1, z = 1): void {
+    const t0 = performance.now();
     const enc = this.ensureEncoder();
     const entries: GPUBindGroupEntry[] = Object.entries(bindings).map(([k, b]) => ({
       binding: Number(k),
@@ -265,6 +303,7 @@ export class GpuContext {
     this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroups(x, y, z);
     this.stats.dispatches++;
+    this.stats.encodeMs += performance.now() - t0;
     if (++this.batchDispatches >= MAX_BATCH_DISPATCHES) this.flush();
   }
 
@@ -278,9 +317,12 @@ export class GpuContext {
 
   /** Records a buffer-to-buffer copy (sizes and offsets multiples of 4). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    const t0 = performance.now();
     const enc = this.ensureEncoder();
     this.endPass();
     enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+    this.stats.copies++;
+    this.stats.encodeMs += performance.now() - t0;
   }
 
   /** Submits the recorded batch (uploads first). */
@@ -288,10 +330,16 @@ export class GpuContext {
     this.check();
     const enc = this.encoder;
     if (enc === undefined) return;
+    const t0 = performance.now();
     this.endPass();
-    for (const c of this.chunks) if (c.used > 0) this.device.queue.writeBuffer(c.buffer, 0, c.host.buffer, c.host.byteOffset, roundUp(c.used, 4));
+    for (const c of this.chunks) {
+      if (c.used === 0) continue;
+      this.device.queue.writeBuffer(c.buffer, 0, c.host.buffer, c.host.byteOffset, roundUp(c.used, 4));
+      this.stats.bytesUploaded += roundUp(c.used, 4);
+    }
     this.device.queue.submit([enc.finish()]);
     this.stats.submits++;
+    this.stats.submitMs += performance.now() - t0;
     this.encoder = undefined;
     this.batchDispatches = 0;
     for (const c of this.chunks.splice(0)) {
@@ -316,6 +364,8 @@ export class GpuContext {
     }
     const out = staging.getMappedRange(0, roundUp(size, 4)).slice(0, size);
     staging.unmap();
+    this.stats.readbacks++;
+    this.stats.bytesRead += size;
     let free = this.readPool.get(cls);
     if (free === undefined) this.readPool.set(cls, (free = []));
     free.push(staging);

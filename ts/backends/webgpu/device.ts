@@ -123,7 +123,9 @@ export async function requestDevice(req: DeviceRequest): Promise<{ gpu: GPU; ada
   };
   let device: GPUDevice;
   try {
-    device = await adapter.requestDevice({ label: 'lowbit', requiredLimits });
+    // subgroups: matmul4.wgsl's decode GEMV reduces with subgroup shuffles when the device has it
+    const requiredFeatures: GPUFeatureName[] = adapter.features.has('subgroups') ? ['subgroups' as GPUFeatureName] : [];
+    device = await adapter.requestDevice({ label: 'lowbit', requiredLimits, requiredFeatures });
   } catch (e) {
     throw new LowbitError('WEBGPU_UNAVAILABLE', `requestDevice() failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }

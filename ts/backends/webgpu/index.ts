@@ -14,7 +14,7 @@ import type {
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
-import { GpuContext, type Binding } from './context.js';
+import { GpuContext, type Binding, type GpuStats } from './context.js';
 import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
 import type { FloatInput } from '../../tensor/dtypes.js';
@@ -23,6 +23,7 @@ import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, storageD
 
 export { findGpu, describeAdapter, type AdapterDescription, type PowerPreference } from './device.js';
 export type { GpuQuantize4Options } from './quantize.js';
+export type { GpuStats } from './context.js';
 
 /** What WebGpuBackend.onDeviceLost reports: GPUDeviceLostInfo's reason ('destroyed', 'unknown') or 'out-of-memory'. */
 export interface DeviceLostInfo {
@@ -43,6 +44,16 @@ export interface WebGpuBackendOptions {
   maxBindingSize?: number;
   /** Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default true). */
   packedDot?: boolean;
+  /**
+   * Reduce the 4-bit decode GEMV with subgroup shuffles when the device has the `subgroups`
+   * feature (default true); false takes the workgroup-tree reduction (tests run both).
+   */
+  subgroups?: boolean;
+  /**
+   * Use matmul4.wgsl's gemv4 (and the gate / up and residual fusions built on it) where shapes
+   * allow (default true); false keeps the generic GEMV and separate ops (bench comparisons).
+   */
+  gemv4?: boolean;
   /** Where init() loads the wasm module from (the models use it for RoPE tables and quantization). */
   wasm?: WasmSource;
 }
@@ -190,6 +201,35 @@ interface RopeTable {
   capacity: number;
 }
 
+/** matmul4.wgsl gemv4: output rows per row group (G4_OUT), without and with GATE_UP. */
+const GEMV4_ROWS = 4;
+const GEMV4_ROWS_GATE_UP = 2;
+
+/**
+ * gemv4's threads per row group for rows of k weights: the smallest power of two that covers
+ * the row's 32-weight words, 8 to 64 (the workgroup), so short rows keep the threads busy.
+ */
+function gemv4Lanes(k: number): number {
+  let lanes = 8;
+  while (lanes < 64 && lanes < k / 32) lanes *= 2;
+  return lanes;
+}
+
+/** Whether a 4-bit forward of m rows of k takes gemv4: one row of whole 32-weight words in blocks of >= 32. */
+function usesGemv4(m: number, k: number, blocksize: number): boolean {
+  return m === 1 && k % 32 === 0 && blocksize >= 32;
+}
+
+/** Whether linearSwiglu can take gemv4 GATE_UP: see its comment. */
+function fusesGateUp(a: GpuActivation, g: GpuLinear, u: GpuLinear): boolean {
+  if (g.kind !== '4bit' || u.kind !== '4bit' || g.extra.hasBias || u.extra.hasBias) return false;
+  if (g.inFeatures !== a.cols || u.inFeatures !== a.cols || g.outFeatures !== u.outFeatures) return false;
+  if (!usesGemv4(a.rows, a.cols, g.extra.blocksize!) || g.extra.blocksize !== u.extra.blocksize) return false;
+  if (!g.extra.code!.every((c, i) => Object.is(c, u.extra.code![i]))) return false;
+  // same split (same shape and binding limit give the same parts; checked, not assumed)
+  return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase);
+}
+
 const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
 /** topK on the device: k passes over the row (sample.wgsl), meant for small k. */
 export const MAX_TOP_K = 1024;
@@ -207,6 +247,10 @@ export class WebGpuBackend implements Backend {
     readonly adapter: AdapterDescription,
     /** Whether LLM.int8 uses dot4I8Packed. */
     readonly packedDot: boolean,
+    /** Whether the 4-bit decode GEMV reduces with subgroup shuffles (device feature `subgroups`). */
+    readonly subgroups: boolean,
+    /** Whether 4-bit decode takes gemv4 and its fusions (option `gemv4`). */
+    readonly gemv4: boolean,
   ) {
     this.name = `webgpu (${[adapter.vendor, adapter.architecture, adapter.description].filter((s) => s).join(' / ') || 'unknown adapter'})`;
   }
@@ -236,7 +280,8 @@ export class WebGpuBackend implements Backend {
       { maxBinding, weightBinding, maxBufferSize: l.maxBufferSize, uniformAlign: l.minUniformBufferOffsetAlignment, storageAlign: l.minStorageBufferOffsetAlignment },
       packedDot ? ['DOT4'] : [],
     );
-    const b = new WebGpuBackend(ctx, info, packedDot);
+    const subgroups = options.subgroups !== false && device.features.has('subgroups');
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false);
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
@@ -342,6 +387,19 @@ export class WebGpuBackend implements Backend {
   /** Submits what is recorded so far without waiting. */
   flush(): void {
     this.ctx.flush();
+  }
+
+  /**
+   * Host-side overhead since creation or the last resetStats(): dispatches, copies, submits,
+   * bytes uploaded and read back, host milliseconds spent recording and submitting (a copy).
+   */
+  stats(): GpuStats {
+    return { ...this.ctx.stats };
+  }
+
+  /** Zeroes the counters stats() reports. */
+  resetStats(): void {
+    this.ctx.resetStats();
   }
 
   /** Waits for the GPU to finish all submitted work (benchmarks). */
@@ -467,6 +525,69 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
+  /**
+   * silu(x gateᵀ) * (x upᵀ). One dispatch per part (matmul4.wgsl gemv4 with GATE_UP) for one
+   * row of x through two 4-bit weights gemv4 takes, of the same shape, blocksize and code and
+   * without bias; otherwise the two linears and swiglu.
+   */
+  linearSwiglu(x: Activation, gate: LinearHandle, up: LinearHandle): Activation {
+    const a = this.act(x, 'linearSwiglu: x');
+    const g = handle(gate, GpuLinear, 'linearSwiglu: gate');
+    const u = handle(up, GpuLinear, 'linearSwiglu: up');
+    g.check();
+    u.check();
+    if (!this.gemv4 || !fusesGateUp(a, g, u)) {
+      const [gy, uy] = this.linearForwardMany(a, [g, u]) as [GpuActivation, GpuActivation];
+      try {
+        return this.swiglu(gy, uy);
+      } finally {
+        this.release(gy);
+        this.release(uy);
+      }
+    }
+    const out = this.newActivation(1, g.outFeatures);
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', this.subgroups ? ['GATE_UP', 'SUBGROUPS'] : ['GATE_UP']);
+    const shift = Math.log2(g.extra.blocksize!);
+    const lanes = gemv4Lanes(g.inFeatures);
+    g.parts.forEach((gp, i) => {
+      const up = u.parts[i]!;
+      const [gx, gy] = this.ctx.grid(Math.ceil(gp.rows / ((GEMV4_ROWS_GATE_UP * 64) / lanes)));
+      this.ctx.dispatch(pipe, {
+        0: this.ctx.uniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, lanes, 0, 0], g.extra.code)),
+        1: a.binding('x'),
+        2: gp.data,
+        3: gp.scales!,
+        5: out.binding('output'),
+        6: up.data,
+        7: up.scales!,
+      }, gx, gy);
+    });
+    return out;
+  }
+
+  /**
+   * residual + (x Wᵀ + bias). One dispatch per part (gemv4 with RESIDUAL) for one row of x
+   * through a 4-bit weight gemv4 takes; otherwise linearForward and add.
+   */
+  linearResidual(x: Activation, w: LinearHandle, residual: Activation): Activation {
+    const a = this.act(x, 'linearResidual: x');
+    const l = handle(w, GpuLinear, 'linearResidual: weight');
+    const r = this.act(residual, 'linearResidual: residual');
+    l.check();
+    const fused = this.gemv4 && l.kind === '4bit' && a.cols === l.inFeatures && usesGemv4(a.rows, a.cols, l.extra.blocksize!) && r.rows === 1 && r.cols === l.outFeatures;
+    if (!fused) {
+      const y = this.linearForward(a, l);
+      try {
+        return this.add(r, y);
+      } finally {
+        this.release(y);
+      }
+    }
+    const out = this.newActivation(1, l.outFeatures);
+    this.matmul(a, l.parts, { code: l.extra.code!, blocksize: l.extra.blocksize! }, l.outFeatures, l.inFeatures, out, r);
+    return out;
+  }
+
   project(x: Activation, table: EmbeddingHandle): Activation {
     const a = this.act(x, 'project: x');
     const t = handle(table, GpuEmbedding, 'project: table');
@@ -478,20 +599,30 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  /** 4-bit or dense y = x Wᵀ (+ bias), one dispatch per part: GEMV for one row, tiled GEMM else. */
-  private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation): void {
+  /**
+   * 4-bit or dense y = x Wᵀ (+ bias), one dispatch per part: GEMV for one row, tiled GEMM else.
+   * 4-bit rows made of whole 32-weight words in blocks of >= 32 take gemv4 (row groups of
+   * gemv4Lanes threads with 4 rows each, SUBGROUPS where the device has subgroups; RESIDUAL adds
+   * `residual` in its epilogue), other shapes the generic GEMV.
+   */
+  private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation, residual?: GpuActivation): void {
     const m = a.rows;
     const file = 'code' in fmt ? 'matmul4.wgsl' : 'matmul_dense.wgsl';
-    const defines = 'code' in fmt ? [] : [storageDefine(fmt.storage)];
-    const entry = m === 1 ? 'gemv' : 'gemm';
+    const gemv4 = this.gemv4 && 'code' in fmt && usesGemv4(m, k, fmt.blocksize);
+    if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
+    const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : gemv4 ? [...(this.subgroups ? ['SUBGROUPS'] : []), ...(residual ? ['RESIDUAL'] : [])] : [];
+    const entry = gemv4 ? 'gemv4' : m === 1 ? 'gemv' : 'gemm';
+    const lanes = gemv4 ? gemv4Lanes(k) : 0;
+    const rowsPerGroup = gemv4 ? (GEMV4_ROWS * 64) / lanes : 8;
     const pipe = this.ctx.pipeline(file, entry, defines);
     for (const part of parts) {
       const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
-      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), 0, 0, 0], fmt.code) : words([...head, 0, 0]);
+      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, 0, 0], fmt.code) : words([...head, 0, 0]);
       const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
+      if (residual) bindings[8] = residual.binding('residual');
       if (m === 1) {
-        const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / 8));
+        const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / rowsPerGroup));
         this.ctx.dispatch(pipe, bindings, gx, gy);
       } else {
         const gy = Math.ceil(m / 64);

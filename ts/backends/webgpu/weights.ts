@@ -78,7 +78,8 @@ export function fourBitParts(ctx: GpuContext, name: string, packed: Uint8Array, 
   for (const [r0, r1] of runs(n, rowsPerPart(ctx, k / 2, 16, name))) {
     const w0 = Math.floor((r0 * k) / 8);
     const w1 = Math.ceil((r1 * k) / 8);
-    const bytes = new Uint8Array((w1 - w0) * 4);
+    // padded to 16 bytes: matmul4.wgsl binds the words as vec4<u32>
+    const bytes = new Uint8Array(Math.ceil((w1 - w0) / 4) * 16);
     bytes.set(packed.subarray(w0 * 4, Math.min(w1 * 4, packed.length)));
     const b0 = Math.floor((r0 * k) / blocksize);
     const b1 = Math.ceil((r1 * k) / blocksize);

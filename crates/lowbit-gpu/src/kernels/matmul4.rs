@@ -5,6 +5,19 @@ use crate::{Gpu, Step, Words};
 use lowbit_core::codebook::Codebook4;
 use lowbit_core::QuantType4;
 
+/// matmul4.wgsl gemv4: output rows per row group (G4_OUT).
+pub const GEMV4_ROWS: usize = 4;
+
+/// gemv4's threads per row group for rows of k weights (index.ts `gemv4Lanes`): the smallest
+/// power of two covering the row's 32-weight words, 8 to 64 (the workgroup).
+pub fn gemv4_lanes(k: usize) -> usize {
+    let mut lanes = 8;
+    while lanes < 64 && lanes * 32 < k {
+        lanes *= 2;
+    }
+    lanes
+}
+
 /// A 4-bit weight `[n, k]` (bitsandbytes layout, f32 absmax) uploaded for matmul4.wgsl.
 #[derive(Debug)]
 pub struct Matmul4 {
@@ -39,7 +52,8 @@ impl Matmul4 {
         // a part's words start at floor(r0 k / 8) and end at ceil(r1 k / 8): up to 8 bytes of slack
         for (r0, r1) in runs(n, rows_per_part(gpu, k, 16, "4-bit weight")?) {
             let (w0, w1) = (r0 * k / 8, (r1 * k).div_ceil(8));
-            let mut bytes = vec![0u8; (w1 - w0) * 4];
+            // padded to 16 bytes: matmul4.wgsl binds the words as vec4<u32>
+            let mut bytes = vec![0u8; (w1 - w0).div_ceil(4) * 16];
             let src = &packed[w0 * 4..(w1 * 4).min(packed.len())];
             bytes[..src.len()].copy_from_slice(src);
             let (b0, b1) = (r0 * k / blocksize, (r1 * k).div_ceil(blocksize));
@@ -60,13 +74,29 @@ impl Matmul4 {
         Ok(Matmul4 { n, k, blocksize, quant_type, parts, weight_bytes })
     }
 
-    /// The dispatches of `y = x Wᵀ (+ b)` for m rows of x (GEMV when m == 1).
+    /// Whether a one-row forward takes gemv4 (index.ts `matmul`): rows of whole 32-weight
+    /// words in blocks of at least 32.
+    pub fn uses_gemv4(&self) -> bool {
+        self.k.is_multiple_of(32) && self.blocksize >= 32
+    }
+
+    /// The dispatches of `y = x Wᵀ (+ b)` for m rows of x (GEMV when m == 1: gemv4, row groups
+    /// of `gemv4_lanes` threads with 4 rows each, SUBGROUPS when `gpu.subgroups`, where
+    /// `uses_gemv4`).
     pub fn steps(&self, gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, m: usize) -> Result<Vec<Step>, String> {
         let code = Codebook4::get(self.quant_type).values; // FP4 code 8 is -0.0, as weights.ts kernelCode
         let shift = self.blocksize.trailing_zeros() as usize;
-        // flat_base, block_base, block_shift, 3 pads, then the 16 code values (4 x vec4)
-        let tail = |p: &Part| code.iter().fold(Words::new().u(p.flat_base).u(p.block_base).u(shift).u(0).u(0).u(0), |w, &c| w.f(c));
-        linear_steps(gpu, &LinearFormat { file: "matmul4.wgsl", defines: vec![], tail: &tail }, &self.parts, self.n, self.k, m, x, y)
+        let gemv4 = m == 1 && self.uses_gemv4();
+        let lanes = if gemv4 { gemv4_lanes(self.k) } else { 0 };
+        // flat_base, block_base, block_shift, g4_lanes, 2 pads, then the 16 code values (4 x vec4)
+        let tail = |p: &Part| code.iter().fold(Words::new().u(p.flat_base).u(p.block_base).u(shift).u(lanes).u(0).u(0), |w, &c| w.f(c));
+        let fmt = LinearFormat {
+            file: "matmul4.wgsl",
+            defines: if gemv4 && gpu.subgroups { vec!["SUBGROUPS"] } else { vec![] },
+            tail: &tail,
+            gemv: if gemv4 { ("gemv4", GEMV4_ROWS * 64 / lanes) } else { ("gemv", 8) },
+        };
+        linear_steps(gpu, &fmt, &self.parts, self.n, self.k, m, x, y)
     }
 
     pub fn forward(&self, gpu: &Gpu, x: &[f32], m: usize) -> Result<Vec<f32>, String> {

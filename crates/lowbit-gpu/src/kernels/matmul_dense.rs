@@ -91,7 +91,7 @@ pub(crate) fn dense_parts(gpu: &Gpu, w: &DenseData, n: usize, k: usize, bias: Op
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dense_steps(gpu: &Gpu, storage: DenseStorage, parts: &[Part], n: usize, k: usize, m: usize, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<Vec<Step>, String> {
     let tail = |_: &Part| Words::new().u(0).u(0);
-    linear_steps(gpu, &LinearFormat { file: "matmul_dense.wgsl", defines: vec![storage.define()], tail: &tail }, parts, n, k, m, x, y)
+    linear_steps(gpu, &LinearFormat { file: "matmul_dense.wgsl", defines: vec![storage.define()], tail: &tail, gemv: ("gemv", 8) }, parts, n, k, m, x, y)
 }
 
 /// An unquantized weight `[n, k]` uploaded for matmul_dense.wgsl.

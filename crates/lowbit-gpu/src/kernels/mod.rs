@@ -85,16 +85,18 @@ pub(crate) struct LinearFormat<'a> {
     pub defines: Vec<&'static str>,
     /// The words after `m, k, n_total, n0, n_part, has_bias` for one part.
     pub tail: &'a dyn Fn(&Part) -> Words,
+    /// The one-row entry point and the output rows each of its workgroups takes.
+    pub gemv: (&'static str, usize),
 }
 
-/// `y = x Wᵀ (+ bias)` over `parts` (index.ts `matmul`): one dispatch per part, GEMV (8 output
-/// rows per workgroup) for one activation row, 64 x 64 GEMM tiles otherwise.
+/// `y = x Wᵀ (+ bias)` over `parts` (index.ts `matmul`): one dispatch per part, GEMV
+/// (`fmt.gemv`) for one activation row, 64 x 64 GEMM tiles otherwise.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_steps(gpu: &Gpu, fmt: &LinearFormat, parts: &[Part], n: usize, k: usize, m: usize, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<Vec<Step>, String> {
     if m == 0 {
         return Err("linear: x has no rows".into());
     }
-    let entry = if m == 1 { "gemv" } else { "gemm" };
+    let entry = if m == 1 { fmt.gemv.0 } else { "gemm" };
     let pipe = gpu.kernel(fmt.file, entry, &fmt.defines)?;
     let mut steps = Vec::new();
     for part in parts {
@@ -105,7 +107,7 @@ pub(crate) fn linear_steps(gpu: &Gpu, fmt: &LinearFormat, parts: &[Part], n: usi
             b.push((3, s));
         }
         let groups = if m == 1 {
-            grid(part.rows.div_ceil(8))?
+            grid(part.rows.div_ceil(fmt.gemv.1))?
         } else {
             let gy = m.div_ceil(64);
             if gy > MAX_GROUPS {

@@ -157,8 +157,8 @@ describe('linear layers', () => {
     const exact = new CpuBackend();
     exact.kernels = 'exact';
     // Bound (crates/lowbit-core/src/kernels/matmul4_q8.rs): activations rounded to d/2 with
-    // d = max|x| / 8191 per block of 32, the code table to absmax / (2 · s), s = 127 (105 for int4).
-    for (const [quantType, compressStatistics, s] of [['nf4', false, 127], ['fp4', true, 127], ['int4', false, 105]] as const) {
+    // d = max|x| / 8191 per block of 32, the code table to absmax / (2 · s), s = 8191 (7168 for int4).
+    for (const [quantType, compressStatistics, s] of [['nf4', false, 8191], ['fp4', true, 8191], ['int4', false, 7168]] as const) {
       const { packed, quantState } = quantize4bit(W, { quantType, blocksize: 64, compressStatistics, shape: [n, k] });
       const deq = dequantize4bit(packed, quantState, { outDtype: 'float32' });
       const absmax = quantState.absmaxF32();

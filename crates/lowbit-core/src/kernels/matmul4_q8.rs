@@ -3,9 +3,9 @@
 //!
 //!   y[r, j] = Σ_b (absmax_b / s) · Σ_{c in b} d_{r,c} · I_{r,j,c},   I = Σ_{k in c} t[code_jk] · q_{r,k}
 //!
-//! with `t` the code table rounded to int8 (`round(values · s)`, s = 127, or 105 for INT4:
-//! [`Table8`]), `q`, `d` the
-//! activations quantized to 14 bits per block of 32 ([`Q8Activations`]) and I an exact i32 sum. This is
+//! with `t` the code table rounded to integers (`round(values · s)`, s = 8191, or 7168 for INT4:
+//! [`Table16`]), `q`, `d` the activations quantized to 14 bits per block of 32
+//! ([`Q8Activations`]) and I an exact i32 sum (32 products of at most 8191 · 8192 < 2^31). This is
 //! llama.cpp's IQ4_NL × Q8_0 scheme with bitsandbytes' blocks: the activation blocks of 32 must
 //! lie inside one weight block, so it needs K % 32 == 0 (every bitsandbytes blocksize is a
 //! multiple of 32); [`supports`] says when it applies, and the exact kernels
@@ -20,14 +20,14 @@
 //! Implementations (each tested against [`matmul4_q8_reference`], whose integer sums I are the
 //! same; only the order of the float additions differs):
 //! - scalar: I per chunk of 32, then the float sums in chunk order;
-//! - SIMD128: per 32 weights one 16-byte load, the nibbles as two index vectors, two
-//!   `i8x16.swizzle` into the int8 table, four widenings to i16 and four `i32x4.dot_i16x8_s`
-//!   against the activation chunk (i16, in nibble order); one convert, multiply and add per
-//!   chunk (in f32x4 lanes);
+//! - SIMD128: per 32 weights one 16-byte load, the nibbles as two index vectors, four
+//!   `i8x16.swizzle` into the table's low and high byte planes, four byte interleaves into i16
+//!   lanes and four `i32x4.dot_i16x8_s` against the activation chunk (i16, in nibble order); one
+//!   convert, multiply and add per chunk (in f32x4 lanes);
 //! - relaxed SIMD: the same, with `i8x16.relaxed_swizzle` (no handling of out-of-range indices,
 //!   which V8 otherwise adds to every swizzle); the same bits as SIMD128. The relaxed int8 dot
-//!   (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is not used: it needs 8-bit activations, which
-//!   cost too much accuracy (see [`super::q8`]).
+//!   (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is not used: it needs 8-bit activations and a
+//!   7-bit table, which cost too much accuracy (see [`super::q8`] and [`Table16`]).
 //!
 //! GEMV and GEMM share the loop: up to four activation rows go through each decoded chunk.
 
@@ -38,22 +38,24 @@ use crate::codebook::{Codebook4, QuantType4};
 use crate::error::{bail, Result};
 use crate::Kernel;
 
-/// The 16 code values as int8: `t = round(values · scale)`, so `values ≈ t / scale`.
-/// NF4 and FP4 lie in [-1, 1] and use scale 127; INT4's levels are q/7 for q in -8..=7 and use
-/// scale 105 (t = 15·q, exact, and within -127..=127 so the relaxed kernel can negate it).
+/// The 16 code values as integers: `t = round(values · scale)`, so `values ≈ t / scale`.
+/// NF4 and FP4 lie in [-1, 1] and use scale 8191 (13 bits); INT4's levels are q/7 for q in
+/// -8..=7 and use scale 7168 (t = 1024·q, exact). A table rounded to int8 (1/127, as llama.cpp's
+/// IQ4_NL table) moved some NF4 values by 2 % of themselves and the default model's top-1
+/// agreement with the exact kernels below 98 %; 13 bits cost two more byte shuffles per 16 weights.
 #[derive(Debug, Clone, Copy)]
-pub struct Table8 {
-    pub t: [i8; 16],
+pub struct Table16 {
+    pub t: [i16; 16],
     pub scale: f32,
 }
 
-impl Table8 {
-    pub fn get(qt: QuantType4) -> Table8 {
+impl Table16 {
+    pub fn get(qt: QuantType4) -> Table16 {
         let scale = match qt {
-            QuantType4::Int4 => 105.0,
-            QuantType4::Nf4 | QuantType4::Fp4 => 127.0,
+            QuantType4::Int4 => 7168.0,
+            QuantType4::Nf4 | QuantType4::Fp4 => 8191.0,
         };
-        Table8 { t: Codebook4::get(qt).values.map(|v| (v * scale).round_ties_even() as i8), scale }
+        Table16 { t: Codebook4::get(qt).values.map(|v| (v * scale).round_ties_even() as i16), scale }
     }
 }
 
@@ -87,7 +89,7 @@ pub fn matmul4_q8(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>, out: &
 /// The same with activations already quantized (one quantization shared by several layers).
 pub fn matmul4_q8_quantized(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
     check(xq, w, bias, out)?;
-    let table = Table8::get(w.quant_type);
+    let table = Table16::get(w.quant_type);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if kernel.use_simd() {
         let n = w.n;
@@ -116,12 +118,12 @@ pub fn matmul4_q8_quantized(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]
 pub fn matmul4_q8_reference(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>) -> Result<Vec<f32>> {
     let mut out = vec![0f32; mul(xq.m, w.n, "output")?];
     check(xq, w, bias, &out)?;
-    scalar(xq, w, &Table8::get(w.quant_type), &mut out);
+    scalar(xq, w, &Table16::get(w.quant_type), &mut out);
     add_bias(&mut out, w.n, bias);
     Ok(out)
 }
 
-fn scalar(xq: &Q8Activations, w: &Weight4, t: &Table8, out: &mut [f32]) {
+fn scalar(xq: &Q8Activations, w: &Weight4, t: &Table16, out: &mut [f32]) {
     let (n, k, bs) = (w.n, w.k, w.blocksize);
     let cpr = k / QK;
     for r in 0..xq.m {
@@ -154,7 +156,7 @@ fn scalar(xq: &Q8Activations, w: &Weight4, t: &Table8, out: &mut [f32]) {
 /// S = Σ_b |absmax_b/s| Σ_c |d_c| Σ_k |t_k q_k| (+ |bias|).
 pub fn float_bound(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, r: usize, j: usize) -> f32 {
     let (k, bs) = (w.k, w.blocksize);
-    let t = Table8::get(w.quant_type);
+    let t = Table16::get(w.quant_type);
     super::q8::float_bound_of(xq, r, bias.map_or(0.0, |b| b[j]), |c| {
         let sum: f64 = (c * QK..(c + 1) * QK).map(|kk| (t.t[w.code(j * k + kk)] as f64 * xq.q[r * k + kk] as f64).abs()).sum();
         (w.absmax.get((j * k + c * QK) / bs) as f64 / t.scale as f64, sum)
@@ -163,7 +165,7 @@ pub fn float_bound(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, r: usi
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
-    use super::{Table8, Weight4};
+    use super::{Table16, Weight4};
     use crate::kernels::q8::{Q8Activations, QK};
     use core::arch::wasm32::*;
 
@@ -175,34 +177,48 @@ mod simd {
     /// The int8 code table, and the decoding of 32 packed weights into four i16x8 vectors in
     /// nibble order.
     struct Chunk {
-        t: v128,
+        /// The table's low and high bytes, one plane each (the tables `i8x16.swizzle` reads).
+        lo: v128,
+        hi: v128,
         mask: v128,
     }
 
     impl Chunk {
-        fn new(t: &Table8) -> Chunk {
-            // SAFETY: reads the 16 bytes of the table.
-            let t = unsafe { v128_load(t.t.as_ptr() as *const v128) };
-            Chunk { t, mask: u8x16_splat(0x0f) }
+        fn new(t: &Table16) -> Chunk {
+            let lo = t.t.map(|v| v as u8);
+            let hi = t.t.map(|v| (v >> 8) as u8);
+            // SAFETY: reads the 16 bytes of each plane.
+            let (lo, hi) = unsafe { (v128_load(lo.as_ptr() as *const v128), v128_load(hi.as_ptr() as *const v128)) };
+            Chunk { lo, hi, mask: u8x16_splat(0x0f) }
         }
 
-        /// Codes (each < 16) to table entries; the relaxed build skips SIMD128's handling of
+        /// Byte-plane lookup of codes (each < 16); the relaxed build skips SIMD128's handling of
         /// indices >= 16, which codes never are.
         #[inline(always)]
-        fn lookup(&self, codes: v128) -> v128 {
+        fn lookup(plane: v128, codes: v128) -> v128 {
             #[cfg(target_feature = "relaxed-simd")]
-            return i8x16_relaxed_swizzle(self.t, codes);
+            return i8x16_relaxed_swizzle(plane, codes);
             #[cfg(not(target_feature = "relaxed-simd"))]
-            return i8x16_swizzle(self.t, codes);
+            return i8x16_swizzle(plane, codes);
         }
 
-        /// Decodes 16 packed bytes at `p` (32 weights).
+        /// The i16 table entries of 16 codes, as two i16x8 vectors (codes 0-7, 8-15).
+        #[inline(always)]
+        fn entries(&self, codes: v128) -> [v128; 2] {
+            let (l, h) = (Self::lookup(self.lo, codes), Self::lookup(self.hi, codes));
+            [
+                i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(l, h),
+                i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(l, h),
+            ]
+        }
+
+        /// Decodes 16 packed bytes at `p` (32 weights) in nibble order.
         #[inline(always)]
         unsafe fn decode(&self, p: *const v128) -> [v128; 4] {
             let bytes = v128_load(p);
-            let hi = self.lookup(v128_and(u16x8_shr(bytes, 4), self.mask));
-            let lo = self.lookup(v128_and(bytes, self.mask));
-            [i16x8_extend_low_i8x16(hi), i16x8_extend_high_i8x16(hi), i16x8_extend_low_i8x16(lo), i16x8_extend_high_i8x16(lo)]
+            let [h0, h1] = self.entries(v128_and(u16x8_shr(bytes, 4), self.mask));
+            let [l0, l1] = self.entries(v128_and(bytes, self.mask));
+            [h0, h1, l0, l1]
         }
 
         /// Lane sums of Σ t·q over the chunk against activations at `x` (32 i16 in nibble order).
@@ -216,7 +232,7 @@ mod simd {
     }
 
     /// Activation rows [r0, r0 + R) against weight rows [j0, j1).
-    pub fn rows<const R: usize>(xq: &Q8Activations, r0: usize, w: &Weight4, t: &Table8, out: &mut [f32], j0: usize, j1: usize) {
+    pub fn rows<const R: usize>(xq: &Q8Activations, r0: usize, w: &Weight4, t: &Table16, out: &mut [f32], j0: usize, j1: usize) {
         let (n, k, bs) = (w.n, w.k, w.blocksize);
         let cpr = k / QK;
         assert!(k % QK == 0 && bs % QK == 0 && r0 + R <= xq.m && xq.k == k && out.len() == xq.m * n && j1 <= n);
@@ -264,7 +280,7 @@ mod simd {
     /// starts a block, so two weight rows go through the loop together (two independent chains,
     /// one activation load each); the float operations per row are those of `rows::<1>`, so the
     /// bits are too.
-    pub fn gemv(xq: &Q8Activations, w: &Weight4, t: &Table8, out: &mut [f32]) {
+    pub fn gemv(xq: &Q8Activations, w: &Weight4, t: &Table16, out: &mut [f32]) {
         let (n, k, bs) = (w.n, w.k, w.blocksize);
         if !k.is_multiple_of(bs) || n < 2 {
             rows::<1>(xq, 0, w, t, out, 0, n);

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { LowbitError } from '../dist/index.js';
 import { checkGenerateOptions, checkTokenIds } from '../dist/models/generate-checks.js';
 import { parseConfig } from '../dist/models/config.js';
-import { checkRuntimeMemory, CONFIG_JSON_FIELDS, MODEL_LIMITS, validateConfig } from '../dist/models/validate.js';
+import { checkRuntimeMemory, configJsonFields, MODEL_LIMITS, validateConfig } from '../dist/models/validate.js';
 import { moduleSizes } from '../dist/models/module-sizes.js';
 
 /** xorshift32 */
@@ -91,7 +91,7 @@ describe('config validation', () => {
     for (let i = 0; i < 5000; i++) {
       const c: Record<string, unknown> = { ...BASE };
       for (let k = r.int(3); k >= 0; k--) c[r.pick(Object.keys(BASE))] = r.next() < 0.5 ? arbitrary(r) : r.pick([1, 2, 3, 4, 8, 16, 32, 64, 65536, 65537, 2 ** 22, 1e9]);
-      const e = lowbitOnly(() => validateConfig(parseConfig(c), 'config.json', CONFIG_JSON_FIELDS.llama));
+      const e = lowbitOnly(() => validateConfig(parseConfig(c), 'config.json', configJsonFields({ family: 'llama', modelType: 'llama' })));
       if (e) {
         expect(['MALFORMED_FILE', 'UNSUPPORTED_DTYPE']).toContain(e.code);
         continue;

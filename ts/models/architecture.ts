@@ -7,6 +7,18 @@ import type { LinearOptions } from '../backends/backend.js';
 import type { CausalLM, CausalLMOptions, ModelWeights, Placement } from './causal-lm.js';
 import type { DecoderConfig, Family } from './config.js';
 
+/** Names of DecoderConfig fields in the file they came from (config.json keys, GGUF metadata keys), for messages. */
+export type FieldNames = Partial<Record<keyof DecoderConfig, string>>;
+
+/** A tensor the config implies (validate.ts checks a checkpoint against them). */
+export interface ExpectedTensor {
+  shape: number[];
+  /** May be absent (a tied lm_head, a bias the config does not ask for). */
+  optional?: boolean;
+  /** Stored [in, out] (GPT-2's Conv1D). */
+  conv1d?: boolean;
+}
+
 /** What a model is built from and on. */
 export interface ModelContext {
   placement: Placement;
@@ -35,4 +47,18 @@ export interface Architecture {
    */
   readonly transposedWeights?: RegExp;
   create(config: DecoderConfig, ctx: ModelContext): CausalLM;
+
+  // --- what validate.ts checks a checkpoint against, before anything is allocated
+  /** config.json's names of the config fields. */
+  readonly configFields: FieldNames;
+  /** Every tensor the config implies, by transformers' name, with its shape. */
+  expectedTensors(config: DecoderConfig): Map<string, ExpectedTensor>;
+  /** A stored tensor name as expectedTensors spells it (GPT-2 checkpoints may omit 'transformer.'). */
+  canonicalName?(name: string): string;
+  /** Matches a decoder layer's tensor names; group 1 is the layer index. */
+  readonly layerPattern: RegExp;
+  /** Checks the config numbers only this architecture needs; `fail(field, message)` throws. */
+  checkConfig?(config: DecoderConfig, fail: (field: keyof DecoderConfig, message: string) => never): void;
+  /** The longest KV cache a model can have (GPT-2: its position table); unbounded when absent. */
+  maxPositionsLimit?(config: DecoderConfig): number;
 }

@@ -13,7 +13,7 @@ import { backendFor, budgetsOf, makeCpuBackend, makeGpuBackend, type BackendOpti
 import { everyFormatNativeOn } from '../formats/capabilities.js';
 import { moduleSizes, safetensorsInfos } from './module-sizes.js';
 import { asAbortError } from '../runtime/scheduling.js';
-import { checkLoadOptions, show, checkRuntimeMemory, CONFIG_JSON_FIELDS, resolveMaxPositions, validateConfig, validateTensors } from './validate.js';
+import { checkLoadOptions, show, checkRuntimeMemory, configJsonFields, resolveMaxPositions, validateConfig, validateTensors } from './validate.js';
 import type { CausalLMOptions, Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WebGpuBackend } from '../backends/webgpu/index.js';
@@ -164,7 +164,7 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
   const raw = await source.readJson<unknown>('config.json');
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new LowbitError('MALFORMED_FILE', `config.json must be a JSON object, got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`, { file: 'config.json' });
   const config = parseConfig(raw as Record<string, unknown>);
-  validateConfig(config, 'config.json', CONFIG_JSON_FIELDS[config.family]);
+  validateConfig(config, 'config.json', configJsonFields(config));
   const q = (raw as Record<string, unknown>).quantization_config;
   const prequantized = typeof q === 'object' && q !== null && (q as { quant_method?: unknown }).quant_method === 'bitsandbytes';
   const quantization = prequantized ? undefined : options.quantizationConfig?.quantizeOnLoad();
@@ -182,7 +182,7 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
   };
   // Every header first: the tensors must be the ones the config implies before anything is built.
   const infos = await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedAfterTranspose(t)), options.signal);
-  validateTensors(config, infos, 'config.json', CONFIG_JSON_FIELDS[config.family]);
+  validateTensors(config, infos, 'config.json', configJsonFields(config));
   // Quantizing a tensor holds it in wasm memory as f32 for a moment (dense ones are the weights themselves).
   const largestTensorBytes = infos.reduce((m, t) => Math.max(m, t.quantize ? t.shape.reduce((a, b) => a * b, 1) * 4 : 0), 0);
   const { placement, options: modelOptions } = await placer(config, async () => moduleSizes(config, infos, quantization, maxPositions), { maxPositions, largestTensorBytes });

@@ -6,7 +6,7 @@
  */
 import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, VectorHandle } from '../backends/backend.js';
 import type { DenseWeight, LoadedWeight } from '../loading/load-weights.js';
-import type { Architecture } from './architecture.js';
+import type { Architecture, ExpectedTensor } from './architecture.js';
 import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
 import { LowbitError } from '../errors.js';
 import type { DecoderConfig } from './config.js';
@@ -174,6 +174,43 @@ export class GPT2LMHeadModel extends CausalLM {
 /** GPT-2 as the registry sees it; its tensors may lack the 'transformer.' prefix. */
 export const GPT2: Architecture = {
   family: 'gpt2',
+  configFields: {
+    hiddenSize: 'n_embd', numLayers: 'n_layer', numHeads: 'n_head', numKvHeads: 'n_head', headDim: 'n_embd / n_head', intermediateSize: 'n_inner',
+    vocabSize: 'vocab_size', maxPositions: 'n_positions', normEps: 'layer_norm_epsilon', bosTokenId: 'bos_token_id', eosTokenIds: 'eos_token_id',
+  },
+  expectedTensors(c) {
+    const out = new Map<string, ExpectedTensor>();
+    const [H, I, V] = [c.hiddenSize, c.intermediateSize, c.vocabSize];
+    out.set('transformer.wte.weight', { shape: [V, H] });
+    out.set('transformer.wpe.weight', { shape: [c.maxPositions, H] });
+    out.set('transformer.ln_f.weight', { shape: [H] });
+    out.set('transformer.ln_f.bias', { shape: [H] });
+    out.set('lm_head.weight', { shape: [V, H], optional: true });
+    for (let l = 0; l < c.numLayers; l++) {
+      const p = `transformer.h.${l}`;
+      for (const n of ['ln_1', 'ln_2']) {
+        out.set(`${p}.${n}.weight`, { shape: [H] });
+        out.set(`${p}.${n}.bias`, { shape: [H] });
+      }
+      // Conv1D weights are stored [in, out].
+      out.set(`${p}.attn.c_attn.weight`, { shape: [H, 3 * H], conv1d: true });
+      out.set(`${p}.attn.c_attn.bias`, { shape: [3 * H] });
+      out.set(`${p}.attn.c_proj.weight`, { shape: [H, H], conv1d: true });
+      out.set(`${p}.attn.c_proj.bias`, { shape: [H] });
+      out.set(`${p}.mlp.c_fc.weight`, { shape: [H, I], conv1d: true });
+      out.set(`${p}.mlp.c_fc.bias`, { shape: [I] });
+      out.set(`${p}.mlp.c_proj.weight`, { shape: [I, H], conv1d: true });
+      out.set(`${p}.mlp.c_proj.bias`, { shape: [H] });
+    }
+    return out;
+  },
+  canonicalName: (name) => (!name.startsWith('transformer.') && !name.startsWith('lm_head.') ? `transformer.${name}` : name),
+  layerPattern: /^transformer\.h\.(\d+)\./,
+  checkConfig(c, fail) {
+    if (c.hiddenSize % c.numHeads !== 0) fail('hiddenSize', `(${c.hiddenSize}) is not a multiple of the head count (${c.numHeads})`);
+  },
+  // its learned position table has n_positions rows
+  maxPositionsLimit: (c) => c.maxPositions,
   moduleNames: (config) => ['transformer.wte', 'transformer.wpe', ...Array.from({ length: config.numLayers }, (_, i) => `transformer.h.${i}`), 'transformer.ln_f', 'lm_head'],
   moduleOfTensor(_config, tensor) {
     const t = !tensor.startsWith('transformer.') && !tensor.startsWith('lm_head.') ? `transformer.${tensor}` : tensor;

@@ -7,7 +7,7 @@ import { LowbitError } from '../errors.js';
 import type { DenseWeight } from '../loading/load-weights.js';
 import { ropeInvFreq } from '../tensor/rope.js';
 import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
-import type { Architecture } from './architecture.js';
+import type { Architecture, ExpectedTensor, FieldNames } from './architecture.js';
 import type { DecoderConfig } from './config.js';
 import type { WeightMap } from './weights.js';
 
@@ -177,9 +177,51 @@ export class LlamaForCausalLM extends CausalLM {
   }
 }
 
+/** config.json names of the Llama-family fields (Mistral, Qwen2 and Qwen3 use them too). */
+export const LLAMA_CONFIG_FIELDS: FieldNames = {
+  hiddenSize: 'hidden_size', numLayers: 'num_hidden_layers', numHeads: 'num_attention_heads', numKvHeads: 'num_key_value_heads', headDim: 'head_dim',
+  intermediateSize: 'intermediate_size', vocabSize: 'vocab_size', maxPositions: 'max_position_embeddings', normEps: 'rms_norm_eps', ropeTheta: 'rope_theta',
+  bosTokenId: 'bos_token_id', eosTokenIds: 'eos_token_id',
+};
+
+/** Every tensor of a Llama-family checkpoint (transformers' names) with the shape the config implies. */
+export function llamaTensors(c: DecoderConfig): Map<string, ExpectedTensor> {
+  const out = new Map<string, ExpectedTensor>();
+  const [H, I, V] = [c.hiddenSize, c.intermediateSize, c.vocabSize];
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  out.set('model.embed_tokens.weight', { shape: [V, H] });
+  out.set('model.norm.weight', { shape: [H] });
+  out.set('lm_head.weight', { shape: [V, H], optional: c.tieWordEmbeddings });
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}`;
+    out.set(`${p}.input_layernorm.weight`, { shape: [H] });
+    out.set(`${p}.post_attention_layernorm.weight`, { shape: [H] });
+    const lin = (n: string, rows: number, cols: number, bias: boolean) => {
+      out.set(`${p}.${n}.weight`, { shape: [rows, cols] });
+      out.set(`${p}.${n}.bias`, { shape: [rows], optional: !bias });
+    };
+    lin('self_attn.q_proj', q, H, c.qkvBias);
+    lin('self_attn.k_proj', kv, H, c.qkvBias);
+    lin('self_attn.v_proj', kv, H, c.qkvBias);
+    lin('self_attn.o_proj', H, q, c.oBias);
+    lin('mlp.gate_proj', I, H, false);
+    lin('mlp.up_proj', I, H, false);
+    lin('mlp.down_proj', H, I, false);
+  }
+  return out;
+}
+
 /** Llama / Mistral / Qwen2 as the registry sees them (transformers' LlamaForCausalLM names). */
 export const LLAMA: Architecture = {
   family: 'llama',
+  configFields: LLAMA_CONFIG_FIELDS,
+  expectedTensors: llamaTensors,
+  layerPattern: /^model\.layers\.(\d+)\./,
+  checkConfig(c, fail) {
+    if (c.headDim % 2 !== 0) fail('headDim', `must be even for rotary embeddings, got ${c.headDim}`);
+    if (!(Number.isFinite(c.ropeTheta) && c.ropeTheta > 0)) fail('ropeTheta', `must be a positive number, got ${c.ropeTheta}`);
+  },
   moduleNames: (config) => ['model.embed_tokens', ...Array.from({ length: config.numLayers }, (_, i) => `model.layers.${i}`), 'model.norm', 'lm_head'],
   moduleOfTensor: (_config, tensor) => /^(model\.layers\.\d+|model\.embed_tokens|model\.norm|lm_head)\./.exec(tensor)?.[1],
   isLayer: (module) => /^model\.layers\.\d+$/.test(module),

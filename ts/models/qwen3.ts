@@ -5,7 +5,7 @@
  */
 import type { VectorHandle } from '../backends/backend.js';
 import type { Architecture } from './architecture.js';
-import { LLAMA, LlamaForCausalLM } from './llama.js';
+import { LLAMA, LlamaForCausalLM, llamaTensors } from './llama.js';
 
 export class Qwen3ForCausalLM extends LlamaForCausalLM {
   protected override get architecture(): Architecture {
@@ -21,5 +21,13 @@ export class Qwen3ForCausalLM extends LlamaForCausalLM {
 export const QWEN3: Architecture = {
   ...LLAMA,
   family: 'qwen3',
+  expectedTensors(config) {
+    const out = llamaTensors(config);
+    for (let l = 0; l < config.numLayers; l++) {
+      out.set(`model.layers.${l}.self_attn.q_norm.weight`, { shape: [config.headDim] });
+      out.set(`model.layers.${l}.self_attn.k_norm.weight`, { shape: [config.headDim] });
+    }
+    return out;
+  },
   create: (config, c) => new Qwen3ForCausalLM(config, c.placement, c.weights, c.maxPositions, c.linear, c.options),
 };

@@ -17,8 +17,12 @@
  * out of range (maxPositions) are INVALID_ARGUMENT.
  */
 import { LowbitError } from '../errors.js';
-import type { DecoderConfig, Family } from './config.js';
+import type { ExpectedTensor, FieldNames } from './architecture.js';
+import { architectureOf } from './architectures.js';
+import type { DecoderConfig } from './config.js';
 import type { Device, ModuleSize } from './device-map.js';
+
+export type { FieldNames } from './architecture.js';
 
 /** Upper bounds of config fields (inclusive). */
 export const MODEL_LIMITS = {
@@ -35,23 +39,10 @@ export const MODEL_LIMITS = {
 /** Bytes one wasm32 instance can address: every CPU module of a model lives in one such memory. */
 export const WASM32_MEMORY_BYTES = 4 * 2 ** 30;
 
-/** Names of DecoderConfig fields in the file they came from (config.json keys, GGUF metadata keys). */
-export type FieldNames = Partial<Record<keyof DecoderConfig, string>>;
-
-const LLAMA_FIELDS: FieldNames = {
-    hiddenSize: 'hidden_size', numLayers: 'num_hidden_layers', numHeads: 'num_attention_heads', numKvHeads: 'num_key_value_heads', headDim: 'head_dim',
-    intermediateSize: 'intermediate_size', vocabSize: 'vocab_size', maxPositions: 'max_position_embeddings', normEps: 'rms_norm_eps', ropeTheta: 'rope_theta',
-    bosTokenId: 'bos_token_id', eosTokenIds: 'eos_token_id',
-};
-
-export const CONFIG_JSON_FIELDS: Record<Family, FieldNames> = {
-  llama: LLAMA_FIELDS,
-  qwen3: LLAMA_FIELDS,
-  gpt2: {
-    hiddenSize: 'n_embd', numLayers: 'n_layer', numHeads: 'n_head', numKvHeads: 'n_head', headDim: 'n_embd / n_head', intermediateSize: 'n_inner',
-    vocabSize: 'vocab_size', maxPositions: 'n_positions', normEps: 'layer_norm_epsilon', bosTokenId: 'bos_token_id', eosTokenIds: 'eos_token_id',
-  },
-};
+/** config.json's names of a config's fields (from its architecture), for messages. */
+export function configJsonFields(c: Pick<DecoderConfig, 'family' | 'modelType'>): FieldNames {
+  return architectureOf(c).configFields;
+}
 
 export function ggufFields(arch: string): FieldNames {
   return {
@@ -77,14 +68,14 @@ export function validateConfig(c: DecoderConfig, file: string, names: FieldNames
   int('numHeads', MODEL_LIMITS.heads);
   int('numKvHeads', c.numHeads);
   if (c.numHeads % c.numKvHeads !== 0) throw malformed(file, `${field('numHeads')} (${c.numHeads}) is not a multiple of ${field('numKvHeads')} (${c.numKvHeads})`);
-  if (c.family === 'gpt2' && c.hiddenSize % c.numHeads !== 0) throw malformed(file, `${field('hiddenSize')} (${c.hiddenSize}) is not a multiple of ${field('numHeads')} (${c.numHeads})`);
   int('headDim', MODEL_LIMITS.headDim);
-  if (c.family !== 'gpt2' && c.headDim % 2 !== 0) throw malformed(file, `${field('headDim')} must be even for rotary embeddings, got ${c.headDim}`);
   int('intermediateSize', MODEL_LIMITS.intermediateSize);
   int('vocabSize', MODEL_LIMITS.vocabSize);
   int('maxPositions', MODEL_LIMITS.maxPositions);
   if (!(Number.isFinite(c.normEps) && c.normEps > 0 && c.normEps < 1)) throw malformed(file, `${field('normEps')} must be a number in (0, 1), got ${c.normEps}`);
-  if (c.family !== 'gpt2' && !(Number.isFinite(c.ropeTheta) && c.ropeTheta > 0)) throw malformed(file, `${field('ropeTheta')} must be a positive number, got ${c.ropeTheta}`);
+  architectureOf(c).checkConfig?.(c, (k, msg) => {
+    throw malformed(file, `${field(k)} ${msg}`);
+  });
   if (c.llama3) {
     for (const [k, v] of Object.entries(c.llama3)) {
       if (!(Number.isFinite(v) && v > 0)) throw malformed(file, `rope_scaling.${k} must be a positive number, got ${v}`);
@@ -98,7 +89,7 @@ export function validateConfig(c: DecoderConfig, file: string, names: FieldNames
 }
 
 /**
- * The KV-cache length a model gets: the caller's maxPositions (an integer >= 1; for GPT-2 at most
+ * The KV-cache length a model gets: the caller's maxPositions (an integer >= 1; at most the architecture's maxPositionsLimit, e.g. GPT-2's
  * n_positions, the rows of its position table) or min(config, 4096).
  */
 export function resolveMaxPositions(given: unknown, c: DecoderConfig): number {
@@ -106,7 +97,9 @@ export function resolveMaxPositions(given: unknown, c: DecoderConfig): number {
   if (!(typeof given === 'number' && Number.isInteger(given) && given >= 1 && given <= MODEL_LIMITS.maxPositions)) {
     throw new LowbitError('INVALID_ARGUMENT', `maxPositions must be an integer in [1, ${MODEL_LIMITS.maxPositions}], got ${String(given)}`);
   }
-  if (c.family === 'gpt2' && given > c.maxPositions) throw new LowbitError('INVALID_ARGUMENT', `maxPositions ${given} is past GPT-2's position table (n_positions ${c.maxPositions})`);
+  const arch = architectureOf(c);
+  const limit = arch.maxPositionsLimit?.(c);
+  if (limit !== undefined && given > limit) throw new LowbitError('INVALID_ARGUMENT', `maxPositions ${given} is past what ${c.modelType} can take (${arch.configFields.maxPositions ?? 'maxPositions'} ${limit}: its position table)`);
   return given;
 }
 
@@ -121,61 +114,8 @@ export interface TensorShapeInfo {
 }
 
 /** Every tensor a model of this config is built from, with its shape; `optional` ones may be absent. */
-export function expectedTensors(c: DecoderConfig): Map<string, { shape: number[]; optional?: boolean; conv1d?: boolean }> {
-  const out = new Map<string, { shape: number[]; optional?: boolean; conv1d?: boolean }>();
-  const H = c.hiddenSize;
-  const I = c.intermediateSize;
-  const V = c.vocabSize;
-  if (c.family === 'gpt2') {
-    out.set('transformer.wte.weight', { shape: [V, H] });
-    out.set('transformer.wpe.weight', { shape: [c.maxPositions, H] });
-    out.set('transformer.ln_f.weight', { shape: [H] });
-    out.set('transformer.ln_f.bias', { shape: [H] });
-    out.set('lm_head.weight', { shape: [V, H], optional: true });
-    for (let l = 0; l < c.numLayers; l++) {
-      const p = `transformer.h.${l}`;
-      for (const n of ['ln_1', 'ln_2']) {
-        out.set(`${p}.${n}.weight`, { shape: [H] });
-        out.set(`${p}.${n}.bias`, { shape: [H] });
-      }
-      // Conv1D weights are stored [in, out].
-      out.set(`${p}.attn.c_attn.weight`, { shape: [H, 3 * H], conv1d: true });
-      out.set(`${p}.attn.c_attn.bias`, { shape: [3 * H] });
-      out.set(`${p}.attn.c_proj.weight`, { shape: [H, H], conv1d: true });
-      out.set(`${p}.attn.c_proj.bias`, { shape: [H] });
-      out.set(`${p}.mlp.c_fc.weight`, { shape: [H, I], conv1d: true });
-      out.set(`${p}.mlp.c_fc.bias`, { shape: [I] });
-      out.set(`${p}.mlp.c_proj.weight`, { shape: [I, H], conv1d: true });
-      out.set(`${p}.mlp.c_proj.bias`, { shape: [H] });
-    }
-    return out;
-  }
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  out.set('model.embed_tokens.weight', { shape: [V, H] });
-  out.set('model.norm.weight', { shape: [H] });
-  out.set('lm_head.weight', { shape: [V, H], optional: c.tieWordEmbeddings });
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    out.set(`${p}.input_layernorm.weight`, { shape: [H] });
-    out.set(`${p}.post_attention_layernorm.weight`, { shape: [H] });
-    const lin = (n: string, rows: number, cols: number, bias: boolean) => {
-      out.set(`${p}.${n}.weight`, { shape: [rows, cols] });
-      out.set(`${p}.${n}.bias`, { shape: [rows], optional: !bias });
-    };
-    lin('self_attn.q_proj', q, H, c.qkvBias);
-    lin('self_attn.k_proj', kv, H, c.qkvBias);
-    lin('self_attn.v_proj', kv, H, c.qkvBias);
-    lin('self_attn.o_proj', H, q, c.oBias);
-    lin('mlp.gate_proj', I, H, false);
-    lin('mlp.up_proj', I, H, false);
-    lin('mlp.down_proj', H, I, false);
-    if (c.family === 'qwen3') {
-      out.set(`${p}.self_attn.q_norm.weight`, { shape: [c.headDim] });
-      out.set(`${p}.self_attn.k_norm.weight`, { shape: [c.headDim] });
-    }
-  }
-  return out;
+export function expectedTensors(c: DecoderConfig): Map<string, ExpectedTensor> {
+  return architectureOf(c).expectedTensors(c);
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -187,9 +127,10 @@ const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
  */
 export function validateTensors(c: DecoderConfig, tensors: Iterable<TensorShapeInfo>, file: string, names: FieldNames): void {
   const field = (k: keyof DecoderConfig) => `'${names[k] ?? k}'`;
-  const expected = expectedTensors(c);
+  const arch = architectureOf(c);
+  const expected = arch.expectedTensors(c);
   const seen = new Set<string>();
-  const layerRe = c.family === 'gpt2' ? /^transformer\.h\.(\d+)\./ : /^model\.layers\.(\d+)\./;
+  const layerRe = arch.layerPattern;
   const all = [...tensors];
   // Pre-quantized 4-bit weights: '<name>.quant_state.bitsandbytes__nf4' (or fp4) next to them.
   const packed = new Set(all.flatMap((t) => {
@@ -197,7 +138,7 @@ export function validateTensors(c: DecoderConfig, tensors: Iterable<TensorShapeI
     return i < 0 ? [] : [t.name.slice(0, i)];
   }));
   for (const t of all) {
-    const name = c.family === 'gpt2' && !t.name.startsWith('transformer.') && !t.name.startsWith('lm_head.') ? `transformer.${t.name}` : t.name;
+    const name = arch.canonicalName?.(t.name) ?? t.name;
     if (seen.has(name)) throw malformed(file, `tensor '${t.name}' is stored more than once (e.g. in two shards)`);
     seen.add(name);
     if (t.shape.some((d) => !(Number.isInteger(d) && d >= 1))) throw malformed(file, `tensor '${t.name}' has shape ${fmt(t.shape)}: every dimension must be at least 1`);
@@ -242,7 +183,7 @@ export function activationBytes(c: DecoderConfig, rows: number, maxPositions: nu
  * come from moduleSizes (layer sizes include their cache).
  */
 export function checkRuntimeMemory(c: DecoderConfig, sizes: readonly ModuleSize[], deviceOf: (module: string) => Device, maxPositions: number, largestTensorBytes: number, threads = 1): void {
-  const kvHeads = c.family === 'gpt2' ? c.numHeads : c.numKvHeads;
+  const kvHeads = architectureOf(c).kvHeads(c);
   const cachePerLayer = 2 * maxPositions * kvHeads * c.headDim * 4;
   let weights = 0;
   let caches = 0;

@@ -177,6 +177,7 @@ pub fn gemv4(x: &[f32], w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kern
 mod simd {
     use super::Weight4;
     use crate::simd::panel;
+    use crate::simd::wasm128::hsum;
     use core::arch::wasm32::*;
 
     /// The 16 code values as byte planes: plane p holds byte p of each f32 entry, the tables
@@ -234,10 +235,6 @@ mod simd {
         v128_store(d.add(3), f32x4_mul(wv[3], a));
     }
 
-    #[inline(always)]
-    fn hsum(v: v128) -> f32 {
-        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
-    }
 
     /// m = 1: `out[j] = Σ_b absmax_b · Σ_{k in b} values[c_jk] · x_k`.
     pub fn gemv(x: &[f32], w: &Weight4, values: &[f32; 16], out: &mut [f32]) {

@@ -124,29 +124,10 @@ pub fn matmul4_q8_reference(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]
 }
 
 fn scalar(xq: &Q8Activations, w: &Weight4, t: &Table16, out: &mut [f32]) {
-    let (n, k, bs) = (w.n, w.k, w.blocksize);
-    let cpr = k / QK;
-    for r in 0..xq.m {
-        for j in 0..n {
-            let mut tot = 0f32;
-            let mut c = 0;
-            while c < cpr {
-                let b = (j * k + c * QK) / bs;
-                let c_end = cpr.min(((b + 1) * bs - j * k) / QK);
-                let mut acc = 0f32;
-                while c < c_end {
-                    let mut i = 0i32;
-                    for kk in c * QK..(c + 1) * QK {
-                        i += t.t[w.code(j * k + kk)] as i32 * xq.q[r * k + kk] as i32;
-                    }
-                    acc += i as f32 * xq.d[r * cpr + c];
-                    c += 1;
-                }
-                tot += acc * (w.absmax.get(b) / t.scale);
-            }
-            out[r * n + j] = tot;
-        }
-    }
+    let k = w.k;
+    super::q8::scalar_rows(xq, w.n, w.blocksize, out, |b| w.absmax.get(b) / t.scale, |j, kk, x| {
+        (0..QK).map(|i| t.t[w.code(j * k + kk + i)] as i32 * xq.q[x + i] as i32).sum()
+    });
 }
 
 /// A bound on |kernel − reference| for output `[r, j]` from the float operations alone (the
@@ -167,12 +148,9 @@ pub fn float_bound(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, r: usi
 mod simd {
     use super::{Table16, Weight4};
     use crate::kernels::q8::{Q8Activations, QK};
+    use crate::simd::wasm128::hsum;
     use core::arch::wasm32::*;
 
-    #[inline(always)]
-    fn hsum(v: v128) -> f32 {
-        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
-    }
 
     /// The int8 code table, and the decoding of 32 packed weights into four i16x8 vectors in
     /// nibble order.

@@ -168,7 +168,7 @@ pub fn gemv_blockwise8(x: &[f32], w: &Weight8, bias: Option<&[f32]>, out: &mut [
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use super::Weight8;
-    use crate::kernels::matmul_dense::simd::hsum;
+    use crate::simd::wasm128::hsum;
     use core::arch::wasm32::*;
 
     /// 16 int8 codes at `p` times `a`: exactly `INT8_CODE[q] * absmax` (i8 -> i32 -> f32 is exact).

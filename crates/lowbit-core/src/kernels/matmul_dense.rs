@@ -66,16 +66,13 @@ pub fn gemv_dense<T: SimdLoad>(x: &[f32], w: &[T], n: usize, k: usize, bias: Opt
 
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub(crate) mod simd {
+mod simd {
     use crate::dtype::{bf16, f16, SimdLoad};
     use crate::simd::panel;
     use core::any::TypeId;
+    use crate::simd::wasm128::hsum;
     use core::arch::wasm32::*;
 
-    #[inline(always)]
-    pub(crate) fn hsum(v: v128) -> f32 {
-        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
-    }
 
     /// `w` viewed as its u16 bit patterns when T is f16 or bf16.
     fn halves<T: SimdLoad>(w: &[T]) -> Option<&[u16]> {

@@ -103,6 +103,31 @@ pub fn float_bound_of(xq: &Q8Activations, r: usize, bias: f32, chunk: impl Fn(us
     ((cpr + 6) as f64 * 2f64.powi(-22) * s) as f32
 }
 
+/// The scalar reference loop of the integer kernels, `out[m, n]` for a weight `[n, k]` in blocks
+/// of `bs` over its flattened elements: per chunk c of 32 the exact i32 sum `chunk(j, r·k + 32c)`
+/// (weight row j against activation codes from that index), times d, summed per weight block,
+/// times `block_scale(b)`, summed over the row in chunk order.
+pub(crate) fn scalar_rows(xq: &Q8Activations, n: usize, bs: usize, out: &mut [f32], block_scale: impl Fn(usize) -> f32, chunk: impl Fn(usize, usize, usize) -> i32) {
+    let (k, cpr) = (xq.k, xq.k / QK);
+    for r in 0..xq.m {
+        for j in 0..n {
+            let mut tot = 0f32;
+            let mut c = 0;
+            while c < cpr {
+                let b = (j * k + c * QK) / bs;
+                let c_end = cpr.min(((b + 1) * bs - j * k) / QK);
+                let mut acc = 0f32;
+                while c < c_end {
+                    acc += chunk(j, c * QK, r * k + c * QK) as f32 * xq.d[r * cpr + c];
+                    c += 1;
+                }
+                tot += acc * block_scale(b);
+            }
+            out[r * n + j] = tot;
+        }
+    }
+}
+
 /// Quantizes one block of 32 into `q`; returns its scale.
 fn quantize_block(x: &[f32], q: &mut [i16]) -> f32 {
     let mut amax = 0f32;

@@ -4,6 +4,12 @@ use crate::codebook::Codebook4;
 use crate::dtype::{f16, SimdLoad};
 use core::arch::wasm32::*;
 
+/// The sum of an f32x4's lanes, ((0 + 1) + (2 + 3)): the order every kernel's tests assume.
+#[inline(always)]
+pub fn hsum(v: v128) -> f32 {
+    (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+}
+
 /// max |x| over a slice; NaN if any element is NaN (f32x4.max propagates NaN).
 pub fn absmax<T: SimdLoad>(x: &[T]) -> f32 {
     let chunks = x.len() / 4;

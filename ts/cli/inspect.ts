@@ -11,6 +11,7 @@ import { resolveSource } from '../loading/sources/resolve.js';
 import { listWeightFiles } from '../loading/sources/sharding.js';
 import type { ModelSource } from '../loading/sources/types.js';
 import { planModuleSizes } from '../models/auto.js';
+import { kvCacheBytesPerLayer } from '../models/module-sizes.js';
 import { parseBytes, planDevices, type ModuleSize } from '../models/device-map.js';
 import { init } from '../runtime/wasm.js';
 import type { DecoderConfig } from '../models/config.js';
@@ -69,15 +70,12 @@ async function memoryTable(source: ModelSource, maxPositions: number | undefined
   for (const quant of Object.keys(QUANT_CHOICES) as QuantChoice[]) {
     const q = quantizationConfig(quant);
     const opts = q ? { quantizationConfig: q } : {};
-    // The KV cache is part of each layer's planned bytes and linear in the positions: plans at
-    // 1 and 2 positions give its bytes per position, and the weights without it.
-    const bytesAt = async (p?: number) => (await planModuleSizes(source, { ...opts, ...(p !== undefined ? { maxPositions: p } : {}) })).sizes.reduce((a, m) => a + m.bytes, 0);
     const full = await planModuleSizes(source, { ...opts, ...(maxPositions !== undefined ? { maxPositions } : {}) });
-    const [one, two] = [await bytesAt(1), await bytesAt(2)];
     config = full.config;
     positions = maxPositions ?? Math.min(full.config.maxPositions, 4096);
     const total = full.sizes.reduce((a, m) => a + m.bytes, 0);
-    const weights = one - (two - one);
+    // the plan counts each layer's KV cache with the layer
+    const weights = total - config.numLayers * kvCacheBytesPerLayer(config, positions);
     rows.push({ quant, weightsBytes: weights, kvCacheBytes: total - weights, totalBytes: total });
   }
   return { config: config!, maxPositions: positions, rows };

@@ -20,7 +20,7 @@ import type { WebGpuBackend } from '../backends/webgpu/index.js';
 import { fromGguf, ggufWeightFile } from './gguf-llama.js';
 import { streamInto } from './stream-build.js';
 import { architectureOf } from './architectures.js';
-import { quantizeDense, transposeDense } from './weights.js';
+import { transposeDense } from './weights.js';
 import { AutoTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import type { ModelSource } from '../loading/sources/types.js';
 
@@ -171,17 +171,14 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
   const skip = quantization?.skipModules ?? ['lm_head'];
   const maxPositions = resolveMaxPositions(options.maxPositions, config);
   const arch = architectureOf(config);
-  // Weights the architecture stores [in, out] (GPT-2's Conv1D) are transposed as they arrive, then quantized as asked.
-  const transposed = (t: Pick<TensorMeta, 'name'>) => arch.transposedWeights?.test(t.name) === true;
-  const shouldQuantize = (t: TensorMeta) => !transposed(t) && isQuantizableLinear(t, skip);
-  const quantizedAfterTranspose = (t: TensorMeta) => quantization !== undefined && transposed(t) && !skip.some((s) => t.name.startsWith(s)) && ['F32', 'F16', 'BF16'].includes(t.dtype);
-  const toLinearLayout = (w: LoadedWeight): LoadedWeight => {
-    if (w.kind !== 'dense' || !transposed(w)) return w;
-    const t = transposeDense(w);
-    return quantizedAfterTranspose(w) ? quantizeDense(t, quantization!) : t;
-  };
+  // Weights the architecture stores [in, out] (GPT-2's Conv1D): loadWeights transposes the ones it
+  // quantizes (bitsandbytes holds them [out, in]); the rest are transposed here as they arrive,
+  // so the model sees nn.Linear layouts only.
+  const conv1d = (name: string) => arch.transposedWeights?.test(name) === true;
+  const shouldQuantize = (t: TensorMeta) => isQuantizableLinear(t, skip);
+  const toLinearLayout = (w: LoadedWeight): LoadedWeight => (w.kind === 'dense' && conv1d(w.name) ? transposeDense(w) : w);
   // Every header first: the tensors must be the ones the config implies before anything is built.
-  const infos = await safetensorsInfos(source, (t) => quantization !== undefined && (shouldQuantize(t) || quantizedAfterTranspose(t)), options.signal);
+  const infos = await safetensorsInfos(source, (t) => quantization !== undefined && shouldQuantize(t), options.signal);
   validateTensors(config, infos, 'config.json', configJsonFields(config));
   // Quantizing a tensor holds it in wasm memory as f32 for a moment (dense ones are the weights themselves).
   const largestTensorBytes = infos.reduce((m, t) => Math.max(m, t.quantize ? t.shape.reduce((a, b) => a * b, 1) * 4 : 0), 0);
@@ -193,7 +190,7 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
     computeDtype: prequantized ? computeDtypeOf(saved?.bnb_4bit_compute_dtype) : options.quantizationConfig?.bnb4bitComputeDtype ?? 'float32',
   };
   const make = (weights: ModelWeights): CausalLM => arch.create(config, { placement, weights, maxPositions, linear, options: modelOptions });
-  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }), toLinearLayout);
+  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, conv1d, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }), toLinearLayout);
 }
 
 /** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */

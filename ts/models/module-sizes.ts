@@ -70,7 +70,7 @@ export function moduleSizes(config: DecoderConfig, tensors: Iterable<TensorSizeI
     formats.get(m)!.set(label, { kind, label });
   }
   const arch = architectureOf(config);
-  const cache = 2 * maxPositions * arch.kvHeads(config) * config.headDim * 4;
+  const cache = kvCacheBytesPerLayer(config, maxPositions);
   const embed = arch.embeddingModule;
   return names.map((name) => {
     if (name === 'lm_head' && bytes.get(name) === 0) return { name, bytes: 0, tiedTo: embed };
@@ -80,6 +80,11 @@ export function moduleSizes(config: DecoderConfig, tensors: Iterable<TensorSizeI
     const b = bytes.get(name)! + extra;
     return { name, bytes: b, ...(gpu !== b ? { gpuBytes: gpu } : {}), formats: fm };
   });
+}
+
+/** Bytes of one decoder layer's f32 KV cache for `maxPositions` positions. */
+export function kvCacheBytesPerLayer(config: DecoderConfig, maxPositions: number): number {
+  return 2 * maxPositions * architectureOf(config).kvHeads(config) * config.headDim * 4;
 }
 
 /** Tensor metadata of a safetensors checkpoint (headers only; nothing else is read). */

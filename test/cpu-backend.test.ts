@@ -156,7 +156,7 @@ describe('linear layers', () => {
     expect(be.kernels).toBe('fast');
     const exact = new CpuBackend();
     exact.kernels = 'exact';
-    // Bound (crates/lowbit-core/src/kernels/matmul4_q8.rs): activations rounded to d/2 with
+    // Bound (crates/lowbit-core/src/kernels/matmul4_int.rs): activations rounded to d/2 with
     // d = max|x| / 8191 per block of 32, the code table to absmax / (2 · s), s = 8191 (7168 for int4).
     for (const [quantType, compressStatistics, s] of [['nf4', false, 8191], ['fp4', true, 8191], ['int4', false, 7168]] as const) {
       const { packed, quantState } = quantize4bit(W, { quantType, blocksize: 64, compressStatistics, shape: [n, k] });

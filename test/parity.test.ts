@@ -44,7 +44,7 @@ describe('parity with transformers', () => {
   for (const model of MODELS) {
     const ref = referenceOf(model);
     for (const [variant, q] of Object.entries(VARIANTS)) {
-      // 4-bit with f32 compute runs the fast int8-activation kernels by default: check both.
+      // 4-bit with f32 compute runs the fast integer kernels by default: check both.
       const fastApplies = q?.loadIn4bit === true && q.bnb4bitComputeDtype === undefined;
       if (fastApplies) {
         it(`${model} ${variant} (fast kernels, the default)`, async () => {

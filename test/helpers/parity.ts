@@ -47,12 +47,12 @@ function distance(a: Float32Array, b: Float32Array): { max: number; mean: number
 /**
  * Checks our logits against transformers' for `variant` with that variant's tolerance.
  *
- * `fastKernels`: the CPU's int8-activation 4-bit kernels (kernels/matmul4_q8.rs). They add two
- * roundings per product to the 4-bit format's own: the code table to 1/127 of absmax (NF4's
- * code steps are 0.08–0.3 of absmax, so the 4-bit rounding error per weight is ~10× larger) and
- * the activations to 1/254 of their block maximum. Either is about a tenth of the format's own
- * error, so the logits may move from bitsandbytes' by at most a quarter of bitsandbytes' own
- * 4-bit-vs-fp32 distance (max and mean), measured on the same fixture.
+ * `fastKernels`: the CPU's integer 4-bit kernels (kernels/matmul4_int.rs). They add two
+ * roundings per product to the 4-bit format's own: the code table to 1/8191 of absmax and the
+ * activations to 1/16382 of their block maximum, both far below the format's own rounding (NF4's
+ * code steps are 0.08–0.3 of absmax). The bound keeps margin for outlier blocks: the logits may
+ * move from bitsandbytes' by at most a quarter of bitsandbytes' own 4-bit-vs-fp32 distance (max
+ * and mean), measured on the same fixture (they move far less).
  */
 export function expectParity(model: string, variant: string, ours: Float32Array, fastKernels = false): void {
   const theirs = logitsOf(model, variant);

@@ -34,7 +34,7 @@ assert.ok(maxErr > 0 && maxErr < 0.17, `NF4 round trip error ${maxErr}`);
 
 // y = x Wᵀ with the dequantized weights as the reference, on one and on two threads, with the
 // exact f32 kernels and the default fast (integer activation) kernels, each within its bound
-// (crates/lowbit-core/src/kernels/matmul4_q8.rs; test/cpu-backend.test.ts derives the same).
+// (crates/lowbit-core/src/kernels/matmul4_int.rs; test/cpu-backend.test.ts derives the same).
 const m = 3;
 const x = rand(m * k, 11);
 const absmax = quantState.absmaxF32();

@@ -5,7 +5,7 @@
 //! and come back as new `Float32Array`s (`Vec<f32>`). Every error is a LowbitError (`js_err`).
 
 use crate::{js_err, JsResult};
-use lowbit_core::kernels::{activation, attention, embedding, matmul4, matmul4_half, matmul4_q8, matmul_blockwise8, matmul_blockwise8_q8, matmul_dense, matmul_int8, norm, rope};
+use lowbit_core::kernels::{activation, attention, embedding, matmul4, matmul4_half, matmul4_int, matmul_blockwise8, matmul_blockwise8_int, matmul_dense, matmul_int8, norm, rope};
 use lowbit_core::codebook::dynamic_map_signed;
 use lowbit_core::{bf16, f16, DType, Error, ErrorKind, Kernel, QuantType4};
 use wasm_bindgen::prelude::*;
@@ -166,7 +166,7 @@ pub struct Linear4 {
     bias: Option<Vec<f32>>,
     /// bnb_4bit_compute_dtype: F32 (the fast fused kernel) or F16 / BF16 (matmul4_half).
     compute: DType,
-    /// With an f32 compute dtype: int8 activations and integer dots (matmul4_q8) where the
+    /// With an f32 compute dtype: integer activations and dots (matmul4_int) where the
     /// shape allows, instead of the exact f32 kernels. Off until `setKernels("fast")`.
     fast: bool,
 }
@@ -218,7 +218,7 @@ impl Linear4 {
         Ok(())
     }
 
-    /// "fast": integer activations and integer dot products (lowbit_core::kernels::matmul4_q8),
+    /// "fast": integer activations and integer dot products (lowbit_core::kernels::matmul4_int),
     /// used with the f32 compute dtype when K is a multiple of 32 and for up to FAST_MAX_ROWS
     /// rows; "exact": the f32 kernels that match dequantize-then-matmul (the default).
     #[wasm_bindgen(js_name = setKernels)]
@@ -231,7 +231,7 @@ impl Linear4 {
     #[wasm_bindgen(getter)]
     pub fn kernels(&self) -> String {
         let w = matmul4::Weight4 { packed: &self.packed, absmax: self.absmax.view(), quant_type: self.quant_type, blocksize: self.blocksize, n: self.n, k: self.k };
-        if self.fast && self.compute == DType::F32 && matmul4_q8::supports(&w) { "fast" } else { "exact" }.to_string()
+        if self.fast && self.compute == DType::F32 && matmul4_int::supports(&w) { "fast" } else { "exact" }.to_string()
     }
 
     /// `x[m, k] · Wᵀ (+ bias)` -> `[m, n]`.
@@ -242,7 +242,7 @@ impl Linear4 {
         match self.compute {
             DType::F16 => matmul4_half::matmul4_half::<f16>(x, m, &w, bias, &mut out, Kernel::best()),
             DType::BF16 => matmul4_half::matmul4_half::<bf16>(x, m, &w, bias, &mut out, Kernel::best()),
-            _ if self.fast && m <= FAST_MAX_ROWS && matmul4_q8::supports(&w) => matmul4_q8::matmul4_q8(x, m, &w, bias, &mut out, Kernel::best()),
+            _ if self.fast && m <= FAST_MAX_ROWS && matmul4_int::supports(&w) => matmul4_int::matmul4_int(x, m, &w, bias, &mut out, Kernel::best()),
             _ => matmul4::matmul4(x, m, &w, bias, &mut out, Kernel::best()),
         }
         .map_err(js_err)?;
@@ -278,7 +278,7 @@ pub struct LinearBlockwise8 {
     n: usize,
     k: usize,
     bias: Option<Vec<f32>>,
-    /// Integer activations and dots (matmul_blockwise8_q8) for the int8 code; see Linear4::fast.
+    /// Integer activations and dots (matmul_blockwise8_int) for the int8 code; see Linear4::fast.
     fast: bool,
 }
 
@@ -298,8 +298,8 @@ impl LinearBlockwise8 {
         let code = self.code.as_deref().unwrap_or(&matmul_blockwise8::INT8_CODE);
         let w = matmul_blockwise8::Weight8::new(&self.q, &self.absmax, code, self.blocksize, self.n, self.k).map_err(js_err)?;
         let mut out = vec![0f32; checked_mul(m as usize, self.n, "output")?];
-        if self.fast && m as usize <= FAST_MAX_ROWS && matmul_blockwise8_q8::supports(&w) {
-            matmul_blockwise8_q8::matmul_blockwise8_q8(x, m as usize, &w, self.bias.as_deref(), &mut out, Kernel::best()).map_err(js_err)?;
+        if self.fast && m as usize <= FAST_MAX_ROWS && matmul_blockwise8_int::supports(&w) {
+            matmul_blockwise8_int::matmul_blockwise8_int(x, m as usize, &w, self.bias.as_deref(), &mut out, Kernel::best()).map_err(js_err)?;
         } else {
             matmul_blockwise8::matmul_blockwise8(x, m as usize, &w, self.bias.as_deref(), &mut out, Kernel::best()).map_err(js_err)?;
         }

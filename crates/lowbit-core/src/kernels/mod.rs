@@ -37,11 +37,11 @@
 
 pub mod absmax4;
 pub mod matmul4;
-pub mod matmul4_q8;
-pub mod q8;
+pub mod matmul4_int;
+pub mod int_activations;
 pub mod matmul4_half;
 pub mod matmul_blockwise8;
-pub mod matmul_blockwise8_q8;
+pub mod matmul_blockwise8_int;
 pub mod matmul_dense;
 pub mod matmul_int8;
 pub mod norm;

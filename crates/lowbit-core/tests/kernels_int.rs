@@ -1,4 +1,4 @@
-//! The int8-activation 4-bit kernels (kernels/matmul4_q8.rs, kernels/q8.rs):
+//! The integer-activation 4-bit kernels (kernels/matmul4_int.rs, kernels/int_activations.rs):
 //! - activation quantization: codes in -LEVELS..=LEVELS, |x − d·q| <= d/2 (+ one rounding), zero and
 //!   non-finite blocks;
 //! - the fast path against the EXACT f32 reference within the derived quantization bound
@@ -15,8 +15,8 @@ use common::Rng;
 use lowbit_core::blockwise4::{decode, quantize_packed};
 use lowbit_core::double_quant::compress;
 use lowbit_core::kernels::matmul4::{matmul4_reference, Absmax4, NestedAbsmax4, Weight4};
-use lowbit_core::kernels::matmul4_q8::{float_bound, matmul4_q8, matmul4_q8_quantized, matmul4_q8_reference, supports, Table16};
-use lowbit_core::kernels::q8::{Q8Activations, LEVELS, QK};
+use lowbit_core::kernels::matmul4_int::{float_bound, matmul4_int, matmul4_int_quantized, matmul4_int_reference, supports, Table16};
+use lowbit_core::kernels::int_activations::{IntActivations, LEVELS, QK};
 use lowbit_core::{ErrorKind, Kernel, QuantType4};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -28,7 +28,7 @@ fn activation_quantization_error_is_half_a_step() {
     let mut x = rng.vec(3 * k, 1.5);
     x[5] = 40.0; // one outlier makes its block's step coarse
     x[k..k + 32].fill(0.0); // a zero block
-    let xq = Q8Activations::new(&x, 3, k).unwrap();
+    let xq = IntActivations::new(&x, 3, k).unwrap();
     assert_eq!(xq.d.len(), 3 * k / QK);
     assert_eq!(xq.d[k / QK], 0.0);
     for (i, (&v, &q)) in x.iter().zip(&xq.q).enumerate() {
@@ -45,12 +45,12 @@ fn activation_quantization_error_is_half_a_step() {
 fn non_finite_activations_give_nan() {
     let mut x = vec![0.5f32; 64];
     x[40] = f32::INFINITY;
-    let xq = Q8Activations::new(&x, 1, 64).unwrap();
+    let xq = IntActivations::new(&x, 1, 64).unwrap();
     assert!(xq.d[0].is_finite() && xq.d[1].is_nan());
     let (packed, absmax) = quantize_packed(&vec![0.25f32; 2 * 64], QuantType4::Nf4, 64, false, Kernel::Scalar).unwrap();
     let w = Weight4::new(&packed, &absmax, QuantType4::Nf4, 64, 2, 64).unwrap();
     let mut out = vec![0f32; 2];
-    matmul4_q8(&x, 1, &w, None, &mut out, Kernel::best()).unwrap();
+    matmul4_int(&x, 1, &w, None, &mut out, Kernel::best()).unwrap();
     assert!(out.iter().all(|v| v.is_nan()), "{out:?}");
 }
 
@@ -60,15 +60,15 @@ fn refuses_what_it_cannot_take() {
     let w = Weight4::new(&packed, &absmax, QuantType4::Nf4, 64, 4, 48).unwrap();
     assert!(!supports(&w));
     let mut out = vec![0f32; 4];
-    let e = matmul4_q8(&[0.5; 48], 1, &w, None, &mut out, Kernel::best()).unwrap_err();
+    let e = matmul4_int(&[0.5; 48], 1, &w, None, &mut out, Kernel::best()).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidArgument, "{e}");
-    assert_eq!(Q8Activations::new(&[0.5; 48], 1, 48).unwrap_err().kind, ErrorKind::InvalidArgument);
-    assert_eq!(Q8Activations::new(&[0.5; 64], 2, 64).unwrap_err().kind, ErrorKind::LengthMismatch);
+    assert_eq!(IntActivations::new(&[0.5; 48], 1, 48).unwrap_err().kind, ErrorKind::InvalidArgument);
+    assert_eq!(IntActivations::new(&[0.5; 64], 2, 64).unwrap_err().kind, ErrorKind::LengthMismatch);
     // activations of another width than the weight's
     let (packed, absmax) = quantize_packed(&vec![0.25f32; 2 * 64], QuantType4::Nf4, 64, false, Kernel::Scalar).unwrap();
     let w = Weight4::new(&packed, &absmax, QuantType4::Nf4, 64, 2, 64).unwrap();
-    let xq = Q8Activations::new(&[0.5; 32], 1, 32).unwrap();
-    let e = matmul4_q8_quantized(&xq, &w, None, &mut out[..2], Kernel::best()).unwrap_err();
+    let xq = IntActivations::new(&[0.5; 32], 1, 32).unwrap();
+    let e = matmul4_int_quantized(&xq, &w, None, &mut out[..2], Kernel::best()).unwrap_err();
     assert_eq!(e.kind, ErrorKind::LengthMismatch, "{e}");
 }
 
@@ -105,10 +105,10 @@ fn check_weight(rng: &mut Rng, w: &Weight4, wf: &[f32], what: &str) {
         }
         let bias = rng.vec(n, 0.3);
         for b in [None, Some(&bias[..])] {
-            let xq = Q8Activations::new(&x, m, k).unwrap();
-            let reference = matmul4_q8_reference(&xq, w, b).unwrap();
+            let xq = IntActivations::new(&x, m, k).unwrap();
+            let reference = matmul4_int_reference(&xq, w, b).unwrap();
             let mut fast = vec![0f32; m * n];
-            matmul4_q8(&x, m, w, b, &mut fast, Kernel::best()).unwrap();
+            matmul4_int(&x, m, w, b, &mut fast, Kernel::best()).unwrap();
             let exact = matmul4_reference(&x, m, w, b).unwrap();
             for r in 0..m {
                 for j in 0..n {
@@ -174,13 +174,13 @@ fn one_quantization_serves_several_layers() {
     let mut rng = Rng(11);
     let k = 128;
     let x = rng.vec(2 * k, 1.0);
-    let xq = Q8Activations::new(&x, 2, k).unwrap();
+    let xq = IntActivations::new(&x, 2, k).unwrap();
     for n in [3usize, 8] {
         let (packed, absmax) = quantize_packed(&rng.vec(n * k, 0.1), QuantType4::Nf4, 64, false, Kernel::Scalar).unwrap();
         let w = Weight4::new(&packed, &absmax, QuantType4::Nf4, 64, n, k).unwrap();
         let (mut a, mut b) = (vec![0f32; 2 * n], vec![0f32; 2 * n]);
-        matmul4_q8(&x, 2, &w, None, &mut a, Kernel::best()).unwrap();
-        matmul4_q8_quantized(&xq, &w, None, &mut b, Kernel::best()).unwrap();
+        matmul4_int(&x, 2, &w, None, &mut a, Kernel::best()).unwrap();
+        matmul4_int_quantized(&xq, &w, None, &mut b, Kernel::best()).unwrap();
         assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 }
@@ -189,8 +189,8 @@ mod blockwise8 {
     //! The integer kernel for block-wise 8-bit weights with the int8 code (GGUF Q8_0).
     use super::common::Rng;
     use lowbit_core::kernels::matmul_blockwise8::{matmul_blockwise8_reference, Weight8, INT8_CODE};
-    use lowbit_core::kernels::matmul_blockwise8_q8::{float_bound, matmul_blockwise8_q8, matmul_blockwise8_q8_reference, supports};
-    use lowbit_core::kernels::q8::{Q8Activations, QK};
+    use lowbit_core::kernels::matmul_blockwise8_int::{float_bound, matmul_blockwise8_int, matmul_blockwise8_int_reference, supports};
+    use lowbit_core::kernels::int_activations::{IntActivations, QK};
     use lowbit_core::{codebook::dynamic_map_signed, ErrorKind, Kernel};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -207,11 +207,11 @@ mod blockwise8 {
                 let x = rng.vec(m * k, 1.0);
                 let bias = rng.vec(n, 0.2);
                 for b in [None, Some(&bias[..])] {
-                    let xq = Q8Activations::new(&x, m, k).unwrap();
-                    let reference = matmul_blockwise8_q8_reference(&xq, &w, b).unwrap();
+                    let xq = IntActivations::new(&x, m, k).unwrap();
+                    let reference = matmul_blockwise8_int_reference(&xq, &w, b).unwrap();
                     let exact = matmul_blockwise8_reference(&x, m, &w, b).unwrap();
                     let mut fast = vec![0f32; m * n];
-                    matmul_blockwise8_q8(&x, m, &w, b, &mut fast, Kernel::best()).unwrap();
+                    matmul_blockwise8_int(&x, m, &w, b, &mut fast, Kernel::best()).unwrap();
                     for r in 0..m {
                         for j in 0..n {
                             let i = r * n + j;
@@ -241,7 +241,7 @@ mod blockwise8 {
         let dynamic = Weight8::new(&q, &absmax, dynamic_map_signed(), 32, 2, 64).unwrap();
         assert!(!supports(&dynamic));
         let mut out = vec![0f32; 2];
-        assert_eq!(matmul_blockwise8_q8(&[0.1; 64], 1, &dynamic, None, &mut out, Kernel::best()).unwrap_err().kind, ErrorKind::InvalidArgument);
+        assert_eq!(matmul_blockwise8_int(&[0.1; 64], 1, &dynamic, None, &mut out, Kernel::best()).unwrap_err().kind, ErrorKind::InvalidArgument);
         let q = vec![3u8; 2 * 48];
         let ragged = Weight8::new(&q, &absmax[..3], &INT8_CODE, 32, 2, 48).unwrap();
         assert!(!supports(&ragged));

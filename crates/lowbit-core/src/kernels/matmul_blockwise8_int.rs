@@ -1,6 +1,6 @@
 //! Block-wise 8-bit linear layer with the int8 code (GGUF Q8_0) on integer activations: the fast
 //! CPU path for 8-bit block-wise weights, llama.cpp's Q8_0 × Q8_0 with our 14-bit activations
-//! ([`super::q8`]):
+//! ([`super::int_activations`]):
 //!
 //!   y[r, j] = Σ_b absmax_b · Σ_{c in b} d_{r,c} · I_{r,j,c},   I = Σ_{k in c} code_jk · q_{r,k}
 //!
@@ -15,7 +15,7 @@
 //! reference's chunk sums; the integers do not.
 
 use super::matmul_blockwise8::Weight8;
-use super::q8::{Q8Activations, QK};
+use super::int_activations::{IntActivations, QK};
 use super::{add_bias, check_len, mul};
 use crate::error::{bail, Result};
 use crate::Kernel;
@@ -25,7 +25,7 @@ pub fn supports(w: &Weight8) -> bool {
     w.is_int8_code() && w.k().is_multiple_of(QK) && w.blocksize().is_multiple_of(QK)
 }
 
-fn check(xq: &Q8Activations, w: &Weight8, bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
+fn check(xq: &IntActivations, w: &Weight8, bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
     if !supports(w) {
         bail!(InvalidArgument, "the integer 8-bit kernel needs the int8 code and K, blocksize multiples of {QK} (K = {}, blocksize = {})", w.k(), w.blocksize());
     }
@@ -40,17 +40,17 @@ fn check(xq: &Q8Activations, w: &Weight8, bias: Option<&[f32]>, out: &[f32]) -> 
 }
 
 /// `out[m, n] = x · Wᵀ (+ bias)` with x quantized here.
-pub fn matmul_blockwise8_q8(x: &[f32], m: usize, w: &Weight8, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
+pub fn matmul_blockwise8_int(x: &[f32], m: usize, w: &Weight8, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
     if m == 0 {
         bail!(EmptyTensor, "matmul with 0 rows of activations");
     }
     check_len("activations x", x.len(), mul(m, w.k(), "activations")?)?;
-    let xq = Q8Activations::new(x, m, w.k())?;
-    matmul_blockwise8_q8_quantized(&xq, w, bias, out, kernel)
+    let xq = IntActivations::new(x, m, w.k())?;
+    matmul_blockwise8_int_quantized(&xq, w, bias, out, kernel)
 }
 
 /// The same with activations already quantized.
-pub fn matmul_blockwise8_q8_quantized(xq: &Q8Activations, w: &Weight8, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
+pub fn matmul_blockwise8_int_quantized(xq: &IntActivations, w: &Weight8, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
     check(xq, w, bias, out)?;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if kernel.use_simd() {
@@ -67,7 +67,7 @@ pub fn matmul_blockwise8_q8_quantized(xq: &Q8Activations, w: &Weight8, bias: Opt
 }
 
 /// Scalar reference (also the non-wasm kernel).
-pub fn matmul_blockwise8_q8_reference(xq: &Q8Activations, w: &Weight8, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+pub fn matmul_blockwise8_int_reference(xq: &IntActivations, w: &Weight8, bias: Option<&[f32]>) -> Result<Vec<f32>> {
     let mut out = vec![0f32; mul(xq.m, w.n(), "output")?];
     check(xq, w, bias, &out)?;
     scalar(xq, w, &mut out);
@@ -75,18 +75,18 @@ pub fn matmul_blockwise8_q8_reference(xq: &Q8Activations, w: &Weight8, bias: Opt
     Ok(out)
 }
 
-fn scalar(xq: &Q8Activations, w: &Weight8, out: &mut [f32]) {
+fn scalar(xq: &IntActivations, w: &Weight8, out: &mut [f32]) {
     let (k, q, absmax) = (w.k(), w.q(), w.absmax());
-    super::q8::scalar_rows(xq, w.n(), w.blocksize(), out, |b| absmax[b], |j, kk, x| {
+    super::int_activations::scalar_rows(xq, w.n(), w.blocksize(), out, |b| absmax[b], |j, kk, x| {
         (0..QK).map(|i| (q[j * k + kk + i] as i8) as i32 * xq.q[x + i] as i32).sum()
     });
 }
 
 /// A bound on |kernel − reference| from the float operations alone, as
-/// [`super::matmul4_q8::float_bound`]: (C + 6)·2^-22·S, S = Σ_b |absmax_b| Σ_c |d_c| Σ_k |code·q|.
-pub fn float_bound(xq: &Q8Activations, w: &Weight8, bias: Option<&[f32]>, r: usize, j: usize) -> f32 {
+/// [`super::matmul4_int::float_bound`]: (C + 6)·2^-22·S, S = Σ_b |absmax_b| Σ_c |d_c| Σ_k |code·q|.
+pub fn float_bound(xq: &IntActivations, w: &Weight8, bias: Option<&[f32]>, r: usize, j: usize) -> f32 {
     let (k, bs) = (w.k(), w.blocksize());
-    super::q8::float_bound_of(xq, r, bias.map_or(0.0, |b| b[j]), |c| {
+    super::int_activations::float_bound_of(xq, r, bias.map_or(0.0, |b| b[j]), |c| {
         let sum: f64 = (c * QK..(c + 1) * QK).map(|kk| ((w.q()[j * k + kk] as i8) as f64 * xq.q[r * k + kk] as f64).abs()).sum();
         (w.absmax()[(j * k + c * QK) / bs] as f64, sum)
     })
@@ -95,13 +95,13 @@ pub fn float_bound(xq: &Q8Activations, w: &Weight8, bias: Option<&[f32]>, r: usi
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use super::Weight8;
-    use crate::kernels::q8::{Q8Activations, QK};
+    use crate::kernels::int_activations::{IntActivations, QK};
     use crate::simd::wasm128::hsum;
     use core::arch::wasm32::*;
 
 
     /// Activation row r against every weight row.
-    pub fn row(xq: &Q8Activations, r: usize, w: &Weight8, out: &mut [f32]) {
+    pub fn row(xq: &IntActivations, r: usize, w: &Weight8, out: &mut [f32]) {
         let (n, k, bs) = (w.n(), w.k(), w.blocksize());
         let (q, absmax) = (w.q(), w.absmax());
         let cpr = k / QK;

@@ -1,4 +1,4 @@
-//! Activations quantized to integers for the integer-dot linear kernels ([`super::matmul4_q8`]):
+//! Activations quantized to integers for the integer-dot linear kernels ([`super::matmul4_int`]):
 //! each row of `x [m, k]` in blocks of [`QK`] = 32 values (llama.cpp's Q8_0 shape), one f32
 //! scale per block, `d = max|x| / L`, `q = round_ties_even(x · L / max|x|)` in -L..=L with
 //! L = [`LEVELS`] = 8191 (14 bits, held in i16).
@@ -10,7 +10,7 @@
 //! (`i32x4.dot_i16x8_s`), so the extra bits cost nothing there; sums stay exact in i32 and below
 //! 2^24 (8 products of at most 127 · 8191 per lane per chunk), so their f32 conversion is exact.
 //! A row is quantized once per matmul and read by every weight row (and, through
-//! [`Q8Activations`], by every layer that takes the same input).
+//! [`IntActivations`], by every layer that takes the same input).
 //!
 //! Error: |x − d·q| <= d / 2 for every element (plus one f32 rounding of x · L / max|x|).
 //! Non-finite activations give a NaN scale for their block, so NaN reaches the output as it
@@ -31,7 +31,7 @@ pub const LEVELS: f32 = 8191.0;
 
 /// `x [m, k]` quantized per block of 32 (k a multiple of 32).
 #[derive(Debug, Clone)]
-pub struct Q8Activations {
+pub struct IntActivations {
     pub m: usize,
     pub k: usize,
     /// Codes in element order, `[m, k]`.
@@ -43,14 +43,14 @@ pub struct Q8Activations {
     pub(crate) nibble_order: Vec<i16>,
 }
 
-impl Q8Activations {
+impl IntActivations {
     /// Quantizes `x [m, k]`; `k` must be a positive multiple of 32.
-    pub fn new(x: &[f32], m: usize, k: usize) -> Result<Q8Activations> {
+    pub fn new(x: &[f32], m: usize, k: usize) -> Result<IntActivations> {
         if m == 0 || k == 0 {
             bail!(EmptyTensor, "activations have shape [{m}, {k}]");
         }
         if !k.is_multiple_of(QK) {
-            bail!(InvalidArgument, "int8 activations need a row length that is a multiple of {QK}, got {k}");
+            bail!(InvalidArgument, "integer activations need a row length that is a multiple of {QK}, got {k}");
         }
         check_len("activations x", x.len(), mul(m, k, "activations")?)?;
         let mut q = vec![0i16; x.len()];
@@ -69,7 +69,7 @@ impl Q8Activations {
             }
             v
         };
-        Ok(Q8Activations {
+        Ok(IntActivations {
             m,
             k,
             q,
@@ -92,8 +92,8 @@ impl Q8Activations {
 
 /// The float-rounding bound of the integer kernels for one output of activation row `r`:
 /// (C + 6)·2^-22·S with S = Σ_c |scale_c|·|d_c|·Σ_(k in c) |w_k·q_k| + |bias| (see
-/// `matmul4_q8::float_bound`); `chunk(c)` gives chunk c's weight scale and Σ |w_k·q_k|.
-pub fn float_bound_of(xq: &Q8Activations, r: usize, bias: f32, chunk: impl Fn(usize) -> (f64, f64)) -> f32 {
+/// `matmul4_int::float_bound`); `chunk(c)` gives chunk c's weight scale and Σ |w_k·q_k|.
+pub fn float_bound_of(xq: &IntActivations, r: usize, bias: f32, chunk: impl Fn(usize) -> (f64, f64)) -> f32 {
     let cpr = xq.k / QK;
     let mut s = bias.abs() as f64;
     for c in 0..cpr {
@@ -107,7 +107,7 @@ pub fn float_bound_of(xq: &Q8Activations, r: usize, bias: f32, chunk: impl Fn(us
 /// of `bs` over its flattened elements: per chunk c of 32 the exact i32 sum `chunk(j, r·k + 32c)`
 /// (weight row j against activation codes from that index), times d, summed per weight block,
 /// times `block_scale(b)`, summed over the row in chunk order.
-pub(crate) fn scalar_rows(xq: &Q8Activations, n: usize, bs: usize, out: &mut [f32], block_scale: impl Fn(usize) -> f32, chunk: impl Fn(usize, usize, usize) -> i32) {
+pub(crate) fn scalar_rows(xq: &IntActivations, n: usize, bs: usize, out: &mut [f32], block_scale: impl Fn(usize) -> f32, chunk: impl Fn(usize, usize, usize) -> i32) {
     let (k, cpr) = (xq.k, xq.k / QK);
     for r in 0..xq.m {
         for j in 0..n {

@@ -5,7 +5,7 @@
 //!
 //! with `t` the code table rounded to integers (`round(values · s)`, s = 8191, or 7168 for INT4:
 //! [`Table16`]), `q`, `d` the activations quantized to 14 bits per block of 32
-//! ([`Q8Activations`]) and I an exact i32 sum (32 products of at most 8191 · 8192 < 2^31). This is
+//! ([`IntActivations`]) and I an exact i32 sum (32 products of at most 8191 · 8192 < 2^31). This is
 //! llama.cpp's IQ4_NL × Q8_0 scheme with bitsandbytes' blocks: the activation blocks of 32 must
 //! lie inside one weight block, so it needs K % 32 == 0 (every bitsandbytes blocksize is a
 //! multiple of 32); [`supports`] says when it applies, and the exact kernels
@@ -17,7 +17,7 @@
 //! (the table is rounded to the nearest 1/s), plus f32 rounding of the few float operations
 //! (see [`float_bound`]). The tests check exactly this bound against the exact reference.
 //!
-//! Implementations (each tested against [`matmul4_q8_reference`], whose integer sums I are the
+//! Implementations (each tested against [`matmul4_int_reference`], whose integer sums I are the
 //! same; only the order of the float additions differs):
 //! - scalar: I per chunk of 32, then the float sums in chunk order;
 //! - SIMD128: per 32 weights one 16-byte load, the nibbles as two index vectors, four
@@ -27,12 +27,12 @@
 //! - relaxed SIMD: the same, with `i8x16.relaxed_swizzle` (no handling of out-of-range indices,
 //!   which V8 otherwise adds to every swizzle); the same bits as SIMD128. The relaxed int8 dot
 //!   (`i32x4.relaxed_dot_i8x16_i7x16_add_s`) is not used: it needs 8-bit activations and a
-//!   7-bit table, which cost too much accuracy (see [`super::q8`] and [`Table16`]).
+//!   7-bit table, which cost too much accuracy (see [`super::int_activations`] and [`Table16`]).
 //!
 //! GEMV and GEMM share the loop: up to four activation rows go through each decoded chunk.
 
 use super::matmul4::{check_io, Weight4};
-use super::q8::{Q8Activations, QK};
+use super::int_activations::{IntActivations, QK};
 use super::{add_bias, check_len, mul};
 use crate::codebook::{Codebook4, QuantType4};
 use crate::error::{bail, Result};
@@ -64,10 +64,10 @@ pub fn supports(w: &Weight4) -> bool {
     w.k.is_multiple_of(QK) && w.blocksize.is_multiple_of(QK)
 }
 
-fn check(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
+fn check(xq: &IntActivations, w: &Weight4, bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
     w.validate()?;
     if !supports(w) {
-        bail!(InvalidArgument, "the int8-activation kernel needs K and the blocksize to be multiples of {QK} (K = {}, blocksize = {})", w.k, w.blocksize);
+        bail!(InvalidArgument, "the integer-activation kernel needs K and the blocksize to be multiples of {QK} (K = {}, blocksize = {})", w.k, w.blocksize);
     }
     if xq.k != w.k {
         bail!(LengthMismatch, "activations have {} columns but the weight has {} inputs", xq.k, w.k);
@@ -80,14 +80,14 @@ fn check(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, out: &[f32]) -> 
 }
 
 /// `out[m, n] = x · Wᵀ (+ bias)` with x quantized here (see the module docs).
-pub fn matmul4_q8(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
+pub fn matmul4_int(x: &[f32], m: usize, w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
     check_io(x, m, w, bias, out)?;
-    let xq = Q8Activations::new(x, m, w.k)?;
-    matmul4_q8_quantized(&xq, w, bias, out, kernel)
+    let xq = IntActivations::new(x, m, w.k)?;
+    matmul4_int_quantized(&xq, w, bias, out, kernel)
 }
 
 /// The same with activations already quantized (one quantization shared by several layers).
-pub fn matmul4_q8_quantized(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
+pub fn matmul4_int_quantized(xq: &IntActivations, w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kernel: Kernel) -> Result<()> {
     check(xq, w, bias, out)?;
     let table = Table16::get(w.quant_type);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -115,7 +115,7 @@ pub fn matmul4_q8_quantized(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]
 }
 
 /// Scalar reference (also the non-wasm kernel): exact I per chunk, float sums in chunk order.
-pub fn matmul4_q8_reference(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+pub fn matmul4_int_reference(xq: &IntActivations, w: &Weight4, bias: Option<&[f32]>) -> Result<Vec<f32>> {
     let mut out = vec![0f32; mul(xq.m, w.n, "output")?];
     check(xq, w, bias, &out)?;
     scalar(xq, w, &Table16::get(w.quant_type), &mut out);
@@ -123,9 +123,9 @@ pub fn matmul4_q8_reference(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]
     Ok(out)
 }
 
-fn scalar(xq: &Q8Activations, w: &Weight4, t: &Table16, out: &mut [f32]) {
+fn scalar(xq: &IntActivations, w: &Weight4, t: &Table16, out: &mut [f32]) {
     let k = w.k;
-    super::q8::scalar_rows(xq, w.n, w.blocksize, out, |b| w.absmax.get(b) / t.scale, |j, kk, x| {
+    super::int_activations::scalar_rows(xq, w.n, w.blocksize, out, |b| w.absmax.get(b) / t.scale, |j, kk, x| {
         (0..QK).map(|i| t.t[w.code(j * k + kk + i)] as i32 * xq.q[x + i] as i32).sum()
     });
 }
@@ -135,10 +135,10 @@ fn scalar(xq: &Q8Activations, w: &Weight4, t: &Table16, out: &mut [f32]) {
 /// 2^24, is one more rounding): each term of the reference's sums, and ours, passes through at
 /// most C + 4 roundings, so the two differ by at most 2·γ_{C+4}·S <= (C + 6)·2^-22·S with
 /// S = Σ_b |absmax_b/s| Σ_c |d_c| Σ_k |t_k q_k| (+ |bias|).
-pub fn float_bound(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, r: usize, j: usize) -> f32 {
+pub fn float_bound(xq: &IntActivations, w: &Weight4, bias: Option<&[f32]>, r: usize, j: usize) -> f32 {
     let (k, bs) = (w.k, w.blocksize);
     let t = Table16::get(w.quant_type);
-    super::q8::float_bound_of(xq, r, bias.map_or(0.0, |b| b[j]), |c| {
+    super::int_activations::float_bound_of(xq, r, bias.map_or(0.0, |b| b[j]), |c| {
         let sum: f64 = (c * QK..(c + 1) * QK).map(|kk| (t.t[w.code(j * k + kk)] as f64 * xq.q[r * k + kk] as f64).abs()).sum();
         (w.absmax.get((j * k + c * QK) / bs) as f64 / t.scale as f64, sum)
     })
@@ -147,7 +147,7 @@ pub fn float_bound(xq: &Q8Activations, w: &Weight4, bias: Option<&[f32]>, r: usi
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use super::{Table16, Weight4};
-    use crate::kernels::q8::{Q8Activations, QK};
+    use crate::kernels::int_activations::{IntActivations, QK};
     use crate::simd::wasm128::hsum;
     use core::arch::wasm32::*;
 
@@ -210,7 +210,7 @@ mod simd {
     }
 
     /// Activation rows [r0, r0 + R) against weight rows [j0, j1).
-    pub fn rows<const R: usize>(xq: &Q8Activations, r0: usize, w: &Weight4, t: &Table16, out: &mut [f32], j0: usize, j1: usize) {
+    pub fn rows<const R: usize>(xq: &IntActivations, r0: usize, w: &Weight4, t: &Table16, out: &mut [f32], j0: usize, j1: usize) {
         let (n, k, bs) = (w.n, w.k, w.blocksize);
         let cpr = k / QK;
         assert!(k % QK == 0 && bs % QK == 0 && r0 + R <= xq.m && xq.k == k && out.len() == xq.m * n && j1 <= n);
@@ -258,7 +258,7 @@ mod simd {
     /// starts a block, so two weight rows go through the loop together (two independent chains,
     /// one activation load each); the float operations per row are those of `rows::<1>`, so the
     /// bits are too.
-    pub fn gemv(xq: &Q8Activations, w: &Weight4, t: &Table16, out: &mut [f32]) {
+    pub fn gemv(xq: &IntActivations, w: &Weight4, t: &Table16, out: &mut [f32]) {
         let (n, k, bs) = (w.n, w.k, w.blocksize);
         if !k.is_multiple_of(bs) || n < 2 {
             rows::<1>(xq, 0, w, t, out, 0, n);

@@ -13,6 +13,9 @@
  * - Otherwise a string of the form 'org/name' -> the Hugging Face hub (endpoint, revision and
  *   token from the options). A bare 'name' is not taken as a hub id (it reads as a misspelled
  *   local path); use hubSource('name') for the hub's few legacy ids without an org.
+ *   Hub files go through the model cache (ts/loading/cache/: the Hugging Face cache folder in
+ *   Node and Deno, the Cache API in browsers) unless `cache: false`; the token defaults to
+ *   HF_TOKEN / the token file, and is sent to the hub only.
  */
 import { LowbitError } from '../../errors.js';
 import { BlobSource } from './blob.js';
@@ -20,6 +23,8 @@ import { HubSource, isHubId } from './hub.js';
 import { LocalSource, nodeFs, nodePath } from './local.js';
 import { isModelSource, isServerRuntime, isWeightFileName, type ModelSource } from './types.js';
 import { UrlSource } from './url.js';
+import { cachedHubSource, hasCacheApi, hubOfflineFromEnv, hubTokenFromEnv, type HubCacheOptions } from '../cache/index.js';
+import type { ProgressCallback } from './progress.js';
 
 export type SourceInput = string | URL | Blob | Map<string, Blob> | readonly File[] | ModelSource;
 
@@ -40,6 +45,18 @@ export interface ResolveSourceOptions {
   retryDelayMs?: number;
   /** The name of a single Blob without one (default: File.name, else sniffed). */
   name?: string;
+  /**
+   * Hub ids: cache files in the Hugging Face cache layout (Node, Deno) or the Cache API
+   * (browsers) and read them from there (default true); false reads the hub directly, with
+   * Range requests, every time. An object says where (HubCacheOptions).
+   */
+  cache?: boolean | HubCacheOptions;
+  /** Hub ids: read only what is cached, never ask the hub (default: HF_HUB_OFFLINE=1). A file not cached is OFFLINE_CACHE_MISS. */
+  offline?: boolean;
+  /** Download progress of hub files into the cache (phase 'download'). */
+  onProgress?: ProgressCallback;
+  /** Aborts downloads into the cache. */
+  signal?: AbortSignal;
 }
 
 function httpOptions(o: ResolveSourceOptions) {
@@ -128,12 +145,29 @@ export async function resolveSource(input: SourceInput, options: ResolveSourceOp
     return fromUrl(u, options);
   }
   if (/^file:/i.test(s)) return fromFileUrl(new URL(s));
-  const hub = () =>
-    new HubSource(s, {
-      ...httpOptions(options),
+  const hub = async (): Promise<ModelSource> => {
+    const endpointRevision = {
       ...(options.endpoint !== undefined ? { endpoint: options.endpoint } : {}),
       ...(options.revision !== undefined ? { revision: options.revision } : {}),
+    };
+    const cache = typeof options.cache === 'object' ? options.cache : {};
+    const noStore = !isServerRuntime() && !hasCacheApi() && cache.store === undefined;
+    if (options.cache === false || (noStore && options.cache === undefined)) {
+      if (options.offline ?? hubOfflineFromEnv()) {
+        throw new LowbitError('INVALID_ARGUMENT', `offline mode reads hub files from the cache only, but the cache is ${options.cache === false ? 'turned off (cache: false)' : 'not available here (the Cache API needs https or localhost)'}; cannot load '${s}'`);
+      }
+      const token = options.token ?? (await hubTokenFromEnv());
+      return new HubSource(s, { ...httpOptions(options), ...(token !== undefined ? { token } : {}), ...endpointRevision });
+    }
+    return cachedHubSource(s, {
+      ...httpOptions(options),
+      ...endpointRevision,
+      cache,
+      ...(options.offline !== undefined ? { offline: options.offline } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
+  };
   if (!isServerRuntime()) {
     if (isHubId(s, true)) return hub();
     throw new LowbitError('INVALID_ARGUMENT', `${JSON.stringify(s)} is neither a URL nor a hub id ('org/name'); local paths cannot be read in a browser: pass a File or Blob`);

@@ -105,10 +105,13 @@ export class CachedHubSource extends BaseSource {
     return `${this.endpoint}/${this.id}/resolve/${encodeURIComponent(revision)}/${file.split('/').map(encodeURIComponent).join('/')}`;
   }
 
-  private offlineMiss(file: string): LowbitError {
+  private offlineMiss(file: string, commitKnown: boolean): LowbitError {
+    const what = commitKnown
+      ? `'${file}' of ${this.id} at revision '${this.revision}' is not in the cache`
+      : `${this.id} at revision '${this.revision}' is not in the cache at all (no refs/${this.revision}; needed '${file}')`;
     return new LowbitError(
       'OFFLINE_CACHE_MISS',
-      `offline, and '${file}' of ${this.id} at revision '${this.revision}' is not in the cache (${this.store.location}); load it once online, or turn offline mode off (HF_HUB_OFFLINE / offline option)`,
+      `offline, and ${what} (${this.store.location}); load it once online, or turn offline mode off (HF_HUB_OFFLINE / the offline option)`,
       { file },
     );
   }
@@ -141,7 +144,7 @@ export class CachedHubSource extends BaseSource {
       if (await this.store.has(key)) return key;
       if (await this.store.knownMissing(key)) throw this.notFound(file);
     }
-    if (this.offline) throw this.offlineMiss(file);
+    if (this.offline) throw this.offlineMiss(file, known !== undefined);
     const m = await this.meta(file, known ?? this.revision);
     if ('missing' in m) {
       if (m.commit !== undefined) {
@@ -277,7 +280,12 @@ export class CachedHubSource extends BaseSource {
       if (await this.store.has(key)) return true;
       if (await this.store.knownMissing(key)) return false;
     }
-    if (this.offline) return false;
+    // Offline, a revision with a snapshot answers from it (a file not there is taken as absent:
+    // huggingface_hub records misses only for files someone asked for); one without is a miss.
+    if (this.offline) {
+      if (known === undefined) throw this.offlineMiss(file, false);
+      return false;
+    }
     const m = await this.meta(file, known ?? this.revision);
     if ('missing' in m) {
       if (m.commit !== undefined) await this.store.markMissing({ repo: this.id, commit: await this.learnCommit(m.commit), file });

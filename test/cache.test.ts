@@ -1,0 +1,407 @@
+/**
+ * The model cache (ts/loading/cache) against the hub-shaped server of test/helpers/hub-server.ts:
+ * the Hugging Face cache layout on disk, shared both ways with Python's huggingface_hub (the
+ * fixture venv's, run against the same server through HF_ENDPOINT), integrity, offline mode,
+ * the token, revisions, concurrency and download progress.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AutoModelForCausalLM,
+  CachedHubSource,
+  FsHubStore,
+  LowbitError,
+  resolveSource,
+  type ProgressEvent,
+} from '../dist/index.js';
+import { startHubServer, type HubServer } from './helpers/hub-server.js';
+
+const run = promisify(execFile);
+const PYTHON = process.env.PYTHON ?? '/work/main/.venv-fixtures/bin/python';
+const LLAMA = join(import.meta.dirname, 'fixtures', 'reference-logits', 'llama');
+const IDS = [1, 72, 101, 108, 108, 111];
+
+let tmp: string;
+let hub: HubServer;
+let cdn: HubServer;
+let v1Dir: string;
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const gitSha1 = (b: Uint8Array) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
+
+async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp): Promise<LowbitError> {
+  let err: unknown;
+  try {
+    await p;
+  } catch (e) {
+    err = e;
+  }
+  expect(err, `expected a ${code} rejection`).toBeInstanceOf(LowbitError);
+  const e = err as LowbitError;
+  expect(e.code, e.message).toBe(code);
+  if (message) expect(e.message).toMatch(message);
+  return e;
+}
+
+/** Every file under `dir`, relative, sorted (links listed as links). */
+async function tree(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of await readdir(dir, { withFileTypes: true })) {
+    const rel = prefix + d.name;
+    if (d.isDirectory()) out.push(...(await tree(join(dir, d.name), rel + '/')));
+    else out.push(rel);
+  }
+  return out.sort();
+}
+
+let dirCount = 0;
+const freshDir = async () => {
+  const d = join(tmp, `cache-${dirCount++}`);
+  await mkdir(d);
+  return d;
+};
+
+/** Runs env vars in `vars` for the duration of `f`. */
+async function withEnv<T>(vars: Record<string, string | undefined>, f: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  for (const [k, v] of Object.entries(vars)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  try {
+    return await f();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'lowbit-cache-'));
+  // v1: the same model with a different config (so its blobs differ from main's for config.json only).
+  v1Dir = join(tmp, 'v1');
+  await mkdir(v1Dir);
+  const config = JSON.parse(await readFile(join(LLAMA, 'config.json'), 'utf8'));
+  await writeFile(join(v1Dir, 'config.json'), JSON.stringify({ ...config, _note: 'v1' }));
+  await cp(join(LLAMA, 'model.safetensors'), join(v1Dir, 'model.safetensors'));
+  const repos = { 'org/llama': { main: LLAMA, v1: v1Dir } };
+  hub = await startHubServer({ repos });
+  cdn = await startHubServer({ repos });
+});
+
+afterAll(async () => {
+  await hub?.close();
+  await cdn?.close();
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  for (const s of [hub, cdn]) {
+    s.token = undefined;
+    s.redirect = false;
+    s.cdnOrigin = undefined;
+    s.delayMs = 0;
+    s.failNext = 0;
+    s.reset();
+  }
+});
+
+const load = (dir: string, extra: Record<string, unknown> = {}) =>
+  AutoModelForCausalLM.fromPretrained('org/llama', { endpoint: hub.url, cache: { dir }, tokenizer: false, ...extra });
+
+describe('hub cache on disk', () => {
+  it('a first load downloads into the Hugging Face layout; a second load makes no request', async () => {
+    const dir = await freshDir();
+    const events: ProgressEvent[] = [];
+    const model = await load(dir, { onProgress: (e: ProgressEvent) => events.push(e) });
+    const commit = hub.commitOf('org/llama', 'main');
+    const repo = join(dir, 'models--org--llama');
+    const weights = await readFile(join(LLAMA, 'model.safetensors'));
+    const config = await readFile(join(LLAMA, 'config.json'));
+
+    // The layout, as huggingface_hub writes it.
+    expect(await readFile(join(repo, 'refs', 'main'), 'utf8')).toBe(commit);
+    const files = await tree(repo);
+    expect(files).toContain(`blobs/${sha256(weights)}`);
+    expect(files).toContain(`blobs/${gitSha1(config)}`);
+    expect(files).toContain(`snapshots/${commit}/model.safetensors`);
+    expect(files).toContain(`snapshots/${commit}/config.json`);
+    expect(files.filter((f) => f.includes('.incomplete') || f.endsWith('.tmp'))).toEqual([]);
+    expect((await lstat(join(repo, 'snapshots', commit, 'model.safetensors'))).isSymbolicLink()).toBe(true);
+    expect(await readlink(join(repo, 'snapshots', commit, 'model.safetensors'))).toBe(`../../blobs/${sha256(weights)}`);
+    expect(await readlink(join(repo, 'snapshots', commit, 'config.json'))).toBe(`../../blobs/${gitSha1(config)}`);
+    expect(await readFile(join(repo, 'blobs', sha256(weights)))).toEqual(weights);
+
+    // Download progress: per file and overall, the total known from the start (prefetch).
+    const dl = events.filter((e) => e.phase === 'download');
+    const weightEvents = dl.filter((e) => e.download?.file === 'model.safetensors');
+    expect(weightEvents.length).toBeGreaterThanOrEqual(2);
+    expect(weightEvents[0]!.download).toMatchObject({ fileBytesDone: 0, fileBytesTotal: weights.length });
+    expect(weightEvents.at(-1)!.download).toMatchObject({ fileBytesDone: weights.length, fileBytesTotal: weights.length });
+    expect(weightEvents[0]!.bytesTotal).toBeGreaterThanOrEqual(weights.length);
+    const last = dl.at(-1)!;
+    expect(last.bytesDone).toBe(last.bytesTotal);
+    expect(last.download!.filesDone).toBe(last.download!.filesTotal);
+    expect(last.bytesDone).toBe(weights.length + config.length);
+    for (let i = 1; i < dl.length; i++) expect(dl[i]!.bytesDone).toBeGreaterThanOrEqual(dl[i - 1]!.bytesDone);
+    // The 'weights' phase follows, as before.
+    expect(events.some((e) => e.phase === 'weights')).toBe(true);
+
+    const want = await model.forward(IDS, 0);
+    model.dispose();
+
+    hub.reset();
+    const again = await load(dir);
+    expect(hub.log).toEqual([]);
+    expect(await again.forward(IDS, 0)).toEqual(want);
+    again.dispose();
+
+    // The same numbers as loading the folder itself.
+    const local = await AutoModelForCausalLM.fromPretrained(LLAMA, { tokenizer: false });
+    expect(await local.forward(IDS, 0)).toEqual(want);
+    local.dispose();
+  });
+
+  it('reads a cache that huggingface_hub filled, and huggingface_hub reads one lowbit filled', async () => {
+    const pyDir = await freshDir();
+    const script = [
+      'import sys',
+      'from huggingface_hub import hf_hub_download',
+      "for f in ['config.json', 'model.safetensors']:",
+      "    print(hf_hub_download('org/llama', f, revision=sys.argv[1]))",
+    ].join('\n');
+    const env = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: pyDir, HF_HUB_DISABLE_TELEMETRY: '1', HF_HUB_DISABLE_XET: '1', HF_TOKEN: '' };
+    await run(PYTHON, ['-c', script, 'main'], { env });
+    const commit = hub.commitOf('org/llama', 'main');
+    expect(await readFile(join(pyDir, 'models--org--llama', 'refs', 'main'), 'utf8')).toBe(commit);
+
+    // Offline, so nothing may come from the server: every file must be found in Python's cache.
+    hub.reset();
+    const model = await load(pyDir, { offline: true });
+    expect(hub.log).toEqual([]);
+    const local = await AutoModelForCausalLM.fromPretrained(LLAMA, { tokenizer: false });
+    expect(await model.forward(IDS, 0)).toEqual(await local.forward(IDS, 0));
+    model.dispose();
+    local.dispose();
+
+    // The other way: lowbit fills a cache (revision v1), Python reads it with local_files_only.
+    const ourDir = await freshDir();
+    const source = await resolveSource('org/llama', { endpoint: hub.url, revision: 'v1', cache: { dir: ourDir } });
+    await source.readJson('config.json');
+    await (await source.open('model.safetensors')).close?.();
+    const check = [
+      'import sys, hashlib',
+      'from huggingface_hub import hf_hub_download',
+      "for f in ['config.json', 'model.safetensors']:",
+      "    p = hf_hub_download('org/llama', f, revision='v1', local_files_only=True)",
+      "    print(f, hashlib.sha256(open(p, 'rb').read()).hexdigest())",
+    ].join('\n');
+    const { stdout } = await run(PYTHON, ['-c', check], { env: { ...env, HF_HUB_CACHE: ourDir, HF_HUB_OFFLINE: '1', HF_ENDPOINT: 'http://127.0.0.1:9' } });
+    const got = Object.fromEntries(stdout.trim().split('\n').map((l) => l.split(' ')));
+    expect(got).toEqual({
+      'config.json': sha256(await readFile(join(v1Dir, 'config.json'))),
+      'model.safetensors': sha256(await readFile(join(v1Dir, 'model.safetensors'))),
+    });
+  }, 120_000);
+
+  it('a damaged cached blob is detected (INTEGRITY), never used', async () => {
+    const dir = await freshDir();
+    (await load(dir)).dispose();
+    const weights = await readFile(join(LLAMA, 'model.safetensors'));
+    const blob = join(dir, 'models--org--llama', 'blobs', sha256(weights));
+    const damaged = Buffer.from(weights);
+    const at = damaged.length - 4; // same size, the lowest bit of a mantissa off in the last tensor
+    damaged[at] = damaged[at]! ^ 1;
+    await rm(blob);
+    await writeFile(blob, damaged);
+    const e = await rejectsWith(load(dir), 'INTEGRITY', /sha256/);
+    expect(e.file).toBe('model.safetensors');
+    // Turning the check off is possible (and then the damaged bytes are read as they are).
+    (await load(dir, { cache: { dir, verifyCached: false } })).dispose();
+  });
+
+  it('a download that does not match the hub\'s sha256 leaves nothing behind', async () => {
+    const dir = await freshDir();
+    // A fetch that flips one byte of the weights on the way.
+    const flipping: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (!String(input).endsWith('model.safetensors') || init?.method === 'HEAD' || res.body === null) return res;
+      const body = new Uint8Array(await res.arrayBuffer());
+      body[100]! ^= 1;
+      return new Response(body, { status: res.status, headers: res.headers });
+    };
+    await rejectsWith(load(dir, { fetch: flipping, retries: 0 }), 'INTEGRITY', /model\.safetensors.*sha256/s);
+    const files = await tree(join(dir, 'models--org--llama'));
+    const configBlob = `blobs/${gitSha1(await readFile(join(LLAMA, 'config.json')))}`;
+    expect(files.filter((f) => f.startsWith('blobs/') && f !== configBlob)).toEqual([]);
+    expect(files.some((f) => f.endsWith('/model.safetensors'))).toBe(false);
+  });
+
+  it('an interrupted download leaves no file that looks complete, and the next load finishes it', async () => {
+    const dir = await freshDir();
+    const cutting: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (!String(input).endsWith('model.safetensors') || init?.method === 'HEAD' || res.body === null) return res;
+      const reader = res.body.getReader();
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          const r = await reader.read();
+          if (r.done || sent > 1000) return c.error(new TypeError('connection reset'));
+          sent += r.value.length;
+          c.enqueue(r.value.subarray(0, 1000));
+        },
+      });
+      return new Response(body, { status: res.status, headers: res.headers });
+    };
+    await rejectsWith(load(dir, { fetch: cutting, retries: 0 }), 'NETWORK', /connection reset/);
+    const files = await tree(join(dir, 'models--org--llama'));
+    expect(files.filter((f) => f.includes('model.safetensors') || f.includes('.incomplete'))).toEqual([]);
+    (await load(dir)).dispose();
+  });
+
+  it('offline: a cached model loads with no request; a miss is OFFLINE_CACHE_MISS naming repo, revision and file', async () => {
+    const dir = await freshDir();
+    (await load(dir)).dispose();
+    hub.reset();
+    await withEnv({ HF_HUB_OFFLINE: '1' }, async () => {
+      (await load(dir)).dispose();
+      const e = await rejectsWith(load(await freshDir()), 'OFFLINE_CACHE_MISS', /offline.*org\/llama at revision 'main' is not in the cache/s);
+      expect(e.file).toMatch(/^model\.safetensors/);
+      await rejectsWith(load(dir, { revision: 'v1' }), 'OFFLINE_CACHE_MISS', /revision 'v1'/);
+      // A revision that is cached but lacks a file: the miss names the file.
+      const s = await resolveSource('org/llama', { endpoint: hub.url, cache: { dir } });
+      const miss = await rejectsWith(s.readText('generation_config.json'), 'OFFLINE_CACHE_MISS', /'generation_config\.json' of org\/llama at revision 'main' is not in the cache/);
+      expect(miss.file).toBe('generation_config.json');
+      // offline needs the cache
+      await rejectsWith(load(dir, { cache: false }), 'INVALID_ARGUMENT', /offline/);
+    });
+    await rejectsWith(load(await freshDir(), { offline: true }), 'OFFLINE_CACHE_MISS');
+    expect(hub.log).toEqual([]);
+  });
+
+  it('a file the hub lacks is remembered in .no_exist/<commit>/ and not asked about again', async () => {
+    const dir = await freshDir();
+    const s = await resolveSource('org/llama', { endpoint: hub.url, cache: { dir } });
+    expect(await s.exists('generation_config.json')).toBe(false);
+    const commit = hub.commitOf('org/llama', 'main');
+    expect(existsSync(join(dir, 'models--org--llama', '.no_exist', commit, 'generation_config.json'))).toBe(true);
+    hub.reset();
+    const again = await resolveSource('org/llama', { endpoint: hub.url, cache: { dir } });
+    expect(await again.exists('generation_config.json')).toBe(false);
+    await rejectsWith(again.readText('generation_config.json'), 'NOT_FOUND', /generation_config\.json/);
+    expect(hub.log).toEqual([]);
+  });
+
+  it('revisions: a branch is recorded in refs/, a commit is used as it is', async () => {
+    const dir = await freshDir();
+    const v1 = await resolveSource('org/llama', { endpoint: hub.url, revision: 'v1', cache: { dir } });
+    expect(v1).toBeInstanceOf(CachedHubSource);
+    expect((await v1.readJson<{ _note?: string }>('config.json'))._note).toBe('v1');
+    const commit = hub.commitOf('org/llama', 'v1');
+    expect(await readFile(join(dir, 'models--org--llama', 'refs', 'v1'), 'utf8')).toBe(commit);
+    hub.reset();
+    const pinned = await resolveSource('org/llama', { endpoint: hub.url, revision: commit, cache: { dir } });
+    expect((await pinned.readJson<{ _note?: string }>('config.json'))._note).toBe('v1');
+    expect(hub.log).toEqual([]);
+    // main shares the weights blob with v1: it is linked, not downloaded again.
+    const main = await resolveSource('org/llama', { endpoint: hub.url, cache: { dir } });
+    await (await main.open('model.safetensors')).close?.();
+    await (await v1.open('model.safetensors')).close?.();
+    hub.reset();
+    await (await main.open('model.safetensors')).close?.();
+    expect(hub.log.filter((r) => r.method === 'GET' && r.path.endsWith('model.safetensors'))).toEqual([]);
+    expect(existsSync(join(dir, 'models--org--llama', 'refs', commit))).toBe(false);
+    await rejectsWith(resolveSource('org/llama', { endpoint: hub.url, revision: 'nope', cache: { dir } }).then((s) => s.readText('config.json')), 'NOT_FOUND', /RevisionNotFound/);
+  });
+
+  it('HF_TOKEN goes to the hub, not to the CDN a redirect points at; the token file works too', async () => {
+    hub.token = 'hf_secret';
+    hub.redirect = true;
+    hub.cdnOrigin = cdn.url;
+    const dir = await freshDir();
+    await withEnv({ HF_TOKEN: 'hf_secret', HF_TOKEN_PATH: undefined }, async () => (await load(dir)).dispose());
+    expect(hub.log.length).toBeGreaterThan(0);
+    expect(hub.log.every((r) => r.authorization === 'Bearer hf_secret')).toBe(true);
+    expect(cdn.log.filter((r) => r.method === 'GET').length).toBe(2); // config.json, model.safetensors
+    expect(cdn.log.every((r) => r.authorization === undefined)).toBe(true);
+
+    // The token file huggingface_hub writes (HF_TOKEN_PATH, default HF_HOME/token).
+    hub.reset();
+    cdn.reset();
+    const tokenFile = join(tmp, 'token');
+    await writeFile(tokenFile, 'hf_secret\n');
+    await withEnv({ HF_TOKEN: undefined, HUGGING_FACE_HUB_TOKEN: undefined, HF_TOKEN_PATH: tokenFile }, async () => (await load(await freshDir())).dispose());
+    expect(hub.log.every((r) => r.authorization === 'Bearer hf_secret')).toBe(true);
+    expect(cdn.log.every((r) => r.authorization === undefined)).toBe(true);
+
+    // No token: the hub refuses, and the message says what to do.
+    await withEnv({ HF_TOKEN: undefined, HUGGING_FACE_HUB_TOKEN: undefined, HF_TOKEN_PATH: join(tmp, 'none'), HF_HOME: join(tmp, 'home') }, async () => {
+      await rejectsWith(load(await freshDir()), 'NETWORK', /401.*HF_TOKEN/s);
+    });
+  });
+
+  it('concurrent loads of the same file download it once and leave it whole; separate writers stay atomic', async () => {
+    const dir = await freshDir();
+    hub.delayMs = 50;
+    const [a, b] = await Promise.all([load(dir), load(dir)]);
+    expect(await a.forward(IDS, 0)).toEqual(await b.forward(IDS, 0));
+    a.dispose();
+    b.dispose();
+    expect(hub.log.filter((r) => r.method === 'GET' && r.path.endsWith('model.safetensors')).length).toBe(1);
+
+    // Two writers of the same blob (as two processes would be): interleaved writes, both commit.
+    const weights = await readFile(join(LLAMA, 'model.safetensors'));
+    const store = new FsHubStore(await freshDir());
+    const key = { repo: 'org/llama', commit: 'c'.repeat(40), file: 'model.safetensors' };
+    const w1 = await store.writer(key, sha256(weights));
+    const w2 = await store.writer(key, sha256(weights));
+    const half = weights.length >> 1;
+    await w1.write(weights.subarray(0, half));
+    await w2.write(weights.subarray(0, 1000));
+    await w2.write(weights.subarray(1000));
+    await w2.commit();
+    await w1.write(weights.subarray(half));
+    await w1.commit();
+    const file = await store.open(key);
+    expect(file?.etag).toBe(sha256(weights));
+    expect(await file!.range.read(0, file!.range.size)).toEqual(new Uint8Array(weights));
+    await file!.range.close?.();
+    expect((await tree(store.dir)).filter((f) => f.includes('.incomplete') || f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('where symlinks cannot be made (HF_HUB_DISABLE_SYMLINKS) the snapshot holds copies', async () => {
+    const dir = await freshDir();
+    await withEnv({ HF_HUB_DISABLE_SYMLINKS: '1' }, async () => (await load(dir)).dispose());
+    const commit = hub.commitOf('org/llama', 'main');
+    const pointer = join(dir, 'models--org--llama', 'snapshots', commit, 'model.safetensors');
+    expect((await lstat(pointer)).isSymbolicLink()).toBe(false);
+    expect(await readFile(pointer)).toEqual(await readFile(join(LLAMA, 'model.safetensors')));
+    hub.reset();
+    (await load(dir)).dispose();
+    expect(hub.log).toEqual([]);
+  });
+
+  it('the cache folder comes from HF_HUB_CACHE, else HF_HOME/hub', async () => {
+    const home = join(tmp, 'hf-home');
+    await withEnv({ HF_HUB_CACHE: undefined, HUGGINGFACE_HUB_CACHE: undefined, HF_HOME: home }, async () => {
+      const s = (await resolveSource('org/llama', { endpoint: hub.url })) as CachedHubSource;
+      expect(s.store.location).toBe(join(home, 'hub'));
+    });
+    const hubCache = join(tmp, 'hub-cache');
+    await withEnv({ HF_HUB_CACHE: hubCache, HF_HOME: home }, async () => {
+      const s = (await resolveSource('org/llama', { endpoint: hub.url })) as CachedHubSource;
+      expect(s.store.location).toBe(hubCache);
+      await s.readText('config.json');
+    });
+    expect(existsSync(join(hubCache, 'models--org--llama', 'refs', 'main'))).toBe(true);
+  });
+});

@@ -323,6 +323,18 @@ describe('hub cache on disk', () => {
     await rejectsWith(resolveSource('org/llama', { endpoint: hub.url, revision: 'nope', cache: { dir } }).then((s) => s.readText('config.json')), 'NOT_FOUND', /RevisionNotFound/);
   });
 
+  it('cache: false reads the hub directly, with HF_TOKEN, and still not to the CDN', async () => {
+    hub.token = 'hf_secret';
+    hub.redirect = true;
+    hub.cdnOrigin = cdn.url;
+    const s = await withEnv({ HF_TOKEN: 'hf_secret' }, () => resolveSource('org/llama', { endpoint: hub.url, cache: false }));
+    expect(s).not.toBeInstanceOf(CachedHubSource);
+    expect(JSON.parse(await s.readText('config.json'))).toEqual(JSON.parse(await readFile(join(LLAMA, 'config.json'), 'utf8')));
+    expect(hub.log.every((r) => r.authorization === 'Bearer hf_secret')).toBe(true);
+    expect(cdn.log.length).toBeGreaterThan(0);
+    expect(cdn.log.every((r) => r.authorization === undefined)).toBe(true);
+  });
+
   it('HF_TOKEN goes to the hub, not to the CDN a redirect points at; the token file works too', async () => {
     hub.token = 'hf_secret';
     hub.redirect = true;
@@ -389,6 +401,31 @@ describe('hub cache on disk', () => {
     (await load(dir)).dispose();
     expect(hub.log).toEqual([]);
   });
+
+  it('Deno fills the same cache layout from its environment; Node reads it with no request, and Deno reads it offline', async () => {
+    const DENO = join(import.meta.dirname, '..', 'node_modules', '.bin', 'deno');
+    if (!existsSync(DENO)) throw new Error(`deno is not installed (${DENO} is missing): run \`npm ci\``);
+    const dir = await freshDir();
+    const env = { ...process.env, NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1', DENO_NO_PROMPT: '1', DENO_DIR: join(tmp, 'deno-dir'), HF_HUB_CACHE: dir, HF_TOKEN: 'hf_deno' };
+    const deno = (extra: Record<string, string> = {}) =>
+      run(DENO, ['run', '--allow-read', '--allow-write', '--allow-env', '--allow-net', 'test/runtimes/deno-cache-check.ts', hub.url], { env: { ...env, ...extra }, timeout: 90_000 });
+    hub.token = 'hf_deno';
+    const first = JSON.parse((await deno()).stdout.trim().split('\n').at(-1)!) as { runtime: string; logits: number[]; downloads: { file: string; done: number; total: number }[] };
+    expect(first.runtime).toMatch(/^deno /);
+    const weights = await readFile(join(LLAMA, 'model.safetensors'));
+    expect(first.downloads.filter((d) => d.file === 'model.safetensors').at(-1)).toEqual({ file: 'model.safetensors', done: weights.length, total: weights.length });
+    const commit = hub.commitOf('org/llama', 'main');
+    expect(await readlink(join(dir, 'models--org--llama', 'snapshots', commit, 'model.safetensors'))).toBe(`../../blobs/${sha256(weights)}`);
+    hub.reset();
+    const model = await load(dir);
+    expect(hub.log).toEqual([]);
+    expect(Array.from(await model.forward(IDS, 0))).toEqual(first.logits);
+    model.dispose();
+    const offline = JSON.parse((await deno({ HF_HUB_OFFLINE: '1' })).stdout.trim().split('\n').at(-1)!) as { logits: number[]; downloads: unknown[] };
+    expect(offline.downloads).toEqual([]);
+    expect(offline.logits).toEqual(first.logits);
+    expect(hub.log).toEqual([]);
+  }, 120_000);
 
   it('the cache folder comes from HF_HUB_CACHE, else HF_HOME/hub', async () => {
     const home = join(tmp, 'hf-home');

@@ -442,3 +442,53 @@ describe('hub cache on disk', () => {
     expect(existsSync(join(hubCache, 'models--org--llama', 'refs', 'main'))).toBe(true);
   });
 });
+
+describe('hub cache in a browser (Cache API, headless Chromium)', () => {
+  it('downloads into the Cache API keyed by repo/commit/file, loads again with no request, offline hit and miss, damage detected', async () => {
+    const { runPage } = await import('./helpers/chromium.js');
+    const root = join(import.meta.dirname, '..');
+    type Result = {
+      ok: boolean;
+      error?: string;
+      logits: number[];
+      events: ProgressEvent[];
+      keys: string[];
+      same: boolean;
+      offlineSame: boolean;
+      offlineMiss: string;
+      corrupt: string;
+      unchecked: string;
+    };
+    const { result, logs } = await runPage<Result>(root, `/test/runtimes/browser-cache/?hub=${encodeURIComponent(hub.url)}`, { timeoutMs: 120_000 });
+    expect(result.ok, `${result.error}\n${logs.join('\n')}`).toBe(true);
+
+    // The server's log, cut at the page's marks.
+    const steps: Record<string, string[]> = {};
+    let step = 'before';
+    for (const r of hub.log) {
+      if (r.path.startsWith('/__mark/')) step = r.path.slice('/__mark/'.length);
+      else (steps[step] ??= []).push(`${r.method} ${r.path}`);
+    }
+    expect(steps.first).toContain('GET /org/llama/resolve/main/model.safetensors');
+    expect(steps.second ?? []).toEqual([]);
+    expect(steps.offline ?? []).toEqual([]);
+    expect(steps.corrupt ?? []).toEqual([]);
+
+    const commit = hub.commitOf('org/llama', 'main');
+    expect(result.keys).toEqual(
+      expect.arrayContaining([`/org/llama/resolve/${commit}/model.safetensors`, `/org/llama/resolve/${commit}/config.json`, '/org/llama/lowbit-cache/refs/main']),
+    );
+    const local = await AutoModelForCausalLM.fromPretrained(LLAMA, { tokenizer: false });
+    expect(result.logits).toEqual(Array.from(await local.forward(IDS, 0)));
+    local.dispose();
+    expect(result.same).toBe(true);
+    expect(result.offlineSame).toBe(true);
+    expect(result.offlineMiss).toMatch(/^OFFLINE_CACHE_MISS: .*revision 'v1'/);
+    expect(result.corrupt).toMatch(/^INTEGRITY: .*model\.safetensors/);
+    expect(result.unchecked).toBe('resolved');
+
+    const weights = await readFile(join(LLAMA, 'model.safetensors'));
+    const last = result.events.filter((e) => e.download?.file === 'model.safetensors').at(-1)!;
+    expect(last.download).toMatchObject({ fileBytesDone: weights.length, fileBytesTotal: weights.length });
+  }, 180_000);
+});

@@ -77,7 +77,7 @@ export class BrowserHubStore implements HubStore {
     const blob = await res.blob();
     const etag = res.headers.get('x-linked-etag') ?? undefined;
     const range = await new BlobSource(blob, { name: key.file, description: `${this.location} ${url}` }).open(key.file);
-    return { range, ...(etag !== undefined ? { etag } : {}), identity: `${url}:${blob.size}` };
+    return { range, ...(etag !== undefined ? { etag } : {}) };
   }
 
   async knownMissing(key: FileKey): Promise<boolean> {

@@ -260,14 +260,14 @@ export class CachedHubSource extends BaseSource {
     const key = await this.ensure(file);
     const cached = await this.store.open(key);
     if (cached === undefined) throw this.notFound(file); // removed between ensure and open
-    if (this.verifyCached && cached.etag !== undefined && !verified.has(cached.identity)) {
+    if (this.verifyCached && cached.etag !== undefined && (cached.identity === undefined || !verified.has(cached.identity))) {
       try {
         await this.verify(cached.range, cached.etag, file);
       } catch (e) {
         await cached.range.close?.();
         throw e;
       }
-      verified.add(cached.identity);
+      if (cached.identity !== undefined) verified.add(cached.identity);
     }
     return cached.range;
   }

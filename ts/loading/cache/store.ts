@@ -18,8 +18,11 @@ export interface FileKey {
 export interface CachedFile {
   range: ByteRange;
   etag?: string;
-  /** Identifies these exact bytes (a path with its size and mtime) to skip re-checking them. */
-  identity: string;
+  /**
+   * Identifies these exact bytes (a path with its size and mtime) so a process checks them once;
+   * undefined when the store cannot tell a rewrite (the Cache API): checked at every open.
+   */
+  identity?: string;
 }
 
 /** Receives a download; nothing is visible in the store until commit() succeeds. */

@@ -268,6 +268,31 @@ describe('hub cache on disk', () => {
     (await load(dir)).dispose();
   });
 
+  it('an aborted load stops its download and leaves nothing that looks complete', async () => {
+    const dir = await freshDir();
+    const controller = new AbortController();
+    const onProgress = (e: ProgressEvent) => {
+      if (e.phase === 'download' && e.download?.file === 'model.safetensors') controller.abort(new Error('user stop'));
+    };
+    const e = await rejectsWith(load(dir, { signal: controller.signal, onProgress }), 'ABORTED');
+    expect((e.cause as Error).message).toBe('user stop');
+    const files = await tree(join(dir, 'models--org--llama'));
+    expect(files.filter((f) => f.includes('model.safetensors') || f.includes('.incomplete'))).toEqual([]);
+  });
+
+  it('revalidate asks the hub for the branch\'s commit once per load instead of trusting refs/', async () => {
+    const dir = await freshDir();
+    (await load(dir)).dispose();
+    const refFile = join(dir, 'models--org--llama', 'refs', 'main');
+    // As if main had been cached at another commit: revalidate finds the current one.
+    await writeFile(refFile, 'f'.repeat(40));
+    hub.reset();
+    (await load(dir, { cache: { dir, revalidate: true } })).dispose();
+    expect(await readFile(refFile, 'utf8')).toBe(hub.commitOf('org/llama', 'main'));
+    expect(hub.log.filter((r) => r.method === 'GET')).toEqual([]); // the blobs were there: linked, not downloaded
+    expect(hub.log.length).toBeGreaterThan(0);
+  });
+
   it('offline: a cached model loads with no request; a miss is OFFLINE_CACHE_MISS naming repo, revision and file', async () => {
     const dir = await freshDir();
     (await load(dir)).dispose();
@@ -275,7 +300,7 @@ describe('hub cache on disk', () => {
     await withEnv({ HF_HUB_OFFLINE: '1' }, async () => {
       (await load(dir)).dispose();
       const e = await rejectsWith(load(await freshDir()), 'OFFLINE_CACHE_MISS', /offline.*org\/llama at revision 'main' is not in the cache/s);
-      expect(e.file).toMatch(/^model\.safetensors/);
+      expect(['config.json', 'model.safetensors.index.json', 'model.safetensors']).toContain(e.file); // the first file the load needed
       await rejectsWith(load(dir, { revision: 'v1' }), 'OFFLINE_CACHE_MISS', /revision 'v1'/);
       // A revision that is cached but lacks a file: the miss names the file.
       const s = await resolveSource('org/llama', { endpoint: hub.url, cache: { dir } });

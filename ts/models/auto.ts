@@ -125,7 +125,11 @@ export const AutoModelForCausalLM = {
       };
       const source = await resolveSource(input, options);
       // A hub model not cached yet: download its weights first, with the overall total known.
-      if (source instanceof CachedHubSource) await source.prefetch((await listWeightFiles(source, { checkFiles: false })).files);
+      if (source instanceof CachedHubSource) {
+        // A repository lowbit cannot list its weights of fails below with the loader's own error.
+        const weights = await listWeightFiles(source, { checkFiles: false }).catch(() => undefined);
+        if (weights !== undefined) await source.prefetch(weights.files);
+      }
       // The tokenizer first: it is small, and a broken one fails before any weight is read.
       const t = await tokenizerOf(source, options);
       const model = await load(source, options, placer);

@@ -38,6 +38,11 @@ export interface CachedHubSourceOptions {
   offline?: boolean;
   /** Check a cached file against its etag the first time a process opens it (default true). */
   verifyCached?: boolean;
+  /**
+   * Ask the hub which commit a branch or tag is at now instead of trusting refs/ (one HEAD
+   * request per load; default false: a cached branch loads with no request). Offline: ignored.
+   */
+  revalidate?: boolean;
   /** Download progress ('download' events). */
   onProgress?: ProgressCallback;
   /** Aborts downloads. */
@@ -64,6 +69,7 @@ export class CachedHubSource extends BaseSource {
   private readonly http: HubHttp;
   private readonly metadata = new Map<string, Promise<HubFileMetadata | { missing: true; commit?: string }>>();
   private readonly verifyCached: boolean;
+  private readonly revalidate: boolean;
   private readonly onProgress: ProgressCallback | undefined;
   private readonly signal: AbortSignal | undefined;
   private readonly throttleMs: number;
@@ -79,6 +85,7 @@ export class CachedHubSource extends BaseSource {
     this.store = o.store;
     this.offline = o.offline === true;
     this.verifyCached = o.verifyCached !== false;
+    this.revalidate = o.revalidate === true && !this.offline;
     this.onProgress = o.onProgress;
     this.signal = o.signal;
     this.throttleMs = o.progressThrottleMs ?? 100;
@@ -97,7 +104,7 @@ export class CachedHubSource extends BaseSource {
 
   /** The commit this source reads, once known (from the revision, refs/ or the hub). */
   async knownCommit(): Promise<string | undefined> {
-    this.commit ??= await this.store.readRef(this.id, this.revision);
+    if (this.commit === undefined && !this.revalidate) this.commit = await this.store.readRef(this.id, this.revision);
     return this.commit;
   }
 
@@ -156,17 +163,41 @@ export class CachedHubSource extends BaseSource {
     const commit = await this.learnCommit(m.commit);
     const key = { repo: this.id, commit, file };
     const flightKey = `${this.store.location}\0${this.id}\0${commit}\0${file}`;
+    const joined = inFlight.get(flightKey);
+    if (joined !== undefined) {
+      try {
+        await joined;
+        return key;
+      } catch {
+        // Another load's download failed (or was aborted by its own signal): try ourselves.
+        if (inFlight.get(flightKey) === joined) inFlight.delete(flightKey);
+      }
+    }
     let flight = inFlight.get(flightKey);
     if (flight === undefined) {
       flight = (async () => {
-        if (await this.store.has(key)) return;
-        if (await this.store.linkExisting(key, m.etag)) return;
-        await this.download(key, m);
+        try {
+          if (await this.store.has(key)) return;
+          if (await this.store.linkExisting(key, m.etag)) return;
+          await this.download(key, m);
+        } catch (e) {
+          throw this.storeError(e, file);
+        }
       })().finally(() => inFlight.delete(flightKey));
       inFlight.set(flightKey, flight);
     }
     await flight;
     return key;
+  }
+
+  /** A failure of the store itself (a read-only folder, no --allow-write in Deno) as a LowbitError. */
+  private storeError(e: unknown, file: string): unknown {
+    if (e instanceof LowbitError || this.signal?.aborted) return e;
+    return new LowbitError(
+      'INVALID_ARGUMENT',
+      `cannot write '${file}' of ${this.id} to the model cache (${this.store.location}): ${e instanceof Error ? e.message : String(e)}; set HF_HUB_CACHE, pass cache: { dir }, or cache: false to read the hub directly`,
+      { file, cause: e },
+    );
   }
 
   private notFound(file: string): LowbitError {

@@ -13,6 +13,7 @@
  * Nothing is read in a browser; in Deno a variable is read only when --allow-env already grants
  * it (an unasked read would prompt or throw).
  */
+import { LowbitError } from '../../errors.js';
 import { nodeFs, nodePath } from '../sources/local.js';
 import { isServerRuntime } from '../sources/types.js';
 
@@ -56,6 +57,9 @@ function cleanToken(token: string | undefined): string | undefined {
 
 async function homeDir(): Promise<string | undefined> {
   const name = 'node:os';
+  const deno = (globalThis as EnvRuntime).Deno;
+  // Deno's os.homedir() reads HOME: without --allow-env it would prompt or throw.
+  if (deno !== undefined && deno.permissions?.querySync?.({ name: 'env', variable: 'HOME' })?.state !== 'granted') return undefined;
   try {
     return ((await import(/* @vite-ignore */ name)) as { homedir(): string }).homedir();
   } catch {
@@ -77,7 +81,10 @@ export async function hfHome(): Promise<string> {
   const xdg = readEnv('XDG_CACHE_HOME');
   if (xdg !== undefined) return path.join(await expandHome(xdg), 'huggingface');
   const home = await homeDir();
-  return path.join(home ?? '.', '.cache', 'huggingface');
+  if (home === undefined) {
+    throw new LowbitError('INVALID_ARGUMENT', 'cannot tell where the Hugging Face cache is: no home folder (in Deno, run with --allow-env); set HF_HOME or HF_HUB_CACHE, or pass cache: { dir }');
+  }
+  return path.join(home, '.cache', 'huggingface');
 }
 
 /** The hub cache folder (HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, else HF_HOME/hub). */

@@ -27,6 +27,8 @@ export interface HubCacheOptions {
   cacheName?: string;
   /** Check a cached file against its etag (sha256 / git blob id) the first time a process opens it (default true). Downloads are always checked. */
   verifyCached?: boolean;
+  /** Ask the hub which commit a branch or tag is at now, instead of trusting the cached refs/ (default false: a cached model loads with no request). */
+  revalidate?: boolean;
   /** A store of your own (anything implementing HubStore); overrides dir and cacheName. */
   store?: HubStore;
 }
@@ -87,6 +89,7 @@ export async function cachedHubSource(id: string, o: CachedHubOptions = {}): Pro
     ...(o.retries !== undefined ? { retries: o.retries } : {}),
     ...(o.retryDelayMs !== undefined ? { retryDelayMs: o.retryDelayMs } : {}),
     ...(o.cache?.verifyCached !== undefined ? { verifyCached: o.cache.verifyCached } : {}),
+    ...(o.cache?.revalidate !== undefined ? { revalidate: o.cache.revalidate } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
   });

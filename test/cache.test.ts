@@ -469,7 +469,12 @@ describe('hub cache on disk', () => {
 });
 
 describe('hub cache in a browser (Cache API, headless Chromium)', () => {
-  it('downloads into the Cache API keyed by repo/commit/file, loads again with no request, offline hit and miss, damage detected', async () => {
+  for (const viaCdn of [false, true]) {
+  it(`downloads into the Cache API keyed by repo/commit/file, loads again with no request, offline hit and miss, damage detected${viaCdn ? ' (git-lfs files redirected to a CDN on another origin: metadata from the hub API)' : ''}`, async () => {
+    if (viaCdn) {
+      hub.redirect = true;
+      hub.cdnOrigin = cdn.url;
+    }
     const { runPage } = await import('./helpers/chromium.js');
     const root = join(import.meta.dirname, '..');
     type Result = {
@@ -494,7 +499,12 @@ describe('hub cache in a browser (Cache API, headless Chromium)', () => {
       if (r.path.startsWith('/__mark/')) step = r.path.slice('/__mark/'.length);
       else (steps[step] ??= []).push(`${r.method} ${r.path}`);
     }
-    expect(steps.first).toContain('GET /org/llama/resolve/main/model.safetensors');
+    if (viaCdn) {
+      expect(steps.first).toContain('GET /api/models/org/llama/revision/main');
+      expect(cdn.log.map((r) => `${r.method} ${r.path}`)).toContain(`GET /org/llama/cdn/${hub.commitOf('org/llama', 'main')}/model.safetensors`);
+    } else {
+      expect(steps.first).toContain('GET /org/llama/resolve/main/model.safetensors');
+    }
     expect(steps.second ?? []).toEqual([]);
     expect(steps.offline ?? []).toEqual([]);
     expect(steps.corrupt ?? []).toEqual([]);
@@ -516,4 +526,5 @@ describe('hub cache in a browser (Cache API, headless Chromium)', () => {
     const last = result.events.filter((e) => e.download?.file === 'model.safetensors').at(-1)!;
     expect(last.download).toMatchObject({ fileBytesDone: weights.length, fileBytesTotal: weights.length });
   }, 180_000);
+  }
 });

@@ -19,13 +19,15 @@
  * request may name the revision by it), ETag = the git blob sha1 for ordinary files and, for
  * git-lfs-like files (.safetensors, .gguf, .bin), ETag / X-Linked-Etag = the sha256 and
  * X-Linked-Size; a 404 for a missing file says EntryNotFound with the commit. CORS is open
- * (a browser page on another port can read it, Authorization and Range included).
+ * (a browser page on another port can read it, Authorization and Range included). The /cdn/
+ * paths answer as a CDN does: bytes and an ETag of their own, none of the hub's headers.
+ * GET /api/models/<org>/<name>/revision/<rev> answers the hub's model info with file metadata.
  *
  * Every request is logged with the body bytes sent, so tests can check what was transferred.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -140,6 +142,42 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     res.end();
   }
 
+  /** Every file under `dir`, relative, '/'-separated. */
+  async function filesUnder(dir: string, prefix = ''): Promise<string[]> {
+    const out: string[] = [];
+    for (const d of await readdir(dir, { withFileTypes: true })) {
+      if (d.isDirectory()) out.push(...(await filesUnder(join(dir, d.name), `${prefix}${d.name}/`)));
+      else if (d.isFile()) out.push(prefix + d.name);
+    }
+    return out;
+  }
+
+  /**
+   * GET /api/models/<org>/<name>/revision/<revision>[?blobs=true]: the hub's model info as
+   * huggingface_hub's model_info(files_metadata=True) reads it: { id, sha, siblings: [{
+   * rfilename, size, blobId, lfs?: { size, sha256, pointerSize } }] }.
+   */
+  async function api(res: ServerResponse, parts: string[]): Promise<void> {
+    const [models, org, name, what, revEnc] = parts;
+    if (models !== 'models' || !org || !name || what !== 'revision' || revEnc === undefined) return fail(res, 404, 'RepoNotFound', 'Not an API URL');
+    const repoId = `${decodeURIComponent(org)}/${decodeURIComponent(name)}`;
+    const repo = options.repos[repoId];
+    if (!repo) return fail(res, 404, 'RepoNotFound', 'Repository not found');
+    const asked = decodeURIComponent(revEnc);
+    const revision = Object.keys(repo).find((r) => r === asked || commitOf(repoId, r) === asked);
+    if (revision === undefined) return fail(res, 404, 'RevisionNotFound', `Invalid rev id: ${asked}`);
+    const dir = repo[revision]!;
+    const siblings = [];
+    for (const f of await filesUnder(dir)) {
+      const st = await stat(join(dir, f));
+      const d = await digestsOf(join(dir, f), st.size, st.mtimeMs);
+      siblings.push({ rfilename: f, size: st.size, blobId: d.git, ...(isLfs(f) ? { lfs: { size: st.size, sha256: d.sha256, pointerSize: 134 } } : {}) });
+    }
+    const body = JSON.stringify({ id: repoId, sha: commitOf(repoId, revision), siblings });
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) });
+    res.end(body);
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const rec = record(req, res, url.pathname);
@@ -160,6 +198,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
       return fail(res, 401, 'GatedRepo', 'Invalid credentials in Authorization header');
     }
     const parts = url.pathname.split('/').slice(1);
+    if (parts[0] === 'api') return api(res, parts.slice(1));
     const [org, name, kind, revEnc, ...fileParts] = parts;
     if (!org || !name || (kind !== 'resolve' && kind !== 'cdn') || revEnc === undefined || fileParts.length === 0) {
       return fail(res, 404, 'RepoNotFound', 'Not a resolve URL');
@@ -172,7 +211,8 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     const dir = revision === undefined ? undefined : repo[revision];
     if (revision === undefined || dir === undefined) return fail(res, 404, 'RevisionNotFound', `Invalid rev id: ${asked}`);
     const commit = commitOf(repoId, revision);
-    res.setHeader('X-Repo-Commit', commit);
+    // A CDN knows nothing of repos and commits: the hub's headers come from /resolve/ only.
+    if (kind === 'resolve') res.setHeader('X-Repo-Commit', commit);
     const segments = fileParts.map(decodeURIComponent);
     if (segments.some((s) => s === '' || s === '.' || s === '..' || s.includes('/') || s.includes('\\'))) return fail(res, 400);
     const path = join(dir, ...segments);
@@ -194,7 +234,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     const size = st.size;
     const range = state.ignoreRange ? undefined : parseRange(req.headers.range, size);
     res.setHeader('Accept-Ranges', state.ignoreRange ? 'none' : 'bytes');
-    res.setHeader('ETag', `"${lfs ? d.sha256 : d.git}"`);
+    res.setHeader('ETag', kind === 'cdn' ? `"cdn-${d.sha256.slice(0, 16)}"` : `"${lfs ? d.sha256 : d.git}"`);
     if (lfs && kind === 'resolve') {
       res.setHeader('X-Linked-Etag', `"${d.sha256}"`);
       res.setHeader('X-Linked-Size', String(size));

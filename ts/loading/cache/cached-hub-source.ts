@@ -126,11 +126,38 @@ export class CachedHubSource extends BaseSource {
   private meta(file: string, revision: string): Promise<HubFileMetadata | { missing: true; commit?: string }> {
     let m = this.metadata.get(file);
     if (m === undefined) {
-      m = this.http.metadata(this.resolveUrl(revision, file), file, `${this.id}@${this.revision}`, this.signal);
+      m = this.http.metadata(this.resolveUrl(revision, file), file, `${this.id}@${this.revision}`, this.signal).then((r) => ('hidden' in r ? this.metaFromApi(file, revision) : r));
       this.metadata.set(file, m);
       m.catch(() => this.metadata.delete(file));
     }
     return m;
+  }
+
+  /** The repository's file list at a revision, from the hub's API (browsers, where a CDN redirect hides the HEAD's headers). */
+  private repoInfo: Promise<{ sha: string; files: Map<string, { etag: string; size?: number }> }> | undefined;
+
+  private async metaFromApi(file: string, revision: string): Promise<HubFileMetadata | { missing: true; commit?: string }> {
+    this.repoInfo ??= (async () => {
+      const url = `${this.endpoint}/api/models/${this.id}/revision/${encodeURIComponent(revision)}?blobs=true`;
+      const info = (await this.http.json(url, file, `${this.id}@${this.revision}`, this.signal)) as {
+        sha?: unknown;
+        siblings?: { rfilename?: unknown; size?: unknown; blobId?: unknown; lfs?: { sha256?: unknown; size?: unknown } | null }[];
+      };
+      if (typeof info?.sha !== 'string' || !Array.isArray(info.siblings)) throw new LowbitError('NETWORK', `${url} is not the hub's model info (no sha / siblings)`, { file });
+      const files = new Map<string, { etag: string; size?: number }>();
+      for (const s of info.siblings) {
+        const etag = s.lfs?.sha256 ?? s.blobId;
+        const size = s.lfs?.size ?? s.size;
+        if (typeof s.rfilename !== 'string' || typeof etag !== 'string') continue;
+        files.set(s.rfilename, { etag, ...(typeof size === 'number' && Number.isSafeInteger(size) && size >= 0 ? { size } : {}) });
+      }
+      return { sha: info.sha, files };
+    })();
+    this.repoInfo.catch(() => (this.repoInfo = undefined));
+    const info = await this.repoInfo;
+    const f = info.files.get(file);
+    if (f === undefined) return { missing: true, commit: info.sha };
+    return { commit: info.sha, etag: f.etag, ...(f.size !== undefined ? { size: f.size } : {}), location: this.resolveUrl(info.sha, file) };
   }
 
   /** Learns the commit from the hub's answer (first answer wins for this source) and records the ref. */

@@ -13,6 +13,11 @@
  * Server runtimes follow redirects by hand to enforce that; a browser cannot see a redirect
  * (fetch gives an opaque response for redirect: 'manual') and follows them itself, and the
  * fetch standard has it drop Authorization when a redirect changes origin.
+ *
+ * So in a browser the HEAD of a git-lfs file ends on the CDN, whose answer lacks the hub's
+ * headers. metadata() then says `{ hidden: true }` and the caller asks the hub's API instead
+ * (GET /api/models/<repo>/revision/<revision>?blobs=true: the commit as `sha`, and per file
+ * `siblings[].size`, `.blobId`, `.lfs.sha256` — what huggingface_hub's model_info reads).
  */
 import { LowbitError } from '../../errors.js';
 import { isServerRuntime } from '../sources/types.js';
@@ -169,9 +174,13 @@ export class HubHttp {
    * The file's metadata. A missing file gives `{ missing: true, commit }` (commit when the hub
    * said, so the miss can be remembered as huggingface_hub does in .no_exist/).
    */
-  async metadata(url: string, file: string, where: string, signal?: AbortSignal): Promise<HubFileMetadata | { missing: true; commit?: string }> {
+  async metadata(url: string, file: string, where: string, signal?: AbortSignal): Promise<HubFileMetadata | { missing: true; commit?: string } | { hidden: true }> {
     return this.withRetries(signal, async () => {
       const { res, url: location } = await this.request('HEAD', url, file, signal, true);
+      if (res.ok && res.redirected && !this.manualRedirects && res.headers.get('x-repo-commit') === null) {
+        await discard(res);
+        return { hidden: true };
+      }
       const redirected = res.status >= 300 && res.status < 400;
       if (!res.ok && !redirected) {
         if ((res.status === 404 || res.status === 410) && res.headers.get('x-error-code') === 'EntryNotFound') {
@@ -191,6 +200,20 @@ export class HubHttp {
       const sizeHeader = res.headers.get('x-linked-size') ?? (redirected ? null : res.headers.get('content-length'));
       const size = sizeHeader !== null && /^\d+$/.test(sizeHeader.trim()) ? Number(sizeHeader.trim()) : undefined;
       return { commit, etag, ...(size !== undefined ? { size } : {}), location };
+    });
+  }
+
+  /** A JSON document from the hub (its API), with the token. */
+  async json(url: string, file: string, where: string, signal?: AbortSignal): Promise<unknown> {
+    return this.withRetries(signal, async () => {
+      const { res } = await this.request('GET', url, file, signal, false);
+      if (!res.ok) throw await this.failure(res, url, file, where);
+      try {
+        return (await res.json()) as unknown;
+      } catch (e) {
+        if (signal?.aborted) throw signal.reason;
+        throw new Transient(new LowbitError('NETWORK', `${url} did not answer JSON: ${e instanceof Error ? e.message : String(e)}`, { file, cause: e }));
+      }
     });
   }
 

@@ -169,6 +169,11 @@ export class CachedHubSource extends BaseSource {
     return this.commit;
   }
 
+  /** Records in the store that the hub has no `file` at `commit` (when that is the commit this source reads). */
+  private async rememberMissing(file: string, commit: string | undefined): Promise<void> {
+    if (commit !== undefined && (await this.learnCommit(commit)) === commit) await this.store.markMissing({ repo: this.id, commit, file });
+  }
+
   /** The key of a file that is in the store after this (downloaded if need be); NOT_FOUND if the hub has none. */
   private async ensure(file: string): Promise<FileKey> {
     checkFileName(file);
@@ -179,15 +184,20 @@ export class CachedHubSource extends BaseSource {
       if (await this.store.knownMissing(key)) throw this.notFound(file);
     }
     if (this.offline) throw this.offlineMiss(file, known !== undefined);
-    const m = await this.meta(file, known ?? this.revision);
-    if ('missing' in m) {
-      if (m.commit !== undefined) {
-        const commit = await this.learnCommit(m.commit);
-        await this.store.markMissing({ repo: this.id, commit, file });
+    let m = await this.meta(file, known ?? this.revision);
+    if (!('missing' in m)) {
+      const commit = await this.learnCommit(m.commit);
+      // The branch moved between two of this load's requests: ask again at the commit it keeps.
+      if (m.commit !== commit) {
+        this.metadata.delete(file);
+        m = await this.meta(file, commit);
       }
+    }
+    if ('missing' in m) {
+      await this.rememberMissing(file, m.commit);
       throw this.notFound(file);
     }
-    const commit = await this.learnCommit(m.commit);
+    const commit = m.commit;
     const key = { repo: this.id, commit, file };
     const flightKey = `${this.store.location}\0${this.id}\0${commit}\0${file}`;
     const joined = inFlight.get(flightKey);
@@ -346,7 +356,7 @@ export class CachedHubSource extends BaseSource {
     }
     const m = await this.meta(file, known ?? this.revision);
     if ('missing' in m) {
-      if (m.commit !== undefined) await this.store.markMissing({ repo: this.id, commit: await this.learnCommit(m.commit), file });
+      await this.rememberMissing(file, m.commit);
       return false;
     }
     await this.learnCommit(m.commit);

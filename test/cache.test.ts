@@ -25,6 +25,7 @@ import { startHubServer, type HubServer } from './helpers/hub-server.js';
 const run = promisify(execFile);
 const PYTHON = process.env.PYTHON ?? '/work/main/.venv-fixtures/bin/python';
 const LLAMA = join(import.meta.dirname, 'fixtures', 'reference-logits', 'llama');
+const GGUF_DIR = join(import.meta.dirname, 'fixtures', 'gguf-model');
 const IDS = [1, 72, 101, 108, 108, 111];
 
 let tmp: string;
@@ -92,7 +93,7 @@ beforeAll(async () => {
   const config = JSON.parse(await readFile(join(LLAMA, 'config.json'), 'utf8'));
   await writeFile(join(v1Dir, 'config.json'), JSON.stringify({ ...config, _note: 'v1' }));
   await cp(join(LLAMA, 'model.safetensors'), join(v1Dir, 'model.safetensors'));
-  const repos = { 'org/llama': { main: LLAMA, v1: v1Dir } };
+  const repos = { 'org/llama': { main: LLAMA, v1: v1Dir }, 'org/tiny-GGUF': { main: GGUF_DIR } };
   hub = await startHubServer({ repos });
   cdn = await startHubServer({ repos });
 });
@@ -451,6 +452,33 @@ describe('hub cache on disk', () => {
     expect(offline.logits).toEqual(first.logits);
     expect(hub.log).toEqual([]);
   }, 120_000);
+
+  it('a hub file URL (…/resolve/<revision>/<file>.gguf) is cached like a hub id, that file being the weights', async () => {
+    const dir = await freshDir();
+    const url = `${hub.url}/org/tiny-GGUF/resolve/main/llama-q8_0.gguf`;
+    const s = await resolveSource(url, { endpoint: hub.url, cache: { dir } });
+    expect(s).toBeInstanceOf(CachedHubSource);
+    expect(s.weightFile).toBe('llama-q8_0.gguf');
+    const a = await AutoModelForCausalLM.fromPretrained(url, { endpoint: hub.url, cache: { dir }, tokenizer: false });
+    const want = await a.forward(IDS, 0);
+    a.dispose();
+    const commit = hub.commitOf('org/tiny-GGUF', 'main');
+    const gguf = await readFile(join(GGUF_DIR, 'llama-q8_0.gguf'));
+    expect(await readlink(join(dir, 'models--org--tiny-GGUF', 'snapshots', commit, 'llama-q8_0.gguf'))).toBe(`../../blobs/${sha256(gguf)}`);
+    // Only the file the URL named was downloaded.
+    expect((await tree(join(dir, 'models--org--tiny-GGUF', 'blobs'))).length).toBe(1);
+    hub.reset();
+    const b = await AutoModelForCausalLM.fromPretrained(url, { endpoint: hub.url, cache: { dir }, tokenizer: false });
+    expect(hub.log).toEqual([]);
+    expect(await b.forward(IDS, 0)).toEqual(want);
+    b.dispose();
+    const local = await AutoModelForCausalLM.fromPretrained(join(GGUF_DIR, 'llama-q8_0.gguf'), { tokenizer: false });
+    expect(await local.forward(IDS, 0)).toEqual(want);
+    local.dispose();
+    // The same URL with cache: false, or on a host that is not the hub, is a plain URL source.
+    expect(await resolveSource(url, { endpoint: hub.url, cache: false })).not.toBeInstanceOf(CachedHubSource);
+    expect(await resolveSource(url)).not.toBeInstanceOf(CachedHubSource);
+  });
 
   it('the cache folder comes from HF_HUB_CACHE, else HF_HOME/hub', async () => {
     const home = join(tmp, 'hf-home');

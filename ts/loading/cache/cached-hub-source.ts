@@ -43,6 +43,8 @@ export interface CachedHubSourceOptions {
    * request per load; default false: a cached branch loads with no request). Offline: ignored.
    */
   revalidate?: boolean;
+  /** The weights file the caller pointed at (a hub URL to one .gguf / .safetensors file). */
+  weightFile?: string;
   /** Download progress ('download' events). */
   onProgress?: ProgressCallback;
   /** Aborts downloads. */
@@ -65,6 +67,7 @@ export class CachedHubSource extends BaseSource {
   readonly endpoint: string;
   readonly store: HubStore;
   readonly offline: boolean;
+  readonly weightFile?: string;
   private commit: string | undefined;
   private readonly http: HubHttp;
   private readonly metadata = new Map<string, Promise<HubFileMetadata | { missing: true; commit?: string }>>();
@@ -84,6 +87,7 @@ export class CachedHubSource extends BaseSource {
     this.endpoint = o.endpoint.replace(/\/+$/, '');
     this.store = o.store;
     this.offline = o.offline === true;
+    if (o.weightFile !== undefined) this.weightFile = checkFileName(o.weightFile);
     this.verifyCached = o.verifyCached !== false;
     this.revalidate = o.revalidate === true && !this.offline;
     this.onProgress = o.onProgress;

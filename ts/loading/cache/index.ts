@@ -45,6 +45,8 @@ export interface CachedHubOptions {
   /** Default: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE). */
   offline?: boolean;
   cache?: HubCacheOptions;
+  /** The weights file to load, when the repository holds several (e.g. one of many .gguf files). */
+  weightFile?: string;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
 }
@@ -90,6 +92,7 @@ export async function cachedHubSource(id: string, o: CachedHubOptions = {}): Pro
     ...(o.retryDelayMs !== undefined ? { retryDelayMs: o.retryDelayMs } : {}),
     ...(o.cache?.verifyCached !== undefined ? { verifyCached: o.cache.verifyCached } : {}),
     ...(o.cache?.revalidate !== undefined ? { revalidate: o.cache.revalidate } : {}),
+    ...(o.weightFile !== undefined ? { weightFile: o.weightFile } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
   });

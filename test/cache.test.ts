@@ -171,6 +171,19 @@ describe('hub cache on disk', () => {
     local.dispose();
   });
 
+  it('with the tokenizer looked for (the default), a second load makes no request either: absent files are remembered', async () => {
+    const dir = await freshDir();
+    const opts = { endpoint: hub.url, cache: { dir } };
+    (await AutoModelForCausalLM.fromPretrained('org/llama', opts)).dispose();
+    const commit = hub.commitOf('org/llama', 'main');
+    expect((await tree(join(dir, 'models--org--llama', '.no_exist', commit))).length).toBeGreaterThan(0);
+    hub.reset();
+    const again = await AutoModelForCausalLM.fromPretrained('org/llama', opts);
+    expect(again.tokenizer).toBeUndefined();
+    again.dispose();
+    expect(hub.log).toEqual([]);
+  });
+
   it('reads a cache that huggingface_hub filled, and huggingface_hub reads one lowbit filled', async () => {
     const pyDir = await freshDir();
     const script = [

@@ -20,7 +20,7 @@
 import { LowbitError } from '../../errors.js';
 import type { ProgressCallback } from '../sources/progress.js';
 import { BaseSource, checkFileName, type ByteRange } from '../sources/types.js';
-import { checkDigest, expectedDigest, hasherFor } from './digest.js';
+import { checkDigest, digestOfRange, expectedDigest, hasherFor } from './digest.js';
 import { HubHttp, type HubFileMetadata } from './hub-http.js';
 import { isCommitHash, type FileKey, type HubStore } from './store.js';
 
@@ -58,7 +58,6 @@ const inFlight = new Map<string, Promise<void>>();
 /** Cached bytes already checked in this process (CachedFile.identity). */
 const verified = new Set<string>();
 
-const CHUNK = 8 << 20;
 
 export class CachedHubSource extends BaseSource {
   readonly description: string;
@@ -321,11 +320,7 @@ export class CachedHubSource extends BaseSource {
   private async verify(range: ByteRange, etag: string, file: string): Promise<void> {
     const digest = expectedDigest(etag, range.size);
     if (digest === undefined) return;
-    const h = await hasherFor(digest, range.size);
-    for (let at = 0; at < range.size; at += CHUNK) {
-      h.update(await range.read(at, Math.min(CHUNK, range.size - at), this.signal));
-    }
-    checkDigest(digest, h.hex(), `the cached '${file}' of ${this.id} (${this.store.location})`, file);
+    checkDigest(digest, await digestOfRange(digest, range, this.signal), `the cached '${file}' of ${this.id} (${this.store.location})`, file);
   }
 
   async open(file: string): Promise<ByteRange> {

@@ -7,10 +7,12 @@
  * it. Any other etag (a mirror's own) cannot be checked and is not.
  *
  * Node and Deno hash with node:crypto (native); browsers with @noble/hashes (WebCrypto cannot
- * hash incrementally), imported on first use only.
+ * hash incrementally), imported on first use only — except when checking a cached file of up to
+ * WHOLE_FILE_LIMIT bytes, which WebCrypto hashes in one go (about ten times faster than
+ * @noble/hashes in V8, at the cost of holding the file in memory for a moment).
  */
 import { LowbitError } from '../../errors.js';
-import { isServerRuntime } from '../sources/types.js';
+import { isServerRuntime, type ByteRange } from '../sources/types.js';
 
 export type DigestKind = 'sha256' | 'git-sha1';
 
@@ -89,4 +91,27 @@ export function checkDigest(digest: ExpectedDigest, actual: string, what: string
     `${what}: its ${digest.kind === 'sha256' ? 'sha256' : 'git blob sha1'} is ${actual}, but the hub's etag says ${digest.hex}; the bytes are damaged (the file is not used: delete it or load again to download it anew)`,
     { file },
   );
+}
+
+/** Cached files up to this size are hashed whole by WebCrypto in browsers. */
+const WHOLE_FILE_LIMIT = 512 << 20;
+const CHUNK = 8 << 20;
+
+/** The hex digest of a whole ByteRange, read in chunks (or in one piece for WebCrypto). */
+export async function digestOfRange(digest: ExpectedDigest, range: ByteRange, signal?: AbortSignal): Promise<string> {
+  const subtle = (globalThis as { crypto?: { subtle?: SubtleCrypto } }).crypto?.subtle;
+  if (!isServerRuntime() && subtle !== undefined && range.size <= WHOLE_FILE_LIMIT) {
+    const body = await range.read(0, range.size, signal);
+    let data: Uint8Array = body;
+    if (digest.kind === 'git-sha1') {
+      const head = new TextEncoder().encode(`blob ${range.size}\0`);
+      data = new Uint8Array(head.length + body.length);
+      data.set(head);
+      data.set(body, head.length);
+    }
+    return toHex(new Uint8Array(await subtle.digest(digest.kind === 'sha256' ? 'SHA-256' : 'SHA-1', data as Uint8Array<ArrayBuffer>)));
+  }
+  const h = await hasherFor(digest, range.size);
+  for (let at = 0; at < range.size; at += CHUNK) h.update(await range.read(at, Math.min(CHUNK, range.size - at), signal));
+  return h.hex();
 }

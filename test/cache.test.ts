@@ -193,9 +193,16 @@ describe('hub cache on disk', () => {
       "    print(hf_hub_download('org/llama', f, revision=sys.argv[1]))",
     ].join('\n');
     const env = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: pyDir, HF_HUB_DISABLE_TELEMETRY: '1', HF_HUB_DISABLE_XET: '1', HF_TOKEN: '' };
+    // As on huggingface.co: the weights (git-lfs) are redirected to a CDN on another host.
+    hub.redirect = true;
+    hub.cdnOrigin = cdn.url;
     await run(PYTHON, ['-c', script, 'main'], { env });
+    hub.redirect = false;
+    expect(cdn.log.some((r) => r.method === 'GET' && /^\/org\/llama\/cdn\/[^/]+\/model\.safetensors$/.test(r.path) && r.authorization === undefined)).toBe(true);
     const commit = hub.commitOf('org/llama', 'main');
     expect(await readFile(join(pyDir, 'models--org--llama', 'refs', 'main'), 'utf8')).toBe(commit);
+    const weightsSha = sha256(await readFile(join(LLAMA, 'model.safetensors')));
+    expect(await readlink(join(pyDir, 'models--org--llama', 'snapshots', commit, 'model.safetensors'))).toBe(`../../blobs/${weightsSha}`);
 
     // Offline, so nothing may come from the server: every file must be found in Python's cache.
     hub.reset();

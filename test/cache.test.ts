@@ -500,6 +500,26 @@ describe('hub cache on disk', () => {
     expect(await resolveSource(url)).not.toBeInstanceOf(CachedHubSource);
   });
 
+  it('download: false reads cached files from the cache and others by Range from the hub, storing nothing', async () => {
+    const dir = await freshDir();
+    const weights = await readFile(join(LLAMA, 'model.safetensors'));
+    const s = await resolveSource('org/llama', { endpoint: hub.url, cache: { dir, download: false } });
+    const r = await s.open('model.safetensors');
+    expect(r.size).toBe(weights.length);
+    expect(await r.read(8, 16)).toEqual(new Uint8Array(weights.subarray(8, 24)));
+    expect(await s.exists('generation_config.json')).toBe(false);
+    expect(hub.bytesSent()).toBeLessThan(1000);
+    expect(await readdir(dir)).toEqual([]);
+    // Once cached (by a load that downloads), the same source kind reads the cache with no request.
+    (await load(dir)).dispose();
+    hub.reset();
+    const cached = await resolveSource('org/llama', { endpoint: hub.url, cache: { dir, download: false } });
+    const c = await cached.open('model.safetensors');
+    expect(await c.read(0, c.size)).toEqual(new Uint8Array(weights));
+    await c.close?.();
+    expect(hub.log).toEqual([]);
+  });
+
   it('the cache folder comes from HF_HUB_CACHE, else HF_HOME/hub', async () => {
     const home = join(tmp, 'hf-home');
     await withEnv({ HF_HUB_CACHE: undefined, HUGGINGFACE_HUB_CACHE: undefined, HF_HOME: home }, async () => {

@@ -23,6 +23,7 @@ import { BaseSource, checkFileName, type ByteRange } from '../sources/types.js';
 import { checkDigest, digestOfRange, expectedDigest, hasherFor } from './digest.js';
 import { HubHttp, type HubFileMetadata } from './hub-http.js';
 import { isCommitHash, type FileKey, type HubStore } from './store.js';
+import { HubSource } from '../sources/hub.js';
 
 export interface CachedHubSourceOptions {
   store: HubStore;
@@ -45,6 +46,12 @@ export interface CachedHubSourceOptions {
   revalidate?: boolean;
   /** The weights file the caller pointed at (a hub URL to one .gguf / .safetensors file). */
   weightFile?: string;
+  /**
+   * Download files that are not cached (default true). false: cached files are still read from
+   * the cache, the others with Range requests from the hub, and nothing is stored — for reading
+   * headers only (`lowbit inspect`).
+   */
+  download?: boolean;
   /** Download progress ('download' events). */
   onProgress?: ProgressCallback;
   /** Aborts downloads. */
@@ -67,6 +74,9 @@ export class CachedHubSource extends BaseSource {
   readonly store: HubStore;
   readonly offline: boolean;
   readonly weightFile?: string;
+  private readonly download_: boolean;
+  private readonly o: CachedHubSourceOptions;
+  private direct: HubSource | undefined;
   private commit: string | undefined;
   private readonly http: HubHttp;
   private readonly metadata = new Map<string, Promise<HubFileMetadata | { missing: true; commit?: string }>>();
@@ -87,6 +97,8 @@ export class CachedHubSource extends BaseSource {
     this.store = o.store;
     this.offline = o.offline === true;
     if (o.weightFile !== undefined) this.weightFile = checkFileName(o.weightFile);
+    this.download_ = o.download !== false;
+    this.o = o;
     this.verifyCached = o.verifyCached !== false;
     this.revalidate = o.revalidate === true && !this.offline;
     this.onProgress = o.onProgress;
@@ -167,14 +179,14 @@ export class CachedHubSource extends BaseSource {
   private async learnCommit(commit: string): Promise<string> {
     if (this.commit === undefined) {
       this.commit = commit;
-      await this.store.writeRef(this.id, this.revision, commit).catch(() => undefined);
+      if (this.download_) await this.store.writeRef(this.id, this.revision, commit).catch(() => undefined);
     }
     return this.commit;
   }
 
   /** Records in the store that the hub has no `file` at `commit` (when that is the commit this source reads). */
   private async rememberMissing(file: string, commit: string | undefined): Promise<void> {
-    if (commit !== undefined && (await this.learnCommit(commit)) === commit) await this.store.markMissing({ repo: this.id, commit, file });
+    if (commit !== undefined && (await this.learnCommit(commit)) === commit && this.download_) await this.store.markMissing({ repo: this.id, commit, file });
   }
 
   /** The key of a file that is in the store after this (downloaded if need be); NOT_FOUND if the hub has none. */
@@ -323,7 +335,34 @@ export class CachedHubSource extends BaseSource {
     checkDigest(digest, await digestOfRange(digest, range, this.signal), `the cached '${file}' of ${this.id} (${this.store.location})`, file);
   }
 
+  /** The hub read directly with Range requests, at the commit once known (download: false). */
+  private directSource(commit: string | undefined): HubSource {
+    const revision = commit ?? this.revision;
+    if (this.direct?.revision !== revision) {
+      const o = this.o;
+      this.direct = new HubSource(this.id, {
+        endpoint: this.endpoint,
+        revision,
+        ...(o.token !== undefined ? { token: o.token } : {}),
+        ...(o.fetch ? { fetch: o.fetch } : {}),
+        ...(o.headers !== undefined ? { headers: o.headers } : {}),
+        ...(o.retries !== undefined ? { retries: o.retries } : {}),
+        ...(o.retryDelayMs !== undefined ? { retryDelayMs: o.retryDelayMs } : {}),
+      });
+    }
+    return this.direct;
+  }
+
   async open(file: string): Promise<ByteRange> {
+    if (!this.download_) {
+      checkFileName(file);
+      const known = await this.knownCommit();
+      const cached = known === undefined ? undefined : await this.store.open({ repo: this.id, commit: known, file });
+      if (cached !== undefined) return cached.range;
+      if (this.offline) throw this.offlineMiss(file, known !== undefined);
+      if (known !== undefined && (await this.store.knownMissing({ repo: this.id, commit: known, file }))) throw this.notFound(file);
+      return this.directSource(known).open(file);
+    }
     const key = await this.ensure(file);
     const cached = await this.store.open(key);
     if (cached === undefined) throw this.notFound(file); // removed between ensure and open
@@ -367,7 +406,7 @@ export class CachedHubSource extends BaseSource {
    * front (HEAD requests for all of them first). Files the hub lacks are skipped.
    */
   async prefetch(files: readonly string[]): Promise<void> {
-    if (this.offline) return;
+    if (this.offline || !this.download_) return;
     const known = await this.knownCommit();
     const todo: string[] = [];
     for (const f of files) {

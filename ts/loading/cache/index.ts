@@ -27,6 +27,12 @@ export interface HubCacheOptions {
   cacheName?: string;
   /** Check a cached file against its etag (sha256 / git blob id) the first time a process opens it (default true). Downloads are always checked. */
   verifyCached?: boolean;
+  /**
+   * Download files that are not cached yet (default true). false: cached files are read from the
+   * cache, others straight from the hub with Range requests, and nothing is stored — what a tool
+   * that reads only headers (`lowbit inspect`) wants.
+   */
+  download?: boolean;
   /** Ask the hub which commit a branch or tag is at now, instead of trusting the cached refs/ (default false: a cached model loads with no request). */
   revalidate?: boolean;
   /** A store of your own (anything implementing HubStore); overrides dir and cacheName. */
@@ -92,6 +98,7 @@ export async function cachedHubSource(id: string, o: CachedHubOptions = {}): Pro
     ...(o.retryDelayMs !== undefined ? { retryDelayMs: o.retryDelayMs } : {}),
     ...(o.cache?.verifyCached !== undefined ? { verifyCached: o.cache.verifyCached } : {}),
     ...(o.cache?.revalidate !== undefined ? { revalidate: o.cache.revalidate } : {}),
+    ...(o.cache?.download !== undefined ? { download: o.cache.download } : {}),
     ...(o.weightFile !== undefined ? { weightFile: o.weightFile } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     ...(o.signal ? { signal: o.signal } : {}),

@@ -22,7 +22,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig, LowbitError, loadWeights, localSource, GgufFile, dequantizeBlockwise, type LoadedWeight } from '../dist/index.js';
-import { ggufToConfig, ggufToHfName, unpermuteHeadRows } from '../dist/models/gguf-llama.js';
+import { ggufToConfig, ggufToHfName } from '../dist/models/gguf-model.js';
+import { unpermuteHeadRows } from '../dist/models/llama.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/gguf-model/', import.meta.url));
 const REF = fileURLToPath(new URL('./fixtures/reference-logits/llama/', import.meta.url));
@@ -169,11 +170,12 @@ describe('GGUF llama models', () => {
   });
 
   it('names and the Q/K un-permutation', () => {
-    expect(ggufToHfName('token_embd.weight')).toBe('model.embed_tokens.weight');
-    expect(ggufToHfName('blk.12.attn_output.weight')).toBe('model.layers.12.self_attn.o_proj.weight');
-    expect(ggufToHfName('blk.0.ffn_norm.weight')).toBe('model.layers.0.post_attention_layernorm.weight');
-    expect(ggufToHfName('output.weight')).toBe('lm_head.weight');
-    expect(ggufToHfName('blk.0.unknown.weight')).toBeUndefined();
+    const LLAMA_CFG = { modelType: 'llama' } as never;
+    expect(ggufToHfName('token_embd.weight', LLAMA_CFG)).toBe('model.embed_tokens.weight');
+    expect(ggufToHfName('blk.12.attn_output.weight', LLAMA_CFG)).toBe('model.layers.12.self_attn.o_proj.weight');
+    expect(ggufToHfName('blk.0.ffn_norm.weight', LLAMA_CFG)).toBe('model.layers.0.post_attention_layernorm.weight');
+    expect(ggufToHfName('output.weight', LLAMA_CFG)).toBe('lm_head.weight');
+    expect(ggufToHfName('blk.0.unknown.weight', LLAMA_CFG)).toBeUndefined();
     // 2 heads of 4 rows; HF rows 0..7 permuted by llama.cpp become [0, 2, 1, 3, 4, 6, 5, 7].
     const permuted = [0, 2, 1, 3, 4, 6, 5, 7];
     const data = new Uint8Array(new Float32Array(permuted.flatMap((r) => [r, r + 0.5])).buffer);

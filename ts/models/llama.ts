@@ -33,7 +33,7 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
   private tiedTable: DenseWeight | undefined;
   private rope: RopeSpec;
 
-  constructor(config: DecoderConfig, placement: Placement, weights: ModelWeights, maxPositions: number, private readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
+  constructor(config: DecoderConfig, placement: Placement, weights: ModelWeights, maxPositions: number, protected readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
     super(config, placement, maxPositions, options);
     const invFreq = ropeInvFreq(config.headDim, config.ropeTheta, config.llama3);
     if (config.ropeLinearFactor !== undefined) for (let i = 0; i < invFreq.length; i++) invFreq[i] = invFreq[i]! / config.ropeLinearFactor;

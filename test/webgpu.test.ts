@@ -750,6 +750,8 @@ suite('deviceMap: models split between WebGPU and the CPU', () => {
     // tied lm_head away from wte: a copy of the table on the GPU
     gpt2: { 'transformer.wte': 'cpu', 'transformer.wpe': 'gpu', 'transformer.h.0': 'cpu', 'transformer.h.1': 'gpu', 'transformer.ln_f': 'cpu', lm_head: 'gpu' },
     qwen2: { '': 'gpu', 'model.layers.1': 'cpu', 'model.layers.1.mlp': 'gpu' },
+    // Gemma 2's tied head away from its (scaled) embedding, soft-capped on the GPU; sliding layer 0 on the GPU
+    gemma2: { 'model.embed_tokens': 'cpu', 'model.layers.0': 'gpu', 'model.layers.1': 'cpu', 'model.norm': 'cpu', lm_head: 'gpu' },
   };
   for (const [name, map] of Object.entries(ALTERNATING)) {
     it(`${name}: a per-module map gives the CPU model's greedy tokens and logits`, async () => {
@@ -770,7 +772,7 @@ suite('deviceMap: models split between WebGPU and the CPU', () => {
       const onGpu = Object.entries(fp.byModule).filter(([k]) => Object.entries(map).some(([mod, d]) => d === 'gpu' && (k === mod || k.startsWith(mod + '.'))));
       expect(fp.byDevice.webgpu).toBe(onGpu.reduce((a, [, v]) => a + v, 0));
       expect(fp.byDevice.cpu).toBe(fp.total - fp.byDevice.webgpu!);
-      const tiedCopy = name === 'gpt2' ? fp.byModule['transformer.wte']! : 0;
+      const tiedCopy = name === 'gpt2' ? fp.byModule['transformer.wte']! : name === 'gemma2' ? fp.byModule['model.embed_tokens']! : 0;
       expect(fp.total).toBe(c.getMemoryFootprint().total + tiedCopy);
       m.dispose();
       c.dispose();

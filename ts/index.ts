@@ -52,7 +52,8 @@ export { CausalLM, type GenerateOptions, type MemoryFootprint } from './models/c
 export { TextStreamer, type Streamer } from './generation/streamer.js';
 export { StopStrings } from './generation/stopping.js';
 export type { SamplingOptions } from './generation/sampling.js';
-export { parseConfig, type DecoderConfig } from './models/config.js';
+export { parseConfig } from './models/architectures.js';
+export type { DecoderConfig } from './models/config.js';
 export type { Backend, Activation, LinearHandle } from './backends/backend.js';
 export { deviceOf, type Device, type DeviceMap } from './models/device-map.js';
 export type { BackendOptions } from './models/make-backends.js';

@@ -9,7 +9,7 @@ import { listWeightFiles } from '../loading/sources/sharding.js';
 import { CachedHubSource } from '../loading/cache/cached-hub-source.js';
 import { BitsAndBytesConfig, type BitsAndBytesConfigOptions } from './bnb-config.js';
 import type { CausalLM, ModelWeights } from './causal-lm.js';
-import { parseConfig } from './config.js';
+import { parseConfig } from './architectures.js';
 import { checkDeviceMap, checkModuleFormats, moduleNames, planDevices, singleDevice, wantsGpu, type Device, type ModuleSize } from './device-map.js';
 import { backendFor, budgetsOf, makeCpuBackend, makeGpuBackend, type BackendOptions } from './make-backends.js';
 import { everyFormatNativeOn } from '../formats/capabilities.js';
@@ -19,7 +19,7 @@ import { checkLoadOptions, show, checkRuntimeMemory, configJsonFields, resolveMa
 import type { CausalLMOptions, Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WebGpuBackend } from '../backends/webgpu/index.js';
-import { fromGguf, ggufWeightFile } from './gguf-llama.js';
+import { fromGguf, ggufWeightFile } from './gguf-model.js';
 import { streamInto } from './stream-build.js';
 import { architectureOf } from './architectures.js';
 import { transposeDense } from './weights.js';

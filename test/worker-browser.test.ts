@@ -7,9 +7,9 @@
  * - the worker's greedy tokens equal those of the same load and generate() in Node;
  * - streaming is incremental: streamer.put() calls and stream() text pieces reach the page one
  *   by one, spread over the generation, long before it ends;
- * - the page's main thread stays responsive during load and generation: the longest gap of a
- *   10 ms interval timer stays under STALL_BOUND_MS (on the main thread, CPU threads spin and
- *   stalled the page up to 348 ms in issue 12's measurement).
+ * - the page's main thread stays responsive during load and generation: a 10 ms interval timer
+ *   is rarely late and never by much (see STALL_BOUND_MS; on the main thread, CPU threads spin
+ *   and stalled the page up to 348 ms in issue 12's measurement).
  *
  * Needs dist/ (scripts/build.sh), the default model (scripts/models/fetch-default-model.sh) and
  * chromium (setup.sh --with-browser).
@@ -30,11 +30,15 @@ const MODEL_FILE = 'SmolLM2-135M-Instruct.Q4_1.gguf';
 const PROMPT = 'What is the capital of France?';
 const TOKENS = 24;
 /**
- * The longest the page's main thread may go without running its 10 ms timer while the worker
- * loads and generates. Generous for a loaded 2-core CI machine; a model on the main thread
- * blocks it for a whole token (≥ 40 ms here) or a whole load.
+ * The page's main thread while the worker loads and generates: its 10 ms timer may be late in
+ * total at most LATE_FRACTION of the time, and never by more than STALL_BOUND_MS at once. Bounds
+ * for a loaded CI machine (2 cores shared with other jobs: the OS alone delays the page's timer
+ * by 50–250 ms now and then). The same model on the main thread blocks the page for every token
+ * (≥ 40 ms each here) and for each tensor quantized during the load, and with CPU threads it
+ * spins: late nearly all of the time.
  */
-const STALL_BOUND_MS = 250;
+const STALL_BOUND_MS = 500;
+const LATE_FRACTION = 0.15;
 
 let tmp: string;
 let app: string;
@@ -73,7 +77,7 @@ type PageResult = {
   pieces: { n: number; before: number }[];
   loadMs: number;
   phases: { phase: string; events: number }[];
-  stall: { timerMs: number; frameMs: number; ticks: number; frames: number };
+  stall: { timerMs: number; frameMs: number; ticks: number; frames: number; lateMs: number; runMs: number; long: { ms: number; at: number; during: string }[] };
   generateStats: { newTokens: number; decodeTokensPerSecond: number; firstTokenSeconds: number };
   streamStats: { newTokens: number; decodeTokensPerSecond: number };
   info: { threads: number; threadsNote?: string; threadSpeedup?: number; deviceMap: Record<string, string>; memory: number; family: string };
@@ -111,8 +115,8 @@ describe('lowbit/worker in Chromium', () => {
     }
     console.log(
       `worker: load ${(r.loadMs / 1000).toFixed(1)} s, ${r.info.threads} thread(s)${r.info.threadsNote ? ` (${r.info.threadsNote})` : ''}, ` +
-        `decode ${r.generateStats.decodeTokensPerSecond.toFixed(1)} tok/s; longest main-thread gap: timer ${r.stall.timerMs.toFixed(0)} ms, frame ${r.stall.frameMs.toFixed(0)} ms; ` +
-        `cores ${r.cores}, crossOriginIsolated ${r.crossOriginIsolated}\n${JSON.stringify(r.streamed)}`,
+        `decode ${r.generateStats.decodeTokensPerSecond.toFixed(1)} tok/s; longest main-thread gap: timer ${r.stall.timerMs.toFixed(0)} ms, frame ${r.stall.frameMs.toFixed(0)} ms; timer late ${r.stall.lateMs.toFixed(0)} of ${r.stall.runMs.toFixed(0)} ms; ` +
+        `cores ${r.cores}, crossOriginIsolated ${r.crossOriginIsolated}; timer gaps > 50 ms: ${JSON.stringify(r.stall.long)}\n${JSON.stringify(r.streamed)}`,
     );
 
     expect(r.ids.length).toBeGreaterThan(4);
@@ -133,5 +137,6 @@ describe('lowbit/worker in Chromium', () => {
     // The page kept running: its timer and frames ran throughout.
     expect(r.stall.ticks).toBeGreaterThan(20);
     expect(r.stall.timerMs).toBeLessThan(STALL_BOUND_MS);
+    expect(r.stall.lateMs / r.stall.runMs).toBeLessThan(LATE_FRACTION);
   }, 180_000);
 });

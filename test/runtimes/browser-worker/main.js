@@ -6,15 +6,25 @@ import { fromPretrainedInWorker } from 'lowbit/worker';
 const params = new URLSearchParams(location.search);
 const status = document.getElementById('status');
 const out = document.getElementById('out');
+/** What the page is waiting for (labels the stall probe's long gaps). */
+let doing = 'start';
 
-/** The longest gap between two runs of a 10 ms interval timer and between two animation frames. */
+/**
+ * The longest gap between two runs of a 10 ms interval timer and between two animation frames,
+ * and every timer gap over 50 ms with when it ended (ms since the probe started) and what ran.
+ */
 function stallProbe() {
-  let lastTick = performance.now();
+  const start = performance.now();
+  let lastTick = start;
   let lastFrame = lastTick;
-  const worst = { timerMs: 0, frameMs: 0, ticks: 0, frames: 0 };
+  // lateMs: the time the timer ran more than 10 ms late, summed; runMs: the time probed
+  const worst = { timerMs: 0, frameMs: 0, ticks: 0, frames: 0, lateMs: 0, runMs: 0, long: [] };
   const timer = setInterval(() => {
     const now = performance.now();
-    worst.timerMs = Math.max(worst.timerMs, now - lastTick);
+    const gap = now - lastTick;
+    worst.timerMs = Math.max(worst.timerMs, gap);
+    worst.lateMs += Math.max(0, gap - 20);
+    if (gap > 50) worst.long.push({ ms: Math.round(gap), at: Math.round(now - start), during: doing });
     worst.ticks++;
     lastTick = now;
   }, 10);
@@ -27,7 +37,7 @@ function stallProbe() {
     raf = requestAnimationFrame(frame);
   };
   raf = requestAnimationFrame(frame);
-  return () => (clearInterval(timer), cancelAnimationFrame(raf), worst);
+  return () => (clearInterval(timer), cancelAnimationFrame(raf), (worst.runMs = performance.now() - start), worst);
 }
 
 try {
@@ -36,6 +46,7 @@ try {
   const stopProbe = stallProbe();
   const t0 = performance.now();
   const phases = [];
+  doing = 'load';
   const model = await fromPretrainedInWorker(params.get('model'), {
     quantizationConfig: { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true },
     onProgress: (e) => {
@@ -46,18 +57,21 @@ try {
   const loadMs = performance.now() - t0;
 
   // generate(): ids through a streamer, each put() timed on the page
+  doing = 'generate';
   const puts = [];
   let resolvedAt = 0;
   const ids = await model.generate({ messages, maxNewTokens, streamer: { put: (p) => puts.push({ ids: [...p], at: performance.now() }), end: () => {} } }).then((r) => ((resolvedAt = performance.now()), r));
   const generateStats = model.lastStats;
 
   // stream(): text pieces, each timed
+  doing = 'stream';
   const pieces = [];
   for await (const text of model.stream({ messages, maxNewTokens })) {
     pieces.push({ text, at: performance.now() });
     out.textContent += text;
   }
   const streamDoneAt = performance.now();
+  doing = 'end';
   const decoded = await model.decode(ids, { skipSpecialTokens: true });
   const info = model.info;
   const stall = stopProbe();

@@ -72,6 +72,10 @@ type PageResult = {
   error?: string;
   ids: number[];
   decoded: string;
+  aborted: { name: string; code: string; tokens: number } | string;
+  again: number[];
+  missing: { name: string; code: string; message: string } | string;
+  backendOption: { name: string; code: string; message: string } | string;
   streamed: string;
   puts: { n: number; before: number }[];
   pieces: { n: number; before: number }[];
@@ -133,6 +137,13 @@ describe('lowbit/worker in Chromium', () => {
     // stream(): several text pieces, arriving over the generation (the first long before the end)
     expect(r.pieces.length).toBeGreaterThan(4);
     expect(r.pieces[0]!.before).toBeGreaterThan(r.pieces.at(-1)!.before + 50);
+
+    // Aborts, early exits and errors cross the worker boundary as on the page.
+    expect(r.aborted).toMatchObject({ name: 'LowbitError', code: 'ABORTED' });
+    expect((r.aborted as { tokens: number }).tokens).toBeLessThanOrEqual(3);
+    expect(r.again).toEqual(r.ids.slice(0, 4));
+    expect(r.missing).toMatchObject({ name: 'LowbitError', code: 'NOT_FOUND' });
+    expect(r.backendOption).toMatchObject({ name: 'LowbitError', code: 'INVALID_ARGUMENT' });
 
     // The page kept running: its timer and frames ran throughout.
     expect(r.stall.ticks).toBeGreaterThan(20);

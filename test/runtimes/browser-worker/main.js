@@ -73,6 +73,21 @@ try {
   const streamDoneAt = performance.now();
   doing = 'end';
   const decoded = await model.decode(ids, { skipSpecialTokens: true });
+
+  // An abort crosses to the worker: generation stops between tokens with ABORTED.
+  const abort = new AbortController();
+  let afterAbort = 0;
+  const aborted = await model
+    .generate({ messages, maxNewTokens: 200, signal: abort.signal, onToken: () => (afterAbort++, abort.abort('enough')) })
+    .then(() => 'not aborted', (e) => ({ name: e.name, code: e.code, tokens: afterAbort }));
+  // Leaving stream() early stops it too; the model then generates as before.
+  let taken = 0;
+  for await (const _ of model.stream({ messages, maxNewTokens: 200 })) if (++taken === 2) break;
+  const again = await model.generate({ messages, maxNewTokens: 4 });
+  // Errors keep their LowbitError code; options that cannot cross are refused.
+  const errorOf = (p) => p.then(() => 'no error', (e) => ({ name: e.name, code: e.code, message: e.message }));
+  const missing = await errorOf(fromPretrainedInWorker('/models/no-such-model.gguf'));
+  const backendOption = await errorOf(fromPretrainedInWorker(params.get('model'), { backend: {} }));
   const info = model.info;
   const stall = stopProbe();
   model.dispose();
@@ -80,6 +95,10 @@ try {
     ok: true,
     ids,
     decoded,
+    aborted,
+    again,
+    missing,
+    backendOption,
     streamed: pieces.map((p) => p.text).join(''),
     puts: puts.map((p) => ({ n: p.ids.length, before: resolvedAt - p.at })),
     pieces: pieces.map((p) => ({ n: p.text.length, before: streamDoneAt - p.at })),

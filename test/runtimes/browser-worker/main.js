@@ -43,6 +43,10 @@ function stallProbe() {
 try {
   const messages = [{ role: 'user', content: params.get('prompt') ?? 'What is the capital of France?' }];
   const maxNewTokens = Number(params.get('tokens') ?? 24);
+  // The machine's own noise first: the same probe on an idle page for 1.5 s.
+  const stopIdle = stallProbe();
+  await new Promise((ok) => setTimeout(ok, 1500));
+  const idle = stopIdle();
   const stopProbe = stallProbe();
   const t0 = performance.now();
   const phases = [];
@@ -105,6 +109,7 @@ try {
     loadMs,
     phases,
     stall,
+    idle,
     generateStats,
     streamStats: model.lastStats,
     info: { threads: info.threads, threadsNote: info.threadsNote, threadSpeedup: info.threadSpeedup, deviceMap: info.deviceMap, memory: info.memory.total, family: info.family },

@@ -20,7 +20,7 @@ import { LowbitError } from '../errors.js';
 import { TextStreamer } from '../generation/streamer.js';
 import { resolveSource } from '../loading/sources/resolve.js';
 import { AutoModelForCausalLM, planModuleSizes, type FromPretrainedOptions } from '../models/auto.js';
-import { BitsAndBytesConfig } from '../models/bnb-config.js';
+import { quantizationConfig } from '../cli/common.js';
 import type { CausalLM, GenerateOptions } from '../models/causal-lm.js';
 import { kvCacheBytesPerLayer } from '../models/module-sizes.js';
 import type { GenerationStats, MemoryPlan, MemoryPlanRow, PlanQuant, Reply, Request, SerializedError, WorkerModelInfo } from './protocol.js';
@@ -31,13 +31,8 @@ interface WorkerScope {
 }
 const scope = globalThis as unknown as WorkerScope;
 
-/** The BitsAndBytesConfig options each plan row stands for (the CLI's --quant choices). */
-const PLAN_QUANTS: Record<PlanQuant, ConstructorParameters<typeof BitsAndBytesConfig>[0] | undefined> = {
-  none: undefined,
-  int8: { loadIn8bit: true },
-  nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' },
-  'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true },
-};
+/** The rows of planMemory: the CLI's --quant choices (fp4 sizes as nf4). */
+const PLAN_QUANTS: readonly PlanQuant[] = ['none', 'int8', 'nf4', 'nf4-dq'];
 
 let model: CausalLM | undefined;
 /** Abort controllers of the requests in flight. */
@@ -92,10 +87,10 @@ async function plan(r: Extract<Request, { type: 'plan' }>, signal: AbortSignal):
   let family = '';
   let numLayers = 0;
   let positions = 0;
-  for (const quant of Object.keys(PLAN_QUANTS) as PlanQuant[]) {
-    const q = PLAN_QUANTS[quant];
+  for (const quant of PLAN_QUANTS) {
+    const q = quantizationConfig(quant);
     const maxPositions = r.options.maxPositions as number | undefined;
-    const { config, sizes } = await planModuleSizes(source, { ...(q ? { quantizationConfig: new BitsAndBytesConfig(q) } : {}), ...(maxPositions !== undefined ? { maxPositions } : {}), signal });
+    const { config, sizes } = await planModuleSizes(source, { ...(q ? { quantizationConfig: q } : {}), ...(maxPositions !== undefined ? { maxPositions } : {}), signal });
     family = config.family;
     numLayers = config.numLayers;
     positions = maxPositions ?? Math.min(config.maxPositions, 4096);

@@ -154,4 +154,20 @@ describe('lowbit/worker in Chromium', () => {
     expect(r.stall.timerMs).toBeLessThan(STALL_BOUND_MS + r.idle.timerMs);
     expect(r.stall.lateMs / r.stall.runMs).toBeLessThan(LATE_FRACTION + r.idle.lateMs / r.idle.runMs);
   }, 180_000);
+
+  // The contrast behind the bounds above (slow: four loads; LOWBIT_STALL_COMPARE=1 runs it): the
+  // same load and generation on the page's main thread stalls the page far more than in the worker.
+  it.runIf(process.env.LOWBIT_STALL_COMPARE === '1')('the page main thread stalls where the worker does not (1 and 2 threads)', async () => {
+    const query = new URLSearchParams({ model: `/models/${MODEL_FILE}`, prompt: PROMPT, tokens: String(TOKENS), compare: '1' });
+    type Run = { where: string; threads: number; loadMs: number; tokensPerSecond: number; timerMs: number; lateMs: number; runMs: number };
+    const { result: r, logs } = await runPage<{ ok: boolean; error?: string; runs: Run[] }>(join(app, 'dist'), `/?${query}`, { timeoutMs: 500_000 });
+    expect(r.ok, `${r.error}\n${logs.join('\n')}`).toBe(true);
+    console.log(r.runs.map((x) => `${x.where.padEnd(6)} ${x.threads} thread(s): longest stall ${x.timerMs.toFixed(0)} ms, late ${(x.lateMs / 1000).toFixed(1)} of ${(x.runMs / 1000).toFixed(1)} s, ${x.tokensPerSecond.toFixed(1)} tok/s (prefill included), load ${(x.loadMs / 1000).toFixed(1)} s`).join('\n'));
+    for (const threads of [1, 2]) {
+      const worker = r.runs.find((x) => x.where === 'worker' && x.threads === threads)!;
+      const main = r.runs.find((x) => x.where === 'main' && x.threads === threads)!;
+      expect(main.timerMs).toBeGreaterThan(worker.timerMs);
+      expect(main.lateMs / main.runMs).toBeGreaterThan(worker.lateMs / worker.runMs);
+    }
+  }, 600_000);
 });

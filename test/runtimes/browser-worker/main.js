@@ -1,7 +1,9 @@
 // Browser side of test/worker-browser.test.ts: loads the model given by ?model= in a Web Worker
 // (lowbit/worker), generates greedily with generate() and with stream(), and meanwhile measures
-// how long the page's main thread goes without running a timer or drawing a frame.
+// how long the page's main thread goes without running a timer or drawing a frame. With
+// ?compare=1 it measures the same with the model on the page's main thread instead, for contrast.
 import { fromPretrainedInWorker } from 'lowbit/worker';
+import * as lowbit from 'lowbit';
 
 const params = new URLSearchParams(location.search);
 const status = document.getElementById('status');
@@ -40,6 +42,30 @@ function stallProbe() {
   return () => (clearInterval(timer), cancelAnimationFrame(raf), (worst.runMs = performance.now() - start), worst);
 }
 
+/**
+ * ?compare=1: the same load and greedy generation in the worker and on the page's main thread
+ * (AutoModelForCausalLM from 'lowbit'), on 1 and 2 threads, each under the stall probe.
+ */
+async function compareMainThread(messages, maxNewTokens) {
+  const runs = [];
+  const quantizationConfig = { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true };
+  const url = new URL(params.get('model'), location.href).href;
+  for (const threads of [1, 2]) {
+    for (const where of ['worker', 'main']) {
+      const stop = stallProbe();
+      const t0 = performance.now();
+      const model = where === 'worker' ? await fromPretrainedInWorker(url, { quantizationConfig, threads }) : await lowbit.AutoModelForCausalLM.fromPretrained(url, { quantizationConfig, threads });
+      const t1 = performance.now();
+      const ids = await model.generate({ messages, maxNewTokens });
+      const t2 = performance.now();
+      const stall = stop();
+      model.dispose();
+      runs.push({ where, threads, loadMs: t1 - t0, tokensPerSecond: ids.length / ((t2 - t1) / 1000), timerMs: stall.timerMs, lateMs: stall.lateMs, runMs: stall.runMs });
+    }
+  }
+  return runs;
+}
+
 try {
   const messages = [{ role: 'user', content: params.get('prompt') ?? 'What is the capital of France?' }];
   const maxNewTokens = Number(params.get('tokens') ?? 24);
@@ -47,6 +73,10 @@ try {
   const stopIdle = stallProbe();
   await new Promise((ok) => setTimeout(ok, 1500));
   const idle = stopIdle();
+  if (params.get('compare') === '1') {
+    window.__lowbitResult = { ok: true, idle, runs: await compareMainThread(messages, maxNewTokens) };
+    throw 'done';
+  }
   const stopProbe = stallProbe();
   const t0 = performance.now();
   const phases = [];
@@ -118,6 +148,7 @@ try {
   };
   status.textContent = 'done';
 } catch (e) {
-  window.__lowbitResult = { ok: false, error: `${e?.name}: ${e?.message}${e?.code ? ` (${e.code})` : ''}\n${e?.stack ?? ''}` };
+  if (e === 'done') status.textContent = 'done';
+  else window.__lowbitResult = { ok: false, error: `${e?.name}: ${e?.message}${e?.code ? ` (${e.code})` : ''}\n${e?.stack ?? ''}` };
   status.textContent = window.__lowbitResult.error;
 }

@@ -52,7 +52,7 @@ interface PageState {
 }
 
 /** DOM state of the finished page, then a screenshot decoded in the page: colours counted overall and inside the chart. */
-async function inspect(page: Page): Promise<{ state: PageState; pixels: { total: number; distinct: number; nonWhite: number; barInChart: number; barOutside: number } }> {
+async function inspect(page: Page): Promise<{ state: PageState; pixels: { total: number; distinct: number; nonWhite: number; barInChart: number; barOutside: number }; quantize: { rows: string[][]; err: string } }> {
   const state = await page.evaluate((): PageState => {
     const q = (s: string) => [...document.querySelectorAll(s)];
     const box = document.getElementById('chart')!.getBoundingClientRect();
@@ -95,7 +95,14 @@ async function inspect(page: Page): Promise<{ state: PageState; pixels: { total:
     }
     return { total: width * height, distinct: colours.size, nonWhite, barInChart, barOutside };
   }, { png, box: state.chartBox });
-  return { state, pixels };
+  // The app's other page: quantization only (NF4, FP4, INT4 of a 512 x 512 matrix, and a NaN refused).
+  await page.goto(new URL('/quantize.html', page.url()).href);
+  await page.waitForFunction(() => document.querySelectorAll('#out tr').length === 4 && document.getElementById('err')!.textContent !== '', undefined, { timeout: 60_000 });
+  const quantize = await page.evaluate(() => ({
+    rows: [...document.querySelectorAll('#out tr')].slice(1).map((tr) => [...tr.children].map((td) => td.textContent!)),
+    err: document.getElementById('err')!.textContent!,
+  }));
+  return { state, pixels, quantize };
 }
 
 describe('the demo page (examples/browser)', () => {
@@ -141,5 +148,11 @@ describe('the demo page (examples/browser)', () => {
     // text, inputs, bars: a blank or unstyled-and-empty page has almost none off the background
     expect(pixels.nonWhite / pixels.total).toBeGreaterThan(0.05);
     expect(pixels.barInChart).toBeGreaterThan(2000);
+
+    // quantize.html: 512 x 512 weights at 4 bits: 131072 packed bytes per format
+    const { quantize } = run.inspected as Awaited<ReturnType<typeof inspect>>;
+    expect(quantize.rows.map((r) => [r[0], r[1]])).toEqual([['nf4', '131072'], ['fp4', '131072'], ['int4', '131072']]);
+    for (const r of quantize.rows) expect(Number(r[3])).toBeLessThan(0.2);
+    expect(quantize.err).toContain('NON_FINITE');
   }, 180_000);
 });

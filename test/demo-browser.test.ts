@@ -21,6 +21,7 @@ const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const VITE = join(ROOT, 'node_modules/vite/bin/vite.js');
 const MODELS = join(ROOT, '.cache/models');
 const MODEL = 'smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf';
+const TINY_LLAMA = join(ROOT, 'test/fixtures/reference-logits/llama');
 
 let tmp: string;
 
@@ -52,7 +53,7 @@ interface PageState {
 }
 
 /** DOM state of the finished page, then a screenshot decoded in the page: colours counted overall and inside the chart. */
-async function inspect(page: Page): Promise<{ state: PageState; pixels: { total: number; distinct: number; nonWhite: number; barInChart: number; barOutside: number }; quantize: { rows: string[][]; err: string } }> {
+async function inspect(page: Page) {
   const state = await page.evaluate((): PageState => {
     const q = (s: string) => [...document.querySelectorAll(s)];
     const box = document.getElementById('chart')!.getBoundingClientRect();
@@ -102,7 +103,21 @@ async function inspect(page: Page): Promise<{ state: PageState; pixels: { total:
     rows: [...document.querySelectorAll('#out tr')].slice(1).map((tr) => [...tr.children].map((td) => td.textContent!)),
     err: document.getElementById('err')!.textContent!,
   }));
-  return { state, pixels, quantize };
+  // Picked files instead of a URL: the tiny Llama fixture (config.json + model.safetensors, no
+  // tokenizer) through the file input, then Load.
+  await page.goto(new URL('/?quant=nf4', page.url()).href);
+  await page.setInputFiles('#files', ['config.json', 'model.safetensors'].map((f) => join(TINY_LLAMA, f)));
+  await page.click('#load');
+  await page.waitForFunction(() => document.getElementById('stage-ready')!.dataset.state === 'done' || !document.getElementById('error')!.hidden, undefined, { timeout: 60_000 });
+  const picked = await page.evaluate(() => ({
+    dropped: document.getElementById('dropped')!.textContent!,
+    ready: document.getElementById('stage-ready')!.dataset.state!,
+    bars: [...document.querySelectorAll('#chart g[data-quant]')].map((g) => g.getAttribute('data-quant')!),
+    modules: document.querySelectorAll('#modules tbody tr').length,
+    error: document.getElementById('error')!.textContent!,
+    sendDisabled: (document.getElementById('send') as HTMLButtonElement).disabled,
+  }));
+  return { state, pixels, quantize, picked };
 }
 
 describe('the demo page (examples/browser)', () => {
@@ -154,5 +169,14 @@ describe('the demo page (examples/browser)', () => {
     expect(quantize.rows.map((r) => [r[0], r[1]])).toEqual([['nf4', '131072'], ['fp4', '131072'], ['int4', '131072']]);
     for (const r of quantize.rows) expect(Number(r[3])).toBeLessThan(0.2);
     expect(quantize.err).toContain('NON_FINITE');
+
+    // picked files: loaded from Blobs in the worker, charted and placed; no tokenizer -> a clear message
+    const { picked } = run.inspected as Awaited<ReturnType<typeof inspect>>;
+    expect(picked.dropped).toContain('2 file(s)');
+    expect(picked.ready).toBe('done');
+    expect(picked.bars).toEqual(['none', 'int8', 'nf4', 'nf4-dq']);
+    expect(picked.modules).toBeGreaterThan(2);
+    expect(picked.error).toContain('no usable tokenizer');
+    expect(picked.sendDisabled).toBe(true);
   }, 180_000);
 });

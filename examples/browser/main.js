@@ -194,8 +194,9 @@ async function load() {
     stage('ready', 'done', `in ${info.loadSeconds.toFixed(1)} s — ${MiB(info.memory.total)}, ${info.threads} CPU thread(s)`);
     drawMemoryChart($('chart'), plan, chosen, info.memory.total);
     showPlacement(info);
-    for (const id of ['prompt', 'send', 'unload']) $(id).disabled = false;
-    if (!info.hasTokenizer) showError(`this model has no usable tokenizer (${info.tokenizerUnavailable}): chat needs one`);
+    $('unload').disabled = false;
+    if (info.hasTokenizer) for (const id of ['prompt', 'send']) $(id).disabled = false;
+    else showError(`this model has no usable tokenizer (${info.tokenizerUnavailable}): chat needs one`);
     return info;
   } catch (e) {
     for (const li of $('stages').children) if (li.dataset.state === 'running') li.dataset.state = 'failed';

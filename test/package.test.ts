@@ -3,7 +3,8 @@
 //   (a) the README's API example, extracted from README.md and run as written by Node (ESM);
 //   (b) strict `tsc` (TypeScript 5.9's `tsc --init` settings, skipLibCheck off, no @types) on a
 //       file that uses the public API the README shows, model.backend.threads included;
-//   (c) a default `vite build` (no vite.config) of an index.html + main.js that import lowbit,
+//   (c) a default `vite build` (no vite.config) of an index.html + main.js that import lowbit
+//       and lowbit/worker (whose model worker must bundle too),
 //       whose built page then runs test/runtimes/threads-check.js on three threads in headless
 //       Chromium — the bundled worker is vite's default classic (iife) worker;
 // and checks of what the tarball holds: LICENSE, every source map's sources, no 132 MB Dawn
@@ -161,6 +162,7 @@ console.log(JSON.stringify({ code: e?.code, message: e?.message, gpuMs, devices 
     const api = await readmeBlock('## API');
     const use = `
 import { AutoModelForCausalLM, BitsAndBytesConfig, TextStreamer, WebGpuBackend, LowbitError, type GenerateOptions } from 'lowbit';
+import { fromPretrainedInWorker, type WorkerModel } from 'lowbit/worker';
 
 export async function chat(dir: string): Promise<string> {
   const model = await AutoModelForCausalLM.fromPretrained(dir, {
@@ -174,6 +176,14 @@ export async function chat(dir: string): Promise<string> {
   const ids = await model.generate({ ...o, streamer: new TextStreamer(model.tokenizer!, (text) => console.log(text)) });
   model.dispose();
   return \`\${threads} \${why ?? ''} \${model.tokenizer!.decode(ids)}\`;
+}
+
+export async function inWorker(url: string, out: { append(text: string): void }): Promise<number> {
+  const model: WorkerModel = await fromPretrainedInWorker(url, { quantizationConfig: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, deviceMap: 'cpu', onProgress: (e) => console.log(e.phase) });
+  for await (const text of model.stream({ messages: [{ role: 'user', content: 'Hi' }], maxNewTokens: 8 })) out.append(text);
+  const tokensPerSecond = model.lastStats?.decodeTokensPerSecond ?? 0;
+  model.dispose();
+  return tokensPerSecond;
 }
 
 export async function gpu(): Promise<string> {
@@ -219,7 +229,9 @@ if (adapter) {
     await writeFile(
       join(app, 'main.js'),
       `import * as lowbit from 'lowbit';
+import { fromPretrainedInWorker } from 'lowbit/worker';
 import { runThreadChecks } from './threads-check.js';
+window.__fromPretrainedInWorker = fromPretrainedInWorker; // bundled: the model worker must build with vite's defaults too
 try {
   await lowbit.init();
   window.__lowbitResult = { ok: true, threads: await runThreadChecks(lowbit) };
@@ -234,6 +246,8 @@ try {
     expect(assets.filter((f) => f.endsWith('.wasm')).map((f) => f.replace(/-[\w-]+\.wasm$/, '')).sort()).toEqual(['lowbit_wasm_bg', 'lowbit_wasm_relaxed_bg']);
     const worker = assets.find((f) => f.startsWith('worker-') && f.endsWith('.js'));
     expect(worker, `no worker chunk in ${assets.join(', ')}`).toBeDefined();
+    // lowbit/worker's model worker (a classic iife worker holding all of lowbit, the thread worker nested)
+    expect(assets.some((f) => /^model-worker-.*\.js$/.test(f)), `no model-worker chunk in ${assets.join(', ')}`).toBe(true);
 
     const page = await timed('built page in headless Chromium (3 threads)', () =>
       runPage<{ ok: boolean; error?: string; threads: Awaited<ReturnType<typeof runThreadChecks>> }>(join(app, 'dist'), '/'),

@@ -18,10 +18,16 @@ export interface PageRun<T> {
   served: string[];
   /** Console lines, page errors and failed requests, for failure messages. */
   logs: string[];
+  /** What `o.inspect` returned. */
+  inspected?: unknown;
 }
 
 /** Runs the page at `path` (under `root`) until it sets window.__lowbitResult, or `timeoutMs`. */
-export async function runPage<T>(root: string, path: string, o: { args?: string[]; timeoutMs?: number } = {}): Promise<PageRun<T>> {
+export async function runPage<T>(
+  root: string,
+  path: string,
+  o: { args?: string[]; timeoutMs?: number; inspect?: (page: import('playwright-core').Page) => Promise<unknown> } = {},
+): Promise<PageRun<T>> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`chromium is not installed (${CHROMIUM} is missing): run \`bash scripts/setup.sh --with-browser\` (apt-get install chromium) or set LOWBIT_CHROMIUM`);
   }
@@ -48,7 +54,9 @@ export async function runPage<T>(root: string, path: string, o: { args?: string[
         throw new Error(`the page set no result: ${e.message}\n${logs.join('\n')}`);
       });
       const result = (await page.evaluate(() => (window as any).__lowbitResult)) as T;
-      return { result, served: [...server.served], logs };
+      // e.g. a screenshot or DOM checks of the finished page
+      const inspected = o.inspect ? await o.inspect(page) : undefined;
+      return { result, served: [...server.served], logs, ...(o.inspect ? { inspected } : {}) };
     } finally {
       await context.close();
     }

@@ -1,7 +1,9 @@
 // A tiny static file server for the browser test: serves `root` on 127.0.0.1 at a random port,
 // cross-origin isolated (COOP + COEP headers), so that pages get SharedArrayBuffer and threads.
+// Single byte ranges (`Range: bytes=a-b` / `a-`) are answered with 206, as lowbit's URL source
+// needs to read a model file (test/worker-browser.test.ts serves the default GGUF this way).
 import { createServer, type Server } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { extname, resolve, sep } from 'node:path';
 import type { AddressInfo } from 'node:net';
 
@@ -25,6 +27,17 @@ export interface StaticServer {
   close(): Promise<void>;
 }
 
+async function readRange(file: string, start: number, length: number): Promise<Buffer> {
+  const fh = await open(file);
+  try {
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(buf, 0, length, start);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
 export async function serveStatic(root: string): Promise<StaticServer> {
   const base = resolve(root);
   const served: string[] = [];
@@ -44,10 +57,20 @@ export async function serveStatic(root: string): Promise<StaticServer> {
         }
         file = resolve(file, 'index.html');
       }
-      const body = await readFile(file);
-      res.writeHead(200, {
+      const size = (await stat(file)).size;
+      const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+      const start = range ? Number(range[1]) : 0;
+      const end = range ? Math.min(range[2] ? Number(range[2]) : size - 1, size - 1) : size - 1;
+      if (range && start >= size) {
+        res.writeHead(416, { 'Content-Range': `bytes */${size}` }).end();
+        return;
+      }
+      const body = range ? await readRange(file, start, end + 1 - start) : await readFile(file);
+      res.writeHead(range ? 206 : 200, {
         'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
         'Content-Length': body.length,
+        'Accept-Ranges': 'bytes',
+        ...(range ? { 'Content-Range': `bytes ${start}-${end}/${size}` } : {}),
         'Cache-Control': 'no-store',
         'Cross-Origin-Opener-Policy': 'same-origin',
         'Cross-Origin-Embedder-Policy': 'require-corp',

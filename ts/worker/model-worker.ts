@@ -10,13 +10,18 @@
  *
  * No top-level await: bundlers build workers as classic scripts by default (vite: iife).
  */
-// The tokenizer libraries, imported statically: ts/tokenizer imports them lazily (a page without a
-// bundler needs them only for tokenizers), and a dynamic import in a worker would make bundlers
-// split it into chunks, which the classic (iife) workers they build by default cannot load.
-// Imported here, the tokenizer's import() resolves to this same bundle.
+// The libraries lowbit imports lazily, imported statically here: ts/tokenizer loads the tokenizer
+// libraries and ts/loading/cache the browser hashes only when needed (a page without a bundler
+// needs them only then), and a dynamic import in a worker would make bundlers split it into
+// chunks, which the classic (iife) workers they build by default cannot load. Imported here,
+// the tokenizer's import() resolves to this same bundle; @noble/hashes declares no side effects
+// (a bare import would be dropped), so its functions are handed to the cache directly.
 import '@huggingface/tokenizers';
 import '@huggingface/jinja';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { sha1 } from '@noble/hashes/legacy.js';
 import { LowbitError } from '../errors.js';
+import { provideHashes } from '../loading/cache/digest.js';
 import { TextStreamer } from '../generation/streamer.js';
 import { resolveSource } from '../loading/sources/resolve.js';
 import { AutoModelForCausalLM, planModuleSizes, type FromPretrainedOptions } from '../models/auto.js';
@@ -39,6 +44,7 @@ let model: CausalLM | undefined;
 const running = new Map<number, AbortController>();
 
 const post = (r: Reply) => scope.postMessage(r);
+provideHashes({ sha256, sha1 });
 
 function serialize(e: unknown): SerializedError {
   if (e instanceof LowbitError) return { name: e.name, message: e.message, code: e.code, ...(e.file !== undefined ? { file: e.file } : {}), ...(e.index !== undefined ? { index: e.index } : {}), ...(e.stack ? { stack: e.stack } : {}) };

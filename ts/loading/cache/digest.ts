@@ -53,6 +53,15 @@ function toHex(bytes: Uint8Array): string {
   return s;
 }
 
+/**
+ * The browser hashes, handed over by a bundle that imports @noble/hashes statically (lowbit/worker:
+ * a lazy import() there would make bundlers split the worker into chunks, which the classic
+ * workers they build by default cannot load).
+ */
+export function provideHashes(hashes: { sha256: { create(): NobleHash }; sha1: { create(): NobleHash } }): void {
+  noble ??= Promise.resolve(hashes);
+}
+
 async function rawHasher(alg: 'sha256' | 'sha1'): Promise<Hasher> {
   if (isServerRuntime()) {
     const name = 'node:crypto';

@@ -224,6 +224,65 @@ describe('linear layers: threads give the bits of one thread', () => {
   });
 });
 
+describe('quantize4bit on the threads (quantize-on-load)', () => {
+  const sameQuantized = (got: ReturnType<typeof quantize4bit>, want: ReturnType<typeof quantize4bit>, what: string) => {
+    expect(Buffer.from(got.packed).equals(Buffer.from(want.packed)), `${what}: packed codes`).toBe(true);
+    expect(got.quantState.fields(), `${what}: quant state`).toEqual(want.quantState.fields());
+    expectSameBits(got.quantState.absmaxF32(), want.quantState.absmaxF32(), `${what}: absmax`);
+  };
+
+  it('gives the bytes and quant state of one thread: nf4 / fp4 / int4, with and without double quant, f32 / f16 / bf16, ragged sizes', async () => {
+    // above MIN_SPLIT_QUANTIZE (2^18 elements), odd block counts, a partial last block, one tiny
+    const cases: [number, number[], number][] = [[600 * 512, [600, 512], 64], [1000 * 333 + 7, [1000 * 333 + 7], 128], [300 * 1024, [300, 1024], 4096], [513 * 513, [513, 513], 32], [4096, [64, 64], 64]];
+    for (const [n, shape, blocksize] of cases) {
+      const x = rand(n, n % 97, 0.7);
+      for (const input of [x, toHalf(x, 'float16'), toHalf(x, 'bfloat16')]) {
+        for (const [quantType, compressStatistics] of [['nf4', true], ['fp4', false], ['int4', true]] as const) {
+          const o = { quantType, blocksize, compressStatistics, shape };
+          const want = quantize4bit(input, o);
+          for (const be of [two, three]) sameQuantized(be.quantize4bit(input, o), want, `${quantType} dq=${compressStatistics} n=${n} bs=${blocksize} ${input instanceof Float32Array ? 'f32' : input.dtype} on ${be.threads} threads`);
+        }
+      }
+    }
+  });
+
+  it('errors are those of one thread: NON_FINITE with the tensor\'s index, a bad blocksize, a shape that disagrees; allowNonFinite quantizes as one thread does', async () => {
+    const x = rand(700 * 512, 5);
+    x[600 * 512 + 3] = Number.NaN; // in the last thread's run
+    const one1 = (() => { try { quantize4bit(x, { quantType: 'nf4' }); } catch (e) { return e as LowbitError; } })();
+    expect(one1?.code).toBe('NON_FINITE');
+    for (const be of [two, three]) {
+      let err: LowbitError | undefined;
+      try {
+        be.quantize4bit(x, { quantType: 'nf4' });
+      } catch (e) {
+        err = e as LowbitError;
+      }
+      expect([err?.code, err?.index, err?.message]).toEqual([one1!.code, one1!.index, one1!.message]);
+      sameQuantized(be.quantize4bit(x, { quantType: 'nf4', allowNonFinite: true }), quantize4bit(x, { quantType: 'nf4', allowNonFinite: true }), `allowNonFinite on ${be.threads} threads`);
+      // a NaN absmax cannot be double-quantized: the same refusal as one thread
+      expect(() => be.quantize4bit(x, { quantType: 'nf4', allowNonFinite: true, compressStatistics: true })).toThrow(expect.objectContaining({ code: 'NON_FINITE' }));
+      expect(() => be.quantize4bit(x, { blocksize: 48 })).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_BLOCKSIZE' }));
+      expect(() => be.quantize4bit(x, { shape: [3, 5] })).toThrow(LowbitError);
+    }
+  });
+
+  it('fromPretrained on threads loads the weights one thread quantizes (nf4 + double quant): the same logits bit for bit', async () => {
+    const dir = fileURLToPath(new URL('../.cache/models/smollm2-135m-instruct', import.meta.url));
+    const q = new BitsAndBytesConfig({ loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true });
+    const ids = new Uint32Array([1, 504, 3303, 314, 4296, 30]);
+    const a = await AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: q, threads: 1, tokenizer: false });
+    const b = await AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: q, threads: 2, tokenizer: false });
+    try {
+      expect((b.backend as CpuBackend).threads).toBe(2);
+      expectSameBits(await b.forward(ids), await a.forward(ids), 'logits');
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  }, 120_000);
+});
+
 describe('linearForwardMany: one dispatch for several layers', () => {
   it('equals linearForward on each, split and unsplit layers mixed (different formats and widths)', async () => {
     const k = 64;

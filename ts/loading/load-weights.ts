@@ -10,10 +10,10 @@
  * default `llm_int8_skip_modules`).
  */
 import { LowbitError } from '../errors.js';
-import { quantize4bit } from '../quant/blockwise4.js';
+import { quantize4bit, type Quantize4bitOptions, type Quantized4bit } from '../quant/blockwise4.js';
 import { int8VectorwiseQuant } from '../quant/int8.js';
 import type { QuantType4 } from '../quant/quant-state.js';
-import { fromHalf, toHalf } from '../tensor/dtypes.js';
+import { fromHalf, toHalf, type FloatInput } from '../tensor/dtypes.js';
 import { q8_0ToBlockwise8 } from '../formats/blockwise8.js';
 import type { BnbWeight, DenseWeight, FormatKind, LoadedWeight } from '../formats/index.js';
 import { bnbAuxiliaryTensor, findBnbWeights, readBnb4bit, readBnb8bit } from './bnb-checkpoint.js';
@@ -42,6 +42,11 @@ export interface QuantizeOnLoad {
 
 export interface LoadWeightsOptions {
   quantization?: QuantizeOnLoad;
+  /**
+   * Runs 4-bit quantization instead of quantize4bit() — the same bytes, faster (fromPretrained
+   * passes CpuBackend.quantize4bit when the model's CPU backend has worker threads).
+   */
+  quantize4bit?: (input: FloatInput, options: Quantize4bitOptions) => Quantized4bit;
   /** Overrides which tensors are quantized (default: see isQuantizableLinear). */
   shouldQuantize?: (info: TensorMeta) => boolean;
   /**
@@ -111,7 +116,7 @@ function halfOrFloat(info: TensorMeta, bytes: Uint8Array): Float32Array | { dtyp
   return { dtype: info.dtype === 'F16' ? 'float16' : 'bfloat16', data: new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) };
 }
 
-function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, file: string, allowNonFinite = false): BnbWeight {
+function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, file: string, allowNonFinite = false, q4: LoadWeightsOptions['quantize4bit'] = quantize4bit): BnbWeight {
   const x = halfOrFloat(info, bytes);
   const shape = info.shape as [number, number];
   try {
@@ -121,7 +126,7 @@ function quantizeTensor(info: TensorMeta, bytes: Uint8Array, q: QuantizeOnLoad, 
       const r = int8VectorwiseQuant(h, { shape });
       return { kind: 'int8', name: info.name, CB: r.CB, SCB: r.SCB, shape };
     }
-    const { packed, quantState } = quantize4bit(x, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape, allowNonFinite });
+    const { packed, quantState } = q4(x, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape, allowNonFinite });
     return { kind: '4bit', name: info.name, packed, quantState };
   } catch (e) {
     if (e instanceof LowbitError) throw new LowbitError(e.code, `${file}: ${info.name}: ${e.message}`, { cause: e, file, ...(e.index === undefined ? {} : { index: e.index }) });
@@ -225,7 +230,7 @@ async function* loadWeightsNow(source: ModelSource, options: LoadWeightsOptions)
           if (quantization && shouldQuantize(info)) {
             // A Conv1D weight ([in, out]) is quantized as the [out, in] weight bitsandbytes holds.
             const t = conv1d(info.name) && info.shape.length === 2 ? transposed(info, data) : { info, data };
-            out = quantizeTensor(t.info, t.data, quantization, st.name, options.allowNonFinite);
+            out = quantizeTensor(t.info, t.data, quantization, st.name, options.allowNonFinite, options.quantize4bit);
           } else out = { kind: 'dense', name: info.name, dtype: info.dtype, shape: info.shape, data };
         }
         if (!options.allowNonFinite) checkFiniteWeight(out, st.name);
@@ -329,7 +334,7 @@ async function* loadGguf(source: ModelSource, file: string, quantization: Quanti
         meta = { name: t.name, dtype: 'F32', shape: t.shape };
         bytes = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
       }
-      const out: LoadedWeight = quantization && shouldQuantize(meta) ? quantizeTensor(meta, bytes, quantization, gg.name, options.allowNonFinite) : { kind: 'dense', ...meta, data: bytes };
+      const out: LoadedWeight = quantization && shouldQuantize(meta) ? quantizeTensor(meta, bytes, quantization, gg.name, options.allowNonFinite, options.quantize4bit) : { kind: 'dense', ...meta, data: bytes };
       if (!options.allowNonFinite) checkFiniteWeight(out, gg.name);
       tracker.add({ bytes: t.nBytes, tensors: 1, file });
       yield out;

@@ -11,7 +11,7 @@ import { BitsAndBytesConfig, type BitsAndBytesConfigOptions } from './bnb-config
 import type { CausalLM, ModelWeights } from './causal-lm.js';
 import { parseConfig } from './architectures.js';
 import { checkDeviceMap, checkModuleFormats, moduleNames, planDevices, singleDevice, wantsGpu, type Device, type ModuleSize } from './device-map.js';
-import { backendFor, budgetsOf, makeCpuBackend, makeGpuBackend, type BackendOptions } from './make-backends.js';
+import { backendFor, budgetsOf, makeCpuBackend, makeGpuBackend, threadedQuantizer, type BackendOptions } from './make-backends.js';
 import { everyFormatNativeOn } from '../formats/capabilities.js';
 import { moduleSizes, safetensorsInfos } from './module-sizes.js';
 import { asAbortError } from '../runtime/scheduling.js';
@@ -198,7 +198,8 @@ async function load(source: ModelSource, options: FromPretrainedOptions, placer:
     computeDtype: prequantized ? computeDtypeOf(saved?.bnb_4bit_compute_dtype) : options.quantizationConfig?.bnb4bitComputeDtype ?? 'float32',
   };
   const make = (weights: ModelWeights): CausalLM => arch.create(config, { placement, weights, maxPositions, linear, options: modelOptions });
-  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), shouldQuantize, conv1d, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }), toLinearLayout);
+  const quantize4bit = quantization ? threadedQuantizer(placement, arch.moduleNames(config)) : undefined;
+  return streamInto(config, make, (o) => loadWeights(source, { ...(quantization ? { quantization } : {}), ...(quantize4bit ? { quantize4bit } : {}), shouldQuantize, conv1d, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }), toLinearLayout);
 }
 
 /** config.json's bnb_4bit_compute_dtype ('float16', 'torch.bfloat16', …) as a LinearOptions dtype. */

@@ -17,6 +17,7 @@ import { listWeightFiles } from '../loading/sources/sharding.js';
 import type { ModelSource } from '../loading/sources/types.js';
 import type { FromPretrainedOptions, Placer } from './auto.js';
 import { streamInto } from './stream-build.js';
+import { threadedQuantizer } from './make-backends.js';
 import { moduleSizes } from './module-sizes.js';
 import { resolveMaxPositions, validateConfig, validateTensors } from './validate.js';
 import type { CausalLM } from './causal-lm.js';
@@ -132,10 +133,11 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     }
     return { ...out, name: hf };
   };
+  const quantize4bit = quantization ? threadedQuantizer(placement, architectureOf(config).moduleNames(config)) : undefined;
   const model = await streamInto(
     config,
     (weights) => architectureOf(config).create(config, { placement, weights, maxPositions, linear, options: modelOptions }),
-    (o) => loadWeights(source, { file, ...(quantization ? { quantization } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }),
+    (o) => loadWeights(source, { file, ...(quantization ? { quantization } : {}), ...(quantize4bit ? { quantize4bit } : {}), shouldQuantize, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(signal ? { signal } : {}), ...(options.allowNonFinite ? { allowNonFinite: true } : {}), ...o }),
     toHf,
     (n) => (n === 'rope_freqs.weight' ? undefined : hfName(n)),
   );

@@ -7,6 +7,9 @@ import type { Backend } from '../backends/backend.js';
 import { CpuBackend } from '../backends/cpu/index.js';
 import { WebGpuBackend, type WebGpuBackendOptions } from '../backends/webgpu/index.js';
 import { LowbitError } from '../errors.js';
+import type { Quantize4bitOptions, Quantized4bit } from '../quant/blockwise4.js';
+import type { FloatInput } from '../tensor/dtypes.js';
+import type { Placement } from './causal-lm.js';
 import { deviceOf, parseBytes, type Budgets, type DeviceMap, type MaxMemory } from './device-map.js';
 
 const bad = (m: string): never => {
@@ -79,4 +82,14 @@ export function budgetsOf(o: BackendOptions, gpu: WebGpuBackend | undefined): { 
     if (o.maxMemory.cpu !== undefined) explicit.cpu = parseBytes(o.maxMemory.cpu, 'maxMemory.cpu');
   }
   return { budgets: { gpu: gpu === undefined ? 0 : explicit.gpu ?? defaultGpuBudget(gpu), cpu: explicit.cpu ?? Infinity }, explicit };
+}
+
+/**
+ * quantize4bit on the model's CPU backend's worker threads, when it has them: loadWeights then
+ * quantizes each tensor on every thread (the same bytes as one thread).
+ */
+export function threadedQuantizer(placement: Placement, modules: readonly string[]): ((input: FloatInput, options: Quantize4bitOptions) => Quantized4bit) | undefined {
+  const backends = typeof placement === 'function' ? modules.map((m) => placement(m)) : [placement];
+  const cpu = backends.find((b): b is CpuBackend => b instanceof CpuBackend && b.threads > 1);
+  return cpu === undefined ? undefined : (input, options) => cpu.quantize4bit(input, options);
 }

@@ -62,6 +62,63 @@ export function quantize4bit(input: FloatInput, options: Quantize4bitOptions = {
   return { packed: r.packed, quantState: QuantState.fromFields(r.state) };
 }
 
+/** Elements [start, end) of a quantize4bit input: a run of whole blocks (the last run may end in a partial block). */
+export interface BlockRun {
+  start: number;
+  end: number;
+}
+
+/** What quantizing one run needs besides its elements. */
+export interface RunOptions {
+  quantType: QuantType4;
+  blocksize: number;
+  allowNonFinite: boolean;
+}
+
+/** Stage one of quantize4bit on one run: its packed codes and f32 absmax per block (no double quant). */
+export function quantize4bitRun(data: FloatInput, o: RunOptions): { packed: Uint8Array; absmax: Float32Array } {
+  return callWasm(() =>
+    data instanceof Float32Array
+      ? wasm().quantize4bitBlocksF32(data, o.quantType, o.blocksize, o.allowNonFinite)
+      : wasm().quantize4bitBlocksU16(data.data, data.dtype, o.quantType, o.blocksize, o.allowNonFinite),
+  ) as { packed: Uint8Array; absmax: Float32Array };
+}
+
+/** Elements [start, end) of an input, as a view. */
+export function runOf(input: FloatInput, r: BlockRun): FloatInput {
+  return input instanceof Float32Array ? input.subarray(r.start, r.end) : { dtype: input.dtype, data: input.data.subarray(r.start, r.end) };
+}
+
+/**
+ * quantize4bit() with stage one — codes and f32 absmax, the bulk of the work — done run by run
+ * by `quantizeRuns` (CpuBackend.quantize4bit gives the runs to its threads), and stage two (the
+ * quant state, double-quantized when asked) here: the same packed bytes and state as
+ * quantize4bit(), since a block's codes and absmax depend on that block alone. `quantizeRuns`
+ * writes run r's codes at packed[start / 2 ..] and its absmax at absmax[start / blocksize ..].
+ */
+export function quantize4bitInRuns(
+  input: FloatInput,
+  options: Quantize4bitOptions,
+  runs: number,
+  quantizeRuns: (input: FloatInput, runs: BlockRun[], o: RunOptions, packed: Uint8Array, absmax: Float32Array) => void,
+): Quantized4bit {
+  checkInput(input);
+  const { quantType = 'fp4', blocksize = 64, compressStatistics = false, allowNonFinite = false } = options;
+  if (!(BLOCKSIZES_4BIT as readonly number[]).includes(blocksize)) throw new LowbitError('UNSUPPORTED_BLOCKSIZE', `blocksize must be one of ${BLOCKSIZES_4BIT.join(', ')}, got ${blocksize}`);
+  const n = lengthOf(input);
+  const shape = shapeArg(options.shape, n);
+  if (shape.reduce((a, d) => a * d, 1) !== n) return quantize4bit(input, options); // its error
+  const blocks = Math.ceil(n / blocksize);
+  const per = Math.ceil(blocks / Math.max(1, Math.min(runs, blocks)));
+  const list: BlockRun[] = [];
+  for (let b = 0; b < blocks; b += per) list.push({ start: b * blocksize, end: Math.min(n, (b + per) * blocksize) });
+  const packed = new Uint8Array(Math.ceil(n / 2));
+  const absmax = new Float32Array(blocks);
+  quantizeRuns(input, list, { quantType, blocksize, allowNonFinite }, packed, absmax);
+  const state = callWasm(() => wasm().quantState4bit(absmax, shape, dtypeOf(input), quantType, blocksize, compressStatistics));
+  return { packed, quantState: QuantState.fromFields(state as ConstructorParameters<typeof QuantState>[0]) };
+}
+
 export interface Dequantize4bitOptions<D extends FloatDType> {
   /** Output dtype; default: the dtype recorded in the QuantState. */
   outDtype?: D;

@@ -213,6 +213,49 @@ pub fn quantize_4bit_u16(data: &[u16], dtype: &str, shape: &[u32], quant_type: &
     Ok(packed_result(packed, &st))
 }
 
+/// Stage one of `quantize4bit` on a run of whole blocks (CpuBackend.quantize4bit gives each
+/// thread one): `{ packed, absmax }`, the codes and the f32 absmax per block, no double quant.
+/// Concatenating the runs gives the bytes one call over the whole tensor gives.
+#[wasm_bindgen(js_name = quantize4bitBlocksF32)]
+pub fn quantize_4bit_blocks_f32(data: &[f32], quant_type: &str, blocksize: u32, allow_non_finite: bool) -> JsResult<Object> {
+    let o = opts(quant_type, blocksize, false, allow_non_finite)?;
+    blocks_result(blockwise4::quantize_packed(data, o.quant_type, o.blocksize, o.allow_non_finite, Kernel::best()))
+}
+
+/// [`quantize_4bit_blocks_f32`] for f16 ("float16") or bf16 ("bfloat16") bit patterns.
+#[wasm_bindgen(js_name = quantize4bitBlocksU16)]
+pub fn quantize_4bit_blocks_u16(data: &[u16], dtype: &str, quant_type: &str, blocksize: u32, allow_non_finite: bool) -> JsResult<Object> {
+    let o = opts(quant_type, blocksize, false, allow_non_finite)?;
+    blocks_result(match dtype_of(dtype)? {
+        DType::F16 => blockwise4::quantize_packed(as_f16(data), o.quant_type, o.blocksize, o.allow_non_finite, Kernel::best()),
+        DType::BF16 => blockwise4::quantize_packed(as_bf16(data), o.quant_type, o.blocksize, o.allow_non_finite, Kernel::best()),
+        other => return Err(js_err(Error::new(ErrorKind::UnsupportedDtype, format!("16-bit input must be float16 or bfloat16, not {}", other.torch_name())))),
+    })
+}
+
+fn blocks_result(r: lowbit_core::Result<(Vec<u8>, Vec<f32>)>) -> JsResult<Object> {
+    let (packed, absmax) = r.map_err(js_err)?;
+    let o = Object::new();
+    set(&o, "packed", Uint8Array::from(&packed[..]));
+    set(&o, "absmax", Float32Array::from(&absmax[..]));
+    Ok(o)
+}
+
+/// Stage two: the quant state of a `shape` tensor of `dtype` from its absmax per block, the
+/// absmax double-quantized when `compress_statistics` (as `quantize4bit` builds it).
+#[wasm_bindgen(js_name = quantState4bit)]
+pub fn quant_state_4bit(absmax: Vec<f32>, shape: &[u32], dtype: &str, quant_type: &str, blocksize: u32, compress_statistics: bool) -> JsResult<Object> {
+    let o = opts(quant_type, blocksize, compress_statistics, false)?;
+    let shape = shape_of(shape);
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| invalid(format!("shape {shape:?} overflows")))?;
+    if o.blocksize == 0 || absmax.len() != n.div_ceil(o.blocksize) {
+        return Err(js_err(Error::new(ErrorKind::LengthMismatch, format!("{} absmax values for {n} elements in blocks of {}", absmax.len(), o.blocksize))));
+    }
+    let absmax = if o.compress_statistics { Absmax::Nested(lowbit_core::double_quant::compress(&absmax).map_err(js_err)?) } else { Absmax::Plain(absmax) };
+    let st = QuantState { quant_type: o.quant_type, blocksize: o.blocksize, dtype: dtype_of(dtype)?, shape, code: codebook::Codebook4::get(o.quant_type).quant_map, absmax };
+    Ok(state_to_js(&st))
+}
+
 /// Returns a Float32Array (out dtype "float32") or a Uint16Array of f16 / bf16 bits.
 #[wasm_bindgen(js_name = dequantize4bit)]
 pub fn dequantize_4bit(packed: &[u8], state: JsValue, out_dtype: &str) -> JsResult<JsValue> {

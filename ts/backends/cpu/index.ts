@@ -26,6 +26,8 @@ import type {
 import { bad, checkAttention, checkFinitePositive, checkPositive, isCount, shape2 } from '../checks.js';
 import { absmax4Slicer, newLinear } from './linear-slice.js';
 import { WorkerPool } from './threads/pool.js';
+import { quantize4bit, quantize4bitInRuns, type Quantize4bitOptions, type Quantized4bit } from '../../quant/blockwise4.js';
+import type { FloatInput } from '../../tensor/dtypes.js';
 import { Cmd, type LinearSpec, type SliceSpec } from './threads/protocol.js';
 import { resolveThreads } from './threads/runtime.js';
 import { alignedRowStep, MIN_SLICE_ELEMENTS, splitRows, ROW_ALIGN, type SliceFormat } from './threads/split.js';
@@ -232,6 +234,9 @@ export type CpuKernels = 'fast' | 'exact';
 
 type Split<T> = { bounds: number[]; own: T; workers: (SliceSpec | undefined)[] };
 
+/** Below this many elements quantize4bit stays on one thread (posting a run costs more than it saves). */
+export const MIN_SPLIT_QUANTIZE = 1 << 18;
+
 const halfFormat = (dtype: string): SliceFormat => (dtype === 'bfloat16' ? 'bf16' : 'f16');
 
 export class CpuBackend implements Backend {
@@ -419,6 +424,26 @@ export class CpuBackend implements Backend {
       default:
         // CAPABILITIES says this format is native on the CPU but no upload handles it here
         throw new LowbitError('INTERNAL', `the CPU backend has no upload for weight format '${formatOf(weight as LoadedWeight).kind}'`);
+    }
+  }
+
+  /**
+   * quantize4bit() (ts/quant/blockwise4.ts) on this backend's threads: each thread quantizes a
+   * run of whole blocks and this one builds the quant state, so the bytes are quantize4bit()'s.
+   * With one thread, or fewer than MIN_SPLIT_QUANTIZE elements, it is quantize4bit() itself.
+   */
+  quantize4bit(input: FloatInput, options: Quantize4bitOptions = {}): Quantized4bit {
+    this.live();
+    const pool = this.pool;
+    const n = input instanceof Float32Array ? input.length : input?.data instanceof Uint16Array ? input.data.length : 0;
+    if (pool === undefined || n < MIN_SPLIT_QUANTIZE) return quantize4bit(input, options);
+    try {
+      return quantize4bitInRuns(input, options, pool.threads, (x, runs, o, packed, absmax) => pool.quantize4(x, runs, o, packed, absmax));
+    } catch (e) {
+      // A thread's error (NON_FINITE, say) names an index in its run: the one-thread call raises
+      // it with the tensor's. A pool that stopped working stays an error.
+      if (e instanceof LowbitError && e.code !== 'WORKER_FAILED') return quantize4bit(input, options);
+      throw e;
     }
   }
 

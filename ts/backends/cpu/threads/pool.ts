@@ -20,6 +20,8 @@ import {
 } from './protocol.js';
 import { canBlock, spawnWorker, type WorkerLike } from './runtime.js';
 import { wasmBuild } from '../../../runtime/wasm.js';
+import { quantize4bitRun, runOf, type BlockRun, type RunOptions } from '../../../quant/blockwise4.js';
+import type { FloatInput } from '../../../tensor/dtypes.js';
 
 export interface PoolOptions {
   /** Participants including the main thread (>= 2). */
@@ -184,11 +186,53 @@ export class WorkerPool {
     }
   }
 
-  /** Posts one message to each worker and has them take it (Yield). */
-  private deliver(messages: WorkerMessage[], transfers: Transferable[][] = []): void {
+  /** Posts one message to each worker and has them take it (Yield); `own` runs here meanwhile. */
+  private deliver(messages: WorkerMessage[], transfers: Transferable[][] = [], own: () => void = () => {}): void {
     this.check();
     messages.forEach((msg, i) => this.workers[i]!.postMessage(msg, transfers[i] ?? []));
-    this.run(Cmd.Yield, 0, 0, 0, () => {});
+    this.run(Cmd.Yield, 0, 0, 0, own);
+  }
+
+  /**
+   * Stage one of a 4-bit quantization on the threads: `runs[0]` here, `runs[w]` on worker w (a
+   * copy of its elements moves there); every run's codes and absmax land in `packed` / `absmax`
+   * (see quantize4bitInRuns).
+   */
+  quantize4(input: FloatInput, runs: BlockRun[], o: RunOptions, packed: Uint8Array, absmax: Float32Array): void {
+    if (runs.length === 0 || runs.length > this.threads) throw new LowbitError('INTERNAL', `${runs.length} runs for ${this.threads} threads`);
+    const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
+    const places: { packedAt: number; absmaxAt: number; r: BlockRun }[] = [];
+    let end = 0;
+    for (const r of runs.slice(1)) {
+      const absmaxAt = align(end + Math.ceil((r.end - r.start) / 2));
+      places.push({ packedAt: end, absmaxAt, r });
+      end = align(absmaxAt + Math.ceil((r.end - r.start) / o.blocksize) * 4);
+    }
+    this.ensureData(end / 4);
+    const msgs: WorkerMessage[] = [];
+    const transfers: Transferable[][] = [];
+    for (let w = 1; w < this.threads; w++) {
+      const p = places[w - 1];
+      if (p === undefined) {
+        msgs.push({ type: 'nop' });
+        transfers.push([]);
+        continue;
+      }
+      const part = input instanceof Float32Array ? input.slice(p.r.start, p.r.end) : { dtype: input.dtype, data: input.data.slice(p.r.start, p.r.end) };
+      msgs.push({ type: 'quantize4', input: part, o, packedAt: p.packedAt, absmaxAt: p.absmaxAt / 4 });
+      transfers.push([part instanceof Float32Array ? part.buffer : part.data.buffer]);
+    }
+    this.deliver(msgs, transfers, () => {
+      const r0 = runs[0]!;
+      const q = quantize4bitRun(runOf(input, r0), o);
+      packed.set(q.packed, r0.start / 2);
+      absmax.set(q.absmax, r0.start / o.blocksize);
+    });
+    const bytes = new Uint8Array(this.data);
+    for (const { packedAt, absmaxAt, r } of places) {
+      packed.set(bytes.subarray(packedAt, packedAt + Math.ceil((r.end - r.start) / 2)), r.start / 2);
+      absmax.set(this.f32.subarray(absmaxAt / 4, absmaxAt / 4 + Math.ceil((r.end - r.start) / o.blocksize)), r.start / o.blocksize);
+    }
   }
 
   /** Makes `data` hold at least `floats` f32 values (a new, larger buffer for every thread). */

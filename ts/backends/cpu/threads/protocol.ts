@@ -17,6 +17,8 @@
  */
 import { LowbitError, type LowbitErrorCode } from '../../../errors.js';
 import type { Absmax4Slice } from '../linear-slice.js';
+import type { RunOptions } from '../../../quant/blockwise4.js';
+import type { FloatInput } from '../../../tensor/dtypes.js';
 import type { WasmBuild } from '../../../runtime/wasm.js';
 
 export const SEQ = 0;
@@ -64,7 +66,9 @@ export type WorkerMessage =
   | { type: 'init'; module: WebAssembly.Module; ctl: SharedArrayBuffer; err: SharedArrayBuffer; data: SharedArrayBuffer; index: number }
   | { type: 'data'; data: SharedArrayBuffer }
   | { type: 'nop' }
-  | { type: 'build'; id: number; spec: SliceSpec };
+  | { type: 'build'; id: number; spec: SliceSpec }
+  /** Stage one of a 4-bit quantization of a run of whole blocks: codes to data bytes [packedAt ..), absmax to data f32 [absmaxAt ..). */
+  | { type: 'quantize4'; input: FloatInput; o: RunOptions; packedAt: number; absmaxAt: number };
 
 /** A linear layer's rows [rows[0], rows[1]) of an [n, k] weight, one variant per weight format (linear-slice.ts builds it). */
 export type LinearSpec = { rows: [number, number]; n: number; k: number; bias?: Float32Array; kernels?: 'fast' | 'exact' } & (

@@ -11,6 +11,7 @@ import {
   serializeError, slot, slotBytesF64, writeError, type SliceSpec, type WorkerMessage, type WorkerReply,
 } from './protocol.js';
 import { newLinear } from '../linear-slice.js';
+import { quantize4bitRun } from '../../../quant/blockwise4.js';
 
 interface Part {
   obj: Linear | Embedding;
@@ -176,6 +177,11 @@ async function onMessage(m: WorkerMessage, p: Port): Promise<void> {
   try {
     if (m.type === 'build') build(m.id, m.spec);
     else if (m.type === 'data') setData(m.data);
+    else if (m.type === 'quantize4') {
+      const r = quantize4bitRun(m.input, m.o);
+      new Uint8Array(f32.buffer).set(r.packed, m.packedAt);
+      f32.set(r.absmax, m.absmaxAt);
+    }
     finish();
   } catch (e) {
     finish(e);

@@ -433,6 +433,14 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       // the same cos / sin and the same two products per value: FMA contraction at most
       expectClose(g, c, 2e-6, 2e-6, 'rope');
     }
+    // partial rotary (12 of 16 values, Phi-4-mini) with LongRoPE's attention factor on cos / sin
+    const [nHeads, hd, rot] = [3, 16, 12];
+    const positions = Uint32Array.from([0, 1, 23, 24, 300]);
+    const x = rand(positions.length * nHeads * hd, 43, 2);
+    const spec = { headDim: hd, invFreq: ropeInvFreq(rot, 10000), rotaryDim: rot, attentionScaling: 1.2302 };
+    const [g, c] = await both([{ data: x, rows: positions.length, cols: nHeads * hd }], (b, [a]) => b.rope(a!, nHeads, positions, spec));
+    expectClose(g, c, 2e-6, 2e-6, 'partial rope');
+    for (let r = 0; r < positions.length * nHeads; r++) expect(Array.from(g.subarray(r * hd + rot, (r + 1) * hd))).toEqual(Array.from(x.subarray(r * hd + rot, (r + 1) * hd)));
   });
 
   it('attention: GQA prefill then decode into the cache, head_dim 16 and 80, a context longer than one chunk', async () => {

@@ -818,6 +818,25 @@ suite('weight formats on WebGPU: the format × backend table', () => {
     });
   }
 
+  for (const name of ['phi3', 'phi4-mini', 'olmo2']) {
+    it(`${name} GGUF on the GPU: F32 within 1e-4 of transformers and the same 32 greedy tokens; Q8_0 (converted to f32) within 1e-4 of gguf-py's reading of that file`, async () => {
+      const ref = JSON.parse(readFileSync(`${FIXTURES}${name}/reference.json`, 'utf8'));
+      const m = await AutoModelForCausalLM.fromPretrained(`${GGUF}${name}-f32.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
+      expect(new Set(Object.values(m.deviceMap))).toEqual(new Set(['webgpu']));
+      const f32 = (path: string) => {
+        const b = readFileSync(path);
+        return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+      };
+      expect(maxDiff(await m.forward(ref.input_ids, 0), f32(`${FIXTURES}${name}/logits-fp32.f32`))).toBeLessThanOrEqual(1e-4);
+      expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(ref.fp32.greedy_tokens);
+      m.dispose();
+      const q = await AutoModelForCausalLM.fromPretrained(`${GGUF}${name}-q8_0.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
+      expect(q.formatConversions.length).toBeGreaterThan(0);
+      expect(maxDiff(await q.forward(ref.input_ids, 0), f32(`${GGUF}logits-${name}-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
+      q.dispose();
+    });
+  }
+
   it("'auto' counts a Q8_0 layer at its f32 size on the GPU: a budget that holds it 8-bit but not f32 puts it on the CPU", async () => {
     const c = await AutoModelForCausalLM.fromPretrained(`${GGUF}llama-q8_0.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
     const by = c.getMemoryFootprint().byModule;

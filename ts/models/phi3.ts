@@ -29,7 +29,7 @@ import { ropeInvFreq } from '../tensor/rope.js';
 import type { Architecture, ExpectedTensor } from './architecture.js';
 import type { BuiltModule, CausalLMOptions, ModelWeights, Placement, StepContext } from './causal-lm.js';
 import { num, ropeParameters, tokenIds, type ConfigJson, type DecoderConfig } from './config.js';
-import { ggufDecoderConfig, ggufNameMapper, ggufReader, ggufUnsupported } from './gguf-config.js';
+import { ggufBad, ggufDecoderConfig, ggufNameMapper, ggufReader, ggufUnsupported } from './gguf-config.js';
 import { denseToF32 } from './weights.js';
 import { LLAMA, LLAMA_CONFIG_FIELDS, LLAMA_GGUF_TOP, LlamaForCausalLM, type LlamaLayer } from './llama.js';
 import type { LinearOptions } from '../backends/backend.js';
@@ -217,9 +217,11 @@ function phi3GgufConfig(metadata: Parameters<typeof ggufDecoderConfig>[0], tenso
   const hasShort = tensors?.has('rope_factors_short.weight') === true;
   const hasLong = tensors?.has('rope_factors_long.weight') === true;
   if (hasShort !== hasLong) throw ggufUnsupported('a phi3 file with only one of rope_factors_short / rope_factors_long');
-  const longRope: LongRopeScaling | undefined = hasLong
-    ? { shortFactor: [], longFactor: [], factorsFromTensors: true, originalMaxPositions: r.req('rope.scaling.original_context_length'), attentionFactor: r.get('rope.scaling.attn_factor') ?? 1 }
-    : undefined;
+  const original = hasLong ? r.req('rope.scaling.original_context_length') : 0;
+  const attentionFactor = r.get('rope.scaling.attn_factor') ?? 1;
+  if (hasLong && !(Number.isInteger(original) && original >= 1)) throw ggufBad(`'${r.arch}.rope.scaling.original_context_length' must be a positive integer, got ${original}`);
+  if (hasLong && !(Number.isFinite(attentionFactor) && attentionFactor > 0)) throw ggufBad(`'${r.arch}.rope.scaling.attn_factor' must be a positive number, got ${attentionFactor}`);
+  const longRope: LongRopeScaling | undefined = hasLong ? { shortFactor: [], longFactor: [], factorsFromTensors: true, originalMaxPositions: original, attentionFactor } : undefined;
   return { ...base, rotaryDim, ...(longRope ? { longRope } : {}), ...(sliding !== undefined && sliding > 0 ? { slidingWindow: sliding } : {}) };
 }
 
@@ -241,17 +243,7 @@ export const PHI3: Architecture = {
     LLAMA.checkConfig!(config, fail);
     const c = phi3(config);
     if (!(Number.isInteger(c.rotaryDim) && c.rotaryDim >= 2 && c.rotaryDim % 2 === 0 && c.rotaryDim <= c.headDim)) fail('headDim', `partial_rotary_factor gives ${c.rotaryDim} rotary values of head_dim ${c.headDim}; lowbit needs an even number in [2, head_dim]`);
-    const lr = c.longRope;
-    if (lr !== undefined && !lr.factorsFromTensors) {
-      const want = c.rotaryDim / 2;
-      if (lr.shortFactor.length !== want || lr.longFactor.length !== want) fail('ropeTheta', `LongRoPE short_factor / long_factor need ${want} values each (rotary dims / 2), got ${lr.shortFactor.length} / ${lr.longFactor.length}`);
-      if (![...lr.shortFactor, ...lr.longFactor].every((f) => Number.isFinite(f) && f > 0)) fail('ropeTheta', 'LongRoPE factors must be positive numbers');
-    }
-    if (lr !== undefined) {
-      if (!(Number.isInteger(lr.originalMaxPositions) && lr.originalMaxPositions >= 1)) fail('maxPositions', `original_max_position_embeddings must be a positive integer, got ${lr.originalMaxPositions}`);
-      if (!(Number.isFinite(lr.attentionFactor) && lr.attentionFactor > 0)) fail('ropeTheta', `LongRoPE attention factor must be a positive number, got ${lr.attentionFactor}`);
-    }
-    if (c.slidingWindow !== undefined && !(Number.isInteger(c.slidingWindow) && c.slidingWindow >= 1)) fail('maxPositions', `sliding_window must be a positive integer, got ${c.slidingWindow}`);
+    // LongRoPE's numbers and sliding_window are checked where they are read (parsePhi3Config, phi3GgufConfig, the factor tensors)
   },
   create: (config, c) => new Phi3ForCausalLM(config, c.placement, c.weights, c.maxPositions, c.linear, c.options),
 };
@@ -267,6 +259,8 @@ export function parsePhi3Config(c: ConfigJson): Phi3Config {
   const partial = typeof rp.partial_rotary_factor === 'number' ? rp.partial_rotary_factor : num(c, 'partial_rotary_factor', 1);
   const maxPositions = num(c, 'max_position_embeddings', 4096);
   if (c.hidden_act !== undefined && c.hidden_act !== 'silu') throw new LowbitError('UNSUPPORTED_DTYPE', `config.json: phi3 with hidden_act '${String(c.hidden_act)}' is not supported (silu is)`, { file: 'config.json' });
+  const slidingWindow = c.sliding_window == null ? undefined : num(c, 'sliding_window');
+  if (slidingWindow !== undefined && !(Number.isInteger(slidingWindow) && slidingWindow >= 1)) throw bad(`sliding_window must be a positive integer, got ${slidingWindow}`);
   const ropeType = rp.rope_type ?? rp.type;
   let longRope: LongRopeScaling | undefined;
   if (ropeType === 'longrope' || ropeType === 'su' || ropeType === 'yarn') {
@@ -274,12 +268,17 @@ export function parsePhi3Config(c: ConfigJson): Phi3Config {
     // 4096) replaces the one in rope_parameters (standardize_rope_params).
     const factors = (key: string): number[] => {
       const v = rp[key];
-      if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) throw bad(`rope ${key} must be a list of numbers, got ${JSON.stringify(v)?.slice(0, 80)}`);
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) throw bad(`LongRoPE ${key} must be a list of positive numbers, got ${JSON.stringify(v)?.slice(0, 80)}`);
+      // one per rotary frequency: int(head_dim * partial_rotary_factor) / 2
+      const want = Math.floor(headDim * partial) / 2;
+      if (Number.isInteger(want) && v.length !== want) throw bad(`LongRoPE ${key} needs ${want} values (rotary dims / 2), got ${v.length}`);
       return v as number[];
     };
     const original = num(c, 'original_max_position_embeddings', 4096);
+    if (!(Number.isInteger(original) && original >= 1)) throw bad(`original_max_position_embeddings must be a positive integer, got ${original}`);
     const factor = typeof rp.factor === 'number' ? rp.factor : maxPositions / original;
     const attentionFactor = typeof rp.attention_factor === 'number' ? rp.attention_factor : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original));
+    if (!(Number.isFinite(attentionFactor) && attentionFactor > 0)) throw bad(`the LongRoPE attention factor must be a positive number, got ${attentionFactor}`);
     longRope = { shortFactor: factors('short_factor'), longFactor: factors('long_factor'), originalMaxPositions: original, attentionFactor };
   } else if (ropeType !== undefined && ropeType !== 'default') {
     throw new LowbitError('UNSUPPORTED_DTYPE', `config.json: phi3 rope type '${String(ropeType)}' is not supported (default and longrope are)`, { file: 'config.json' });
@@ -289,6 +288,6 @@ export function parsePhi3Config(c: ConfigJson): Phi3Config {
     headDim, intermediateSize: num(c, 'intermediate_size'), vocabSize: num(c, 'vocab_size'), maxPositions, normEps: num(c, 'rms_norm_eps', 1e-5), ropeTheta: theta,
     tieWordEmbeddings: c.tie_word_embeddings === true, qkvBias: false, oBias: false, activation: 'silu',
     ...tokenIds(c),
-    rotaryDim: Math.floor(headDim * partial), ...(longRope ? { longRope } : {}), ...(typeof c.sliding_window === 'number' ? { slidingWindow: c.sliding_window } : {}),
+    rotaryDim: Math.floor(headDim * partial), ...(longRope ? { longRope } : {}), ...(slidingWindow !== undefined ? { slidingWindow } : {}),
   };
 }

@@ -7,16 +7,19 @@
  *   mutated phi3 configs only ever throw LowbitError;
  * - LongRoPE's switch: forward() over a sequence crossing original_max_position_embeddings from a
  *   short cache gives the logits of one forward over the whole sequence (the cache is recomputed);
- * - a Phi-3 with sliding_window stops there with LIMIT_EXCEEDED instead of attending past it.
+ * - a Phi-3 with sliding_window stops there with LIMIT_EXCEEDED instead of attending past it;
+ * - a bitsandbytes checkpoint of a Phi-3 (fused qkv_proj / gate_up_proj stored quantized, as
+ *   transformers saves them; written by saveBnbCheckpoint, byte-exact with bitsandbytes per
+ *   checkpoints.test.ts) loads without a quantization config and gives transformers' logits.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { init, AutoModelForCausalLM, LowbitError } from '../dist/index.js';
+import { init, AutoModelForCausalLM, LowbitError, loadWeights, localSource, saveBnbCheckpoint, bnbQuantizationConfig, type LoadedWeight } from '../dist/index.js';
 import { parseConfig } from '../dist/models/architectures.js';
 import { configJsonFields, validateConfig } from '../dist/models/validate.js';
-import { REFERENCE_ROOT, referenceOf } from './helpers/parity.js';
+import { expectParity, REFERENCE_ROOT, referenceOf } from './helpers/parity.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lowbit-phi3-'));
 beforeAll(async () => {
@@ -136,4 +139,19 @@ describe('phi3 sliding_window', () => {
     expect((err as LowbitError).message).toMatch(/sliding_window of 20/);
     m.dispose();
   });
+});
+
+describe('pre-quantized Phi-3 (bitsandbytes checkpoint: the fused tensors stored quantized)', () => {
+  for (const [variant, q] of [['nf4-dq', { quantType: 'nf4', doubleQuant: true }], ['int8', { quantType: 'int8' }]] as const) {
+    it(`phi4-mini ${variant}: loads from the saved checkpoint and gives transformers' ${variant} logits`, async () => {
+      const weights: LoadedWeight[] = [];
+      for await (const w of loadWeights(await localSource(`${REFERENCE_ROOT}phi4-mini`), { quantization: q })) weights.push(w);
+      expect(weights.find((w) => w.name === 'model.layers.0.self_attn.qkv_proj.weight')?.kind).toBe(variant === 'int8' ? 'int8' : '4bit');
+      const out = join(tmp, `phi4-mini-${variant}`);
+      await saveBnbCheckpoint(out, weights, JSON.parse(readFileSync(`${REFERENCE_ROOT}phi4-mini/config.json`, 'utf8')), bnbQuantizationConfig(q));
+      const m = await AutoModelForCausalLM.fromPretrained(out, { tokenizer: false, cpuKernels: 'exact' });
+      expectParity('phi4-mini', variant, await m.forward(referenceOf('phi4-mini').input_ids, 0));
+      m.dispose();
+    });
+  }
 });

@@ -22,7 +22,7 @@
  *   cache and runs the whole sequence again with the long factors
  *   (Phi3ForCausalLM.prepare_inputs_for_generation); recomputesCache does the same here.
  */
-import type { Backend, LinearHandle, RopeSpec } from '../backends/backend.js';
+import type { Backend, LinearHandle, LinearOptions, RopeSpec } from '../backends/backend.js';
 import { LowbitError } from '../errors.js';
 import { formatOf, type LoadedWeight } from '../formats/index.js';
 import { ropeInvFreq } from '../tensor/rope.js';
@@ -32,7 +32,6 @@ import { num, ropeParameters, tokenIds, type ConfigJson, type DecoderConfig } fr
 import { ggufBad, ggufDecoderConfig, ggufNameMapper, ggufReader, ggufUnsupported } from './gguf-config.js';
 import { denseToF32 } from './weights.js';
 import { LLAMA, LLAMA_CONFIG_FIELDS, LLAMA_GGUF_TOP, LlamaForCausalLM, type LlamaLayer } from './llama.js';
-import type { LinearOptions } from '../backends/backend.js';
 import type { DenseWeight } from '../loading/load-weights.js';
 import type { WeightMap } from './weights.js';
 
@@ -78,10 +77,12 @@ export function longRopeInvFreq(rotaryDim: number, theta: number, factors: reado
 }
 
 export class Phi3ForCausalLM extends LlamaForCausalLM {
+  // `declare` fields: set while the base constructor builds the modules, so no field initializer may reset them.
   /** The rope up to the original length (short factors, or plain rope) and past it (long factors). */
-  // `declare`: set while the base constructor builds the modules, so no field initializer may reset them
   private declare shortRope: RopeSpec | undefined;
   private declare longRope: RopeSpec | undefined;
+  /** LongRoPE factors read from tensors (GGUF), when the config has none. */
+  private declare factorTensors: { short: readonly number[]; long: readonly number[] } | undefined;
 
   constructor(config: DecoderConfig, placement: Placement, weights: ModelWeights, maxPositions: number, linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
     super(phi3(config), placement, weights, maxPositions, linearOptions, options);
@@ -113,9 +114,7 @@ export class Phi3ForCausalLM extends LlamaForCausalLM {
     };
   }
 
-  /** LongRoPE factors read from tensors (GGUF), when the config has none. */
-  private declare factorTensors: { short: readonly number[]; long: readonly number[] } | undefined;
-
+  /** A GGUF's LongRoPE factors arrive with the embedding (see LongRopeScaling.factorsFromTensors). */
   protected override buildModule(name: string, b: Backend, weights: WeightMap): BuiltModule {
     const lr = this.phi3Config.longRope;
     if (name === LLAMA.embeddingModule && lr?.factorsFromTensors) {

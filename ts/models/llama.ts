@@ -75,7 +75,7 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
   }
 
   /** The rope of a forward over `ctx` (Phi-3's LongRoPE picks its factors by the sequence length). */
-  protected ropeOf(_ctx: StepContext): RopeSpec {
+  protected ropeOfStep(_ctx: StepContext): RopeSpec {
     return this.rope;
   }
 
@@ -188,7 +188,7 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
         const q0 = n ? b.rmsNormHeads(qp, n.q, c.normEps) : qp;
         const k0 = n ? b.rmsNormHeads(kp, n.k, c.normEps) : kp;
         if (n) free(qp, kp);
-        const rope = this.ropeOf(ctx);
+        const rope = this.ropeOfStep(ctx);
         const q = b.rope(q0, c.numHeads, ctx.positions, rope);
         const k = b.rope(k0, c.numKvHeads, ctx.positions, rope);
         free(q0, k0);

@@ -60,7 +60,7 @@ export class Olmo2ForCausalLM extends LlamaForCausalLM {
         const qn = b.rmsNorm(qp, qNorm, c.normEps);
         const kn = b.rmsNorm(kp, kNorm, c.normEps);
         free(qp, kp);
-        const rope = this.ropeOf(ctx);
+        const rope = this.ropeOfStep(ctx);
         const qr = b.rope(qn, c.numHeads, ctx.positions, rope);
         const kr = b.rope(kn, c.numKvHeads, ctx.positions, rope);
         free(qn, kn);

@@ -144,7 +144,7 @@ export class Phi3ForCausalLM extends LlamaForCausalLM {
   }
 
   /** The long factors once the sequence (last position + 1) is past the original length. */
-  protected override ropeOf(ctx: StepContext): RopeSpec {
+  protected override ropeOfStep(ctx: StepContext): RopeSpec {
     const c = this.phi3Config;
     const end = ctx.start + ctx.ids.length;
     if (c.slidingWindow !== undefined && end > c.slidingWindow) {

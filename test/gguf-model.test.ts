@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig, LowbitError, loadWeights, localSource, GgufFile, dequantizeBlockwise, type LoadedWeight } from '../dist/index.js';
 import { ggufToConfig, ggufToHfName } from '../dist/models/gguf-model.js';
 import { unpermuteHeadRows } from '../dist/models/llama.js';
+import { GEMMA2 } from '../dist/models/gemma2.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/gguf-model/', import.meta.url));
 const REF = fileURLToPath(new URL('./fixtures/reference-logits/llama/', import.meta.url));
@@ -185,6 +186,37 @@ describe('GGUF llama models', () => {
       q.dispose();
     });
   }
+
+  for (const [arch, layers, window, softcaps] of [['gemma2', 2, 6, { attnSoftcap: 1.5, finalSoftcap: 4 }], ['gemma3', 6, 5, {}]] as const) {
+    it(`${arch} GGUF (${arch}.* metadata, norms stored as 1 + w, Gemma's tensor names, tied head): F32 within 1e-4 of transformers and the same 32 greedy tokens; Q8_0 within 1e-4 of transformers loading that file`, async () => {
+      const GREF = fileURLToPath(new URL(`./fixtures/reference-logits/${arch}/`, import.meta.url));
+      const gref = JSON.parse(readFileSync(`${GREF}reference.json`, 'utf8')) as { input_ids: number[]; fp32: { greedy_tokens: number[] } };
+      const m = await AutoModelForCausalLM.fromPretrained(`${DIR}${arch}-f32.gguf`, { tokenizer: false });
+      const sliding = Array.from({ length: layers }, (_, i) => (i + 1) % (arch === 'gemma2' ? 2 : 6) !== 0);
+      expect(m.config).toMatchObject({ family: arch, modelType: arch, hiddenSize: 64, numLayers: layers, headDim: 16, tieWordEmbeddings: true, activation: 'gelu_pytorch_tanh', queryPreAttnScalar: 16, slidingWindow: window, slidingLayers: sliding, ...softcaps });
+      if (arch === 'gemma3') expect(m.config).toMatchObject({ ropeTheta: 1e6, ropeLinearFactor: 4, localRopeTheta: 10000 });
+      expect(maxDiff(await m.forward(gref.input_ids, 0), f32(`${GREF}logits-fp32.f32`))).toBeLessThanOrEqual(1e-4);
+      expect(await m.generate({ inputIds: gref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(gref.fp32.greedy_tokens);
+      m.dispose();
+      const q = await AutoModelForCausalLM.fromPretrained(`${DIR}${arch}-q8_0.gguf`, { tokenizer: false });
+      expect(maxDiff(await q.forward(gref.input_ids, 0), f32(`${DIR}logits-${arch}-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
+      q.dispose();
+    });
+  }
+
+  it('gemma norms: the GGUF side subtracts the stored 1 exactly (the safetensors side adds it back to the same f32)', () => {
+    const w = new Float32Array([-0.3, 0, 0.123456, 1.5, -0.9999]);
+    const stored = Float32Array.from(w, (x) => x + 1);
+    const fix = GEMMA2.gguf!.fixTensor!('blk.0.attn_norm.weight', {} as never)!;
+    const back = fix({ kind: 'dense', name: 'blk.0.attn_norm.weight', dtype: 'F32', shape: [5], data: new Uint8Array(stored.buffer) });
+    const f = new Float32Array((back as { data: Uint8Array }).data.buffer);
+    expect(Array.from(f, (x) => Math.fround(x + 1))).toEqual(Array.from(stored));
+    expect(GEMMA2.gguf!.fixTensor!('blk.0.attn_q.weight', {} as never)).toBeUndefined();
+    expect(ggufToHfName('blk.3.post_ffw_norm.weight', { modelType: 'gemma2' } as never)).toBe('model.layers.3.post_feedforward_layernorm.weight');
+    expect(ggufToHfName('blk.3.ffn_norm.weight', { modelType: 'gemma2' } as never)).toBe('model.layers.3.pre_feedforward_layernorm.weight');
+    expect(ggufToHfName('blk.3.attn_q_norm.weight', { modelType: 'gemma2' } as never)).toBeUndefined();
+    expect(ggufToHfName('blk.3.attn_q_norm.weight', { modelType: 'gemma3' } as never)).toBe('model.layers.3.self_attn.q_norm.weight');
+  });
 
   it('ggufToConfig reads llama.* keys (tied head when output.weight is absent)', () => {
     const md = new Map<string, unknown>([

@@ -477,9 +477,10 @@ impl KvCache {
     }
 
     /// Writes k, v (`[n_new, n_kv_heads * head_dim]`) at positions `[start, start + n_new)`, then
-    /// causal attention of q (`[n_new, n_heads * head_dim]`) over `[0, start + n_new)`.
+    /// causal attention of q (`[n_new, n_heads * head_dim]`) over `[0, start + n_new)`;
+    /// `softcap` / `window`: attention logit soft-capping and a sliding window (Gemma 2 / 3).
     #[allow(clippy::too_many_arguments)]
-    pub fn attend(&mut self, q: &[f32], k: &[f32], v: &[f32], n_new: u32, start: u32, n_heads: u32, scale: Option<f32>) -> JsResult<Vec<f32>> {
+    pub fn attend(&mut self, q: &[f32], k: &[f32], v: &[f32], n_new: u32, start: u32, n_heads: u32, scale: Option<f32>, softcap: Option<f32>, window: Option<u32>) -> JsResult<Vec<f32>> {
         let (n_new, start, n_heads) = (n_new as usize, start as usize, n_heads as usize);
         if n_new == 0 || n_heads == 0 {
             return Err(js_err(Error::new(ErrorKind::EmptyTensor, format!("attention with {n_new} tokens and {n_heads} heads"))));
@@ -501,7 +502,8 @@ impl KvCache {
         self.v[at..at + v.len()].copy_from_slice(v);
         let shape = attention::AttentionShape { n_heads, n_kv_heads: self.n_kv_heads, head_dim: self.head_dim, max_pos: self.max_pos };
         let mut out = vec![0f32; q.len()];
-        attention::attention(q, n_new, start, &self.k, &self.v, &shape, scale, &mut out).map_err(js_err)?;
+        let extras = attention::AttentionExtras { softcap, window: window.map(|w| w as usize) };
+        attention::attention_with(q, n_new, start, &self.k, &self.v, &shape, scale, extras, &mut out).map_err(js_err)?;
         Ok(out)
     }
 

@@ -21,9 +21,9 @@ import { init, wasm, wasmBuild, wasmModule, type InitOptions, type WasmSource } 
 import type { Embedding, KvCache, Linear4, LinearBlockwise8, LinearDense, LinearInt8 } from '../../wasm/pkg/lowbit_wasm.js';
 import type {
   LinearOptions,
-  Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
+  Activation, AttentionExtras, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
-import { bad, checkAttention, checkPositive, checkRope, isCount, shape2 } from '../checks.js';
+import { bad, checkAttention, checkFinitePositive, checkPositive, checkRope, isCount, shape2 } from '../checks.js';
 import { absmax4Slicer, newLinear4 } from './linear4.js';
 import { WorkerPool } from './threads/pool.js';
 import { Cmd, type SliceSpec } from './threads/protocol.js';
@@ -148,9 +148,9 @@ export class CpuKvCache extends WasmHandle<KvCache> implements KvCacheHandle {
   constructor(obj: KvCache, readonly maxPositions: number, readonly nKvHeads: number, readonly headDim: number) {
     super(obj, obj.bytes());
   }
-  attend(q: Float32Array, k: Float32Array, v: Float32Array, n: number, start: number, nHeads: number, scale?: number): Float32Array {
+  attend(q: Float32Array, k: Float32Array, v: Float32Array, n: number, start: number, nHeads: number, scale?: number, extras?: AttentionExtras): Float32Array {
     const o = this.inner;
-    return callWasm(() => o.attend(q, k, v, n, start, nHeads, scale));
+    return callWasm(() => o.attend(q, k, v, n, start, nHeads, scale, extras?.softcap, extras?.window));
   }
 }
 
@@ -668,6 +668,35 @@ export class CpuBackend implements Backend {
     return this.add(residual, this.linearForward(x, w));
   }
 
+  geglu(gate: Activation, up: Activation): Activation {
+    const g = act(gate, 'geglu: gate');
+    const u = act(up, 'geglu: up');
+    sameShape(g, u, 'geglu');
+    // gelu_tanh in wasm (the kernel geluTanh uses), the product in f32 (a Float32Array store rounds it)
+    const out = callWasm(() => wasm().geluTanh(g.data));
+    for (let i = 0; i < out.length; i++) out[i] = out[i]! * u.data[i]!;
+    return new CpuActivation(out, g.rows, g.cols);
+  }
+
+  scale(x: Activation, s: number): Activation {
+    const a = act(x, 'scale: x');
+    checkFinitePositive('scale: s', s, false);
+    const f = Math.fround(s);
+    const out = new Float32Array(a.data.length);
+    for (let i = 0; i < out.length; i++) out[i] = a.data[i]! * f;
+    return new CpuActivation(out, a.rows, a.cols);
+  }
+
+  softcap(x: Activation, cap: number): Activation {
+    const a = act(x, 'softcap: x');
+    checkFinitePositive('softcap: cap', cap, true);
+    // in f32 steps, as torch computes logits / cap, tanh, * cap
+    const c = Math.fround(cap);
+    const out = new Float32Array(a.data.length);
+    for (let i = 0; i < out.length; i++) out[i] = Math.fround(Math.tanh(Math.fround(a.data[i]! / c))) * c;
+    return new CpuActivation(out, a.rows, a.cols);
+  }
+
   swiglu(gate: Activation, up: Activation): Activation {
     const g = act(gate, 'swiglu: gate');
     const u = act(up, 'swiglu: up');
@@ -693,14 +722,14 @@ export class CpuBackend implements Backend {
     return new CpuActivation(out, a.rows, a.cols);
   }
 
-  attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number): Activation {
+  attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number, extras?: AttentionExtras): Activation {
     const qa = act(q, 'attention: q');
     const ka = act(k, 'attention: k');
     const va = act(v, 'attention: v');
     const c = handle(cache, CpuKvCache, 'attention: cache');
-    checkAttention(qa, ka, va, c, start, nHeads, scale);
+    checkAttention(qa, ka, va, c, start, nHeads, scale, extras);
     const n = qa.rows;
-    return new CpuActivation(c.attend(qa.data, ka.data, va.data, n, start, nHeads, scale), n, qa.cols);
+    return new CpuActivation(c.attend(qa.data, ka.data, va.data, n, start, nHeads, scale, extras), n, qa.cols);
   }
 
   rows(x: Activation, from: number, to: number): Activation {

@@ -163,7 +163,7 @@ describe('GGUF llama models', () => {
   // olmo2 (post_attention_norm / post_ffw_norm, whole-q/k norms); the Q8_0 reference is gguf-py's
   // dequantization of the same file in transformers' model (make_gguf_model_fixture.py)
   for (const [name, arch, config] of [
-    ['phi3', 'phi3', { family: 'phi3', rotaryDim: 16, tieWordEmbeddings: false, longRope: { originalMaxPositions: 8, factorsFromTensors: true } }],
+    ['phi3', 'phi3', { family: 'phi3', rotaryDim: 16, tieWordEmbeddings: false, slidingWindow: 10, longRope: { originalMaxPositions: 8, factorsFromTensors: true } }],
     ['phi4-mini', 'phi3', { family: 'phi3', rotaryDim: 12, tieWordEmbeddings: true, longRope: { originalMaxPositions: 24, factorsFromTensors: true } }],
     ['olmo2', 'olmo2', { family: 'olmo2', tieWordEmbeddings: false }],
   ] as const) {

@@ -7,7 +7,7 @@
  *   mutated phi3 configs only ever throw LowbitError;
  * - LongRoPE's switch: forward() over a sequence crossing original_max_position_embeddings from a
  *   short cache gives the logits of one forward over the whole sequence (the cache is recomputed);
- * - a Phi-3 with sliding_window stops there with LIMIT_EXCEEDED instead of attending past it;
+ * - a Phi-3's sliding_window is applied (attention extras { window }, as transformers masks it);
  * - a bitsandbytes checkpoint of a Phi-3 (fused qkv_proj / gate_up_proj stored quantized, as
  *   transformers saves them; written by saveBnbCheckpoint, byte-exact with bitsandbytes per
  *   checkpoints.test.ts) loads without a quantization config and gives transformers' logits.
@@ -124,20 +124,24 @@ describe('LongRoPE crossing original_max_position_embeddings (phi4-mini fixture:
   });
 });
 
-describe('phi3 sliding_window', () => {
-  it('positions past sliding_window are refused with LIMIT_EXCEEDED (lowbit does not slide the window for phi3)', async () => {
-    const dir = join(tmp, 'phi3-window');
+describe('phi3 sliding_window (the phi3 fixture has 10, its prompt 16)', () => {
+  it('the window is applied: the same model without it agrees on the first 10 positions only; both backends get it from the config', async () => {
+    const dir = join(tmp, 'phi3-no-window');
     cpSync(`${REFERENCE_ROOT}phi3`, dir, { recursive: true });
     const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, sliding_window: 20 }));
-    const m = await AutoModelForCausalLM.fromPretrained(dir, { tokenizer: false });
+    expect(cfg.sliding_window).toBe(10);
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, sliding_window: null }));
     const ids = referenceOf('phi3').input_ids;
-    await m.forward(ids, 0); // 16 <= 20
-    const err = await m.forward([5, 6, 7, 8, 9], 16).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(LowbitError);
-    expect((err as LowbitError).code).toBe('LIMIT_EXCEEDED');
-    expect((err as LowbitError).message).toMatch(/sliding_window of 20/);
-    m.dispose();
+    const windowed = await AutoModelForCausalLM.fromPretrained(`${REFERENCE_ROOT}phi3`, { tokenizer: false });
+    const full = await AutoModelForCausalLM.fromPretrained(dir, { tokenizer: false });
+    expect((windowed.config as unknown as { slidingWindow?: number }).slidingWindow).toBe(10);
+    const [a, b] = [await windowed.forward(ids, 0), await full.forward(ids, 0)];
+    const vocab = windowed.config.vocabSize;
+    const rowDiff = (r: number) => Math.max(...Array.from({ length: vocab }, (_, i) => Math.abs(a[r * vocab + i]! - b[r * vocab + i]!)));
+    for (let r = 0; r < 10; r++) expect(rowDiff(r)).toBeLessThanOrEqual(1e-6);
+    expect(Math.max(...Array.from({ length: 6 }, (_, i) => rowDiff(10 + i)))).toBeGreaterThan(0.1);
+    windowed.dispose();
+    full.dispose();
   });
 });
 

@@ -2,7 +2,7 @@
  * The Llama family (Llama 2 / 3, SmolLM2, TinyLlama, Mistral) and Qwen2 (q/k/v bias): pre-norm
  * decoder blocks with RMSNorm, rotary attention with grouped-query heads and a SwiGLU MLP.
  */
-import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle } from '../backends/backend.js';
+import type { Activation, AttentionExtras, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle } from '../backends/backend.js';
 import type { LoadedWeight } from '../formats/index.js';
 import { LowbitError } from '../errors.js';
 import type { DenseWeight } from '../loading/load-weights.js';
@@ -77,6 +77,11 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
   /** The rope of a forward over `ctx` (Phi-3's LongRoPE picks its factors by the sequence length). */
   protected ropeOfStep(_ctx: StepContext): RopeSpec {
     return this.rope;
+  }
+
+  /** Soft-capping / sliding window of the attention (Phi-3's sliding_window); none in Llama. */
+  protected attentionExtras(): AttentionExtras | undefined {
+    return undefined;
   }
 
   /** Per-head norms of q and k (applied before rope) of decoder layer `p`: none in Llama; Qwen3 overrides. */
@@ -192,7 +197,7 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
         const q = b.rope(q0, c.numHeads, ctx.positions, rope);
         const k = b.rope(k0, c.numKvHeads, ctx.positions, rope);
         free(q0, k0);
-        const a = b.attention(q, k, v, cache, ctx.start, c.numHeads);
+        const a = b.attention(q, k, v, cache, ctx.start, c.numHeads, undefined, this.attentionExtras());
         free(q, k, v);
         const h1 = b.linearResidual(a, L.o, h);
         free(a, h);

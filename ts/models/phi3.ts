@@ -21,8 +21,10 @@
  *   dynamic_rope_update. When a generation crosses the original length transformers drops the
  *   cache and runs the whole sequence again with the long factors
  *   (Phi3ForCausalLM.prepare_inputs_for_generation); recomputesCache does the same here.
+ * - sliding_window (Phi-3-mini-4k: 2047): every layer's attention sees the last `window`
+ *   positions (Backend.attention's extras.window), as transformers' sliding-window mask.
  */
-import type { Backend, LinearHandle, LinearOptions, RopeSpec } from '../backends/backend.js';
+import type { AttentionExtras, Backend, LinearHandle, LinearOptions, RopeSpec } from '../backends/backend.js';
 import { LowbitError } from '../errors.js';
 import { formatOf, type LoadedWeight } from '../formats/index.js';
 import { ropeInvFreq } from '../tensor/rope.js';
@@ -57,7 +59,7 @@ export interface Phi3Config extends DecoderConfig {
   /** Values of each head that rope turns: int(head_dim * partial_rotary_factor). */
   rotaryDim: number;
   longRope?: LongRopeScaling;
-  /** Attention looks back at most this many positions (sliding_window; Phi-3-mini-4k: 2047). */
+  /** Attention looks back at most this many positions (sliding_window; Phi-3-mini-4k: 2047), as transformers masks it. */
   slidingWindow?: number;
 }
 
@@ -147,11 +149,14 @@ export class Phi3ForCausalLM extends LlamaForCausalLM {
   protected override ropeOfStep(ctx: StepContext): RopeSpec {
     const c = this.phi3Config;
     const end = ctx.start + ctx.ids.length;
-    if (c.slidingWindow !== undefined && end > c.slidingWindow) {
-      throw new LowbitError('LIMIT_EXCEEDED', `${end} positions are past this Phi-3's sliding_window of ${c.slidingWindow}: lowbit runs phi3 attention without the window, so it stops there`);
-    }
     const { short, long } = this.ropes();
     return long !== undefined && end > c.longRope!.originalMaxPositions ? long : short;
+  }
+
+  /** sliding_window: a query at position p sees positions (p - window, p], as transformers' mask. */
+  protected override attentionExtras(): AttentionExtras | undefined {
+    const w = this.phi3Config.slidingWindow;
+    return w === undefined ? undefined : { window: w };
   }
 
   protected override recomputesCache(start: number, n: number): boolean {

@@ -5,12 +5,16 @@
 // position up to its capacity, [pos][i][2]) from inv_freq — default, Llama 3 scaled or any other —
 // with the CPU kernel's arithmetic (f32 angle, cos / sin in f64 rounded to f32): WGSL's cos and
 // sin are only accurate to 2^-11 on [-π, π].
+// Partial rotary (Phi-4-mini: 2 * half < head_dim): only each head's first 2 * half values turn;
+// the host copies x to y first, so the rest pass through. head_dim 0 means 2 * half (a full
+// rotation; the Rust harness passes 0). The table may carry an attention factor (LongRoPE) in
+// cos / sin.
 
 struct Params {
   rows: u32,
   n_heads: u32,
   half: u32,
-  _pad0: u32,
+  head_dim: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,7 +33,8 @@ fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let r = g / per_row;
   let h = (g % per_row) / p.half;
   let i = g % p.half;
-  let base = r * per_row * 2u + h * p.half * 2u;
+  let stride = select(p.head_dim, 2u * p.half, p.head_dim == 0u);
+  let base = r * p.n_heads * stride + h * stride;
   let t = (positions[r] * p.half + i) * 2u;
   let c = cs[t];
   let s = cs[t + 1u];

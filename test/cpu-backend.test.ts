@@ -555,6 +555,34 @@ describe('rope', () => {
     expectClose(y, want, 1e-5, 1e-6);
     await expectCode(() => be.rope(be.fromHost(x, positions.length, nHeads * hd), nHeads, positions.subarray(1), { headDim: hd, invFreq }), 'INVALID_ARGUMENT');
   });
+
+  it('partial rotary with an attention factor (Phi-4-mini, LongRoPE): the first rotaryDim values turn, scaled; the rest pass through', async () => {
+    const [nHeads, hd, rot, scale] = [3, 16, 12, 1.25];
+    const positions = new Uint32Array([0, 5, 30]);
+    const x = rand(positions.length * nHeads * hd, 33);
+    const invFreq = ropeInvFreq(rot, 10000);
+    const y = await be.read(be.rope(be.fromHost(x, positions.length, nHeads * hd), nHeads, positions, { headDim: hd, invFreq, rotaryDim: rot, attentionScaling: scale }));
+    const want = Float64Array.from(x);
+    const half = rot / 2;
+    positions.forEach((p, t) => {
+      for (let hh = 0; hh < nHeads; hh++) {
+        const base = (t * nHeads + hh) * hd;
+        for (let i = 0; i < half; i++) {
+          const a = Math.fround(p * invFreq[i]!);
+          const [c, s] = [Math.cos(a) * scale, Math.sin(a) * scale];
+          const [x1, x2] = [x[base + i]!, x[base + i + half]!];
+          want[base + i] = x1 * c - x2 * s;
+          want[base + i + half] = x2 * c + x1 * s;
+        }
+      }
+    });
+    expectClose(y, want, 1e-5, 1e-6);
+    const a = be.fromHost(x, positions.length, nHeads * hd);
+    await expectCode(() => be.rope(a, nHeads, positions, { headDim: hd, invFreq, rotaryDim: 10 }), 'INVALID_ARGUMENT'); // 5 frequencies needed
+    await expectCode(() => be.rope(a, nHeads, positions, { headDim: hd, invFreq, rotaryDim: 13 }), 'INVALID_ARGUMENT'); // odd
+    await expectCode(() => be.rope(a, nHeads, positions, { headDim: hd, invFreq: ropeInvFreq(20, 10000), rotaryDim: 20 }), 'INVALID_ARGUMENT'); // past headDim
+    await expectCode(() => be.rope(a, nHeads, positions, { headDim: hd, invFreq, rotaryDim: rot, attentionScaling: 0 }), 'INVALID_ARGUMENT');
+  });
 });
 
 describe('attention', () => {

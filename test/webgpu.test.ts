@@ -433,6 +433,14 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       // the same cos / sin and the same two products per value: FMA contraction at most
       expectClose(g, c, 2e-6, 2e-6, 'rope');
     }
+    // partial rotary (12 of 16 values, Phi-4-mini) with LongRoPE's attention factor on cos / sin
+    const [nHeads, hd, rot] = [3, 16, 12];
+    const positions = Uint32Array.from([0, 1, 23, 24, 300]);
+    const x = rand(positions.length * nHeads * hd, 43, 2);
+    const spec = { headDim: hd, invFreq: ropeInvFreq(rot, 10000), rotaryDim: rot, attentionScaling: 1.2302 };
+    const [g, c] = await both([{ data: x, rows: positions.length, cols: nHeads * hd }], (b, [a]) => b.rope(a!, nHeads, positions, spec));
+    expectClose(g, c, 2e-6, 2e-6, 'partial rope');
+    for (let r = 0; r < positions.length * nHeads; r++) expect(Array.from(g.subarray(r * hd + rot, (r + 1) * hd))).toEqual(Array.from(x.subarray(r * hd + rot, (r + 1) * hd)));
   });
 
   it('attention: GQA prefill then decode into the cache, head_dim 16 and 80, a context longer than one chunk', async () => {
@@ -752,6 +760,10 @@ suite('deviceMap: models split between WebGPU and the CPU', () => {
     qwen2: { '': 'gpu', 'model.layers.1': 'cpu', 'model.layers.1.mlp': 'gpu' },
     // Gemma 2's tied head away from its (scaled) embedding, soft-capped on the GPU; sliding layer 0 on the GPU
     gemma2: { 'model.embed_tokens': 'cpu', 'model.layers.0': 'gpu', 'model.layers.1': 'cpu', 'model.norm': 'cpu', lm_head: 'gpu' },
+    // tied head away from the embedding; generation crosses LongRoPE's original length (24), so
+    // the cache of both devices is recomputed with the long factors
+    'phi4-mini': { 'model.embed_tokens': 'cpu', 'model.layers.0': 'gpu', 'model.layers.1': 'cpu', 'model.norm': 'gpu', lm_head: 'gpu' },
+    olmo2: { 'model.embed_tokens': 'gpu', 'model.layers.0': 'cpu', 'model.layers.1': 'gpu', 'model.norm': 'cpu', lm_head: 'gpu' },
   };
   for (const [name, map] of Object.entries(ALTERNATING)) {
     it(`${name}: a per-module map gives the CPU model's greedy tokens and logits`, async () => {
@@ -772,7 +784,7 @@ suite('deviceMap: models split between WebGPU and the CPU', () => {
       const onGpu = Object.entries(fp.byModule).filter(([k]) => Object.entries(map).some(([mod, d]) => d === 'gpu' && (k === mod || k.startsWith(mod + '.'))));
       expect(fp.byDevice.webgpu).toBe(onGpu.reduce((a, [, v]) => a + v, 0));
       expect(fp.byDevice.cpu).toBe(fp.total - fp.byDevice.webgpu!);
-      const tiedCopy = name === 'gpt2' ? fp.byModule['transformer.wte']! : name === 'gemma2' ? fp.byModule['model.embed_tokens']! : 0;
+      const tiedCopy = name === 'gpt2' ? fp.byModule['transformer.wte']! : name === 'gemma2' || name === 'phi4-mini' ? fp.byModule['model.embed_tokens']! : 0;
       expect(fp.total).toBe(c.getMemoryFootprint().total + tiedCopy);
       m.dispose();
       c.dispose();
@@ -863,6 +875,25 @@ suite('weight formats on WebGPU: the format × backend table', () => {
       expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(want);
       m.dispose();
       c.dispose();
+    });
+  }
+
+  for (const name of ['phi3', 'phi4-mini', 'olmo2']) {
+    it(`${name} GGUF on the GPU: F32 within 1e-4 of transformers and the same 32 greedy tokens; Q8_0 (converted to f32) within 1e-4 of gguf-py's reading of that file`, async () => {
+      const ref = JSON.parse(readFileSync(`${FIXTURES}${name}/reference.json`, 'utf8'));
+      const m = await AutoModelForCausalLM.fromPretrained(`${GGUF}${name}-f32.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
+      expect(new Set(Object.values(m.deviceMap))).toEqual(new Set(['webgpu']));
+      const f32 = (path: string) => {
+        const b = readFileSync(path);
+        return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+      };
+      expect(maxDiff(await m.forward(ref.input_ids, 0), f32(`${FIXTURES}${name}/logits-fp32.f32`))).toBeLessThanOrEqual(1e-4);
+      expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(ref.fp32.greedy_tokens);
+      m.dispose();
+      const q = await AutoModelForCausalLM.fromPretrained(`${GGUF}${name}-q8_0.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
+      expect(q.formatConversions.length).toBeGreaterThan(0);
+      expect(maxDiff(await q.forward(ref.input_ids, 0), f32(`${GGUF}logits-${name}-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
+      q.dispose();
     });
   }
 

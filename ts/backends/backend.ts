@@ -66,8 +66,16 @@ export interface KvCacheHandle extends Handle {
 
 export interface RopeSpec {
   headDim: number;
-  /** inverse frequencies, headDim / 2 of them (see ropeInvFreq). */
+  /** inverse frequencies, rotaryDim / 2 of them (see ropeInvFreq). */
   invFreq: Float32Array;
+  /**
+   * How many of each head's values turn (default headDim): partial rotary (Phi-4-mini's
+   * partial_rotary_factor) rotates the first rotaryDim, "rotate half" within them, and passes
+   * the rest through.
+   */
+  rotaryDim?: number;
+  /** Multiplies cos and sin (LongRoPE's attention factor; default 1), as transformers applies it. */
+  attentionScaling?: number;
 }
 
 /** What some architectures add to attention (Gemma 2 / 3); absent fields are off. */

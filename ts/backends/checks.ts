@@ -3,7 +3,7 @@
  * same inputs with the same INVALID_ARGUMENT messages).
  */
 import { LowbitError } from '../errors.js';
-import type { Activation, AttentionExtras, KvCacheHandle } from './backend.js';
+import type { Activation, AttentionExtras, KvCacheHandle, RopeSpec } from './backend.js';
 
 export function bad(message: string): never {
   throw new LowbitError('INVALID_ARGUMENT', message);
@@ -44,4 +44,19 @@ export function checkAttention(q: Activation, k: Activation, v: Activation, c: K
 /** The cap of Backend.softcap / the factor of Backend.scale. */
 export function checkFinitePositive(what: string, v: number, positive: boolean): void {
   if (!(typeof v === 'number' && Number.isFinite(v) && (!positive || v > 0))) bad(`${what} must be a ${positive ? 'positive ' : ''}finite number, got ${String(v)}`);
+}
+
+/** The shape rules of Backend.rope; returns the rotary width (even, at most headDim) and the cos / sin factor. */
+export function checkRope(x: Activation, nHeads: number, positions: Uint32Array, spec: RopeSpec): { rotaryDim: number; scaling: number } {
+  checkPositive('rope: nHeads', nHeads);
+  checkPositive('rope: headDim', spec.headDim);
+  if (x.cols !== nHeads * spec.headDim) bad(`rope: x has ${x.cols} columns but ${nHeads} heads of ${spec.headDim} need ${nHeads * spec.headDim}`);
+  if (!(positions instanceof Uint32Array)) bad('rope: positions must be a Uint32Array');
+  if (positions.length !== x.rows) bad(`rope: ${positions.length} positions for ${x.rows} rows`);
+  const rotaryDim = spec.rotaryDim ?? spec.headDim;
+  if (!isCount(rotaryDim) || rotaryDim === 0 || rotaryDim % 2 !== 0 || rotaryDim > spec.headDim) bad(`rope: rotaryDim must be an even number in [2, headDim ${spec.headDim}], got ${rotaryDim}`);
+  if (spec.invFreq.length * 2 !== rotaryDim) bad(`rope: ${rotaryDim === spec.headDim ? `headDim ${spec.headDim}` : `rotaryDim ${rotaryDim}`} needs ${rotaryDim / 2} inverse frequencies, got ${spec.invFreq.length}`);
+  const scaling = spec.attentionScaling ?? 1;
+  if (!(Number.isFinite(scaling) && scaling > 0)) bad(`rope: attentionScaling must be a positive number, got ${scaling}`);
+  return { rotaryDim, scaling };
 }

@@ -10,9 +10,11 @@ import { GEMMA2 } from './gemma2.js';
 import { GEMMA3 } from './gemma3.js';
 import { GPT2 } from './gpt2.js';
 import { LLAMA } from './llama.js';
+import { OLMO2 } from './olmo2.js';
+import { PHI3 } from './phi3.js';
 import { QWEN3 } from './qwen3.js';
 
-export const ARCHITECTURES: readonly Architecture[] = [LLAMA, GPT2, QWEN3, GEMMA2, GEMMA3];
+export const ARCHITECTURES: readonly Architecture[] = [LLAMA, GPT2, QWEN3, GEMMA2, GEMMA3, PHI3, OLMO2];
 
 /** Every config.json model_type some architecture reads. */
 export const SUPPORTED_MODEL_TYPES: readonly string[] = ARCHITECTURES.flatMap((a) => a.modelTypes);

@@ -269,7 +269,17 @@ export abstract class CausalLM {
    * Runs ids at positions [start, start + n) through every module: consecutive modules on one
    * backend in one tidy (a GPU step stays one submit); `transfer` only where the device changes.
    */
-  private async run(u: Uint32Array, start: number, lastRow: boolean): Promise<{ out: Activation; b: Backend }> {
+  private async run(ids: Uint32Array, from: number, lastRow: boolean): Promise<{ out: Activation; b: Backend; recomputed: number }> {
+    let u = ids;
+    let start = from;
+    if (from > 0 && this.recomputesCache(from, ids.length)) {
+      // the cached positions are run again with this call's (Phi-3's LongRoPE crossing its original length)
+      if (this.cachedIds === undefined) throw new LowbitError('INTERNAL', `the ids of positions [0, ${from}) are not known`);
+      u = new Uint32Array(from + ids.length);
+      u.set(this.cachedIds.subarray(0, from));
+      u.set(ids, from);
+      start = 0;
+    }
     const c: StepContext = { ids: u, positions: Uint32Array.from(u, (_, i) => start + i), start, lastRow };
     let h: Activation | undefined;
     let hb: Backend | undefined;
@@ -292,7 +302,21 @@ export abstract class CausalLM {
       hb = b;
       i = j;
     }
-    return { out: h!, b: hb! };
+    (this.cachedIds ??= new Uint32Array(this.maxPositions)).set(u, start);
+    return { out: h!, b: hb!, recomputed: from - start };
+  }
+
+  /** The ids at positions [0, position) of the KV cache, for an architecture that recomputes it (recomputesCache). */
+  private cachedIds: Uint32Array | undefined;
+
+  /**
+   * Whether a call at positions [start, start + n) must run positions [0, start) again instead of
+   * reading them from the KV cache: Phi-3's LongRoPE rotates every position with the long
+   * factors once a sequence is longer than its original length, and transformers drops the cache
+   * when a generation crosses it (Phi3ForCausalLM.prepare_inputs_for_generation). Default: never.
+   */
+  protected recomputesCache(_start: number, _n: number): boolean {
+    return false;
   }
 
   /**
@@ -306,12 +330,15 @@ export abstract class CausalLM {
     return this.turns.run(undefined, 'forward', async () => {
       const from = start ?? this.position;
       const u = this.checkIds(ids, from);
-      const { out, b } = await this.run(u, from, false);
+      const { out, b, recomputed } = await this.run(u, from, false);
       this.position = from + u.length;
+      // rows of recomputed cache positions are not this call's
+      const mine = recomputed > 0 ? b.rows(out, recomputed, out.rows) : out;
+      if (mine !== out) b.release(out);
       try {
-        return await b.read(out);
+        return await b.read(mine);
       } finally {
-        b.release(out);
+        b.release(mine);
       }
     });
   }

@@ -2,18 +2,20 @@
  * The Llama family (Llama 2 / 3, SmolLM2, TinyLlama, Mistral) and Qwen2 (q/k/v bias): pre-norm
  * decoder blocks with RMSNorm, rotary attention with grouped-query heads and a SwiGLU MLP.
  */
-import type { Activation, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle } from '../backends/backend.js';
+import type { Activation, AttentionExtras, Backend, LinearOptions, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle } from '../backends/backend.js';
+import type { LoadedWeight } from '../formats/index.js';
 import { LowbitError } from '../errors.js';
 import type { DenseWeight } from '../loading/load-weights.js';
 import { ropeInvFreq } from '../tensor/rope.js';
-import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
+import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement, type StepContext } from './causal-lm.js';
 import type { Architecture, ExpectedTensor, FieldNames, GgufArchitecture, GgufFixable, RopeOverridable } from './architecture.js';
 import { parseLlamaStyleConfig, type ConfigJson, type DecoderConfig } from './config.js';
 import { permuteRowsBlockwise8 } from '../formats/blockwise8.js';
 import { ggufBad, ggufDecoderConfig, ggufNameMapper } from './gguf-config.js';
 import type { WeightMap } from './weights.js';
 
-interface Layer {
+/** A decoder layer's handles. */
+export interface LlamaLayer {
   inNorm: VectorHandle;
   q: LinearHandle;
   k: LinearHandle;
@@ -53,6 +55,33 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
     const want = this.config.headDim / 2;
     if (!(invFreq instanceof Float32Array) || invFreq.length !== want) throw new LowbitError('INVALID_ARGUMENT', `rope needs ${want} inverse frequencies (headDim ${this.config.headDim} / 2), got ${invFreq instanceof Float32Array ? invFreq.length : typeof invFreq}`);
     this.rope = { headDim: this.config.headDim, invFreq: invFreq.slice() };
+  }
+
+  /**
+   * The q / k / v / gate / up weights of decoder layer `p` (transformers' names), made into
+   * handles by `linear(name, weight, bias?)`. Phi-3 overrides it: its checkpoints fuse them
+   * (qkv_proj, gate_up_proj) and it slices the loaded weights by rows.
+   */
+  protected projections(p: string, weights: WeightMap, linear: (name: string, w: LoadedWeight, bias?: DenseWeight) => LinearHandle): Pick<LlamaLayer, 'q' | 'k' | 'v' | 'gate' | 'up'> {
+    const c = this.config;
+    const lin = (n: string, bias: boolean) => linear(n, weights.take(`${n}.weight`), bias ? weights.takeDense(`${n}.bias`) : weights.takeOptional(`${n}.bias`));
+    return {
+      q: lin(`${p}.self_attn.q_proj`, c.qkvBias),
+      k: lin(`${p}.self_attn.k_proj`, c.qkvBias),
+      v: lin(`${p}.self_attn.v_proj`, c.qkvBias),
+      gate: lin(`${p}.mlp.gate_proj`, false),
+      up: lin(`${p}.mlp.up_proj`, false),
+    };
+  }
+
+  /** The rope of a forward over `ctx` (Phi-3's LongRoPE picks its factors by the sequence length). */
+  protected ropeOfStep(_ctx: StepContext): RopeSpec {
+    return this.rope;
+  }
+
+  /** Soft-capping / sliding window of the attention (Phi-3's sliding_window); none in Llama. */
+  protected attentionExtras(): AttentionExtras | undefined {
+    return undefined;
   }
 
   /** Per-head norms of q and k (applied before rope) of decoder layer `p`: none in Llama; Qwen3 overrides. */
@@ -136,15 +165,17 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
       };
     }
     const p = name;
-    const L: Layer = {
+    const linear = (n: string, w: LoadedWeight, bias?: DenseWeight) => {
+      const h = b.linear(w, bias, this.linearOptions);
+      this.record(n, h);
+      handles.push(h);
+      return h;
+    };
+    const L: LlamaLayer = {
       inNorm: vec(`${p}.input_layernorm.weight`),
-      q: lin(`${p}.self_attn.q_proj`, c.qkvBias),
-      k: lin(`${p}.self_attn.k_proj`, c.qkvBias),
-      v: lin(`${p}.self_attn.v_proj`, c.qkvBias),
+      ...this.projections(p, weights, linear),
       o: lin(`${p}.self_attn.o_proj`, c.oBias),
       postNorm: vec(`${p}.post_attention_layernorm.weight`),
-      gate: lin(`${p}.mlp.gate_proj`, false),
-      up: lin(`${p}.mlp.up_proj`, false),
       down: lin(`${p}.mlp.down_proj`, false),
     };
     const qkNorm = this.qkNorms(p, vec);
@@ -162,10 +193,11 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
         const q0 = n ? b.rmsNormHeads(qp, n.q, c.normEps) : qp;
         const k0 = n ? b.rmsNormHeads(kp, n.k, c.normEps) : kp;
         if (n) free(qp, kp);
-        const q = b.rope(q0, c.numHeads, ctx.positions, this.rope);
-        const k = b.rope(k0, c.numKvHeads, ctx.positions, this.rope);
+        const rope = this.ropeOfStep(ctx);
+        const q = b.rope(q0, c.numHeads, ctx.positions, rope);
+        const k = b.rope(k0, c.numKvHeads, ctx.positions, rope);
         free(q0, k0);
-        const a = b.attention(q, k, v, cache, ctx.start, c.numHeads);
+        const a = b.attention(q, k, v, cache, ctx.start, c.numHeads, undefined, this.attentionExtras());
         free(q, k, v);
         const h1 = b.linearResidual(a, L.o, h);
         free(a, h);

@@ -23,7 +23,7 @@ import type {
   LinearOptions,
   Activation, AttentionExtras, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
-import { bad, checkAttention, checkFinitePositive, checkPositive, isCount, shape2 } from '../checks.js';
+import { bad, checkAttention, checkFinitePositive, checkPositive, checkRope, isCount, shape2 } from '../checks.js';
 import { absmax4Slicer, newLinear } from './linear-slice.js';
 import { WorkerPool } from './threads/pool.js';
 import { quantize4bit, quantize4bitInRuns, type Quantize4bitOptions, type Quantized4bit } from '../../quant/blockwise4.js';
@@ -719,13 +719,20 @@ export class CpuBackend implements Backend {
 
   rope(x: Activation, nHeads: number, positions: Uint32Array, spec: RopeSpec): Activation {
     const a = act(x, 'rope: x');
-    checkPositive('rope: nHeads', nHeads);
-    checkPositive('rope: headDim', spec.headDim);
-    if (a.cols !== nHeads * spec.headDim) bad(`rope: x has ${a.cols} columns but ${nHeads} heads of ${spec.headDim} need ${nHeads * spec.headDim}`);
-    if (!(positions instanceof Uint32Array)) bad('rope: positions must be a Uint32Array');
-    if (positions.length !== a.rows) bad(`rope: ${positions.length} positions for ${a.rows} rows`);
-    if (spec.invFreq.length * 2 !== spec.headDim) bad(`rope: headDim ${spec.headDim} needs ${spec.headDim / 2} inverse frequencies, got ${spec.invFreq.length}`);
-    return new CpuActivation(callWasm(() => wasm().applyRope(a.data, nHeads, spec.headDim, positions, spec.invFreq)), a.rows, a.cols);
+    const { rotaryDim, scaling } = checkRope(a, nHeads, positions, spec);
+    if (rotaryDim === spec.headDim && scaling === 1) return new CpuActivation(callWasm(() => wasm().applyRope(a.data, nHeads, spec.headDim, positions, spec.invFreq)), a.rows, a.cols);
+    // Partial rotary / LongRoPE's attention factor: the same wasm rotation on each head's first
+    // rotaryDim values gathered into [rows, nHeads * rotaryDim], then scaled and put back; the
+    // rest of each head passes through.
+    const heads = a.rows * nHeads;
+    const part = new Float32Array(heads * rotaryDim);
+    for (let h = 0; h < heads; h++) part.set(a.data.subarray(h * spec.headDim, h * spec.headDim + rotaryDim), h * rotaryDim);
+    const turned = callWasm(() => wasm().applyRope(part, nHeads, rotaryDim, positions, spec.invFreq));
+    const out = a.data.slice();
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < rotaryDim; i++) out[h * spec.headDim + i] = turned[h * rotaryDim + i]! * scaling;
+    }
+    return new CpuActivation(out, a.rows, a.cols);
   }
 
   attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number, extras?: AttentionExtras): Activation {

@@ -13,7 +13,7 @@ import type {
   LinearOptions,
   Activation, AttentionExtras, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
-import { bad, checkAttention, checkFinitePositive, checkPositive, isCount, shape2 } from '../checks.js';
+import { bad, checkAttention, checkFinitePositive, checkPositive, checkRope, isCount, shape2 } from '../checks.js';
 import { GpuContext, type Binding, type GpuStats } from './context.js';
 import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
@@ -199,6 +199,8 @@ interface RopeTable {
   buffer: GPUBuffer;
   /** positions covered */
   capacity: number;
+  /** the factor cos and sin carry (LongRoPE's attention factor; 1 for plain rope) */
+  scaling: number;
 }
 
 /** matmul4.wgsl gemv4: output rows per row group (G4_OUT), without and with GATE_UP. */
@@ -778,11 +780,14 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  /** cos / sin of f32(position * inv_freq) for positions [0, capacity), as the CPU kernel computes them. */
-  private ropeTable(invFreq: Float32Array, needed: number): RopeTable {
+  /**
+   * cos / sin of f32(position * inv_freq) for positions [0, capacity), as the CPU kernel computes
+   * them, times `scaling` (rounded to f32) when it is not 1.
+   */
+  private ropeTable(invFreq: Float32Array, needed: number, scaling: number): RopeTable {
     const old = this.ropeTables.get(invFreq);
-    if (old !== undefined && old.capacity >= needed) return old;
-    const capacity = Math.max(needed, 256, (old?.capacity ?? 0) * 2);
+    if (old !== undefined && old.capacity >= needed && old.scaling === scaling) return old;
+    const capacity = Math.max(needed, 256, old?.scaling === scaling ? old.capacity * 2 : 0);
     const half = invFreq.length;
     const cs = new Float32Array(capacity * half * 2);
     for (let p = 0; p < capacity; p++) {
@@ -793,8 +798,9 @@ export class WebGpuBackend implements Backend {
         cs[(p * half + i) * 2 + 1] = Math.sin(angle);
       }
     }
+    if (scaling !== 1) for (let j = 0; j < cs.length; j++) cs[j] = cs[j]! * scaling;
     if (cs.byteLength > this.ctx.limits.maxBinding) bad(`rope: a table for ${capacity} positions exceeds the storage binding limit`);
-    const t = { buffer: this.ctx.upload(cs, 'rope cos/sin'), capacity };
+    const t = { buffer: this.ctx.upload(cs, 'rope cos/sin'), capacity, scaling };
     if (old) this.ctx.destroyLater(old.buffer);
     this.ropeTables.set(invFreq, t);
     return t;
@@ -802,21 +808,18 @@ export class WebGpuBackend implements Backend {
 
   rope(x: Activation, nHeads: number, positions: Uint32Array, spec: RopeSpec): Activation {
     const a = this.act(x, 'rope: x');
-    checkPositive('rope: nHeads', nHeads);
-    checkPositive('rope: headDim', spec.headDim);
-    if (a.cols !== nHeads * spec.headDim) bad(`rope: x has ${a.cols} columns but ${nHeads} heads of ${spec.headDim} need ${nHeads * spec.headDim}`);
-    if (!(positions instanceof Uint32Array)) bad('rope: positions must be a Uint32Array');
-    if (positions.length !== a.rows) bad(`rope: ${positions.length} positions for ${a.rows} rows`);
-    if (spec.invFreq.length * 2 !== spec.headDim) bad(`rope: headDim ${spec.headDim} needs ${spec.headDim / 2} inverse frequencies, got ${spec.invFreq.length}`);
+    const { rotaryDim, scaling } = checkRope(a, nHeads, positions, spec);
     const out = this.newActivation(a.rows, a.cols);
     if (a.rows === 0) return out;
     let maxPos = 0;
     for (const p of positions) maxPos = Math.max(maxPos, p);
-    const table = this.ropeTable(spec.invFreq, maxPos + 1);
-    const half = spec.headDim / 2;
+    const table = this.ropeTable(spec.invFreq, maxPos + 1, scaling);
+    const half = rotaryDim / 2;
+    // partial rotary: the values past rotaryDim pass through (the kernel writes only the rotated ones)
+    if (rotaryDim < spec.headDim) this.ctx.copy(a.buffer, 0, out.buffer, 0, a.bytes);
     const [gx, gy] = this.ctx.grid(Math.ceil((a.rows * nHeads * half) / 256));
     this.ctx.dispatch(this.ctx.pipeline('rope.wgsl', 'rope'), {
-      0: this.ctx.uniform(words([a.rows, nHeads, half, 0])),
+      0: this.ctx.uniform(words([a.rows, nHeads, half, spec.headDim])),
       1: a.binding('x'),
       2: this.ctx.stage(positions, false),
       3: table.buffer,

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig } from '../dist/index.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -357,6 +357,10 @@ describe('lowbit quantize', () => {
     const { tmpdir } = await import('node:os');
     dir = await mkdtemp(join(tmpdir(), 'lowbit-cli-quantize-'));
   });
+  afterAll(async () => {
+    const { rm } = await import('node:fs/promises');
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
 
   /** Tensor name -> its bytes, from a safetensors file. */
   async function tensors(file: string): Promise<Map<string, Buffer>> {
@@ -410,6 +414,14 @@ describe('lowbit quantize', () => {
     const model = await AutoModelForCausalLM.fromPretrained(join(dir, 'llama-nf4-float16'), { threads: 1, maxPositions: 16 });
     expect(Object.keys(model.getMemoryFootprint().byModule).length).toBeGreaterThan(0);
     model.dispose();
+  });
+
+  it.skipIf(!existsSync('/usr/bin/script'))('in a terminal: a bar per stage (quantize, write), then the summary', async () => {
+    const r = await inTerminal(['quantize', join(BNB, 'base-llama'), join(dir, 'in-terminal'), '--quant', 'int8'], []);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/quantize\s+[█░]+\s+100% \| [\d.]+\/[\d.]+ MB, 21\/21 tensors/);
+    expect(r.out).toMatch(/write\s+[█░]+\s+100% \| 1\/1/);
+    expect(r.out).toMatch(/wrote .*model\.safetensors \([\d.]+ MiB\) and config\.json in [\d.]+ s: 14 of 21 tensors quantized \(int8\)/);
   });
 
   it('refusals: a GGUF source, an already quantized source, an existing OUT (exit 1); bad arguments (exit 2)', async () => {

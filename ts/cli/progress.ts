@@ -71,6 +71,7 @@ export function progressBars(enabled: boolean, stream: NodeJS.WriteStream = proc
     },
     stage(name, total, unit = 'bytes') {
       const bar = ensure(name, total);
+      bar.update(0, { detail: detailOf(0, total, unit) } satisfies Partial<Payload>);
       let t = total;
       return (done, newTotal) => {
         if (stopped) return;

@@ -221,6 +221,9 @@ describe.skipIf(!existsSync(SMOLLM))('ChatSession on the default model (chat tem
       expect(text.generated_text).toBe(`The capital of France is${cont}`);
       const [only] = await generator('The capital of France is', { maxNewTokens: 4, eosTokenIds: [], returnFullText: false });
       expect(only.generated_text).toBe(cont);
+      // transformers' spellings work too
+      const [snake] = await generator('The capital of France is', { max_new_tokens: 4, eosTokenIds: [], return_full_text: false });
+      expect(snake.generated_text).toBe(cont);
       const question = [{ role: 'user', content: 'What is the capital of France?' }];
       const [chat] = await generator(question, { maxNewTokens: 12 });
       expect(chat.generated_text).toHaveLength(2);

@@ -394,21 +394,41 @@ describe('lowbit quantize', () => {
     }
   });
 
-  it('--dequantize: a bitsandbytes checkpoint back to float16, equal to bitsandbytes dequantizing it', async () => {
+  it('--dequantize: a bitsandbytes checkpoint back to floats, equal to bitsandbytes dequantizing it', async () => {
     const { readFile } = await import('node:fs/promises');
-    for (const ref of ['llama-nf4', 'llama-nf4-dq', 'llama-fp4']) {
-      const out = join(dir, `${ref}-float16`);
-      const r = await cli(['quantize', join(BNB, ref), out, '--dequantize']);
+    // reference.safetensors holds float16 for the 4-bit fixtures, float32 for LLM.int8 (CB * SCB / 127)
+    for (const [ref, dtype] of [['llama-nf4', 'float16'], ['llama-nf4-dq', 'float16'], ['llama-fp4', 'float16'], ['llama-int8', 'float32']]) {
+      const out = join(dir, `${ref}-${dtype}`);
+      const r = await cli(['quantize', join(BNB, ref!), out, '--dequantize', ...(dtype === 'float16' ? [] : ['--dtype', dtype!])]);
       expect(r.code, r.stderr).toBe(0);
-      expect(r.stderr).toMatch(/dequantized to float16/);
+      expect(r.stderr).toMatch(new RegExp(`dequantized to ${dtype}`));
       const got = await tensors(join(out, 'model.safetensors'));
       // reference.safetensors: bitsandbytes' dequantize_4bit of every quantized weight (fp16)
-      const want = await tensors(join(BNB, ref, 'reference.safetensors'));
+      const want = await tensors(join(BNB, ref!, 'reference.safetensors'));
       expect(want.size).toBe(14);
       for (const [k, v] of want) expect(Buffer.compare(got.get(k)!, v), `${ref} ${k}`).toBe(0);
       const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
       expect(config.quantization_config).toBeUndefined();
-      expect(config.dtype).toBe('float16');
+      expect(config.dtype).toBe(dtype);
+    }
+    // GPT-2: bitsandbytes holds Conv1D weights [out, in]; the plain checkpoint has them [in, out] again
+    const gpt2 = join(dir, 'gpt2-float16');
+    expect((await cli(['quantize', join(BNB, 'gpt2-nf4-dq'), gpt2, '--dequantize'])).code).toBe(0);
+    const shapes = async (file: string) => {
+      const b = await readFile(file);
+      return JSON.parse(b.subarray(8, 8 + Number(b.readBigUInt64LE(0))).toString('utf8')) as Record<string, { shape: number[] }>;
+    };
+    const [gotShapes, wantShapes] = [await shapes(join(gpt2, 'model.safetensors')), await shapes(join(BNB, 'gpt2-nf4-dq', 'reference.safetensors'))];
+    const [got, want] = [await tensors(join(gpt2, 'model.safetensors')), await tensors(join(BNB, 'gpt2-nf4-dq', 'reference.safetensors'))];
+    expect(want.size).toBe(8);
+    for (const [k, v] of want) {
+      const [o, i] = wantShapes[k]!.shape as [number, number];
+      expect(gotShapes[k]!.shape, k).toEqual([i, o]);
+      const ours = new Uint16Array(got.get(k)!.buffer.slice(got.get(k)!.byteOffset, got.get(k)!.byteOffset + got.get(k)!.length));
+      const theirs = new Uint16Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.length));
+      const transposed = new Uint16Array(theirs.length);
+      for (let r = 0; r < o; r++) for (let c = 0; c < i; c++) transposed[c * o + r] = theirs[r * i + c]!;
+      expect(Buffer.compare(Buffer.from(ours.buffer), Buffer.from(transposed.buffer)), k).toBe(0);
     }
     // the result loads in lowbit as a plain float16 model
     const model = await AutoModelForCausalLM.fromPretrained(join(dir, 'llama-nf4-float16'), { threads: 1, maxPositions: 16 });

@@ -26,7 +26,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import * as lowbit from '../dist/index.js';
-import { LinearDense, LinearInt8 } from '../dist/wasm/pkg/lowbit_wasm.js';
+import { Linear } from '../dist/wasm/pkg/lowbit_wasm.js';
 import { llamaCppRows } from './llamacpp.mjs';
 import { parallelReader } from './read-bandwidth.mjs';
 
@@ -148,14 +148,14 @@ export async function run({ json, emit, args }) {
   // 46 MB), one thread, against the one-thread read bandwidth.
   if (readBw.has(1)) {
     const vocab = 49152, dim = 576;
-    const head = LinearDense.fromHalf(new Uint16Array(vocab * dim).map((_, i) => 0x2000 + ((i * 2654435761) >>> 20) % 0x1800 + (i & 1) * 0x8000), 'float16', vocab, dim);
+    const head = Linear.denseHalf(new Uint16Array(vocab * dim).map((_, i) => 0x2000 + ((i * 2654435761) >>> 20) % 0x1800 + (i & 1) * 0x8000), 'float16', vocab, dim);
     const xd = new Float32Array(dim).map((_, i) => Math.sin(i));
     for (let i = 0; i < 3; i++) head.forward(xd, 1); // past V8's baseline tier
     const f16Bw = (vocab * dim * 2) / time(() => head.forward(xd, 1), 7) / GB;
     head.free();
     out({ suite: 'cpu', case: `gemv_f16_${vocab}x${dim}`, metric: 'effective_bandwidth', value: f16Bw, unit: 'GB/s', vs: readBw.get(1), ratio: f16Bw / readBw.get(1), threads: 1 });
     const x1 = new Float32Array(K).map((_, i) => Math.sin(i));
-    const int8 = Array.from({ length: 4 }, (_, l) => new LinearInt8(new Int8Array(N * K).map((_, i) => (((i * 2654435761 + l) >>> 24) % 255) - 127), new Float32Array(N).fill(0.01), N, K, 0));
+    const int8 = Array.from({ length: 4 }, (_, l) => Linear.int8(new Int8Array(N * K).map((_, i) => (((i * 2654435761 + l) >>> 24) % 255) - 127), new Float32Array(N).fill(0.01), N, K, 0));
     for (let i = 0; i < 3; i++) int8.forEach((w) => w.forward(x1, 1));
     const int8Bw = (4 * N * K) / time(() => int8.forEach((w) => w.forward(x1, 1)), 7) / GB;
     out({ suite: 'cpu', case: `gemv_int8_${N}x${K}`, metric: 'effective_bandwidth', value: int8Bw, unit: 'GB/s', vs: readBw.get(1), ratio: int8Bw / readBw.get(1), threads: 1 });

@@ -11,7 +11,7 @@
 // - Names, metadata and the Q/K row permutation are those of llama.cpp's convert_hf_to_gguf.py
 //   (LlamaModel): attn_q / attn_k rows are permuted within each head for GGML's interleaved-pair
 //   rope, `w.reshape(n_head, 2, rows // n_head // 2, cols).swapaxes(1, 2).reshape(rows, cols)`
-//   with n_head = head_count for Q and head_count_kv for K (lowbit's ts/models/gguf-llama.ts
+//   with n_head = head_count for Q and head_count_kv for K (lowbit's ts/models/llama.ts, unpermuteHeadRows
 //   inverts the same permutation when it loads a GGUF).
 // - Which tensors get the quantized type mirrors what lowbit quantizes for the same benchmark
 //   (BitsAndBytesConfig defaults): every attention / MLP linear is Q4_0, Q8_0 or F16; the token

@@ -8,6 +8,10 @@
 // computed online over chunks of CHUNK positions (running max and sum, rescaling the partial
 // output), so memory does not grow with the context; it rounds differently from the CPU's
 // two-pass softmax in the last bits. head_dim <= 4 * 64.
+//
+// Gemma 2 / 3 (lowbit-core's attention_with): `softcap` > 0 caps each scaled score as
+// softcap * tanh(score / softcap); `window` > 0 lets position p see p - window < j <= p only
+// (sliding-window layers). 0 turns either off.
 
 struct Params {
   n: u32,
@@ -17,7 +21,11 @@ struct Params {
   head_dim: u32,
   kv_row: u32,       // n_kv_heads * head_dim
   scale: f32,
+  window: u32,       // 0: every earlier position
+  softcap: f32,      // 0: no soft-capping
   _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
 
 const WG: u32 = 64u;
@@ -33,6 +41,13 @@ const MAX_R: u32 = 4u; // head_dim / WG, rounded up
 var<workgroup> q_sh: array<f32, 256>;
 var<workgroup> s_sh: array<f32, CHUNK>;
 var<workgroup> red: array<f32, WG>;
+
+// tanh from exp of a non-positive argument (elementwise.wgsl's tanh_stable): no overflow.
+fn tanh_stable(v: f32) -> f32 {
+  let t = exp(-2.0 * abs(v));
+  let r = (1.0 - t) / (1.0 + t);
+  return select(r, -r, v < 0.0);
+}
 
 fn reduce_max(li: u32, v: f32) -> f32 {
   red[li] = v;
@@ -67,6 +82,8 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
   let q_row = p.n_heads * hd;
   let kv_off = (h / p.group) * hd;
   let len = p.start + t + 1u;
+  // first position the sliding window lets this query see
+  let lo = select(0u, len - min(len, p.window), p.window > 0u);
   for (var d = li; d < hd; d = d + WG) { q_sh[d] = q[t * q_row + h * hd + d]; }
   workgroupBarrier();
 
@@ -78,14 +95,15 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
   var acc: array<f32, MAX_R>;
   for (var r = 0u; r < MAX_R; r = r + 1u) { acc[r] = 0.0; }
 
-  for (var c0 = 0u; c0 < len; c0 = c0 + CHUNK) {
+  for (var c0 = lo; c0 < len; c0 = c0 + CHUNK) {
     let cl = min(CHUNK, len - c0);
     var cmax = lowest;
     for (var j = li; j < cl; j = j + WG) {
       let kb = (c0 + j) * p.kv_row + kv_off;
       var dot = 0.0;
       for (var d = 0u; d < hd; d = d + 1u) { dot = dot + q_sh[d] * k_cache[kb + d]; }
-      let s = dot * p.scale;
+      var s = dot * p.scale;
+      if (p.softcap > 0.0) { s = tanh_stable(s / p.softcap) * p.softcap; }
       s_sh[j] = s;
       cmax = max(cmax, s);
     }

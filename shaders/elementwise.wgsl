@@ -5,12 +5,15 @@
 //   gelu       0.5 x erfc(-x / √2) (exact GELU; erfc by the Numerical Recipes fit the CPU uses,
 //              evaluated in f32 here, in f64 there)
 //   gelu_tanh  0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
+//   geglu      gelu_tanh(gate) * up (Gemma's gated MLP)
+//   scale_op   x * value (Gemma's embedding scale)
+//   softcap    value * tanh(x / value) (Gemma 2's final logit soft-capping)
 // WGSL's exp / division are within a few ulp, not correctly rounded: results differ from the
 // CPU's in the last bits.
 
 struct Params {
   count: u32,
-  _pad0: u32,
+  value: f32,        // scale_op's factor, softcap's cap
   _pad1: u32,
   _pad2: u32,
 }
@@ -59,6 +62,31 @@ fn swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
   if (i < p.count) { y[i] = silu(a[i]) * b[i]; }
 }
 
+fn gelu_tanh_of(v: f32) -> f32 {
+  return 0.5 * v * (1.0 + tanh_stable(0.7978846 * (v + 0.044715 * v * v * v)));
+}
+
+// bindings 0, 1, 2, 3
+@compute @workgroup_size(256)
+fn geglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = index(wid, nwg, li);
+  if (i < p.count) { y[i] = gelu_tanh_of(a[i]) * b[i]; }
+}
+
+// bindings 0, 1, 3
+@compute @workgroup_size(256)
+fn scale_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = index(wid, nwg, li);
+  if (i < p.count) { y[i] = a[i] * p.value; }
+}
+
+// bindings 0, 1, 3
+@compute @workgroup_size(256)
+fn softcap(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = index(wid, nwg, li);
+  if (i < p.count) { y[i] = tanh_stable(a[i] / p.value) * p.value; }
+}
+
 // bindings 0, 1, 3
 @compute @workgroup_size(256)
 fn silu_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -81,7 +109,6 @@ fn gelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 fn gelu_tanh(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let i = index(wid, nwg, li);
   if (i < p.count) {
-    let v = a[i];
-    y[i] = 0.5 * v * (1.0 + tanh_stable(0.7978846 * (v + 0.044715 * v * v * v)));
+    y[i] = gelu_tanh_of(a[i]);
   }
 }

@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { LowbitError } from '../dist/index.js';
 import { checkGenerateOptions, checkTokenIds } from '../dist/models/generate-checks.js';
-import { parseConfig } from '../dist/models/config.js';
+import { parseConfig } from '../dist/models/architectures.js';
 import { checkRuntimeMemory, configJsonFields, MODEL_LIMITS, validateConfig } from '../dist/models/validate.js';
 import { moduleSizes } from '../dist/models/module-sizes.js';
 

@@ -63,6 +63,20 @@ function expectClose(got: Float32Array, want: ArrayLike<number>, rel = 1e-5, abs
   }
 }
 
+/** A Q8_0 tensor's bytes ([rows, cols], blocks of 32 along rows: f16 scale, 32 int8) from a seed. */
+function q8_0Bytes(rows: number, cols: number, seed: number): Uint8Array {
+  const blocks = (rows * cols) / 32;
+  const bytes = new Uint8Array(blocks * 34);
+  const r = rand(blocks * 33, seed);
+  const d = toHalf(r.subarray(0, blocks).map((v) => v * 0.01), 'float16').data;
+  for (let b = 0; b < blocks; b++) {
+    bytes[b * 34] = d[b]! & 0xff;
+    bytes[b * 34 + 1] = d[b]! >> 8;
+    for (let j = 0; j < 32; j++) bytes[b * 34 + 2 + j] = Math.floor((r[blocks + b * 32 + j]! + 1) * 128) & 0xff;
+  }
+  return bytes;
+}
+
 async function expectCode(f: () => unknown, code: string): Promise<void> {
   let err: unknown;
   try {
@@ -275,25 +289,63 @@ describe('linear layers', () => {
   });
 });
 
+describe('layers sharing one input (linearForwardMany)', () => {
+  it('gives each layer the bits of its own linearForward: 4-bit fast and exact, Q8_0 fast, int8, f16; 1 and 3 rows', async () => {
+    const k = 128;
+    const w4 = (name: string, n: number, seed: number, dq: boolean) => {
+      const { packed, quantState } = quantize4bit(rand(n * k, seed, 0.05), { quantType: 'nf4', blocksize: 64, compressStatistics: dq, shape: [n, k] });
+      return { kind: '4bit' as const, name, packed, quantState };
+    };
+    const int8 = (name: string, n: number, seed: number) => {
+      const { CB, SCB } = int8VectorwiseQuant(rand(n * k, seed, 0.05), { shape: [n, k] });
+      return { kind: 'int8' as const, name, shape: [n, k] as [number, number], CB, SCB };
+    };
+    for (const kernels of ['fast', 'exact'] as const) {
+      const b = new CpuBackend();
+      b.kernels = kernels;
+      const layers = [
+        b.linear(w4('q', 96, 3, false)),
+        b.linear(w4('k', 32, 4, true), f32Weight('kb', rand(32, 5), [32])),
+        b.linear(q8_0ToBlockwise8('v', [32, k], q8_0Bytes(32, k, 6))),
+        b.linear(int8('g', 64, 7)),
+        b.linear(halfWeight('u', rand(64 * k, 8, 0.05), [64, k], 'float16').w),
+      ];
+      for (const m of [1, 3]) {
+        const x = b.fromHost(rand(m * k, 10 + m), m, k);
+        const many = b.linearForwardMany(x, layers);
+        for (let i = 0; i < layers.length; i++) {
+          const one = await b.read(b.linearForward(x, layers[i]!));
+          const got = await b.read(many[i]!);
+          expect(Array.from(new Uint32Array(got.buffer)), `${kernels} layer ${i}, ${m} rows`).toEqual(Array.from(new Uint32Array(one.buffer)));
+        }
+      }
+      await expectCode(() => b.linearForwardMany(b.fromHost(rand(64), 1, 64), layers), 'INVALID_ARGUMENT');
+      for (const l of layers) l.dispose();
+    }
+  });
+
+  it('wasm Input: rows that do not divide, no rows and a layer of another width are LowbitErrors', async () => {
+    const { wasm } = await import('../dist/runtime/wasm.js');
+    const { callWasm } = await import('../dist/errors.js');
+    const w = wasm();
+    await expectCode(() => callWasm(() => new w.Input(new Float32Array(10), 3)), 'LENGTH_MISMATCH');
+    await expectCode(() => callWasm(() => new w.Input(new Float32Array(0), 1)), 'EMPTY_TENSOR');
+    await expectCode(() => callWasm(() => new w.Input(new Float32Array(4), 0)), 'EMPTY_TENSOR');
+    const input = new w.Input(rand(64), 1);
+    const l = w.Linear.dense(rand(32 * 32), 32, 32);
+    await expectCode(() => callWasm(() => l.forwardInput(input)), 'LENGTH_MISMATCH');
+    await expectCode(() => callWasm(() => l.setComputeDtype('float16')), 'INVALID_ARGUMENT');
+    expect(l.format).toBe('float32');
+    l.free();
+    input.free();
+  });
+});
+
 describe('block-wise 8-bit linear layers', () => {
   // [13, 100] in blocks of 64: blocks span rows, and 13 * 100 % 64 != 0 (a partial last block).
   const [n, k] = [13, 100];
   const W = rand(n * k, 31, 0.3);
   const bias = rand(n, 32);
-
-  /** A Q8_0 tensor's bytes ([rows, cols], blocks of 32 along rows: f16 scale, 32 int8) from a seed. */
-  function q8_0Bytes(rows: number, cols: number, seed: number): Uint8Array {
-    const blocks = (rows * cols) / 32;
-    const bytes = new Uint8Array(blocks * 34);
-    const r = rand(blocks * 33, seed);
-    const d = toHalf(r.subarray(0, blocks).map((v) => v * 0.01), 'float16').data;
-    for (let b = 0; b < blocks; b++) {
-      bytes[b * 34] = d[b]! & 0xff;
-      bytes[b * 34 + 1] = d[b]! >> 8;
-      for (let j = 0; j < 32; j++) bytes[b * 34 + 2 + j] = Math.floor((r[blocks + b * 32 + j]! + 1) * 128) & 0xff;
-    }
-    return bytes;
-  }
 
   it('bitsandbytes dynamic map (quantizeBlockwise) matches dequantize-then-f32-matmul within the summation bound', async () => {
     for (const blocksize of [64, 256, 4096]) {

@@ -388,7 +388,7 @@ describe('failures', () => {
       const short = packed.slice(0, packed.length - 2);
       expectSame(
         () => pool.build(pool.newId(), [{ kind: 'linear4', rows: [0, n], n, k, packed: short.slice(), scales: { absmax: absmax.slice() }, quantType: 'nf4', blocksize: 64 }]),
-        () => new w.Linear4(short, absmax, 'nf4', 64, n, k),
+        () => w.Linear.fourBit(short, absmax, 'nf4', 64, n, k),
       );
       // building: a double-quantized slice whose nested absmax does not cover its codes
       const dq = quantize4bit(rand(n * k, 6), { quantType: 'nf4', blocksize: 64, compressStatistics: true, shape: [n, k] }).quantState;
@@ -396,18 +396,18 @@ describe('failures', () => {
       const codes = dq.absmax as Uint8Array;
       expectSame(
         () => pool.build(pool.newId(), [{ kind: 'linear4', rows: [0, n], n, k, packed: packed.slice(), scales: { nested: { codes: codes.slice(), code: s2.code.slice(), absmax: new Float32Array(0), blocksize: 256, phase: 0, offset: dq.offset!, dtype: s2.dtype } }, quantType: 'nf4', blocksize: 64 }]),
-        () => w.Linear4.newNested(packed, codes, s2.code, new Float32Array(0), 256, 0, dq.offset!, s2.dtype, 'nf4', 64, n, k),
+        () => w.Linear.fourBitNested(packed, codes, s2.code, new Float32Array(0), 256, 0, dq.offset!, s2.dtype, 'nf4', 64, n, k),
       );
       // running: a forward with zero rows fails in the worker only (the main thread's share succeeds)
       const id = pool.newId();
       pool.build(id, [{ kind: 'linear4', rows: [0, n], n, k, packed: packed.slice(), scales: { absmax: absmax.slice() }, quantType: 'nf4', blocksize: 64 }]);
-      const single = new w.Linear4(packed, absmax, 'nf4', 64, n, k);
+      const single = w.Linear.fourBit(packed, absmax, 'nf4', 64, n, k);
       expectSame(() => pool.matmul(2 /* Forward */, id, new Float32Array(0), 0, k, n, 0, () => new Float32Array(0)), () => single.forward(new Float32Array(0), 0));
       single.free();
       // the pool still works after an error
       const x = rand(k, 9);
       const got = pool.matmul(2, id, x, 1, k, n, 0, () => new Float32Array(0));
-      const want = new w.Linear4(packed, absmax, 'nf4', 64, n, k);
+      const want = w.Linear.fourBit(packed, absmax, 'nf4', 64, n, k);
       expectSameBits(got, want.forward(x, 1), 'after an error');
       want.free();
     } finally {

@@ -22,7 +22,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, AutoModelForCausalLM, BitsAndBytesConfig, LowbitError, loadWeights, localSource, GgufFile, dequantizeBlockwise, type LoadedWeight } from '../dist/index.js';
-import { ggufToConfig, ggufToHfName, unpermuteHeadRows } from '../dist/models/gguf-llama.js';
+import { ggufToConfig, ggufToHfName } from '../dist/models/gguf-model.js';
+import { unpermuteHeadRows } from '../dist/models/llama.js';
+import { GEMMA2 } from '../dist/models/gemma2.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/gguf-model/', import.meta.url));
 const REF = fileURLToPath(new URL('./fixtures/reference-logits/llama/', import.meta.url));
@@ -137,7 +139,7 @@ describe('GGUF llama models', () => {
     const err = await AutoModelForCausalLM.fromPretrained(path).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LowbitError);
     expect((err as LowbitError).code).toBe('UNSUPPORTED_DTYPE');
-    expect((err as LowbitError).message).toMatch(/architecture 'gemma' is not supported \(supported: llama, qwen2, qwen3\)/);
+    expect((err as LowbitError).message).toMatch(/architecture 'gemma' is not supported \(supported: llama, qwen2, qwen3, gemma2, gemma3\)/);
   });
 
   for (const [arch, family, extra] of [['qwen2', 'llama', 'q/k/v biases'], ['qwen3', 'qwen3', 'attn_q_norm / attn_k_norm']] as const) {
@@ -156,6 +158,37 @@ describe('GGUF llama models', () => {
     });
   }
 
+  for (const [arch, layers, window, softcaps] of [['gemma2', 2, 6, { attnSoftcap: 1.5, finalSoftcap: 4 }], ['gemma3', 6, 5, {}]] as const) {
+    it(`${arch} GGUF (${arch}.* metadata, norms stored as 1 + w, Gemma's tensor names, tied head): F32 within 1e-4 of transformers and the same 32 greedy tokens; Q8_0 within 1e-4 of transformers loading that file`, async () => {
+      const GREF = fileURLToPath(new URL(`./fixtures/reference-logits/${arch}/`, import.meta.url));
+      const gref = JSON.parse(readFileSync(`${GREF}reference.json`, 'utf8')) as { input_ids: number[]; fp32: { greedy_tokens: number[] } };
+      const m = await AutoModelForCausalLM.fromPretrained(`${DIR}${arch}-f32.gguf`, { tokenizer: false });
+      const sliding = Array.from({ length: layers }, (_, i) => (i + 1) % (arch === 'gemma2' ? 2 : 6) !== 0);
+      expect(m.config).toMatchObject({ family: arch, modelType: arch, hiddenSize: 64, numLayers: layers, headDim: 16, tieWordEmbeddings: true, activation: 'gelu_pytorch_tanh', queryPreAttnScalar: 16, slidingWindow: window, slidingLayers: sliding, ...softcaps });
+      if (arch === 'gemma3') expect(m.config).toMatchObject({ ropeTheta: 1e6, ropeLinearFactor: 4, localRopeTheta: 10000 });
+      expect(maxDiff(await m.forward(gref.input_ids, 0), f32(`${GREF}logits-fp32.f32`))).toBeLessThanOrEqual(1e-4);
+      expect(await m.generate({ inputIds: gref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(gref.fp32.greedy_tokens);
+      m.dispose();
+      const q = await AutoModelForCausalLM.fromPretrained(`${DIR}${arch}-q8_0.gguf`, { tokenizer: false });
+      expect(maxDiff(await q.forward(gref.input_ids, 0), f32(`${DIR}logits-${arch}-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
+      q.dispose();
+    });
+  }
+
+  it('gemma norms: the GGUF side subtracts the stored 1 exactly (the safetensors side adds it back to the same f32)', () => {
+    const w = new Float32Array([-0.3, 0, 0.123456, 1.5, -0.9999]);
+    const stored = Float32Array.from(w, (x) => x + 1);
+    const fix = GEMMA2.gguf!.fixTensor!('blk.0.attn_norm.weight', {} as never)!;
+    const back = fix({ kind: 'dense', name: 'blk.0.attn_norm.weight', dtype: 'F32', shape: [5], data: new Uint8Array(stored.buffer) });
+    const f = new Float32Array((back as { data: Uint8Array }).data.buffer);
+    expect(Array.from(f, (x) => Math.fround(x + 1))).toEqual(Array.from(stored));
+    expect(GEMMA2.gguf!.fixTensor!('blk.0.attn_q.weight', {} as never)).toBeUndefined();
+    expect(ggufToHfName('blk.3.post_ffw_norm.weight', { modelType: 'gemma2' } as never)).toBe('model.layers.3.post_feedforward_layernorm.weight');
+    expect(ggufToHfName('blk.3.ffn_norm.weight', { modelType: 'gemma2' } as never)).toBe('model.layers.3.pre_feedforward_layernorm.weight');
+    expect(ggufToHfName('blk.3.attn_q_norm.weight', { modelType: 'gemma2' } as never)).toBeUndefined();
+    expect(ggufToHfName('blk.3.attn_q_norm.weight', { modelType: 'gemma3' } as never)).toBe('model.layers.3.self_attn.q_norm.weight');
+  });
+
   it('ggufToConfig reads llama.* keys (tied head when output.weight is absent)', () => {
     const md = new Map<string, unknown>([
       ['general.architecture', 'llama'], ['llama.block_count', 30], ['llama.embedding_length', 576], ['llama.feed_forward_length', 1536],
@@ -169,11 +202,12 @@ describe('GGUF llama models', () => {
   });
 
   it('names and the Q/K un-permutation', () => {
-    expect(ggufToHfName('token_embd.weight')).toBe('model.embed_tokens.weight');
-    expect(ggufToHfName('blk.12.attn_output.weight')).toBe('model.layers.12.self_attn.o_proj.weight');
-    expect(ggufToHfName('blk.0.ffn_norm.weight')).toBe('model.layers.0.post_attention_layernorm.weight');
-    expect(ggufToHfName('output.weight')).toBe('lm_head.weight');
-    expect(ggufToHfName('blk.0.unknown.weight')).toBeUndefined();
+    const LLAMA_CFG = { modelType: 'llama' } as never;
+    expect(ggufToHfName('token_embd.weight', LLAMA_CFG)).toBe('model.embed_tokens.weight');
+    expect(ggufToHfName('blk.12.attn_output.weight', LLAMA_CFG)).toBe('model.layers.12.self_attn.o_proj.weight');
+    expect(ggufToHfName('blk.0.ffn_norm.weight', LLAMA_CFG)).toBe('model.layers.0.post_attention_layernorm.weight');
+    expect(ggufToHfName('output.weight', LLAMA_CFG)).toBe('lm_head.weight');
+    expect(ggufToHfName('blk.0.unknown.weight', LLAMA_CFG)).toBeUndefined();
     // 2 heads of 4 rows; HF rows 0..7 permuted by llama.cpp become [0, 2, 1, 3, 4, 6, 5, 7].
     const permuted = [0, 2, 1, 3, 4, 6, 5, 7];
     const data = new Uint8Array(new Float32Array(permuted.flatMap((r) => [r, r + 0.5])).buffer);

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, AutoModelForCausalLM, GgufFile, loadWeights, localSource } from '../dist/index.js';
-import { unpermuteHeadRows } from '../dist/models/gguf-llama.js';
+import { unpermuteHeadRows } from '../dist/models/llama.js';
 // @ts-expect-error plain .mjs scripts, no type declarations
 import { writeCheckpoint } from '../scripts/make-random-checkpoint.mjs';
 // @ts-expect-error plain .mjs scripts, no type declarations

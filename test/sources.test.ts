@@ -227,7 +227,7 @@ describe('local folder', () => {
     process.chdir(join(tmp, 'cwd'));
     try {
       expect(await resolveSource('org/tiny')).toBeInstanceOf(LocalSource);
-      expect(await resolveSource('org/other', { endpoint: server.url })).toBeInstanceOf(HubSource);
+      expect(await resolveSource('org/other', { endpoint: server.url, cache: false })).toBeInstanceOf(HubSource);
     } finally {
       process.chdir(cwd);
     }
@@ -383,7 +383,7 @@ describe('Hugging Face hub id', () => {
       const s = hubSource('org/tiny');
       expect(s.endpoint).toBe(server.url);
       expect(await s.readJson('config.json')).toEqual(CONFIG);
-      const r = await resolveSource('org/tiny', { revision: 'v1' });
+      const r = await resolveSource('org/tiny', { revision: 'v1', cache: false });
       expect(r).toBeInstanceOf(HubSource);
       expect(await r.readJson('config.json')).toEqual({ ...CONFIG, hidden_size: 32 });
       // The option beats the environment.
@@ -401,7 +401,7 @@ describe('Hugging Face hub id', () => {
     server.token = 'hf_abc';
     await rejectsWith(hubSource('org/tiny', { endpoint: server.url }).open('model.safetensors'), 'NETWORK', /401/);
     server.reset();
-    const s = await resolveSource('org/tiny', { endpoint: server.url, token: 'hf_abc' });
+    const s = await resolveSource('org/tiny', { endpoint: server.url, token: 'hf_abc', cache: false });
     const r = await s.open('model.safetensors');
     await r.read(0, 8);
     expect(await s.readJson('config.json')).toEqual(CONFIG);

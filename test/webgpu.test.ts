@@ -113,7 +113,7 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
-      ...['add', 'swiglu', 'silu_op', 'gelu', 'gelu_tanh'].map((e) => ['elementwise.wgsl', e, []] as [string, string, string[]]),
+      ...['add', 'swiglu', 'silu_op', 'gelu', 'gelu_tanh', 'geglu', 'scale_op', 'softcap'].map((e) => ['elementwise.wgsl', e, []] as [string, string, string[]]),
       ['sample.wgsl', 'argmax', []],
     ]);
   });
@@ -456,6 +456,55 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     }
   });
 
+  it('attention with soft-capping and a sliding window (Gemma 2 / 3): prefill past the window, then decode', async () => {
+    const [nHeads, nKv, hd, maxPos] = [4, 2, 16, 64];
+    for (const extras of [{ softcap: 1.5 }, { window: 5 }, { softcap: 2, window: 3 }, { window: 1 }]) {
+      const caches = [gpu.kvCache(maxPos, nKv, hd), cpu.kvCache(maxPos, nKv, hd)] as const;
+      const plain = cpu.kvCache(maxPos, nKv, hd);
+      let start = 0;
+      for (const [ci, n] of [12, 1, 1, 7].entries()) {
+        // scores well above the caps: scale 0.9 on values of size ~3
+        const q = rand(n * nHeads * hd, 80 + ci, 3);
+        const k = rand(n * nKv * hd, 90 + ci, 3);
+        const v = rand(n * nKv * hd, 100 + ci);
+        const res: Float32Array[] = [];
+        for (const [bi, b] of ([gpu, cpu] as const).entries()) {
+          res.push(await b.read(b.attention(b.fromHost(q, n, nHeads * hd), b.fromHost(k, n, nKv * hd), b.fromHost(v, n, nKv * hd), caches[bi]!, start, nHeads, 0.9, extras)));
+        }
+        expectClose(res[0]!, res[1]!, 1e-5, 2e-6, `attention ${JSON.stringify(extras)} chunk ${ci}`);
+        // and the extras change the result (the window / cap are in effect)
+        const without = await cpu.read(cpu.attention(cpu.fromHost(q, n, nHeads * hd), cpu.fromHost(k, n, nKv * hd), cpu.fromHost(v, n, nKv * hd), plain, start, nHeads, 0.9));
+        if (start + n > (extras.window ?? Infinity) || extras.softcap !== undefined) expect(maxDiff(without, res[1]!)).toBeGreaterThan(1e-3);
+        start += n;
+      }
+    }
+    const c = cpu.kvCache(8, 1, 4);
+    const x = () => cpu.fromHost(new Float32Array(4), 1, 4);
+    for (const bad of [{ softcap: 0 }, { softcap: -1 }, { window: 0 }, { window: 1.5 }]) {
+      expect(() => cpu.attention(x(), x(), x(), c, 0, 1, undefined, bad)).toThrow(/softcap|window/);
+      expect(() => gpu.attention(gpu.fromHost(new Float32Array(4), 1, 4), gpu.fromHost(new Float32Array(4), 1, 4), gpu.fromHost(new Float32Array(4), 1, 4), gpu.kvCache(8, 1, 4), 0, 1, undefined, bad)).toThrow(/softcap|window/);
+    }
+  });
+
+  it('geglu, scale and softcap (Gemma) agree with the CPU, and the CPU with their definitions', async () => {
+    const gate = rand(3 * 70, 110, 4);
+    const up = rand(3 * 70, 111, 2);
+    const [g1, c1] = await both([{ data: gate, rows: 3, cols: 70 }, { data: up, rows: 3, cols: 70 }], (b, [a, u]) => b.geglu(a!, u!));
+    expectClose(g1, c1, 1e-5, 1e-6, 'geglu');
+    const [g2, c2] = await both([{ data: gate, rows: 3, cols: 70 }], (b, [a]) => b.scale(a!, Math.sqrt(2304)));
+    expectClose(g2, c2, 0, 0, 'scale');
+    const [g3, c3] = await both([{ data: gate, rows: 3, cols: 70 }], (b, [a]) => b.softcap(a!, 2.5));
+    expectClose(g3, c3, 1e-5, 1e-6, 'softcap');
+    for (let i = 0; i < gate.length; i++) {
+      const t = 0.5 * gate[i]! * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (gate[i]! + 0.044715 * gate[i]! ** 3)));
+      expect(Math.abs(c1[i]! - t * up[i]!)).toBeLessThanOrEqual(1e-5 * Math.abs(t * up[i]!) + 1e-6);
+      expect(c2[i]).toBe(Math.fround(gate[i]! * Math.fround(48)));
+      expect(Math.abs(c3[i]! - 2.5 * Math.tanh(gate[i]! / 2.5))).toBeLessThanOrEqual(1e-6);
+    }
+    expect(() => cpu.softcap(cpu.fromHost(gate, 3, 70), 0)).toThrow(/positive/);
+    expect(() => gpu.scale(gpu.fromHost(gate, 3, 70), NaN)).toThrow(/finite/);
+  });
+
   it('4-bit quantization on the GPU gives the CPU quantizer\'s bytes: ties, zero blocks, partial blocks, odd n, chunks', async () => {
     const cases: [string, Float32Array][] = [];
     const r = rand(3 * 4096 + 37, 5, 3);
@@ -684,6 +733,11 @@ suite('WebGPU parity with transformers (deviceMap "gpu")', () => {
 
 // --- device maps: modules split between the GPU and the CPU; CPU fallback on device loss ------
 
+function readF32(path: string): Float32Array {
+  const b = readFileSync(path);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
 function maxDiff(a: Float32Array, b: Float32Array): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
@@ -696,6 +750,8 @@ suite('deviceMap: models split between WebGPU and the CPU', () => {
     // tied lm_head away from wte: a copy of the table on the GPU
     gpt2: { 'transformer.wte': 'cpu', 'transformer.wpe': 'gpu', 'transformer.h.0': 'cpu', 'transformer.h.1': 'gpu', 'transformer.ln_f': 'cpu', lm_head: 'gpu' },
     qwen2: { '': 'gpu', 'model.layers.1': 'cpu', 'model.layers.1.mlp': 'gpu' },
+    // Gemma 2's tied head away from its (scaled) embedding, soft-capped on the GPU; sliding layer 0 on the GPU
+    gemma2: { 'model.embed_tokens': 'cpu', 'model.layers.0': 'gpu', 'model.layers.1': 'cpu', 'model.norm': 'cpu', lm_head: 'gpu' },
   };
   for (const [name, map] of Object.entries(ALTERNATING)) {
     it(`${name}: a per-module map gives the CPU model's greedy tokens and logits`, async () => {
@@ -716,7 +772,7 @@ suite('deviceMap: models split between WebGPU and the CPU', () => {
       const onGpu = Object.entries(fp.byModule).filter(([k]) => Object.entries(map).some(([mod, d]) => d === 'gpu' && (k === mod || k.startsWith(mod + '.'))));
       expect(fp.byDevice.webgpu).toBe(onGpu.reduce((a, [, v]) => a + v, 0));
       expect(fp.byDevice.cpu).toBe(fp.total - fp.byDevice.webgpu!);
-      const tiedCopy = name === 'gpt2' ? fp.byModule['transformer.wte']! : 0;
+      const tiedCopy = name === 'gpt2' ? fp.byModule['transformer.wte']! : name === 'gemma2' ? fp.byModule['model.embed_tokens']! : 0;
       expect(fp.total).toBe(c.getMemoryFootprint().total + tiedCopy);
       m.dispose();
       c.dispose();
@@ -807,6 +863,20 @@ suite('weight formats on WebGPU: the format × backend table', () => {
       expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(want);
       m.dispose();
       c.dispose();
+    });
+  }
+
+  for (const arch of ['gemma2', 'gemma3']) {
+    it(`${arch} GGUF on the GPU (norms stored as 1 + w, soft-caps and sliding window from the metadata): F32 logits within 1e-4 of transformers and its greedy tokens; Q8_0 within 1e-4 of transformers loading that file`, async () => {
+      const ref = JSON.parse(readFileSync(`${FIXTURES}${arch}/reference.json`, 'utf8'));
+      const m = await AutoModelForCausalLM.fromPretrained(`${GGUF}${arch}-f32.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
+      expect(new Set(Object.values(m.deviceMap))).toEqual(new Set(['webgpu']));
+      expect(maxDiff(await m.forward(ref.input_ids, 0), readF32(`${FIXTURES}${arch}/logits-fp32.f32`))).toBeLessThanOrEqual(1e-4);
+      expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(ref.fp32.greedy_tokens);
+      m.dispose();
+      const q = await AutoModelForCausalLM.fromPretrained(`${GGUF}${arch}-q8_0.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
+      expect(maxDiff(await q.forward(ref.input_ids, 0), readF32(`${GGUF}logits-${arch}-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
+      q.dispose();
     });
   }
 

@@ -29,6 +29,10 @@ export type LowbitErrorCode =
   | 'ABORTED'
   /** Work from a file ran past a safety limit (a chat template's output size or running time). */
   | 'LIMIT_EXCEEDED'
+  /** Downloaded or cached bytes do not match the checksum the hub gave for them (sha256 / git blob id). */
+  | 'INTEGRITY'
+  /** Offline (HF_HUB_OFFLINE=1 or `offline: true`) and the file is not in the cache; the message names repo, revision and file. */
+  | 'OFFLINE_CACHE_MISS'
   | 'INTERNAL';
 
 /**

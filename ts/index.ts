@@ -22,8 +22,16 @@ export {
   LocalSource, UrlSource, HubSource, BlobSource, DEFAULT_HUB_ENDPOINT,
   type ByteRange, type ModelSource, type SourceInput, type ResolveSourceOptions, type LocalSourceOptions, type UrlSourceOptions, type HubSourceOptions,
   type BlobInput, type BlobSourceOptions, type WeightFiles, type WeightFormat, type ListWeightFilesOptions,
-  type ProgressEvent, type ProgressCallback, type ProgressTrackerOptions,
+  type ProgressEvent, type ProgressCallback, type ProgressTrackerOptions, type DownloadProgress,
 } from './loading/sources/index.js';
+
+// --- The model cache (ts/loading/cache): hub files in the Hugging Face cache layout (Node, Deno)
+// or the Cache API (browsers).
+export {
+  cachedHubSource, CachedHubSource, FsHubStore, BrowserHubStore, repoFolderName, hubCacheDirFromEnv, hubOfflineFromEnv, hubTokenFromEnv,
+  DEFAULT_BROWSER_CACHE_NAME,
+  type HubCacheOptions, type CachedHubOptions, type CachedHubSourceOptions, type HubStore, type FileKey, type CachedFile, type BlobWriter,
+} from './loading/cache/index.js';
 
 // --- checkpoints: safetensors, bitsandbytes pre-quantized weights, quantize-on-load ----------
 export { SafetensorsFile, type SafetensorsTensorInfo, type SafetensorsDType } from './loading/safetensors.js';
@@ -46,7 +54,8 @@ export { pipeline, type PipelineTask, type TextGenerationPipeline, type TextGene
 export { TextStreamer, type Streamer } from './generation/streamer.js';
 export { StopStrings } from './generation/stopping.js';
 export type { SamplingOptions } from './generation/sampling.js';
-export { parseConfig, type DecoderConfig } from './models/config.js';
+export { parseConfig } from './models/architectures.js';
+export type { DecoderConfig } from './models/config.js';
 export type { Backend, Activation, LinearHandle } from './backends/backend.js';
 export { deviceOf, type Device, type DeviceMap } from './models/device-map.js';
 export type { BackendOptions } from './models/make-backends.js';

@@ -10,7 +10,7 @@ import { expect } from 'vitest';
 import type { BitsAndBytesConfig } from '../../dist/index.js';
 
 export const REFERENCE_ROOT = fileURLToPath(new URL('../fixtures/reference-logits/', import.meta.url));
-export const PARITY_MODELS = ['llama', 'llama3-rope', 'qwen2', 'qwen3', 'gpt2'];
+export const PARITY_MODELS = ['llama', 'llama3-rope', 'qwen2', 'qwen3', 'gpt2', 'gemma2', 'gemma3'];
 
 type Config = ConstructorParameters<typeof BitsAndBytesConfig>[0] | undefined;
 /** The variants every backend runs (f32 compute). */

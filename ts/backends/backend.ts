@@ -70,6 +70,14 @@ export interface RopeSpec {
   invFreq: Float32Array;
 }
 
+/** What some architectures add to attention (Gemma 2 / 3); absent fields are off. */
+export interface AttentionExtras {
+  /** Each scaled score becomes softcap * tanh(score / softcap) before the softmax (> 0; Gemma 2's attn_logit_softcapping). */
+  softcap?: number;
+  /** Sliding-window attention: a query at position p attends to positions p - window < j <= p only (an integer >= 1). */
+  window?: number;
+}
+
 /** How a linear layer computes (from BitsAndBytesConfig or the checkpoint's quantization_config). */
 export interface LinearOptions {
   /** LLM.int8 outlier threshold (default 6). */
@@ -146,6 +154,12 @@ export interface Backend {
   gelu(x: Activation): Activation;
   /** silu(gate) * up */
   swiglu(gate: Activation, up: Activation): Activation;
+  /** geluTanh(gate) * up (Gemma's gated MLP, gelu_pytorch_tanh). */
+  geglu(gate: Activation, up: Activation): Activation;
+  /** x * s, elementwise, with s rounded to f32 (Gemma's embedding scale). */
+  scale(x: Activation, s: number): Activation;
+  /** cap * tanh(x / cap), elementwise (cap > 0; Gemma 2's final logit soft-capping). */
+  softcap(x: Activation, cap: number): Activation;
   /**
    * swiglu(linearForward(x, gate), linearForward(x, up)), the first half of a gated MLP: one
    * dispatch where the backend can (WebGPU: 4-bit decode), else exactly those three ops.
@@ -160,9 +174,10 @@ export interface Backend {
   rope(x: Activation, nHeads: number, positions: Uint32Array, spec: RopeSpec): Activation;
   /**
    * Writes k, v ([n, nKvHeads * headDim]) into the cache at positions [start, start + n), then
-   * causal attention of q ([n, nHeads * headDim]) over positions [0, start + n).
+   * causal attention of q ([n, nHeads * headDim]) over positions [0, start + n): softmax(q·k *
+   * scale) v, scale 1 / sqrt(headDim) by default; `extras`: soft-capping, sliding window.
    */
-  attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number): Activation;
+  attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number, extras?: AttentionExtras): Activation;
   /** Rows [from, to) of x. */
   rows(x: Activation, from: number, to: number): Activation;
 }

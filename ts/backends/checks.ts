@@ -3,7 +3,7 @@
  * same inputs with the same INVALID_ARGUMENT messages).
  */
 import { LowbitError } from '../errors.js';
-import type { Activation, KvCacheHandle } from './backend.js';
+import type { Activation, AttentionExtras, KvCacheHandle } from './backend.js';
 
 export function bad(message: string): never {
   throw new LowbitError('INVALID_ARGUMENT', message);
@@ -25,7 +25,7 @@ export function shape2(name: string, shape: readonly number[]): [number, number]
 }
 
 /** The shape rules of Backend.attention (q [n, nHeads·headDim], k / v [n, nKv·headDim], room in the cache). */
-export function checkAttention(q: Activation, k: Activation, v: Activation, c: KvCacheHandle, start: number, nHeads: number, scale: number | undefined): void {
+export function checkAttention(q: Activation, k: Activation, v: Activation, c: KvCacheHandle, start: number, nHeads: number, scale: number | undefined, extras?: AttentionExtras): void {
   checkPositive('attention: nHeads', nHeads);
   if (!isCount(start)) bad(`attention: start must be a non-negative integer, got ${start}`);
   const n = q.rows;
@@ -37,4 +37,11 @@ export function checkAttention(q: Activation, k: Activation, v: Activation, c: K
   if (v.rows !== n || v.cols !== kvCols) bad(`attention: v is [${v.rows}, ${v.cols}] but [${n}, ${kvCols}] is needed`);
   if (start + n > c.maxPositions) bad(`attention: positions ${start}..${start + n} exceed the kv cache capacity of ${c.maxPositions} positions`);
   if (scale !== undefined && !Number.isFinite(scale)) bad(`attention: scale must be finite, got ${scale}`);
+  if (extras?.softcap !== undefined && !(Number.isFinite(extras.softcap) && extras.softcap > 0)) bad(`attention: softcap must be a positive finite number, got ${extras.softcap}`);
+  if (extras?.window !== undefined && !(Number.isInteger(extras.window) && extras.window >= 1 && extras.window <= 0xffffffff)) bad(`attention: window must be an integer >= 1, got ${extras.window}`);
+}
+
+/** The cap of Backend.softcap / the factor of Backend.scale. */
+export function checkFinitePositive(what: string, v: number, positive: boolean): void {
+  if (!(typeof v === 'number' && Number.isFinite(v) && (!positive || v > 0))) bad(`${what} must be a ${positive ? 'positive ' : ''}finite number, got ${String(v)}`);
 }

@@ -5,9 +5,11 @@ import type { Backend, LinearOptions } from '../backends/backend.js';
 import { loadWeights, isQuantizableLinear, type LoadedWeight, type TensorMeta } from '../loading/load-weights.js';
 import { resolveSource, type ResolveSourceOptions, type SourceInput } from '../loading/sources/resolve.js';
 import type { ProgressCallback } from '../loading/sources/progress.js';
+import { listWeightFiles } from '../loading/sources/sharding.js';
+import { CachedHubSource } from '../loading/cache/cached-hub-source.js';
 import { BitsAndBytesConfig, type BitsAndBytesConfigOptions } from './bnb-config.js';
 import type { CausalLM, ModelWeights } from './causal-lm.js';
-import { parseConfig } from './config.js';
+import { parseConfig } from './architectures.js';
 import { checkDeviceMap, checkModuleFormats, moduleNames, planDevices, singleDevice, wantsGpu, type Device, type ModuleSize } from './device-map.js';
 import { backendFor, budgetsOf, makeCpuBackend, makeGpuBackend, type BackendOptions } from './make-backends.js';
 import { everyFormatNativeOn } from '../formats/capabilities.js';
@@ -17,7 +19,7 @@ import { checkLoadOptions, show, checkRuntimeMemory, configJsonFields, resolveMa
 import type { CausalLMOptions, Placement } from './causal-lm.js';
 import type { DecoderConfig } from './config.js';
 import type { WebGpuBackend } from '../backends/webgpu/index.js';
-import { fromGguf, ggufWeightFile } from './gguf-llama.js';
+import { fromGguf, ggufWeightFile } from './gguf-model.js';
 import { streamInto } from './stream-build.js';
 import { architectureOf } from './architectures.js';
 import { transposeDense } from './weights.js';
@@ -122,6 +124,12 @@ export const AutoModelForCausalLM = {
         return { placement: (name: string) => (plan.get(name) === 'gpu' ? g! : cpu!), options: checkedOptions };
       };
       const source = await resolveSource(input, options);
+      // A hub model not cached yet: download its weights first, with the overall total known.
+      if (source instanceof CachedHubSource) {
+        // A repository lowbit cannot list its weights of fails below with the loader's own error.
+        const weights = await listWeightFiles(source, { checkFiles: false }).catch(() => undefined);
+        if (weights !== undefined) await source.prefetch(weights.files);
+      }
       // The tokenizer first: it is small, and a broken one fails before any weight is read.
       const t = await tokenizerOf(source, options);
       const model = await load(source, options, placer);

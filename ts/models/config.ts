@@ -1,13 +1,16 @@
-/** config.json -> the few numbers a decoder needs, for each supported architecture. */
+/**
+ * The typed config every decoder has (DecoderConfig) and the helpers architectures parse
+ * config.json with. Which model_types exist and how each is read is the architectures' business
+ * (each declares `modelTypes` and `parseConfig`; architectures.ts dispatches on model_type).
+ */
 import { LowbitError } from '../errors.js';
 import { show } from './validate.js';
 import type { Llama3RopeScaling } from '../backends/backend.js';
 
-export type Family = 'llama' | 'gpt2' | 'qwen3';
-
 export interface DecoderConfig {
-  family: Family;
-  /** config.json model_type ('llama', 'mistral', 'qwen2', 'gpt2'). */
+  /** The architecture that parsed it (its `name` in the registry, architectures.ts). */
+  family: string;
+  /** config.json model_type, or the GGUF `general.architecture`. */
   modelType: string;
   hiddenSize: number;
   numLayers: number;
@@ -20,48 +23,61 @@ export interface DecoderConfig {
   normEps: number;
   ropeTheta: number;
   llama3?: Llama3RopeScaling;
+  /** Every rope inverse frequency is divided by this (linear rope scaling, e.g. a GGUF's rope.scaling.factor). */
+  ropeLinearFactor?: number;
   tieWordEmbeddings: boolean;
-  /** Bias on q/k/v (Qwen2: always; Llama: attention_bias, which also covers o_proj). */
+  /** Bias on q/k/v (some architectures always have one; attention_bias in Llama-style configs also covers o_proj). */
   qkvBias: boolean;
   oBias: boolean;
-  activation: 'silu' | 'gelu_new' | 'gelu';
+  activation: 'silu' | 'gelu_new' | 'gelu' | 'gelu_pytorch_tanh';
   bosTokenId?: number;
   eosTokenIds: number[];
 }
 
-function num(c: Record<string, unknown>, key: string, fallback?: number): number {
+/** config.json as parsed JSON. */
+export type ConfigJson = Record<string, unknown>;
+
+/** A number field of config.json (or `fallback` when absent); MALFORMED_FILE otherwise. */
+export function num(c: ConfigJson, key: string, fallback?: number): number {
   const v = c[key] ?? fallback;
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new LowbitError('MALFORMED_FILE', `config.json: '${key}' must be a number, got ${show(v)}`, { file: 'config.json' });
   return v;
 }
 
-function eosList(v: unknown): number[] {
+/** An optional number field: undefined when absent or null, MALFORMED_FILE when not a number. */
+export function optionalNum(c: ConfigJson, key: string): number | undefined {
+  return c[key] == null ? undefined : num(c, key);
+}
+
+/** eos_token_id as a list (one id or several). */
+export function eosList(v: unknown): number[] {
   if (typeof v === 'number') return [v];
   if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
   return [];
 }
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3', 'gpt2'] as const;
+/** bos / eos ids of config.json, as DecoderConfig holds them. */
+export function tokenIds(c: ConfigJson): Pick<DecoderConfig, 'bosTokenId' | 'eosTokenIds'> {
+  return { ...(typeof c.bos_token_id === 'number' ? { bosTokenId: c.bos_token_id } : {}), eosTokenIds: eosList(c.eos_token_id) };
+}
 
-export function parseConfig(c: Record<string, unknown>): DecoderConfig {
+/** Rope settings of config.json: transformers 5 writes rope_parameters; hub checkpoints use rope_theta + rope_scaling. */
+export function ropeParameters(c: ConfigJson): Record<string, unknown> {
+  const rp = c.rope_parameters ?? c.rope_scaling ?? {};
+  return typeof rp === 'object' && rp !== null ? (rp as Record<string, unknown>) : {};
+}
+
+/**
+ * The config of a transformers decoder written with the Llama names (hidden_size,
+ * num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim, intermediate_size,
+ * rms_norm_eps, rope_theta / rope_parameters with default or llama3 rope): what most
+ * architectures start from; they override what differs (biases, activation, family).
+ */
+export function parseLlamaStyleConfig(c: ConfigJson, family: string): DecoderConfig {
   const modelType = String(c.model_type ?? '');
-  if (modelType === 'gpt2') {
-    const hidden = num(c, 'n_embd');
-    const heads = num(c, 'n_head');
-    return {
-      family: 'gpt2', modelType, hiddenSize: hidden, numLayers: num(c, 'n_layer'), numHeads: heads, numKvHeads: heads, headDim: hidden / heads,
-      intermediateSize: typeof c.n_inner === 'number' ? c.n_inner : 4 * hidden, vocabSize: num(c, 'vocab_size'), maxPositions: num(c, 'n_positions'),
-      normEps: num(c, 'layer_norm_epsilon', 1e-5), ropeTheta: 0, tieWordEmbeddings: c.tie_word_embeddings !== false, qkvBias: true, oBias: true,
-      activation: c.activation_function === 'gelu' ? 'gelu' : 'gelu_new', ...(typeof c.bos_token_id === 'number' ? { bosTokenId: c.bos_token_id } : {}), eosTokenIds: eosList(c.eos_token_id),
-    };
-  }
-  if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType)) {
-    throw new LowbitError('UNSUPPORTED_DTYPE', `config.json: model_type '${modelType}' is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`, { file: 'config.json' });
-  }
   const hidden = num(c, 'hidden_size');
   const heads = num(c, 'num_attention_heads');
-  // transformers 5 writes rope settings as rope_parameters; hub checkpoints use rope_theta + rope_scaling.
-  const rp = (c.rope_parameters ?? c.rope_scaling ?? {}) as Record<string, unknown>;
+  const rp = ropeParameters(c);
   const theta = typeof rp.rope_theta === 'number' ? rp.rope_theta : num(c, 'rope_theta', 10000);
   const ropeType = rp.rope_type ?? rp.type;
   let llama3: Llama3RopeScaling | undefined;
@@ -72,10 +88,10 @@ export function parseConfig(c: Record<string, unknown>): DecoderConfig {
   }
   const attentionBias = c.attention_bias === true;
   return {
-    family: modelType === 'qwen3' ? 'qwen3' : 'llama', modelType, hiddenSize: hidden, numLayers: num(c, 'num_hidden_layers'), numHeads: heads, numKvHeads: num(c, 'num_key_value_heads', heads),
+    family, modelType, hiddenSize: hidden, numLayers: num(c, 'num_hidden_layers'), numHeads: heads, numKvHeads: num(c, 'num_key_value_heads', heads),
     headDim: typeof c.head_dim === 'number' ? c.head_dim : hidden / heads, intermediateSize: num(c, 'intermediate_size'), vocabSize: num(c, 'vocab_size'),
     maxPositions: num(c, 'max_position_embeddings', 2048), normEps: num(c, 'rms_norm_eps', 1e-6), ropeTheta: theta, ...(llama3 ? { llama3 } : {}),
-    tieWordEmbeddings: c.tie_word_embeddings === true, qkvBias: modelType === 'qwen2' || attentionBias, oBias: attentionBias,
-    activation: 'silu', ...(typeof c.bos_token_id === 'number' ? { bosTokenId: c.bos_token_id } : {}), eosTokenIds: eosList(c.eos_token_id),
+    tieWordEmbeddings: c.tie_word_embeddings === true, qkvBias: attentionBias, oBias: attentionBias,
+    activation: 'silu', ...tokenIds(c),
   };
 }

@@ -9,7 +9,7 @@ import type { DenseWeight, LoadedWeight } from '../loading/load-weights.js';
 import type { Architecture, ExpectedTensor } from './architecture.js';
 import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
 import { LowbitError } from '../errors.js';
-import type { DecoderConfig } from './config.js';
+import { num, tokenIds, type ConfigJson, type DecoderConfig } from './config.js';
 import { splitRows, splitVector, WeightMap } from './weights.js';
 
 interface Block {
@@ -171,9 +171,23 @@ export class GPT2LMHeadModel extends CausalLM {
   }
 }
 
+/** GPT-2's config.json (n_embd, n_head, n_layer, n_positions; learned positions, no rope). */
+function parseGpt2Config(c: ConfigJson): DecoderConfig {
+  const hidden = num(c, 'n_embd');
+  const heads = num(c, 'n_head');
+  return {
+    family: 'gpt2', modelType: 'gpt2', hiddenSize: hidden, numLayers: num(c, 'n_layer'), numHeads: heads, numKvHeads: heads, headDim: hidden / heads,
+    intermediateSize: typeof c.n_inner === 'number' ? c.n_inner : 4 * hidden, vocabSize: num(c, 'vocab_size'), maxPositions: num(c, 'n_positions'),
+    normEps: num(c, 'layer_norm_epsilon', 1e-5), ropeTheta: 0, tieWordEmbeddings: c.tie_word_embeddings !== false, qkvBias: true, oBias: true,
+    activation: c.activation_function === 'gelu' ? 'gelu' : 'gelu_new', ...tokenIds(c),
+  };
+}
+
 /** GPT-2 as the registry sees it; its tensors may lack the 'transformer.' prefix. */
 export const GPT2: Architecture = {
   family: 'gpt2',
+  modelTypes: ['gpt2'],
+  parseConfig: parseGpt2Config,
   configFields: {
     hiddenSize: 'n_embd', numLayers: 'n_layer', numHeads: 'n_head', numKvHeads: 'n_head', headDim: 'n_embd / n_head', intermediateSize: 'n_inner',
     vocabSize: 'vocab_size', maxPositions: 'n_positions', normEps: 'layer_norm_epsilon', bosTokenId: 'bos_token_id', eosTokenIds: 'eos_token_id',

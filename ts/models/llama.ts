@@ -7,8 +7,10 @@ import { LowbitError } from '../errors.js';
 import type { DenseWeight } from '../loading/load-weights.js';
 import { ropeInvFreq } from '../tensor/rope.js';
 import { CausalLM, type BuiltModule, type CausalLMOptions, type ModelWeights, type Placement } from './causal-lm.js';
-import type { Architecture, ExpectedTensor, FieldNames } from './architecture.js';
-import type { DecoderConfig } from './config.js';
+import type { Architecture, ExpectedTensor, FieldNames, GgufArchitecture, GgufFixable, RopeOverridable } from './architecture.js';
+import { parseLlamaStyleConfig, type ConfigJson, type DecoderConfig } from './config.js';
+import { permuteRowsBlockwise8 } from '../formats/blockwise8.js';
+import { ggufBad, ggufDecoderConfig, ggufNameMapper } from './gguf-config.js';
 import type { WeightMap } from './weights.js';
 
 interface Layer {
@@ -25,15 +27,17 @@ interface Layer {
   qkNorm?: { q: VectorHandle; k: VectorHandle };
 }
 
-export class LlamaForCausalLM extends CausalLM {
+export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
   private embed: EmbeddingHandle | undefined;
   /** The embedding table, kept while a tied lm_head on another device still needs its copy made. */
   private tiedTable: DenseWeight | undefined;
   private rope: RopeSpec;
 
-  constructor(config: DecoderConfig, placement: Placement, weights: ModelWeights, maxPositions: number, private readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
+  constructor(config: DecoderConfig, placement: Placement, weights: ModelWeights, maxPositions: number, protected readonly linearOptions: LinearOptions = {}, options: CausalLMOptions = {}) {
     super(config, placement, maxPositions, options);
-    this.rope = { headDim: config.headDim, invFreq: ropeInvFreq(config.headDim, config.ropeTheta, config.llama3) };
+    const invFreq = ropeInvFreq(config.headDim, config.ropeTheta, config.llama3);
+    if (config.ropeLinearFactor !== undefined) for (let i = 0; i < invFreq.length; i++) invFreq[i] = invFreq[i]! / config.ropeLinearFactor;
+    this.rope = { headDim: config.headDim, invFreq };
     this.buildModules(weights);
   }
 
@@ -212,9 +216,88 @@ export function llamaTensors(c: DecoderConfig): Map<string, ExpectedTensor> {
   return out;
 }
 
+/** config.json of a Llama-family model: the shared Llama-style numbers; Qwen2 always has q/k/v biases. */
+function parseLlamaConfig(c: ConfigJson): DecoderConfig {
+  const config = parseLlamaStyleConfig(c, 'llama');
+  return c.model_type === 'qwen2' ? { ...config, qkvBias: true } : config;
+}
+
+/** llama.cpp's names outside the blocks (convert_hf_to_gguf.py / gguf-py's TENSOR_NAMES). */
+export const LLAMA_GGUF_TOP: Readonly<Record<string, string>> = { token_embd: 'model.embed_tokens', output_norm: 'model.norm', output: 'lm_head' };
+/** llama.cpp's names of a Llama block's tensors. */
+export const LLAMA_GGUF_BLOCK: Readonly<Record<string, string>> = {
+  attn_norm: 'input_layernorm',
+  attn_q: 'self_attn.q_proj',
+  attn_k: 'self_attn.k_proj',
+  attn_v: 'self_attn.v_proj',
+  attn_output: 'self_attn.o_proj',
+  ffn_norm: 'post_attention_layernorm',
+  ffn_gate: 'mlp.gate_proj',
+  ffn_up: 'mlp.up_proj',
+  ffn_down: 'mlp.down_proj',
+};
+
+/**
+ * Inverts llama.cpp's LlamaModel.permute on the rows of a [rows, cols] weight of `nHead` heads.
+ * Its converter permutes attn_q / attn_k within each head for GGML's interleaved-pair rope
+ * (convert_hf_to_gguf.py: `w.reshape(n_head, 2, rows // n_head // 2, cols).swapaxes(1, 2)
+ * .reshape(rows, cols)`, n_head = head_count for Q and head_count_kv for K); transformers' GGUF
+ * loader undoes it the same way (LlamaTensorProcessor._reverse_permute_weights). GGUF row
+ * h*D + 2r + i holds transformers' row h*D + i*(D/2) + r (D = rows / nHead, i in {0, 1}).
+ * Works on the stored bytes, so any dense dtype; a block-wise 8-bit weight (GGUF Q8_0 kept 8-bit,
+ * whole blocks per row since ggml requires in % 32 == 0) moves its codes and scales together.
+ */
+export function unpermuteHeadRows<W extends GgufFixable>(w: W, nHead: number): W {
+  if (w.shape.length !== 2) throw ggufBad(`${w.name}: expected a 2-D weight, got shape [${w.shape.join(', ')}]`);
+  const [rows, cols] = w.shape as [number, number];
+  if (rows % (2 * nHead) !== 0) throw ggufBad(`${w.name}: ${rows} rows do not split into ${nHead} heads of an even size`);
+  const d = rows / nHead;
+  const half = d / 2;
+  // transformers' row dst = h*D + i*half + r comes from GGUF row h*D + 2r + i.
+  const srcRow = (dst: number) => {
+    const h = Math.floor(dst / d);
+    const i = Math.floor((dst % d) / half);
+    return h * d + 2 * ((dst % d) % half) + i;
+  };
+  if (w.kind === 'blockwise8') {
+    if (w.q.length !== rows * cols) throw ggufBad(`${w.name}: ${w.q.length} codes do not hold [${rows}, ${cols}]`);
+    return permuteRowsBlockwise8(w, srcRow) as W;
+  }
+  const rowBytes = w.data.length / rows;
+  if (rowBytes !== Math.floor(rowBytes) || rowBytes % cols !== 0) throw ggufBad(`${w.name}: ${w.data.length} bytes do not hold [${rows}, ${cols}]`);
+  const out = new Uint8Array(w.data.length);
+  for (let dst = 0; dst < rows; dst++) {
+    const src = srcRow(dst);
+    out.set(w.data.subarray(src * rowBytes, (src + 1) * rowBytes), dst * rowBytes);
+  }
+  return { ...w, data: out };
+}
+
+const llamaGgufName = ggufNameMapper(LLAMA_GGUF_TOP, LLAMA_GGUF_BLOCK);
+
+/**
+ * Llama- and Qwen2-architecture GGUF files. Qwen2 has the q/k/v biases (found from the tensor
+ * list) and no Q/K permutation: llama.cpp runs its rope in NEOX order, transformers' own layout.
+ */
+export const LLAMA_GGUF: GgufArchitecture = {
+  names: ['llama', 'qwen2'],
+  toConfig: (metadata, tensors) => ggufDecoderConfig(metadata, tensors, 'llama'),
+  toHfName: (name) => llamaGgufName(name),
+  fixTensor(name, config) {
+    if (config.modelType !== 'llama') return undefined;
+    const m = /^blk\.\d+\.attn_([qk])\.weight$/.exec(name);
+    if (!m) return undefined;
+    const nHead = m[1] === 'q' ? config.numHeads : config.numKvHeads;
+    return (w) => unpermuteHeadRows(w, nHead);
+  },
+};
+
 /** Llama / Mistral / Qwen2 as the registry sees them (transformers' LlamaForCausalLM names). */
 export const LLAMA: Architecture = {
   family: 'llama',
+  modelTypes: ['llama', 'mistral', 'qwen2'],
+  parseConfig: parseLlamaConfig,
+  gguf: LLAMA_GGUF,
   configFields: LLAMA_CONFIG_FIELDS,
   expectedTensors: llamaTensors,
   layerPattern: /^model\.layers\.(\d+)\./,

@@ -5,7 +5,9 @@
  */
 import type { VectorHandle } from '../backends/backend.js';
 import type { Architecture } from './architecture.js';
-import { LLAMA, LlamaForCausalLM, llamaTensors } from './llama.js';
+import { parseLlamaStyleConfig } from './config.js';
+import { ggufDecoderConfig, ggufNameMapper } from './gguf-config.js';
+import { LLAMA, LLAMA_GGUF_BLOCK, LLAMA_GGUF_TOP, LlamaForCausalLM, llamaTensors } from './llama.js';
 
 export class Qwen3ForCausalLM extends LlamaForCausalLM {
   protected override get architecture(): Architecture {
@@ -17,10 +19,20 @@ export class Qwen3ForCausalLM extends LlamaForCausalLM {
   }
 }
 
+/** llama.cpp's Qwen3 names: Llama's plus the q/k norms (no Q/K permutation: NEOX rope). */
+const qwen3GgufName = ggufNameMapper(LLAMA_GGUF_TOP, { ...LLAMA_GGUF_BLOCK, attn_q_norm: 'self_attn.q_norm', attn_k_norm: 'self_attn.k_norm' });
+
 /** Qwen3 as the registry sees it: Llama's modules and tensor names, its own model class. */
 export const QWEN3: Architecture = {
   ...LLAMA,
   family: 'qwen3',
+  modelTypes: ['qwen3'],
+  parseConfig: (c) => parseLlamaStyleConfig(c, 'qwen3'),
+  gguf: {
+    names: ['qwen3'],
+    toConfig: (metadata, tensors) => ggufDecoderConfig(metadata, tensors, 'qwen3'),
+    toHfName: (name) => qwen3GgufName(name),
+  },
   expectedTensors(config) {
     const out = llamaTensors(config);
     for (let l = 0; l < config.numLayers; l++) {

@@ -44,14 +44,6 @@ export function configJsonFields(c: Pick<DecoderConfig, 'family' | 'modelType'>)
   return architectureOf(c).configFields;
 }
 
-export function ggufFields(arch: string): FieldNames {
-  return {
-    hiddenSize: `${arch}.embedding_length`, numLayers: `${arch}.block_count`, numHeads: `${arch}.attention.head_count`, numKvHeads: `${arch}.attention.head_count_kv`,
-    headDim: `${arch}.attention.key_length`, intermediateSize: `${arch}.feed_forward_length`, vocabSize: 'tokenizer.ggml.tokens', maxPositions: `${arch}.context_length`,
-    normEps: `${arch}.attention.layer_norm_rms_epsilon`, ropeTheta: `${arch}.rope.freq_base`, bosTokenId: 'tokenizer.ggml.bos_token_id', eosTokenIds: 'tokenizer.ggml.eos_token_id',
-  };
-}
-
 const malformed = (file: string, msg: string) => new LowbitError('MALFORMED_FILE', `${file}: ${msg}`, { file });
 
 /** Checks a config's numbers; throws MALFORMED_FILE naming the field (as the file spells it). */

@@ -365,6 +365,53 @@ fn attention_gqa_with_cache() {
     assert_eq!(attention(&[0.0; 12], 1, 0, &[0.0; 16], &[0.0; 16], &bad, None, &mut [0.0; 12]).unwrap_err().kind, ErrorKind::InvalidArgument);
 }
 
+#[test]
+fn attention_softcap_and_sliding_window() {
+    // Gemma 2 / 3: scores capped as cap * tanh(s / cap) after the scale; a query at position p
+    // sees positions p - window < j <= p only. Checked against an f64 re-computation.
+    use lowbit_core::kernels::attention::{attention_with, AttentionExtras, AttentionShape};
+    let mut rng = Rng(12);
+    let (n_heads, n_kv, hd, max_pos) = (4, 2, 8, 12);
+    let shape = AttentionShape { n_heads, n_kv_heads: n_kv, head_dim: hd, max_pos };
+    // large values so that the cap bites (|q·k| * scale well above the cap)
+    let kc = rng.vec(max_pos * n_kv * hd, 3.0);
+    let vc = rng.vec(max_pos * n_kv * hd, 1.0);
+    for (softcap, window) in [(Some(2.0f32), None), (None, Some(3usize)), (Some(1.5), Some(4)), (None, Some(1))] {
+        let extras = AttentionExtras { softcap, window };
+        for (start, n_new) in [(0, 6), (5, 1), (2, 7), (11, 1)] {
+            let q = rng.vec(n_new * n_heads * hd, 3.0);
+            let mut out = vec![0f32; q.len()];
+            attention_with(&q, n_new, start, &kc, &vc, &shape, Some(0.3), extras, &mut out).unwrap();
+            for t in 0..n_new {
+                let len = start + t + 1;
+                let lo = window.map_or(0, |w| len.saturating_sub(w));
+                for h in 0..n_heads {
+                    let kvh = h / (n_heads / n_kv);
+                    let sc: Vec<f64> = (lo..len)
+                        .map(|p| {
+                            let s = (0..hd).map(|d| q[(t * n_heads + h) * hd + d] as f64 * kc[(p * n_kv + kvh) * hd + d] as f64).sum::<f64>() * 0.3;
+                            softcap.map_or(s, |c| (s / c as f64).tanh() * c as f64)
+                        })
+                        .collect();
+                    let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let ex: Vec<f64> = sc.iter().map(|s| (s - mx).exp()).collect();
+                    let z: f64 = ex.iter().sum();
+                    for d in 0..hd {
+                        let e: f64 = (lo..len).map(|p| ex[p - lo] / z * vc[(p * n_kv + kvh) * hd + d] as f64).sum();
+                        let got = out[(t * n_heads + h) * hd + d] as f64;
+                        assert!((got - e).abs() < 1e-5, "{extras:?} start={start} t={t} h={h} d={d}: {got} vs {e}");
+                    }
+                }
+            }
+        }
+    }
+    let q = vec![0f32; n_heads * hd];
+    let mut out = vec![0f32; q.len()];
+    for bad in [AttentionExtras { softcap: Some(0.0), window: None }, AttentionExtras { softcap: Some(f32::NAN), window: None }, AttentionExtras { softcap: None, window: Some(0) }] {
+        assert_eq!(attention_with(&q, 1, 0, &kc, &vc, &shape, None, bad, &mut out).unwrap_err().kind, ErrorKind::InvalidArgument);
+    }
+}
+
 // ------------------------------------------------------------------ LLM.int8
 
 #[test]

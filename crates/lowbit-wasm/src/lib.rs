@@ -14,8 +14,10 @@ use wasm_bindgen::prelude::*;
 mod bench;
 mod formats;
 mod kernels;
+mod linear;
 pub use bench::QuantBench;
-pub use kernels::{Embedding, KvCache, Linear4, LinearDense, LinearInt8};
+pub use kernels::{Embedding, KvCache};
+pub use linear::{Input, Linear};
 
 pub(crate) type JsResult<T> = Result<T, JsValue>;
 

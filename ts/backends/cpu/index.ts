@@ -18,15 +18,15 @@ import { denseData, denseToFloat32 } from '../../formats/dense.js';
 import { adaptWeight } from '../../formats/capabilities.js';
 import { formatLabel, formatOf, type DenseWeight, type LoadedWeight } from '../../formats/index.js';
 import { init, wasm, wasmBuild, wasmModule, type InitOptions, type WasmSource } from '../../runtime/wasm.js';
-import type { Embedding, KvCache, Linear4, LinearBlockwise8, LinearDense, LinearInt8 } from '../../wasm/pkg/lowbit_wasm.js';
+import type { Embedding, Input, KvCache, Linear } from '../../wasm/pkg/lowbit_wasm.js';
 import type {
   LinearOptions,
-  Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
+  Activation, AttentionExtras, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
-import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
-import { absmax4Slicer, newLinear4 } from './linear4.js';
+import { bad, checkAttention, checkFinitePositive, checkPositive, isCount, shape2 } from '../checks.js';
+import { absmax4Slicer, newLinear } from './linear-slice.js';
 import { WorkerPool } from './threads/pool.js';
-import { Cmd, type SliceSpec } from './threads/protocol.js';
+import { Cmd, type LinearSpec, type SliceSpec } from './threads/protocol.js';
 import { resolveThreads } from './threads/runtime.js';
 import { alignedRowStep, MIN_SLICE_ELEMENTS, splitRows, ROW_ALIGN, type SliceFormat } from './threads/split.js';
 import { AUTO_MIN_SPEEDUP, measureThreadSpeedup } from './threads/calibrate.js';
@@ -91,8 +91,8 @@ abstract class WasmHandle<T extends { free(): void }> {
   }
 }
 
-export class CpuLinear extends WasmHandle<Linear4 | LinearDense | LinearInt8 | LinearBlockwise8> implements LinearHandle {
-  constructor(obj: Linear4 | LinearDense | LinearInt8 | LinearBlockwise8, readonly outFeatures: number, readonly inFeatures: number, readonly format: string, shard?: Shard & { workerBytes: number }) {
+export class CpuLinear extends WasmHandle<Linear> implements LinearHandle {
+  constructor(obj: Linear, readonly outFeatures: number, readonly inFeatures: number, readonly format: string, shard?: Shard & { workerBytes: number }) {
     super(obj, obj.bytes(), shard);
   }
   forward(x: Float32Array, m: number): Float32Array {
@@ -100,6 +100,14 @@ export class CpuLinear extends WasmHandle<Linear4 | LinearDense | LinearInt8 | L
     const s = this.shard;
     if (s === undefined) return callWasm(() => o.forward(x, m));
     return s.pool.matmul(Cmd.Forward, s.id, x, m, this.inFeatures, this.outFeatures, s.bounds[1]!, () => callWasm(() => o.forward(x, m)));
+  }
+  /** This layer on activations several unsplit layers share (wasm quantizes them once for all). */
+  forwardShared(input: Input): Float32Array {
+    const o = this.inner;
+    return callWasm(() => o.forwardInput(input));
+  }
+  get split(): boolean {
+    return this.shard !== undefined;
   }
   /** For a fused dispatch on `pool`: this layer's part, or undefined when it is not split there. */
   part(pool: WorkerPool, x: Float32Array, m: number): { id: number; n: number; n0: number; own: () => Float32Array } | undefined {
@@ -148,9 +156,9 @@ export class CpuKvCache extends WasmHandle<KvCache> implements KvCacheHandle {
   constructor(obj: KvCache, readonly maxPositions: number, readonly nKvHeads: number, readonly headDim: number) {
     super(obj, obj.bytes());
   }
-  attend(q: Float32Array, k: Float32Array, v: Float32Array, n: number, start: number, nHeads: number, scale?: number): Float32Array {
+  attend(q: Float32Array, k: Float32Array, v: Float32Array, n: number, start: number, nHeads: number, scale?: number, extras?: AttentionExtras): Float32Array {
     const o = this.inner;
-    return callWasm(() => o.attend(q, k, v, n, start, nHeads, scale));
+    return callWasm(() => o.attend(q, k, v, n, start, nHeads, scale, extras?.softcap, extras?.window));
   }
 }
 
@@ -340,105 +348,73 @@ export class CpuBackend implements Backend {
     // Every format runs natively here today; the table would convert or refuse one that does not.
     const weight = adaptWeight(loaded, 'cpu').weight;
     const label = formatLabel(weight);
-    let b: Float32Array | undefined;
-    if (bias !== undefined) {
-      b = denseToFloat32(bias);
-    }
-    const checkBias = (n: number) => {
+    const b = bias === undefined ? undefined : denseToFloat32(bias);
+    const kernels = this.kernels;
+    /**
+     * The layer from `spec(r0, r1, copy)`, the format's rows [r0, r1) (views, or copies to post
+     * to a worker), split between the threads when `split` gives the slicing; otherwise one
+     * wasm object from `whole` (the arrays as given, so wasm reports sizes that do not add up).
+     */
+    const upload = (n: number, k: number, whole: LinearSpec, split?: { format: SliceFormat; step: number; spec: (r0: number, r1: number, copy: boolean) => LinearSpec }): CpuLinear => {
       if (b !== undefined && b.length !== n) bad(`${bias!.name}: bias has ${b.length} values but ${weight.name} has ${n} outputs`);
+      const make = (s: LinearSpec) => callWasm(() => newLinear(w, s));
+      const sp = split && this.split(split.format, n, k, split.step, (r0, r1) => make(split.spec(r0, r1, false)), (r0, r1) => split.spec(r0, r1, true));
+      if (sp) return new CpuLinear(sp.own, n, k, label, this.shard(sp));
+      return new CpuLinear(make(whole), n, k, label);
     };
-    const bRows = (r0: number, r1: number) => b?.subarray(r0, r1);
-    const bCopy = (r0: number, r1: number) => (b === undefined ? {} : { bias: b.slice(r0, r1) });
-    // Weights whose sizes do not add up are not split: the one-thread constructor reports them.
+    const common = (n: number, k: number, r0: number, r1: number, copy: boolean) => ({
+      rows: [r0, r1] as [number, number],
+      n,
+      k,
+      kernels,
+      ...(b === undefined ? {} : { bias: copy ? b.slice(r0, r1) : b.subarray(r0, r1) }),
+    });
+    const cut = <T extends Uint8Array | Int8Array | Uint16Array | Float32Array>(a: T, i0: number, i1: number, copy: boolean): T => (copy ? a.slice(i0, i1) : a.subarray(i0, i1)) as T;
     switch (weight.kind) {
       case '4bit': {
         const st = weight.quantState;
         const [n, k] = shape2(weight.name, st.shape);
-        checkBias(n);
         const { packed } = weight;
         const bs = st.blocksize;
-        const qt = st.quantType;
         const dtype = options.computeDtype ?? 'float32';
         if (!['float32', 'float16', 'bfloat16'].includes(dtype)) bad(`computeDtype must be float32, float16 or bfloat16, got ${String(dtype)}`);
-        const half = dtype === 'float32' ? undefined : dtype;
-        const kernels = this.kernels;
-        const make = (l: Linear4) => {
-          if (half) callWasm(() => l.setComputeDtype(half));
-          callWasm(() => l.setKernels(kernels));
-          return l;
-        };
-        // Double-quantized absmax stays compressed (linear4.ts).
+        const four = { kind: 'linear4' as const, quantType: st.quantType, blocksize: bs, ...(dtype === 'float32' ? {} : { computeDtype: dtype as 'float16' | 'bfloat16' }) };
+        // Double-quantized absmax stays compressed (linear-slice.ts).
         const abs = absmax4Slicer(st);
         const sound = Number.isInteger(Math.log2(bs)) && bs >= 32 && bs <= 4096 && packed.length === Math.ceil((n * k) / 2) && abs.blocks === Math.ceil((n * k) / bs);
         // slice bounds r0 * k are multiples of the blocksize (the format's rowStep), so / 2 and / bs are exact
-        const sp = sound
-          ? this.split(
-              '4bit',
-              n,
-              k,
-              alignedRowStep(formatOf(weight).rowStep(weight)),
-              (r0, r1) => make(callWasm(() => newLinear4(w, packed.subarray((r0 * k) / 2, Math.ceil((r1 * k) / 2)), abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), false), qt, bs, r1 - r0, k, bRows(r0, r1)))),
-              (r0, r1) => ({ kind: 'linear4', rows: [r0, r1], n, k, packed: packed.slice((r0 * k) / 2, Math.ceil((r1 * k) / 2)), scales: abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), true), quantType: qt, blocksize: bs, kernels, ...(half ? { computeDtype: half } : {}), ...bCopy(r0, r1) }),
-            )
-          : undefined;
-        if (sp) return new CpuLinear(sp.own, n, k, label, this.shard(sp));
-        const obj = make(callWasm(() => newLinear4(w, packed, abs.slice(0, abs.blocks, false), qt, bs, n, k, b)));
-        return new CpuLinear(obj, n, k, label);
+        const spec = (r0: number, r1: number, copy: boolean): LinearSpec => ({
+          ...common(n, k, r0, r1, copy),
+          ...four,
+          packed: cut(packed, (r0 * k) / 2, Math.ceil((r1 * k) / 2), copy),
+          scales: abs.slice((r0 * k) / bs, Math.ceil((r1 * k) / bs), copy),
+        });
+        const whole: LinearSpec = { ...common(n, k, 0, n, false), ...four, packed, scales: abs.slice(0, abs.blocks, false) };
+        return upload(n, k, whole, sound ? { format: '4bit', step: alignedRowStep(formatOf(weight).rowStep(weight)), spec } : undefined);
       }
       case 'int8': {
         const [n, k] = shape2(weight.name, weight.shape);
-        checkBias(n);
         const threshold = options.int8Threshold ?? 6.0;
         if (!Number.isFinite(threshold) || threshold < 0) bad(`int8Threshold must be a finite number >= 0, got ${threshold}`);
         const { CB, SCB } = weight;
-        const sound = CB.length === n * k && SCB.length === n;
-        const sp = sound
-          ? this.split(
-              'int8',
-              n,
-              k,
-              ROW_ALIGN,
-              (r0, r1) => callWasm(() => new w.LinearInt8(CB.subarray(r0 * k, r1 * k), SCB.subarray(r0, r1), r1 - r0, k, threshold, bRows(r0, r1))),
-              (r0, r1) => ({ kind: 'int8', rows: [r0, r1], n, k, cb: CB.slice(r0 * k, r1 * k), scb: SCB.slice(r0, r1), threshold, ...bCopy(r0, r1) }),
-            )
-          : undefined;
-        if (sp) return new CpuLinear(sp.own, n, k, label, this.shard(sp));
-        const obj = callWasm(() => new w.LinearInt8(CB, SCB, n, k, threshold, b));
-        return new CpuLinear(obj, n, k, label);
+        const spec = (r0: number, r1: number, copy: boolean): LinearSpec => ({ ...common(n, k, r0, r1, copy), kind: 'int8', cb: cut(CB, r0 * k, r1 * k, copy), scb: cut(SCB, r0, r1, copy), threshold });
+        const whole: LinearSpec = { ...common(n, k, 0, n, false), kind: 'int8', cb: CB, scb: SCB, threshold };
+        return upload(n, k, whole, CB.length === n * k && SCB.length === n ? { format: 'int8', step: ROW_ALIGN, spec } : undefined);
       }
       case 'blockwise8': {
-        // Block-wise 8-bit (GGUF Q8_0 or bitsandbytes quantize_blockwise); the kernel checks the sizes.
+        // Block-wise 8-bit (GGUF Q8_0 or bitsandbytes quantize_blockwise), on the main thread; the kernel checks the sizes.
         const [n, k] = shape2(weight.name, weight.shape);
-        checkBias(n);
-        const obj = callWasm(() => new w.LinearBlockwise8(weight.q, weight.absmax, weight.code, weight.blocksize, n, k, b));
-        callWasm(() => obj.setKernels(this.kernels));
-        return new CpuLinear(obj, n, k, label);
+        return upload(n, k, { ...common(n, k, 0, n, false), kind: 'blockwise8', q: weight.q, absmax: weight.absmax, code: weight.code, blocksize: weight.blocksize });
       }
       case 'dense': {
         const [n, k] = shape2(weight.name, weight.shape);
-        checkBias(n);
         const d = denseData(weight);
-        const sp =
-          d instanceof Float32Array
-            ? this.split(
-                'f32',
-                n,
-                k,
-                ROW_ALIGN,
-                (r0, r1) => callWasm(() => new w.LinearDense(d.subarray(r0 * k, r1 * k), r1 - r0, k, bRows(r0, r1))),
-                (r0, r1) => ({ kind: 'dense', rows: [r0, r1], n, k, data: d.slice(r0 * k, r1 * k), ...bCopy(r0, r1) }),
-              )
-            : this.split(
-                halfFormat(d.dtype),
-                n,
-                k,
-                ROW_ALIGN,
-                (r0, r1) => callWasm(() => w.LinearDense.fromHalf(d.data.subarray(r0 * k, r1 * k), d.dtype, r1 - r0, k, bRows(r0, r1))),
-                (r0, r1) => ({ kind: 'denseHalf', rows: [r0, r1], n, k, data: d.data.slice(r0 * k, r1 * k), dtype: d.dtype, ...bCopy(r0, r1) }),
-              );
-        if (sp) return new CpuLinear(sp.own, n, k, label, this.shard(sp));
-        const obj = callWasm(() => (d instanceof Float32Array ? new w.LinearDense(d, n, k, b) : w.LinearDense.fromHalf(d.data, d.dtype, n, k, b)));
-        return new CpuLinear(obj, n, k, label);
+        if (d instanceof Float32Array) {
+          const spec = (r0: number, r1: number, copy: boolean): LinearSpec => ({ ...common(n, k, r0, r1, copy), kind: 'dense', data: cut(d, r0 * k, r1 * k, copy) });
+          return upload(n, k, { ...common(n, k, 0, n, false), kind: 'dense', data: d }, { format: 'f32', step: ROW_ALIGN, spec });
+        }
+        const spec = (r0: number, r1: number, copy: boolean): LinearSpec => ({ ...common(n, k, r0, r1, copy), kind: 'denseHalf', data: cut(d.data, r0 * k, r1 * k, copy), dtype: d.dtype });
+        return upload(n, k, { ...common(n, k, 0, n, false), kind: 'denseHalf', data: d.data, dtype: d.dtype }, { format: halfFormat(d.dtype), step: ROW_ALIGN, spec });
       }
       default:
         // CAPABILITIES says this format is native on the CPU but no upload handles it here
@@ -588,13 +564,25 @@ export class CpuBackend implements Backend {
     const pool = this.pool;
     const parts = pool === undefined ? [] : ls.map((l) => l.part(pool, a.data, a.rows));
     const split = parts.filter((p) => p !== undefined);
-    if (pool === undefined || split.length < 2) return ls.map((l) => new CpuActivation(l.forward(a.data, a.rows), a.rows, l.outFeatures));
+    // Layers held whole on this thread read one shared copy of x (quantized once for them all).
+    const runWhole = (which: CpuLinear[]): Float32Array[] => {
+      if (which.length < 2) return which.map((l) => l.forward(a.data, a.rows));
+      const input = callWasm(() => new (wasm().Input)(a.data, a.rows));
+      try {
+        return which.map((l) => l.forwardShared(input));
+      } finally {
+        input.free();
+      }
+    };
+    if (pool === undefined || split.length < 2) {
+      if (ls.some((l) => l.split)) return ls.map((l) => new CpuActivation(l.forward(a.data, a.rows), a.rows, l.outFeatures));
+      return runWhole(ls).map((y, i) => new CpuActivation(y, a.rows, ls[i]!.outFeatures));
+    }
     // One command for the split layers; the others run on this thread meanwhile.
     const out: (Float32Array | undefined)[] = ls.map(() => undefined);
     const ys = pool.matmulMany(a.data, a.rows, a.cols, split, () => {
-      ls.forEach((l, i) => {
-        if (parts[i] === undefined) out[i] = l.forward(a.data, a.rows);
-      });
+      const whole = ls.flatMap((l, i) => (parts[i] === undefined ? [i] : []));
+      runWhole(whole.map((i) => ls[i]!)).forEach((y, j) => (out[whole[j]!] = y));
     });
     let j = 0;
     return ls.map((l, i) => new CpuActivation(parts[i] === undefined ? out[i]! : ys[j++]!, a.rows, l.outFeatures));
@@ -668,6 +656,35 @@ export class CpuBackend implements Backend {
     return this.add(residual, this.linearForward(x, w));
   }
 
+  geglu(gate: Activation, up: Activation): Activation {
+    const g = act(gate, 'geglu: gate');
+    const u = act(up, 'geglu: up');
+    sameShape(g, u, 'geglu');
+    // gelu_tanh in wasm (the kernel geluTanh uses), the product in f32 (a Float32Array store rounds it)
+    const out = callWasm(() => wasm().geluTanh(g.data));
+    for (let i = 0; i < out.length; i++) out[i] = out[i]! * u.data[i]!;
+    return new CpuActivation(out, g.rows, g.cols);
+  }
+
+  scale(x: Activation, s: number): Activation {
+    const a = act(x, 'scale: x');
+    checkFinitePositive('scale: s', s, false);
+    const f = Math.fround(s);
+    const out = new Float32Array(a.data.length);
+    for (let i = 0; i < out.length; i++) out[i] = a.data[i]! * f;
+    return new CpuActivation(out, a.rows, a.cols);
+  }
+
+  softcap(x: Activation, cap: number): Activation {
+    const a = act(x, 'softcap: x');
+    checkFinitePositive('softcap: cap', cap, true);
+    // in f32 steps, as torch computes logits / cap, tanh, * cap
+    const c = Math.fround(cap);
+    const out = new Float32Array(a.data.length);
+    for (let i = 0; i < out.length; i++) out[i] = Math.fround(Math.tanh(Math.fround(a.data[i]! / c))) * c;
+    return new CpuActivation(out, a.rows, a.cols);
+  }
+
   swiglu(gate: Activation, up: Activation): Activation {
     const g = act(gate, 'swiglu: gate');
     const u = act(up, 'swiglu: up');
@@ -686,14 +703,14 @@ export class CpuBackend implements Backend {
     return new CpuActivation(callWasm(() => wasm().applyRope(a.data, nHeads, spec.headDim, positions, spec.invFreq)), a.rows, a.cols);
   }
 
-  attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number): Activation {
+  attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number, extras?: AttentionExtras): Activation {
     const qa = act(q, 'attention: q');
     const ka = act(k, 'attention: k');
     const va = act(v, 'attention: v');
     const c = handle(cache, CpuKvCache, 'attention: cache');
-    checkAttention(qa, ka, va, c, start, nHeads, scale);
+    checkAttention(qa, ka, va, c, start, nHeads, scale, extras);
     const n = qa.rows;
-    return new CpuActivation(c.attend(qa.data, ka.data, va.data, n, start, nHeads, scale), n, qa.cols);
+    return new CpuActivation(c.attend(qa.data, ka.data, va.data, n, start, nHeads, scale, extras), n, qa.cols);
   }
 
   rows(x: Activation, from: number, to: number): Activation {

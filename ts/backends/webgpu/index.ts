@@ -11,9 +11,9 @@ import { quantMap } from '../../quant/codes.js';
 import { init, type WasmSource } from '../../runtime/wasm.js';
 import type {
   LinearOptions,
-  Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
+  Activation, AttentionExtras, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
-import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
+import { bad, checkAttention, checkFinitePositive, checkPositive, isCount, shape2 } from '../checks.js';
 import { GpuContext, type Binding, type GpuStats } from './context.js';
 import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
@@ -677,12 +677,12 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  private unaryOrBinary(entry: string, a: GpuActivation, b: GpuActivation | undefined): Activation {
+  private unaryOrBinary(entry: string, a: GpuActivation, b: GpuActivation | undefined, value = 0): Activation {
     const out = this.newActivation(a.rows, a.cols);
     const count = a.rows * a.cols;
     if (count === 0) return out;
     const [gx, gy] = this.ctx.grid(Math.ceil(count / 256));
-    const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(words([count])), 1: a.binding('input'), 3: out.binding('output') };
+    const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(words([count, { f: value }])), 1: a.binding('input'), 3: out.binding('output') };
     if (b) bindings[2] = b.binding('input');
     this.ctx.dispatch(this.ctx.pipeline('elementwise.wgsl', entry), bindings, gx, gy);
     return out;
@@ -709,6 +709,23 @@ export class WebGpuBackend implements Backend {
 
   geluTanh(x: Activation): Activation {
     return this.unaryOrBinary('gelu_tanh', this.act(x, 'geluTanh: x'), undefined);
+  }
+
+  geglu(gate: Activation, up: Activation): Activation {
+    const g = this.act(gate, 'geglu: gate');
+    const u = this.act(up, 'geglu: up');
+    this.sameShape(g, u, 'geglu');
+    return this.unaryOrBinary('geglu', g, u);
+  }
+
+  scale(x: Activation, s: number): Activation {
+    checkFinitePositive('scale: s', s, false);
+    return this.unaryOrBinary('scale_op', this.act(x, 'scale: x'), undefined, s);
+  }
+
+  softcap(x: Activation, cap: number): Activation {
+    checkFinitePositive('softcap: cap', cap, true);
+    return this.unaryOrBinary('softcap', this.act(x, 'softcap: x'), undefined, cap);
   }
 
   swiglu(gate: Activation, up: Activation): Activation {
@@ -808,13 +825,13 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number): Activation {
+  attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number, extras?: AttentionExtras): Activation {
     const qa = this.act(q, 'attention: q');
     const ka = this.act(k, 'attention: k');
     const va = this.act(v, 'attention: v');
     const c = handle(cache, GpuKvCache, 'attention: cache');
     c.check();
-    checkAttention(qa, ka, va, c, start, nHeads, scale);
+    checkAttention(qa, ka, va, c, start, nHeads, scale, extras);
     const n = qa.rows;
     const kvCols = c.nKvHeads * c.headDim;
     if (nHeads > 65535 || n > 65535) bad(`attention: ${nHeads} heads x ${n} tokens exceed one dispatch`);
@@ -825,7 +842,7 @@ export class WebGpuBackend implements Backend {
     this.ctx.copy(va.buffer, 0, c.v, start * rowBytes, n * rowBytes);
     const out = this.newActivation(n, qa.cols);
     this.ctx.dispatch(this.ctx.pipeline('attention.wgsl', 'attention'), {
-      0: this.ctx.uniform(words([n, start, nHeads, nHeads / c.nKvHeads, c.headDim, kvCols, { f: s }, 0])),
+      0: this.ctx.uniform(words([n, start, nHeads, nHeads / c.nKvHeads, c.headDim, kvCols, { f: s }, extras?.window ?? 0, { f: extras?.softcap ?? 0 }])),
       1: qa.binding('q'),
       2: c.k,
       3: c.v,

@@ -6,4 +6,4 @@ export { HubSource, hubSource, isHubId, hubEndpointFromEnv, DEFAULT_HUB_ENDPOINT
 export { BlobSource, blobSource, type BlobInput, type BlobSourceOptions } from './blob.js';
 export { resolveSource, type SourceInput, type ResolveSourceOptions } from './resolve.js';
 export { listWeightFiles, parseShardIndex, type WeightFiles, type WeightFormat, type ListWeightFilesOptions } from './sharding.js';
-export { ProgressTracker, trackReads, type ProgressEvent, type ProgressCallback, type ProgressTrackerOptions } from './progress.js';
+export { ProgressTracker, trackReads, type ProgressEvent, type ProgressCallback, type ProgressTrackerOptions, type DownloadProgress } from './progress.js';

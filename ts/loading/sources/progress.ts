@@ -15,7 +15,11 @@ import { LowbitError } from '../../errors.js';
 import type { ByteRange } from './types.js';
 
 export interface ProgressEvent {
-  /** What is happening: e.g. 'metadata', 'weights', 'done'. */
+  /**
+   * What is happening: 'download' (files coming into the model cache; bytesDone / bytesTotal
+   * count the downloads of this load and `download` has the current file), then 'metadata',
+   * 'weights', 'done'.
+   */
   phase: string;
   /** The file being read, when one is. */
   file?: string;
@@ -25,6 +29,19 @@ export interface ProgressEvent {
   tensorsDone: number;
   /** Never below tensorsDone. */
   tensorsTotal: number;
+  /** In phase 'download': the file being downloaded, and how far. */
+  download?: DownloadProgress;
+}
+
+/** One file's download into the model cache, within all the downloads of a load. */
+export interface DownloadProgress {
+  file: string;
+  fileBytesDone: number;
+  /** The file's size (from the hub's metadata); never below fileBytesDone. */
+  fileBytesTotal: number;
+  /** Files downloaded so far in this load, and files to download known so far. */
+  filesDone: number;
+  filesTotal: number;
 }
 
 export type ProgressCallback = (event: ProgressEvent) => void;

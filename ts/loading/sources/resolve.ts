@@ -4,7 +4,10 @@
  * - A ModelSource (anything with open/exists/readText/readJson) -> itself.
  * - A Blob or File -> a one-file blob source; a Map<string, Blob> or an array of Files -> a
  *   multi-file blob source.
- * - A URL object or an 'http(s)://…' string -> a URL source. A URL whose last segment is a
+ * - A hub URL ('https://huggingface.co/<org>/<name>/resolve/<revision>/<weights file>', or on
+ *   the configured endpoint) -> that hub repository at that revision, with the file as
+ *   `weightFile`, through the model cache like a hub id.
+ * - Any other URL object or 'http(s)://…' string -> a URL source. A URL whose last segment is a
  *   weights file (….safetensors, ….gguf, ….safetensors.index.json) points at that file: the
  *   source is its folder, with the file as `weightFile`. A 'file:' URL -> a local source.
  * - Any other string, in Node or Deno: an existing directory -> a local source; an existing
@@ -13,13 +16,18 @@
  * - Otherwise a string of the form 'org/name' -> the Hugging Face hub (endpoint, revision and
  *   token from the options). A bare 'name' is not taken as a hub id (it reads as a misspelled
  *   local path); use hubSource('name') for the hub's few legacy ids without an org.
+ *   Hub files go through the model cache (ts/loading/cache/: the Hugging Face cache folder in
+ *   Node and Deno, the Cache API in browsers) unless `cache: false`; the token defaults to
+ *   HF_TOKEN / the token file, and is sent to the hub only.
  */
 import { LowbitError } from '../../errors.js';
 import { BlobSource } from './blob.js';
-import { HubSource, isHubId } from './hub.js';
+import { HubSource, hubEndpointFromEnv, isHubId } from './hub.js';
 import { LocalSource, nodeFs, nodePath } from './local.js';
 import { isModelSource, isServerRuntime, isWeightFileName, type ModelSource } from './types.js';
 import { UrlSource } from './url.js';
+import { cachedHubSource, hasCacheApi, hubOfflineFromEnv, hubTokenFromEnv, type HubCacheOptions } from '../cache/index.js';
+import type { ProgressCallback } from './progress.js';
 
 export type SourceInput = string | URL | Blob | Map<string, Blob> | readonly File[] | ModelSource;
 
@@ -40,6 +48,18 @@ export interface ResolveSourceOptions {
   retryDelayMs?: number;
   /** The name of a single Blob without one (default: File.name, else sniffed). */
   name?: string;
+  /**
+   * Hub ids: cache files in the Hugging Face cache layout (Node, Deno) or the Cache API
+   * (browsers) and read them from there (default true); false reads the hub directly, with
+   * Range requests, every time. An object says where (HubCacheOptions).
+   */
+  cache?: boolean | HubCacheOptions;
+  /** Hub ids: read only what is cached, never ask the hub (default: HF_HUB_OFFLINE=1). A file not cached is OFFLINE_CACHE_MISS. */
+  offline?: boolean;
+  /** Download progress of hub files into the cache (phase 'download'). */
+  onProgress?: ProgressCallback;
+  /** Aborts downloads into the cache. */
+  signal?: AbortSignal;
 }
 
 function httpOptions(o: ResolveSourceOptions) {
@@ -99,6 +119,65 @@ async function fromLocalPath(path: string): Promise<ModelSource | undefined> {
   throw new LowbitError('INVALID_ARGUMENT', `${path} is not a model directory or a .safetensors/.gguf file: pass the model's folder`);
 }
 
+/**
+ * A hub repository at a revision: through the model cache unless `cache: false` (or a browser
+ * page with no Cache API), else read directly with Range requests.
+ */
+async function hubRepo(id: string, revision: string | undefined, weightFile: string | undefined, options: ResolveSourceOptions, endpoint = options.endpoint): Promise<ModelSource> {
+  const endpointRevision = {
+    ...(endpoint !== undefined ? { endpoint } : {}),
+    ...(revision !== undefined ? { revision } : {}),
+  };
+  const cache = typeof options.cache === 'object' ? options.cache : {};
+  const noStore = !isServerRuntime() && !hasCacheApi() && cache.store === undefined;
+  if (options.cache === false || (noStore && options.cache === undefined)) {
+    if (options.offline ?? hubOfflineFromEnv()) {
+      throw new LowbitError('INVALID_ARGUMENT', `offline mode reads hub files from the cache only, but the cache is ${options.cache === false ? 'turned off (cache: false)' : 'not available here (the Cache API needs https or localhost)'}; cannot load '${id}'`);
+    }
+    const token = options.token ?? (await hubTokenFromEnv());
+    return new HubSource(id, { ...httpOptions(options), ...(token !== undefined ? { token } : {}), ...endpointRevision, ...(weightFile !== undefined ? { weightFile } : {}) });
+  }
+  return cachedHubSource(id, {
+    ...httpOptions(options),
+    ...endpointRevision,
+    cache,
+    ...(weightFile !== undefined ? { weightFile } : {}),
+    ...(options.offline !== undefined ? { offline: options.offline } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+}
+
+/**
+ * A hub file URL ('<hub>/<org>/<name>/resolve/<revision>/<file>', on huggingface.co, hf.co or
+ * the endpoint / HF_ENDPOINT) or repo URL at a revision ('…/resolve/<revision>/') as a hub
+ * repository, so it is cached like a hub id; undefined for any other URL (and files in
+ * subfolders, which stay plain URL sources).
+ */
+function hubUrlParts(url: URL, o: ResolveSourceOptions): { id: string; revision: string; weightFile?: string; endpoint: string } | undefined {
+  if (o.cache === false) return undefined;
+  const endpoint = o.endpoint ?? hubEndpointFromEnv();
+  const origins = new Set(['https://huggingface.co', 'https://hf.co']);
+  try {
+    if (endpoint !== undefined) origins.add(new URL(endpoint).origin);
+  } catch {
+    /* a bad endpoint is reported where it is used */
+  }
+  if (!origins.has(url.origin)) return undefined;
+  const m = /^\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/([^/]*)$/.exec(url.pathname);
+  if (!m) return undefined;
+  let id: string, revision: string, file: string;
+  try {
+    [id, revision, file] = [`${decodeURIComponent(m[1]!)}/${decodeURIComponent(m[2]!)}`, decodeURIComponent(m[3]!), decodeURIComponent(m[4]!)];
+  } catch {
+    return undefined;
+  }
+  if (!isHubId(id, true) || (file !== '' && !isWeightFileName(file))) return undefined;
+  // The endpoint the URL names, unless it is the configured one spelled with a path prefix.
+  const base = endpoint !== undefined && new URL(endpoint).origin === url.origin ? endpoint : url.origin;
+  return { id, revision, endpoint: base, ...(file !== '' ? { weightFile: file } : {}) };
+}
+
 function looksLikePath(s: string): boolean {
   return /^(\.{1,2}([\\/]|$)|[\\/~]|[A-Za-z]:[\\/])/.test(s) || s.includes('\\');
 }
@@ -108,7 +187,10 @@ export async function resolveSource(input: SourceInput, options: ResolveSourceOp
   if (typeof Blob !== 'undefined' && input instanceof Blob) return new BlobSource(input, options.name === undefined ? {} : { name: options.name });
   if (input instanceof Map || Array.isArray(input)) return new BlobSource(input as Map<string, Blob> | readonly File[]);
   if (input instanceof URL) {
-    if (input.protocol === 'http:' || input.protocol === 'https:') return fromUrl(input, options);
+    if (input.protocol === 'http:' || input.protocol === 'https:') {
+      const h = hubUrlParts(input, options);
+      return h ? hubRepo(h.id, h.revision, h.weightFile, options, h.endpoint) : fromUrl(input, options);
+    }
     if (input.protocol === 'file:') return fromFileUrl(input);
     throw new LowbitError('INVALID_ARGUMENT', `cannot load a model from a ${input.protocol} URL (use http:, https: or file:)`);
   }
@@ -125,15 +207,11 @@ export async function resolveSource(input: SourceInput, options: ResolveSourceOp
     } catch (e) {
       throw new LowbitError('INVALID_ARGUMENT', `${JSON.stringify(s)} is not a valid URL`, { cause: e });
     }
-    return fromUrl(u, options);
+    const h = hubUrlParts(u, options);
+    return h ? hubRepo(h.id, h.revision, h.weightFile, options, h.endpoint) : fromUrl(u, options);
   }
   if (/^file:/i.test(s)) return fromFileUrl(new URL(s));
-  const hub = () =>
-    new HubSource(s, {
-      ...httpOptions(options),
-      ...(options.endpoint !== undefined ? { endpoint: options.endpoint } : {}),
-      ...(options.revision !== undefined ? { revision: options.revision } : {}),
-    });
+  const hub = () => hubRepo(s, options.revision, undefined, options);
   if (!isServerRuntime()) {
     if (isHubId(s, true)) return hub();
     throw new LowbitError('INVALID_ARGUMENT', `${JSON.stringify(s)} is neither a URL nor a hub id ('org/name'); local paths cannot be read in a browser: pass a File or Blob`);

@@ -7,6 +7,11 @@
 //! (transformers' `repeat_kv`). Query t attends to positions `0..=start + t`:
 //! `softmax(q·k * scale) · v`, scale defaults to `1 / sqrt(head_dim)`, as in transformers'
 //! eager attention (dot product in f32, then times the scale, softmax in f32).
+//!
+//! `attention_with` adds what Gemma 2 / 3 need (`AttentionExtras`): logit soft-capping
+//! (`cap * tanh(score / cap)` after the scale, before the softmax: transformers'
+//! attn_logit_softcapping) and a sliding window (query at position p sees positions
+//! `p - window < j <= p` only: transformers' sliding_attention layers).
 
 use super::{check_len, mul, softmax::softmax_inplace};
 use crate::error::{bail, Result};
@@ -20,10 +25,31 @@ pub struct AttentionShape {
     pub max_pos: usize,
 }
 
+/// Soft-capping and sliding window of one attention call (None: neither).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AttentionExtras {
+    /// Scores become `cap * tanh(score / cap)` (cap > 0).
+    pub softcap: Option<f32>,
+    /// A query at position p attends to positions `p - window < j <= p` (window >= 1).
+    pub window: Option<usize>,
+}
+
 /// Writes `out` `[n_new, n_heads, head_dim]`. `scale`: None = 1 / sqrt(head_dim).
 #[allow(clippy::too_many_arguments)]
 pub fn attention(q: &[f32], n_new: usize, start: usize, k_cache: &[f32], v_cache: &[f32], shape: &AttentionShape, scale: Option<f32>, out: &mut [f32]) -> Result<()> {
+    attention_with(q, n_new, start, k_cache, v_cache, shape, scale, AttentionExtras::default(), out)
+}
+
+/// `attention` with soft-capping and / or a sliding window.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with(q: &[f32], n_new: usize, start: usize, k_cache: &[f32], v_cache: &[f32], shape: &AttentionShape, scale: Option<f32>, extras: AttentionExtras, out: &mut [f32]) -> Result<()> {
     let AttentionShape { n_heads, n_kv_heads, head_dim, max_pos } = *shape;
+    if extras.softcap.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+        bail!(InvalidArgument, "attention softcap must be a positive finite number, got {:?}", extras.softcap);
+    }
+    if extras.window == Some(0) {
+        bail!(InvalidArgument, "attention window must be at least 1");
+    }
     if n_heads == 0 || n_kv_heads == 0 || head_dim == 0 || n_new == 0 {
         bail!(EmptyTensor, "attention with {n_new} tokens, {n_heads} heads, {n_kv_heads} kv heads, head_dim {head_dim}");
     }
@@ -46,21 +72,26 @@ pub fn attention(q: &[f32], n_new: usize, start: usize, k_cache: &[f32], v_cache
     let mut scores = vec![0f32; end];
     for t in 0..n_new {
         let len = start + t + 1;
+        // first position the window lets this query see
+        let lo = extras.window.map_or(0, |w| len.saturating_sub(w));
         for h in 0..n_heads {
             let kvh = h / group;
             let qv = &q[t * q_row + h * head_dim..][..head_dim];
-            for (p, s) in scores[..len].iter_mut().enumerate() {
+            for (p, s) in scores[lo..len].iter_mut().enumerate().map(|(i, s)| (i + lo, s)) {
                 let kv = &k_cache[p * kv_row + kvh * head_dim..][..head_dim];
                 let mut d = 0f32;
                 for (a, b) in qv.iter().zip(kv) {
                     d += a * b;
                 }
                 *s = d * scale;
+                if let Some(cap) = extras.softcap {
+                    *s = (*s / cap).tanh() * cap;
+                }
             }
-            softmax_inplace(&mut scores[..len]);
+            softmax_inplace(&mut scores[lo..len]);
             let o = &mut out[t * q_row + h * head_dim..][..head_dim];
             o.iter_mut().for_each(|v| *v = 0.0);
-            for (p, &w) in scores[..len].iter().enumerate() {
+            for (p, &w) in scores[lo..len].iter().enumerate().map(|(i, w)| (i + lo, w)) {
                 let vv = &v_cache[p * kv_row + kvh * head_dim..][..head_dim];
                 for (a, b) in o.iter_mut().zip(vv) {
                     *a += w * b;

@@ -26,7 +26,8 @@
 //! - GEMM (m >= 4, or m >= 2 with K % 32 != 0) decodes 8 weight rows at a time to exact f32
 //!   (`values * absmax`, the reference's weights) and runs the register-blocked panel kernel
 //!   (`simd::panel`): the reference's products and k-order sums, so the same bits as the
-//!   scalar kernel.
+//!   scalar kernel in the SIMD128 build (the relaxed-SIMD build fuses each multiply-add:
+//!   within the GEMV bound of [`super`]).
 //!
 //! Activations are f32; for f16 / bf16 compute dtypes the caller rounds x to that dtype first
 //! (torch would also round the dequantized weight to the compute dtype: bitsandbytes'
@@ -177,7 +178,7 @@ pub fn gemv4(x: &[f32], w: &Weight4, bias: Option<&[f32]>, out: &mut [f32], kern
 mod simd {
     use super::Weight4;
     use crate::simd::panel;
-    use crate::simd::wasm128::hsum;
+    use crate::simd::wasm128::{hsum, madd};
     use core::arch::wasm32::*;
 
     /// The 16 code values as byte planes: plane p holds byte p of each f32 entry, the tables
@@ -308,7 +309,7 @@ mod simd {
                 }
                 let amax = f32x4_splat(w.absmax.get(b));
                 for (tr, a) in tot.iter_mut().zip(acc) {
-                    *tr = f32x4_add(*tr, f32x4_mul(a, amax));
+                    *tr = madd(a, amax, *tr);
                 }
                 f = e;
             }
@@ -344,7 +345,7 @@ mod simd {
                         let wv = lookup(codes16(w.packed.as_ptr().add(f / 2)), t);
                         let xq = x.as_ptr().add(f - base) as *const v128;
                         for (q, wq) in wv.iter().enumerate() {
-                            acc = f32x4_add(acc, f32x4_mul(*wq, v128_load(xq.add(q))));
+                            acc = madd(*wq, v128_load(xq.add(q)), acc);
                         }
                         f += 16;
                     }
@@ -401,7 +402,7 @@ mod simd {
         }
     }
 
-    /// m >= 2: exact weights, panel GEMM (same bits as the scalar kernel).
+    /// m >= 2: exact weights, panel GEMM (same bits as the scalar kernel in the SIMD128 build).
     pub fn gemm(x: &[f32], m: usize, w: &Weight4, values: &[f32; 16], out: &mut [f32]) {
         let t = planes(values);
         panel::gemm(x, m, w.n, w.k, out, |j, row| decode_range(w, values, &t, j * w.k, row));

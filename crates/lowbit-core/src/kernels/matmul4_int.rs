@@ -148,7 +148,7 @@ pub fn float_bound(xq: &IntActivations, w: &Weight4, bias: Option<&[f32]>, r: us
 mod simd {
     use super::{Table16, Weight4};
     use crate::kernels::int_activations::{IntActivations, QK};
-    use crate::simd::wasm128::hsum;
+    use crate::simd::wasm128::{hsum, madd};
     use core::arch::wasm32::*;
 
 
@@ -236,14 +236,14 @@ mod simd {
                         for (r, a) in acc.iter_mut().enumerate() {
                             let row = r0 + r;
                             let i = Chunk::dot(&wv, xs.add(row * k + c * QK));
-                            *a = f32x4_add(*a, f32x4_mul(f32x4_convert_i32x4(i), f32x4_splat(*xq.d.get_unchecked(row * cpr + c))));
+                            *a = madd(f32x4_convert_i32x4(i), f32x4_splat(*xq.d.get_unchecked(row * cpr + c)), *a);
                         }
                     }
                     c += 1;
                 }
                 let scale = f32x4_splat(w.absmax.get(b) / t.scale);
                 for (tr, a) in tot.iter_mut().zip(acc) {
-                    *tr = f32x4_add(*tr, f32x4_mul(a, scale));
+                    *tr = madd(a, scale, *tr);
                 }
                 b += 1;
                 c_end = cpr.min(c + cpb);
@@ -286,13 +286,13 @@ mod simd {
                         let w1 = ch.decode(p0.add(k / QK));
                         let x = xs.add(c * QK);
                         let d = f32x4_splat(*xq.d.get_unchecked(c));
-                        acc0 = f32x4_add(acc0, f32x4_mul(f32x4_convert_i32x4(Chunk::dot(&w0, x)), d));
-                        acc1 = f32x4_add(acc1, f32x4_mul(f32x4_convert_i32x4(Chunk::dot(&w1, x)), d));
+                        acc0 = madd(f32x4_convert_i32x4(Chunk::dot(&w0, x)), d, acc0);
+                        acc1 = madd(f32x4_convert_i32x4(Chunk::dot(&w1, x)), d, acc1);
                     }
                 }
                 let b = j * bpr + blk;
-                tot0 = f32x4_add(tot0, f32x4_mul(acc0, f32x4_splat(w.absmax.get(b) / t.scale)));
-                tot1 = f32x4_add(tot1, f32x4_mul(acc1, f32x4_splat(w.absmax.get(b + bpr) / t.scale)));
+                tot0 = madd(acc0, f32x4_splat(w.absmax.get(b) / t.scale), tot0);
+                tot1 = madd(acc1, f32x4_splat(w.absmax.get(b + bpr) / t.scale), tot1);
             }
             out[j] = hsum(tot0);
             out[j + 1] = hsum(tot1);

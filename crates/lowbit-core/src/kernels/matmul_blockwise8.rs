@@ -168,7 +168,7 @@ pub fn gemv_blockwise8(x: &[f32], w: &Weight8, bias: Option<&[f32]>, out: &mut [
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use super::Weight8;
-    use crate::simd::wasm128::hsum;
+    use crate::simd::wasm128::{hsum, madd};
     use core::arch::wasm32::*;
 
     /// 16 int8 codes at `p` times `a`: exactly `INT8_CODE[q] * absmax` (i8 -> i32 -> f32 is exact).
@@ -208,7 +208,7 @@ mod simd {
                     for r in 0..R {
                         let xp = xs[r].as_ptr().add(f - base);
                         for t in 0..4 {
-                            acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(wv[t], v128_load(xp.add(4 * t) as *const v128)));
+                            acc[r][t] = madd(wv[t], v128_load(xp.add(4 * t) as *const v128), acc[r][t]);
                         }
                     }
                     f += 16;
@@ -273,8 +273,8 @@ mod simd {
                 let w1 = v128_load(wr.as_ptr().add(c + 4) as *const v128);
                 for r in 0..R {
                     let xp = xs[r].as_ptr().add(c);
-                    acc[r][0] = f32x4_add(acc[r][0], f32x4_mul(w0, v128_load(xp as *const v128)));
-                    acc[r][1] = f32x4_add(acc[r][1], f32x4_mul(w1, v128_load(xp.add(4) as *const v128)));
+                    acc[r][0] = madd(w0, v128_load(xp as *const v128), acc[r][0]);
+                    acc[r][1] = madd(w1, v128_load(xp.add(4) as *const v128), acc[r][1]);
                 }
                 c += 8;
             }

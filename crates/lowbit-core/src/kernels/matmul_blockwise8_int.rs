@@ -96,7 +96,7 @@ pub fn float_bound(xq: &IntActivations, w: &Weight8, bias: Option<&[f32]>, r: us
 mod simd {
     use super::Weight8;
     use crate::kernels::int_activations::{IntActivations, QK};
-    use crate::simd::wasm128::hsum;
+    use crate::simd::wasm128::{hsum, madd};
     use core::arch::wasm32::*;
 
 
@@ -126,11 +126,11 @@ mod simd {
                         let s0 = i32x4_add(i32x4_dot_i16x8(i16x8_extend_low_i8x16(w0), v128_load(x)), i32x4_dot_i16x8(i16x8_extend_high_i8x16(w0), v128_load(x.add(1))));
                         let s1 = i32x4_add(i32x4_dot_i16x8(i16x8_extend_low_i8x16(w1), v128_load(x.add(2))), i32x4_dot_i16x8(i16x8_extend_high_i8x16(w1), v128_load(x.add(3))));
                         let d = f32x4_splat(*xq.d.get_unchecked(r * cpr + c));
-                        acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(i32x4_add(s0, s1)), d));
+                        acc = madd(f32x4_convert_i32x4(i32x4_add(s0, s1)), d, acc);
                     }
                     c += 1;
                 }
-                tot = f32x4_add(tot, f32x4_mul(acc, f32x4_splat(absmax[b])));
+                tot = madd(acc, f32x4_splat(absmax[b]), tot);
                 b += 1;
                 c_end = cpr.min(c + cpb);
             }

@@ -11,7 +11,8 @@
 //!   w·x rounded once, as in the reference. A row holding f16 Inf / NaN (seen from the largest
 //!   exponent) is redone with the exact widening; x with a finite |x| >= 2^16 scales w instead.
 //! - GEMM (m >= 2) widens 8 rows at a time into the register-blocked panel kernel
-//!   (`simd::panel`): the reference's products and k-order sums, the same bits as scalar.
+//!   (`simd::panel`): the reference's products and k-order sums, the same bits as scalar in
+//!   the SIMD128 build (fused multiply-adds in the relaxed-SIMD build, within the GEMV bound).
 //!
 //! For an f16 / bf16 compute dtype torch would round the product sums to that dtype; callers
 //! round activations (and outputs) themselves.
@@ -70,7 +71,7 @@ mod simd {
     use crate::dtype::{bf16, f16, SimdLoad};
     use crate::simd::panel;
     use core::any::TypeId;
-    use crate::simd::wasm128::hsum;
+    use crate::simd::wasm128::{hsum, madd};
     use core::arch::wasm32::*;
 
 
@@ -107,8 +108,8 @@ mod simd {
             while c + 8 <= k {
                 let w0 = T::load4(wr.as_ptr().add(c));
                 let w1 = T::load4(wr.as_ptr().add(c + 4));
-                acc[0] = f32x4_add(acc[0], f32x4_mul(w0, v128_load(x.as_ptr().add(c) as *const v128)));
-                acc[1] = f32x4_add(acc[1], f32x4_mul(w1, v128_load(x.as_ptr().add(c + 4) as *const v128)));
+                acc[0] = madd(w0, v128_load(x.as_ptr().add(c) as *const v128), acc[0]);
+                acc[1] = madd(w1, v128_load(x.as_ptr().add(c + 4) as *const v128), acc[1]);
                 c += 8;
             }
         }
@@ -161,8 +162,8 @@ mod simd {
                         odd = v128_and(i32x4_shr(odd, 3), keep);
                     }
                     let xq = xp.as_ptr().add(c) as *const v128;
-                    acc[0] = f32x4_add(acc[0], f32x4_mul(even, v128_load(xq)));
-                    acc[1] = f32x4_add(acc[1], f32x4_mul(odd, v128_load(xq.add(1))));
+                    acc[0] = madd(even, v128_load(xq), acc[0]);
+                    acc[1] = madd(odd, v128_load(xq.add(1)), acc[1]);
                     c += 8;
                 }
             }
@@ -179,7 +180,7 @@ mod simd {
         }
     }
 
-    /// m >= 2: rows widened exactly, panel GEMM (same bits as the scalar kernel).
+    /// m >= 2: rows widened exactly, panel GEMM (same bits as the scalar kernel in the SIMD128 build).
     pub fn gemm<T: SimdLoad>(x: &[f32], m: usize, w: &[T], n: usize, k: usize, out: &mut [f32]) {
         let bits = halves(w);
         let is_f16 = TypeId::of::<T>() == TypeId::of::<f16>();

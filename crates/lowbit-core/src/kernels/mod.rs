@@ -13,7 +13,10 @@
 //!   * GEMM (4-bit: m >= 4, or m >= 2 with K % 32 != 0; f32 / f16 / bf16: m >= 2) and
 //!     LLM.int8 (every m): the same bits. The panel
 //!     GEMM forms the reference's f32 products (4-bit: the dequantized `values[c]·absmax`) and
-//!     sums them in k order from 0 like the reference; int8 sums integers exactly.
+//!     sums them in k order from 0 like the reference; int8 sums integers exactly. In the
+//!     relaxed-SIMD build every f32 multiply-add of the linear kernels is fused
+//!     (`simd::wasm128::madd`): one rounding where the bounds below count two, so the GEMM
+//!     is within the dense GEMV bound there and the other bounds hold as stated.
 //!   * Dense GEMV (m = 1): the same f32 products p_k, summed in f32x4 lanes. Recursive
 //!     summation of K terms in any order is within γ_{K−1}·Σ|p_k| of the exact sum, so the two
 //!     kernels differ by at most 2γ_{K−1}·Σ|p_k| ≈ K·2^-23·Σ|p_k|.

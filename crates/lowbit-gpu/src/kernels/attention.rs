@@ -55,7 +55,7 @@ impl KvCache {
         let scale = scale.unwrap_or(1.0 / (self.head_dim as f32).sqrt());
         let kv_cols = self.n_kv_heads * self.head_dim;
         let row_bytes = (kv_cols * 4) as u64;
-        let uni = gpu.uniform("params", &Words::new().u(n).u(start).u(n_heads).u(n_heads / self.n_kv_heads).u(self.head_dim).u(kv_cols).f(scale).u(0).bytes());
+        let uni = gpu.uniform("params", &Words::new().u(n).u(start).u(n_heads).u(n_heads / self.n_kv_heads).u(self.head_dim).u(kv_cols).f(scale).u(0).f(0.0).bytes());
         let pipe = gpu.kernel("attention.wgsl", "attention", &[])?;
         Ok(vec![
             Step::Copy { src: k.clone(), src_offset: 0, dst: self.k.clone(), dst_offset: start as u64 * row_bytes, size: n as u64 * row_bytes },

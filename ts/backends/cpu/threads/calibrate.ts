@@ -31,8 +31,8 @@ export function measureThreadSpeedup(pool: WorkerPool, w: typeof bindings): numb
   const n = t * ROWS_PER_THREAD;
   const data = Float32Array.from({ length: n * K }, (_, i) => (((i * 2654435761) >>> 16) & 1023) / 1024 - 0.5);
   const x = Float32Array.from({ length: K }, (_, i) => Math.sin(i));
-  const full = new w.LinearDense(data, n, K);
-  const own = new w.LinearDense(data.subarray(0, ROWS_PER_THREAD * K), ROWS_PER_THREAD, K);
+  const full = w.Linear.dense(data, n, K);
+  const own = w.Linear.dense(data.subarray(0, ROWS_PER_THREAD * K), ROWS_PER_THREAD, K);
   const id = pool.newId();
   try {
     pool.build(

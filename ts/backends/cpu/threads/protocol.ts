@@ -16,7 +16,7 @@
  * itself off PENDING and go back to waiting on SEQ.
  */
 import { LowbitError, type LowbitErrorCode } from '../../../errors.js';
-import type { Absmax4Slice } from '../linear4.js';
+import type { Absmax4Slice } from '../linear-slice.js';
 import type { WasmBuild } from '../../../runtime/wasm.js';
 
 export const SEQ = 0;
@@ -66,15 +66,19 @@ export type WorkerMessage =
   | { type: 'nop' }
   | { type: 'build'; id: number; spec: SliceSpec };
 
-/** One thread's slice of a weight, as the worker builds its wasm handle from it. */
-export type SliceSpec = { rows: [number, number]; n: number; k: number } & (
-  | { kind: 'linear4'; packed: Uint8Array; scales: Absmax4Slice; quantType: string; blocksize: number; bias?: Float32Array; computeDtype?: 'float16' | 'bfloat16'; kernels?: 'fast' | 'exact' }
-  | { kind: 'int8'; cb: Int8Array; scb: Float32Array; threshold: number; bias?: Float32Array }
-  | { kind: 'dense'; data: Float32Array; bias?: Float32Array }
-  | { kind: 'denseHalf'; data: Uint16Array; dtype: string; bias?: Float32Array }
-  | { kind: 'embedding'; data: Float32Array }
-  | { kind: 'embeddingHalf'; data: Uint16Array; dtype: string }
+/** A linear layer's rows [rows[0], rows[1]) of an [n, k] weight, one variant per weight format (linear-slice.ts builds it). */
+export type LinearSpec = { rows: [number, number]; n: number; k: number; bias?: Float32Array; kernels?: 'fast' | 'exact' } & (
+  | { kind: 'linear4'; packed: Uint8Array; scales: Absmax4Slice; quantType: string; blocksize: number; computeDtype?: 'float16' | 'bfloat16' }
+  | { kind: 'blockwise8'; q: Uint8Array; absmax: Float32Array; code: Float32Array; blocksize: number }
+  | { kind: 'int8'; cb: Int8Array; scb: Float32Array; threshold: number }
+  | { kind: 'dense'; data: Float32Array }
+  | { kind: 'denseHalf'; data: Uint16Array; dtype: string }
 );
+
+/** One thread's slice of a weight, as the worker builds its wasm handle from it. */
+export type SliceSpec =
+  | LinearSpec
+  | ({ rows: [number, number]; n: number; k: number } & ({ kind: 'embedding'; data: Float32Array } | { kind: 'embeddingHalf'; data: Uint16Array; dtype: string }));
 
 /**
  * Replies from workers (only during start-up; everything later goes through `ctl`). `build`: the

@@ -5,15 +5,15 @@
  */
 import { callWasm } from '../../../errors.js';
 import { init, wasm, wasmBuild } from '../../../runtime/wasm.js';
-import type { Embedding, Linear4, LinearDense, LinearInt8 } from '../../../wasm/pkg/lowbit_wasm.js';
+import type { Embedding, Linear } from '../../../wasm/pkg/lowbit_wasm.js';
 import {
   ARG_ID, ARG_M, ARG_OUT, CMD, Cmd, ERR_BYTES, PENDING, SEQ, SLOT_ERR_LEN, SLOT_STATUS, STATUS_ERROR, STATUS_OK,
   serializeError, slot, slotBytesF64, writeError, type SliceSpec, type WorkerMessage, type WorkerReply,
 } from './protocol.js';
-import { newLinear4 } from '../linear4.js';
+import { newLinear } from '../linear-slice.js';
 
 interface Part {
-  obj: Linear4 | LinearInt8 | LinearDense | Embedding;
+  obj: Linear | Embedding;
   /** First and one-past-last row of the full weight that this slice holds. */
   r0: number;
   r1: number;
@@ -45,22 +45,12 @@ function build(id: number, s: SliceSpec): void {
   const w = wasm();
   const obj = callWasm(() => {
     switch (s.kind) {
-      case 'linear4': {
-        const l = newLinear4(w, s.packed, s.scales, s.quantType, s.blocksize, s.rows[1] - s.rows[0], s.k, s.bias);
-        if (s.computeDtype) l.setComputeDtype(s.computeDtype);
-        if (s.kernels !== undefined) l.setKernels(s.kernels);
-        return l;
-      }
-      case 'int8':
-        return new w.LinearInt8(s.cb, s.scb, s.rows[1] - s.rows[0], s.k, s.threshold, s.bias);
-      case 'dense':
-        return new w.LinearDense(s.data, s.rows[1] - s.rows[0], s.k, s.bias);
-      case 'denseHalf':
-        return w.LinearDense.fromHalf(s.data, s.dtype, s.rows[1] - s.rows[0], s.k, s.bias);
       case 'embedding':
         return new w.Embedding(s.data, s.rows[1] - s.rows[0], s.k);
       case 'embeddingHalf':
         return w.Embedding.fromHalf(s.data, s.dtype, s.rows[1] - s.rows[0], s.k);
+      default:
+        return newLinear(w, s);
     }
   });
   parts.get(id)?.obj.free();
@@ -78,11 +68,22 @@ function scatter(y: Float32Array, p: Part, m: number, out: number): void {
 function execute(cmd: number): void {
   if (cmd === Cmd.ForwardMany) {
     const [count, m, pairs] = [ctl[ARG_ID]!, ctl[ARG_M]!, ctl[ARG_OUT]!];
+    const mine: [Part, number][] = [];
     for (let j = 0; j < count; j++) {
       const p = parts.get(u32[pairs + 2 * j]!);
-      if (p === undefined) continue;
-      const y = callWasm(() => (p.obj as Linear4).forward(f32.subarray(0, m * p.k), m));
-      scatter(y, p, m, u32[pairs + 2 * j + 1]!);
+      if (p !== undefined) mine.push([p, u32[pairs + 2 * j + 1]!]);
+    }
+    if (mine.length === 0) return;
+    // the layers read the same x (one k): one wasm copy, quantized once for them all
+    const x = f32.subarray(0, m * mine[0]![0].k);
+    const input = mine.length > 1 ? callWasm(() => new (wasm().Input)(x, m)) : undefined;
+    try {
+      for (const [p, out] of mine) {
+        const l = p.obj as Linear;
+        scatter(callWasm(() => (input === undefined ? l.forward(x, m) : l.forwardInput(input))), p, m, out);
+      }
+    } finally {
+      input?.free();
     }
     return;
   }
@@ -97,7 +98,7 @@ function execute(cmd: number): void {
   const out = ctl[ARG_OUT]!;
   if (cmd === Cmd.Forward || cmd === Cmd.Project) {
     const x = f32.subarray(0, m * p.k);
-    const y = callWasm(() => (cmd === Cmd.Forward ? (p.obj as Linear4).forward(x, m) : (p.obj as Embedding).project(x, m)));
+    const y = callWasm(() => (cmd === Cmd.Forward ? (p.obj as Linear).forward(x, m) : (p.obj as Embedding).project(x, m)));
     scatter(y, p, m, out);
   } else if (cmd === Cmd.Lookup) {
     // m = number of ids (already checked against the vocabulary); rows of ours only

@@ -61,7 +61,8 @@ async function checkIdTurns(model: CausalLM, fresh: CausalLM): Promise<void> {
 }
 
 describe('generate({ reuseCache }) on the tiny reference models (CPU)', () => {
-  for (const name of ['llama', 'qwen3', 'gpt2']) {
+  // gemma2 / gemma3: sliding-window layers (windows of 6 and 5), so re-used prefixes cross the window
+  for (const name of ['llama', 'qwen3', 'gpt2', 'gemma2', 'gemma3']) {
     it(`${name}: the fresh tokens, only the new tail prefilled (nf4)`, async () => {
       const model = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${name}`, { quantizationConfig: nf4(), threads: 1, maxPositions: 128 });
       const fresh = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${name}`, { quantizationConfig: nf4(), threads: 1, maxPositions: 128 });
@@ -92,16 +93,18 @@ describe('generate({ reuseCache }) on the tiny reference models (CPU)', () => {
 
 const gpu = await testGpu();
 describe.skipIf(gpu.skip !== undefined)('generate({ reuseCache }) on WebGPU (Dawn)', () => {
-  it('llama on the GPU: the tokens of a fresh generate, only the new tail prefilled', async () => {
-    const model = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: gpu.gpu!, maxPositions: 128 });
-    const fresh = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: gpu.gpu!, maxPositions: 128 });
-    try {
-      await checkIdTurns(model, fresh);
-    } finally {
-      model.dispose();
-      fresh.dispose();
-    }
-  });
+  for (const name of ['llama', 'gemma2']) {
+    it(`${name} on the GPU: the tokens of a fresh generate, only the new tail prefilled`, async () => {
+      const model = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${name}`, { deviceMap: 'gpu', gpu: gpu.gpu!, maxPositions: 128 });
+      const fresh = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}${name}`, { deviceMap: 'gpu', gpu: gpu.gpu!, maxPositions: 128 });
+      try {
+        await checkIdTurns(model, fresh);
+      } finally {
+        model.dispose();
+        fresh.dispose();
+      }
+    });
+  }
 });
 
 describe.skipIf(!existsSync(SMOLLM))('ChatSession on the default model (chat template)', () => {

@@ -223,10 +223,10 @@ describe('lowbit (command line)', () => {
  * terminal, so readline is interactive and the progress bars show. `steps` type into it, each
  * once the output so far matches its `after` pattern (the text after the previous step's match).
  */
-function inTerminal(args: string[], steps: { after: RegExp; type: string }[], timeoutMs = 180_000): Promise<{ code: number | null; out: string; done: number }> {
+function inTerminal(args: string[], steps: { after: RegExp; type: string }[], timeoutMs = 180_000, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; out: string; done: number }> {
   const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
   return new Promise((ok, fail) => {
-    const p = spawn('/usr/bin/script', ['-qfec', command, '/dev/null'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn('/usr/bin/script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const timer = setTimeout(() => {
       p.kill('SIGKILL');
       fail(new Error(`lowbit ${args.join(' ')} in a terminal: no end within ${timeoutMs} ms; ${steps.length - done} step(s) left; output:\n${out}`));
@@ -442,6 +442,22 @@ describe('lowbit quantize', () => {
     expect(r.out).toMatch(/quantize\s+[█░]+\s+100% \| [\d.]+\/[\d.]+ MB, 21\/21 tensors/);
     expect(r.out).toMatch(/write\s+[█░]+\s+100% \| 1\/1/);
     expect(r.out).toMatch(/wrote .*model\.safetensors \([\d.]+ MiB\) and config\.json in [\d.]+ s: 14 of 21 tensors quantized \(int8\)/);
+  });
+
+  it.skipIf(!existsSync('/usr/bin/script'))('from a hub id (the hub-shaped test server): download, quantize and write bars in a terminal; the same checkpoint', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { startHubServer } = await import('./helpers/hub-server.js');
+    const hub = await startHubServer({ repos: { 'test-org/base-llama': { main: join(BNB, 'base-llama') } } });
+    try {
+      const env = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: join(dir, 'hub-cache'), HF_TOKEN: '', HF_HUB_OFFLINE: '' };
+      const r = await inTerminal(['quantize', 'test-org/base-llama', join(dir, 'from-hub'), '--quant', 'nf4'], [], 60_000, env);
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toMatch(/download\s+[█░]+\s+100% \| [\d.]+\/[\d.]+ MB, file \d+\/\d+: \S+/);
+      expect(r.out).toMatch(/quantize\s+[█░]+\s+100% \| [\d.]+\/[\d.]+ MB, 21\/21 tensors/);
+      expect(Buffer.compare(await readFile(join(dir, 'from-hub', 'model.safetensors')), await readFile(join(BNB, 'llama-nf4', 'model.safetensors')))).toBe(0);
+    } finally {
+      await hub.close();
+    }
   });
 
   it('refusals: a GGUF source, an already quantized source, an existing OUT (exit 1); bad arguments (exit 2)', async () => {

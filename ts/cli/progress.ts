@@ -67,7 +67,10 @@ export function progressBars(enabled: boolean, stream: NodeJS.WriteStream = proc
       bars.get(e.phase)!.total = total;
       bar.setTotal(total);
       const tensors = e.tensorsTotal > 0 ? `, ${e.tensorsDone}/${e.tensorsTotal} tensors` : '';
-      bar.update(e.bytesDone, { detail: `${detailOf(e.bytesDone, e.bytesTotal, 'bytes')}${tensors}` } satisfies Partial<Payload>);
+      // download events name the file under way and count the files of this load
+      const d = e.download;
+      const file = d !== undefined ? `, file ${Math.min(d.filesDone + 1, d.filesTotal)}/${d.filesTotal}: ${d.file}` : '';
+      bar.update(e.bytesDone, { detail: `${detailOf(e.bytesDone, e.bytesTotal, 'bytes')}${tensors}${file}` } satisfies Partial<Payload>);
     },
     stage(name, total, unit = 'bytes') {
       const bar = ensure(name, total);

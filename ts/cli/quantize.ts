@@ -73,22 +73,22 @@ export async function quantize(argv: string[], signal: AbortSignal): Promise<voi
 
   const t0 = performance.now();
   await init();
-  const source = await resolveSource(input);
-  const files = await listWeightFiles(source);
-  if (files.format === 'gguf') {
-    throw new LowbitError('UNSUPPORTED_DTYPE', `${input} is a GGUF model: its tensors keep llama.cpp's names and layout and lowbit has no GGUF -> transformers conversion, so transformers could not load the result; quantize the model's safetensors checkpoint instead (or load the GGUF directly with --quant)`);
-  }
-  const config = await source.readJson<Record<string, unknown>>('config.json');
-  const stored = config.quantization_config as { quant_method?: unknown } | undefined;
-  const isBnb = stored !== undefined && stored !== null && stored.quant_method === 'bitsandbytes';
-  if (v.dequantize && !isBnb) throw new LowbitError('INVALID_ARGUMENT', `${input} is not a bitsandbytes checkpoint (its config.json has no quantization_config with quant_method 'bitsandbytes'): nothing to dequantize`);
-  if (!v.dequantize && stored !== undefined && stored !== null) {
-    throw new LowbitError('INVALID_ARGUMENT', `${input} is already quantized (quantization_config: ${JSON.stringify(stored.quant_method ?? stored)}): pass --dequantize to write it back as floats, then quantize that`);
-  }
-
   const progress = progressBars(process.stderr.isTTY === true && !json);
   let summary: Record<string, unknown>;
   try {
+    // hub ids download into the model cache first (phase 'download')
+    const source = await resolveSource(input, { signal, onProgress: (e) => progress.onLoad(e) });
+    const files = await listWeightFiles(source);
+    if (files.format === 'gguf') {
+      throw new LowbitError('UNSUPPORTED_DTYPE', `${input} is a GGUF model: its tensors keep llama.cpp's names and layout and lowbit has no GGUF -> transformers conversion, so transformers could not load the result; quantize the model's safetensors checkpoint instead (or load the GGUF directly with --quant)`);
+    }
+    const config = await source.readJson<Record<string, unknown>>('config.json');
+    const stored = config.quantization_config as { quant_method?: unknown } | undefined;
+    const isBnb = stored !== undefined && stored !== null && stored.quant_method === 'bitsandbytes';
+    if (v.dequantize && !isBnb) throw new LowbitError('INVALID_ARGUMENT', `${input} is not a bitsandbytes checkpoint (its config.json has no quantization_config with quant_method 'bitsandbytes'): nothing to dequantize`);
+    if (!v.dequantize && stored !== undefined && stored !== null) {
+      throw new LowbitError('INVALID_ARGUMENT', `${input} is already quantized (quantization_config: ${JSON.stringify(stored.quant_method ?? stored)}): pass --dequantize to write it back as floats, then quantize that`);
+    }
     await fs.mkdir(outDir, { recursive: true });
     const onProgress: ProgressCallback = (e) => progress.onLoad({ ...e, phase: e.phase === 'weights' ? (v.dequantize ? 'read' : 'quantize') : e.phase });
     if (v.dequantize) {

@@ -30,7 +30,7 @@ export const LAYERS = [
   // models reach backends through the Backend interface only
   { name: 'models', paths: ['models/'], may: ['core', 'formats', 'loading', 'backend-interface', 'tokenizer', 'generation'] },
   // the composition root: fromPretrained (auto, its GGUF path), the one file that makes concrete backends, the package entry and the CLI
-  { name: 'api', paths: ['index.ts', 'cli.ts', 'cli/', 'worker.ts', 'worker/', 'models/auto.ts', 'models/gguf-model.ts', 'models/make-backends.ts'], may: ['*'] },
+  { name: 'api', paths: ['index.ts', 'pipeline.ts', 'cli.ts', 'cli/', 'worker.ts', 'worker/', 'models/auto.ts', 'models/gguf-model.ts', 'models/make-backends.ts'], may: ['*'] },
 ];
 
 /**

@@ -12,7 +12,7 @@
 // then, where setup prepared a WebGPU driver, `npm install webgpu` and deviceMap 'gpu' on Dawn.
 //
 // Needs dist/ (scripts/build.sh), node_modules (typescript, vite) and chromium (setup.sh
-// --with-browser). npm installs the tarball's two dependencies from its cache (--prefer-offline).
+// --with-browser). npm installs the tarball's dependencies from its cache (--prefer-offline).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';

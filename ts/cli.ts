@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 /**
- * The `lowbit` command (package.json "bin"; Node only): `lowbit generate …`, `lowbit inspect …`.
- * Exit codes: 0 done, 1 failed (the error's code and message on stderr), 2 bad command line,
- * 130 interrupted (Ctrl-C). With --json a failure is also one JSON object on stderr:
+ * The `lowbit` command (package.json "bin"; Node only): `lowbit generate | chat | quantize |
+ * inspect | bench …`. Exit codes: 0 done, 1 failed (the error's code and message on stderr),
+ * 2 bad command line, 130 interrupted (Ctrl-C). With --json a failure is also one JSON object on stderr:
  * {"type":"error","code":…,"message":…}.
  */
 import { describeError, EXIT, exitCodeOf, UsageError } from './cli/common.js';
+import { bench, BENCH_USAGE } from './cli/bench.js';
+import { chat, CHAT_USAGE } from './cli/chat.js';
 import { generate, GENERATE_USAGE } from './cli/generate.js';
 import { inspect, INSPECT_USAGE } from './cli/inspect.js';
+import { quantize, QUANTIZE_USAGE } from './cli/quantize.js';
 
 const indent = (text: string) => text.split('\n').map((l) => (l === '' ? '' : `  ${l}`)).join('\n');
 
@@ -16,7 +19,13 @@ const USAGE = `lowbit: bitsandbytes-style 4/8-bit quantization and LLM inference
 usage:
 ${indent(GENERATE_USAGE)}
 
+${indent(CHAT_USAGE)}
+
+${indent(QUANTIZE_USAGE)}
+
 ${indent(INSPECT_USAGE)}
+
+${indent(BENCH_USAGE)}
 
   lowbit --help | --version
 
@@ -32,7 +41,9 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const json = rest.includes('--json');
   const abort = new AbortController();
-  process.once('SIGINT', () => abort.abort());
+  // Ctrl-C stops the command (chat replaces this once loaded: there it stops the answer being written).
+  const onSigint = () => abort.abort();
+  process.once('SIGINT', onSigint);
   try {
     if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
       process.stdout.write(`${USAGE}\n`);
@@ -43,15 +54,18 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     if (rest.includes('--help') || rest.includes('-h')) {
-      const usage = { generate: GENERATE_USAGE, inspect: INSPECT_USAGE }[command];
+      const usage = { generate: GENERATE_USAGE, chat: CHAT_USAGE, quantize: QUANTIZE_USAGE, inspect: INSPECT_USAGE, bench: BENCH_USAGE }[command];
       if (usage !== undefined) {
         process.stdout.write(`${usage}\n`);
         return EXIT.ok;
       }
     }
     if (command === 'generate') await generate(rest, abort.signal);
+    else if (command === 'chat') return await chat(rest, abort.signal, () => process.off('SIGINT', onSigint));
+    else if (command === 'quantize') await quantize(rest, abort.signal);
     else if (command === 'inspect') await inspect(rest);
-    else throw new UsageError(`unknown command '${command}' (commands: generate, inspect)`);
+    else if (command === 'bench') await bench(rest, abort.signal);
+    else throw new UsageError(`unknown command '${command}' (commands: generate, chat, quantize, inspect, bench)`);
     return EXIT.ok;
   } catch (e) {
     // parseArgs' own errors (unknown option, missing value) are usage errors too.

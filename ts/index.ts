@@ -48,7 +48,9 @@ export { GgufFile, dequantizeGguf, GGUF_DEQUANTIZABLE, type GgufTensorInfo, type
 // --- models (CPU inference) -------------------------------------------------------------------
 export { AutoModelForCausalLM, type FromPretrainedOptions } from './models/auto.js';
 export { BitsAndBytesConfig, type BitsAndBytesConfigOptions } from './models/bnb-config.js';
-export { CausalLM, type GenerateOptions, type MemoryFootprint } from './models/causal-lm.js';
+export { CausalLM, type GenerateOptions, type MemoryFootprint, type PrefillInfo } from './models/causal-lm.js';
+export { ChatSession, type ChatSessionOptions, type ChatGenerationOptions, type ChatTurn, type ChatStats, type FinishReason } from './models/chat-session.js';
+export { pipeline, type PipelineTask, type TextGenerationPipeline, type TextGenerationInput, type TextGenerationCallOptions, type TextGenerationOutput } from './pipeline.js';
 export { TextStreamer, type Streamer } from './generation/streamer.js';
 export { StopStrings } from './generation/stopping.js';
 export type { SamplingOptions } from './generation/sampling.js';

@@ -62,7 +62,28 @@ export function threadsOption(v: string | undefined): number | 'auto' | undefine
   return intOption('threads', v, 1);
 }
 
-/** The JSON form of an error (--json) and its one-line text form. */
+/** parseArgs options of the sampling settings (generate, chat). */
+export const SAMPLING_ARGS = {
+  sample: { type: 'boolean', default: false },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  seed: { type: 'string' },
+} as const;
+
+/** The generate() sampling options those give (greedy unless --sample). */
+export function samplingOptions(v: { sample?: boolean; temperature?: string; 'top-k'?: string; 'top-p'?: string; seed?: string }): { doSample: boolean; temperature: number; topP: number; topK?: number; seed?: number } {
+  const seed = intOption('seed', v.seed);
+  const topK = intOption('top-k', v['top-k']);
+  return {
+    doSample: v.sample === true,
+    temperature: numberOption('temperature', v.temperature) ?? 0.7,
+    topP: numberOption('top-p', v['top-p']) ?? 0.9,
+    ...(topK !== undefined ? { topK } : {}),
+    ...(seed !== undefined ? { seed } : {}),
+  };
+}
+
 /** An abort: the library's ABORTED error (its cause the AbortSignal's reason) or a bare AbortError. */
 const isAbort = (e: unknown): boolean => (e instanceof LowbitError && e.code === 'ABORTED') || (e instanceof Error && e.name === 'AbortError');
 

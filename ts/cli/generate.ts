@@ -5,26 +5,22 @@
  * Statistics and progress go to stderr (progress only when stderr is a terminal).
  */
 import { parseArgs } from 'node:util';
-import { AutoModelForCausalLM } from '../models/auto.js';
 import { TextStreamer } from '../generation/streamer.js';
 import type { ChatMessage } from '../tokenizer/index.js';
-import { intOption, MiB, numberOption, quantChoice, quantizationConfig, threadsOption, UsageError } from './common.js';
+import { intOption, MiB, SAMPLING_ARGS, samplingOptions, UsageError } from './common.js';
+import { checkModelArgs, loadedLine, loadModel, MODEL_ARGS, MODEL_USAGE } from './load.js';
 
 export const GENERATE_USAGE = `lowbit generate --model <dir | file.gguf | org/name | url> [--prompt TEXT] [options]
 
   The prompt is --prompt, else the positional words, else stdin when it is not a terminal.
-  --model, -m M          a local folder or .gguf file, a Hugging Face hub id, or a URL (required)
+${MODEL_USAGE}
   --prompt, -p TEXT      the user message (rendered with the model's chat template)
   --system TEXT          a system message before it
   --raw                  use the prompt as is, without the chat template
-  --quant Q              none | int8 | fp4 | nf4 | nf4-dq   (default nf4-dq)
   --max-new-tokens N     (default 128)
   --sample               sample instead of greedy; --temperature T (default 0.7), --top-k K,
                          --top-p P (default 0.9), --seed N (default: random)
   --stop TEXT            stop once the text contains TEXT (repeatable)
-  --threads auto | N     CPU threads (default auto)
-  --device cpu | gpu | auto   (default cpu; gpu in Node needs \`npm install webgpu\`)
-  --max-positions N      KV cache length (default: the model's, at most 4096)
   --json                 JSON lines on stdout instead of text`;
 
 function readStdin(): Promise<string> {
@@ -41,62 +37,33 @@ export async function generate(argv: string[], signal: AbortSignal): Promise<voi
     args: argv,
     allowPositionals: true,
     options: {
-      model: { type: 'string', short: 'm' },
+      ...MODEL_ARGS,
       prompt: { type: 'string', short: 'p' },
       system: { type: 'string' },
       raw: { type: 'boolean', default: false },
-      quant: { type: 'string', default: 'nf4-dq' },
       'max-new-tokens': { type: 'string', default: '128' },
-      sample: { type: 'boolean', default: false },
-      temperature: { type: 'string' },
-      'top-k': { type: 'string' },
-      'top-p': { type: 'string' },
-      seed: { type: 'string' },
+      ...SAMPLING_ARGS,
       stop: { type: 'string', multiple: true },
-      threads: { type: 'string' },
-      device: { type: 'string', default: 'cpu' },
-      'max-positions': { type: 'string' },
-      json: { type: 'boolean', default: false },
     },
   });
-  if (v.model === undefined) throw new UsageError('generate needs --model');
-  const quant = quantChoice(v.quant!);
+  checkModelArgs(v, 'generate');
   const maxNewTokens = intOption('max-new-tokens', v['max-new-tokens'])!;
-  const threads = threadsOption(v.threads);
-  const maxPositions = intOption('max-positions', v['max-positions'], 1);
-  const seed = intOption('seed', v.seed);
-  const topK = intOption('top-k', v['top-k']);
-  const temperature = numberOption('temperature', v.temperature) ?? 0.7;
-  const topP = numberOption('top-p', v['top-p']) ?? 0.9;
-  if (!['cpu', 'gpu', 'auto'].includes(v.device!)) throw new UsageError(`--device must be cpu, gpu or auto, got '${v.device}'`);
+  const sampling = samplingOptions(v);
   let prompt = v.prompt ?? (positionals.length > 0 ? positionals.join(' ') : undefined);
   if (prompt === undefined && !process.stdin.isTTY) prompt = (await readStdin()).replace(/\n$/, '');
   if (prompt === undefined || prompt === '') throw new UsageError('generate needs a prompt: --prompt TEXT, words after the options, or stdin');
 
   const json = v.json!;
   const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
-  const progress = process.stderr.isTTY && !json;
-  const t0 = performance.now();
-  const config = quantizationConfig(quant);
-  const model = await AutoModelForCausalLM.fromPretrained(v.model, {
-    ...(config ? { quantizationConfig: config } : {}),
-    ...(threads !== undefined ? { threads } : {}),
-    ...(maxPositions !== undefined ? { maxPositions } : {}),
-    deviceMap: v.device as 'cpu' | 'gpu' | 'auto',
-    signal,
-    ...(progress ? { onProgress: (e) => process.stderr.write(`\r${e.phase} ${(e.bytesDone / 1e6).toFixed(0)}/${(e.bytesTotal / 1e6).toFixed(0)} MB, ${e.tensorsDone}/${e.tensorsTotal} tensors   `) } : {}),
-  });
+  const loaded = await loadModel(v, 'generate', signal);
+  const { model, loadSeconds } = loaded;
   try {
-    if (progress) process.stderr.write(`\r${' '.repeat(70)}\r`);
-    const loadSeconds = (performance.now() - t0) / 1000;
     const tok = model.tokenizer;
     if (tok === undefined) throw new UsageError(`this model has no tokenizer lowbit can use (${model.tokenizerUnavailable ?? 'none found'}), so it cannot take a text prompt`);
     const messages: ChatMessage[] = [...(v.system !== undefined ? [{ role: 'system', content: v.system }] : []), { role: 'user', content: prompt }];
     const chat = !v.raw && tok.chatTemplate !== undefined;
     const inputIds = chat ? tok.applyChatTemplate(messages, { addGenerationPrompt: true, tokenize: true }) : tok.encode(v.system !== undefined ? `${v.system}\n${prompt}` : prompt);
-    const devices = [...new Set(Object.values(model.deviceMap))].join(' + ');
-    const threadsUsed = model.backend.threads ?? 1;
-    if (!json) process.stderr.write(`loaded ${v.model} (${quant}) in ${loadSeconds.toFixed(1)} s on ${devices}${devices.includes('cpu') ? `, ${threadsUsed} thread(s)` : ''}\n`);
+    if (!json) process.stderr.write(`${loadedLine(loaded, v.model!)}\n`);
 
     let text = '';
     let first = 0;
@@ -111,11 +78,7 @@ export async function generate(argv: string[], signal: AbortSignal): Promise<voi
     await model.generate({
       inputIds,
       maxNewTokens,
-      doSample: v.sample!,
-      temperature,
-      topP,
-      ...(topK !== undefined ? { topK } : {}),
-      ...(seed !== undefined ? { seed } : {}),
+      ...sampling,
       ...(v.stop ? { stop: v.stop } : {}),
       signal,
       streamer,
@@ -132,7 +95,7 @@ export async function generate(argv: string[], signal: AbortSignal): Promise<voi
       out({
         type: 'done', text, tokens: ids, promptTokens: inputIds.length, newTokens: ids.length, chatTemplate: chat,
         loadSeconds: r3(loadSeconds), prefillSeconds: r3(prefillSeconds), decodeTokensPerSecond: r3(decodeTokensPerSecond),
-        devices: [...new Set(Object.values(model.deviceMap))], threads: threadsUsed, memoryBytes: footprint.total,
+        devices: loaded.devices, threads: loaded.threads, memoryBytes: footprint.total,
       });
     } else {
       process.stderr.write(`${inputIds.length} prompt tokens, prefill ${prefillSeconds.toFixed(2)} s; ${ids.length} new tokens, ${decodeTokensPerSecond.toFixed(1)} tokens/s; memory ${MiB(footprint.total)}\n`);

@@ -11,6 +11,7 @@ import { StopStrings } from '../generation/stopping.js';
 import type { Streamer } from '../generation/streamer.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import { checkGenerateOptions, checkTokenIds } from './generate-checks.js';
+import { ChatSession, type ChatSessionOptions } from './chat-session.js';
 import { asAbortError, throwIfAborted, Turns, yieldToEventLoop } from '../runtime/scheduling.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -36,6 +37,25 @@ export interface GenerateOptions extends SamplingOptions {
    * produced so far.
    */
   onDeviceLost?: (info: { reason: string; message: string; modules: string[] }) => void;
+  /**
+   * Keep what the KV cache already holds (default false: the cache is emptied first). The longest
+   * common prefix of the prompt and the cached tokens (`model.cachedTokens`) is kept and only the
+   * rest is prefilled; where they differ the cache is cut back. At least the prompt's last token
+   * is always run, since its logits pick the first new token. A ChatSession (`model.chat()`) uses it.
+   */
+  reuseCache?: boolean;
+  /** Called once per generate(), before the prompt runs: how much of it came from the cache. */
+  onPrefill?: (info: PrefillInfo) => void;
+}
+
+/** How a generate() call's prompt reached the KV cache. */
+export interface PrefillInfo {
+  /** Prompt tokens in all. */
+  promptTokens: number;
+  /** Taken from the cache as it was (a common prefix; 0 without reuseCache). */
+  reusedTokens: number;
+  /** Run through the model now: promptTokens - reusedTokens. */
+  prefilledTokens: number;
 }
 
 /** What a module's forward needs besides its input. */
@@ -99,6 +119,8 @@ export interface MemoryFootprint {
 export abstract class CausalLM {
   /** Tokens already in the KV cache. */
   position = 0;
+  /** The ids at cache positions [0, cached.length) as forward() / generate() ran them (reuseCache compares with them). */
+  private cached: number[] = [];
   protected readonly footprint = new Map<string, { device: string; bytes: number; module: string | undefined }>();
   /** The modules in forward order, each on its backend. */
   protected readonly modules: Module[] = [];
@@ -274,9 +296,9 @@ export abstract class CausalLM {
     let start = from;
     if (from > 0 && this.recomputesCache(from, ids.length)) {
       // the cached positions are run again with this call's (Phi-3's LongRoPE crossing its original length)
-      if (this.cachedIds === undefined) throw new LowbitError('INTERNAL', `the ids of positions [0, ${from}) are not known`);
+      if (this.cached.length < from) throw new LowbitError('INTERNAL', `the ids of positions [0, ${from}) are not known`);
       u = new Uint32Array(from + ids.length);
-      u.set(this.cachedIds.subarray(0, from));
+      u.set(this.cached.slice(0, from));
       u.set(ids, from);
       start = 0;
     }
@@ -302,12 +324,8 @@ export abstract class CausalLM {
       hb = b;
       i = j;
     }
-    (this.cachedIds ??= new Uint32Array(this.maxPositions)).set(u, start);
     return { out: h!, b: hb!, recomputed: from - start };
   }
-
-  /** The ids at positions [0, position) of the KV cache, for an architecture that recomputes it (recomputesCache). */
-  private cachedIds: Uint32Array | undefined;
 
   /**
    * Whether a call at positions [start, start + n) must run positions [0, start) again instead of
@@ -331,7 +349,7 @@ export abstract class CausalLM {
       const from = start ?? this.position;
       const u = this.checkIds(ids, from);
       const { out, b, recomputed } = await this.run(u, from, false);
-      this.position = from + u.length;
+      this.noteCached(from, u);
       // rows of recomputed cache positions are not this call's
       const mine = recomputed > 0 ? b.rows(out, recomputed, out.rows) : out;
       if (mine !== out) b.release(out);
@@ -341,6 +359,24 @@ export abstract class CausalLM {
         b.release(mine);
       }
     });
+  }
+
+  /** Positions [start, start + u.length) now hold u: later ones are stale (attention only reads [0, position)). */
+  private noteCached(start: number, u: Uint32Array): void {
+    this.cached.length = Math.min(this.cached.length, start);
+    for (const id of u) this.cached.push(id);
+    this.position = start + u.length;
+  }
+
+  /** The token ids the KV cache holds, positions [0, position), as forward() / generate() ran them. */
+  get cachedTokens(): readonly number[] {
+    return this.cached.slice(0, Math.min(this.position, this.cached.length));
+  }
+
+  /** Cuts the cache back to its first `n` positions (the rest is overwritten by what runs next). */
+  private truncateCache(n: number): void {
+    this.position = n;
+    this.cached.length = Math.min(this.cached.length, n);
   }
 
   private checkIds(ids: ArrayLike<number>, start: number, what = 'ids'): Uint32Array {
@@ -360,7 +396,7 @@ export abstract class CausalLM {
   protected async step(ids: ArrayLike<number>, want: StepWant): Promise<StepResult> {
     const u = this.checkIds(ids, this.position);
     const { out, b } = await this.run(u, this.position, true);
-    this.position += u.length;
+    this.noteCached(this.position, u);
     try {
       if (want === 'argmax') return { id: (await b.argmax(out))[0]! };
       if (want === 'logits') return { logits: await b.read(out) };
@@ -423,13 +459,13 @@ export abstract class CausalLM {
         }
       }
     }
-    this.position = 0;
+    this.truncateCache(0);
     return { ...info, modules: moving.map((m) => m.name) };
   }
 
   /** Forgets the cached positions. */
   reset(): void {
-    this.position = 0;
+    this.truncateCache(0);
   }
 
   /** The tokenizer found next to the weights by AutoModelForCausalLM.fromPretrained, if any. */
@@ -480,7 +516,15 @@ export abstract class CausalLM {
       o.streamer?.end();
       return out;
     }
-    this.reset();
+    // The prompt's common prefix with the cache stays (reuseCache), at most all but its last token.
+    let reused = 0;
+    if (o.reuseCache === true) {
+      const cached = this.cachedTokens;
+      const limit = Math.min(cached.length, seen.length - 1);
+      while (reused < limit && cached[reused] === seen[reused]) reused++;
+    }
+    this.truncateCache(reused);
+    o.onPrefill?.({ promptTokens: seen.length, reusedTokens: reused, prefilledTokens: seen.length - reused });
     // Without a repetition penalty (which needs every logit), the device narrows the choice:
     // greedy reads back the argmax, top-k sampling its k candidates.
     const penalty = o.repetitionPenalty !== undefined && o.repetitionPenalty !== 1;
@@ -507,7 +551,7 @@ export abstract class CausalLM {
       }
     };
     throwIfAborted(o.signal, 'generate()');
-    let next = await stepOrFallBack(seen);
+    let next = await stepOrFallBack(seen.slice(reused));
     for (let s = 0; s < max; s++) {
       // One event-loop turn per token: an AbortSignal.timeout, timers and UI events are served.
       await yieldToEventLoop();
@@ -522,6 +566,14 @@ export abstract class CausalLM {
     }
     o.streamer?.end();
     return out;
+  }
+
+  /**
+   * A chat session on this model: it keeps the KV cache between turns and runs only what is new
+   * (see ChatSession). `options` are the generation settings of every turn, plus `system`.
+   */
+  chat(options: ChatSessionOptions = {}): ChatSession {
+    return new ChatSession(this, options);
   }
 
   getMemoryFootprint(): MemoryFootprint {

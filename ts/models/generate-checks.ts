@@ -55,7 +55,8 @@ export function checkGenerateOptions(o: unknown): void {
   if (g.eosTokenIds !== undefined) {
     if (!Array.isArray(g.eosTokenIds) || !g.eosTokenIds.every((x) => Number.isInteger(x) && (x as number) >= 0)) bad(`eosTokenIds must be an array of integer token ids, got ${show(g.eosTokenIds)}`);
   }
-  for (const k of ['doSample'] as const) if (g[k] !== undefined && typeof g[k] !== 'boolean') bad(`${k} must be true or false, got ${typeName(g[k])}`);
+  if (g.onPrefill !== undefined && !isFunction(g.onPrefill)) bad(`onPrefill must be a function, got ${typeName(g.onPrefill)}`);
+  for (const k of ['doSample', 'reuseCache'] as const) if (g[k] !== undefined && typeof g[k] !== 'boolean') bad(`${k} must be true or false, got ${typeName(g[k])}`);
   for (const k of ['temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'maxNewTokens'] as const) {
     if (g[k] !== undefined && typeof g[k] !== 'number') bad(`${k} must be a number, got ${typeName(g[k])}`);
   }

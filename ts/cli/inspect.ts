@@ -154,7 +154,8 @@ export async function inspect(argv: string[]): Promise<void> {
   const cpuBudget = size('max-cpu-memory', v['max-cpu-memory']);
   if (cpuBudget !== undefined && gpuBudget === undefined) throw new UsageError('--max-cpu-memory plans with --max-gpu-memory: give both');
   await init(); // the headers are parsed in wasm
-  const source = await resolveSource(positionals[0]!);
+  // headers only: cached files from the cache, the rest read by range from the hub, nothing downloaded whole
+  const source = await resolveSource(positionals[0]!, { cache: { download: false } });
   const { format, files, tensors } = await tensorsOf(source);
   const memory = await memoryTable(source, maxPositions);
   const plan = gpuBudget !== undefined ? await devicePlan(source, planQuant, maxPositions, gpuBudget, cpuBudget) : undefined;

@@ -272,9 +272,22 @@ describe('quantize4bit on the threads (quantize-on-load)', () => {
     const q = new BitsAndBytesConfig({ loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true });
     const ids = new Uint32Array([1, 504, 3303, 314, 4296, 30]);
     const a = await AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: q, threads: 1, tokenizer: false });
-    const b = await AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: q, threads: 2, tokenizer: false });
+    // count the tensors the threaded quantizer took (the load must go through it)
+    const original = CpuBackend.prototype.quantize4bit;
+    let calls = 0;
+    CpuBackend.prototype.quantize4bit = function (this: CpuBackend, ...args: Parameters<typeof original>) {
+      calls++;
+      return original.apply(this, args);
+    };
+    let b: Awaited<ReturnType<typeof AutoModelForCausalLM.fromPretrained>>;
+    try {
+      b = await AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: q, threads: 2, tokenizer: false });
+    } finally {
+      CpuBackend.prototype.quantize4bit = original;
+    }
     try {
       expect((b.backend as CpuBackend).threads).toBe(2);
+      expect(calls, 'linear weights quantized on the threads').toBe(30 * 7);
       expectSameBits(await b.forward(ids), await a.forward(ids), 'logits');
     } finally {
       a.dispose();

@@ -118,6 +118,7 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
   const q = options.quantizationConfig;
   const linear = { int8Threshold: q?.llmInt8Threshold ?? 6, computeDtype: q?.bnb4bitComputeDtype ?? 'float32' } as const;
   // rope_freqs is no module's: kept aside; fixed tensors are fixed (then quantized) on their way in.
+  const quantize4bit = quantization ? threadedQuantizer(placement, architectureOf(config).moduleNames(config)) : undefined;
   const toHf = (w: LoadedWeight): LoadedWeight | undefined => {
     if (w.name === 'rope_freqs.weight') {
       if (w.kind === 'dense') ropeFreqs = Float32Array.from(denseToF32(w));
@@ -129,11 +130,10 @@ export async function fromGguf(source: ModelSource, file: string, options: FromP
     if (fix !== undefined) {
       if (w.kind !== 'dense' && w.kind !== 'blockwise8') throw new LowbitError('INTERNAL', `${file}: ${w.name} needs a fix but arrived as ${w.kind}`);
       const plain = fix(w);
-      out = quantization && plain.kind === 'dense' && quantizable(plain, hf) ? quantizeDense(plain, quantization) : plain;
+      out = quantization && plain.kind === 'dense' && quantizable(plain, hf) ? quantizeDense(plain, quantization, quantize4bit) : plain;
     }
     return { ...out, name: hf };
   };
-  const quantize4bit = quantization ? threadedQuantizer(placement, architectureOf(config).moduleNames(config)) : undefined;
   const model = await streamInto(
     config,
     (weights) => architectureOf(config).create(config, { placement, weights, maxPositions, linear, options: modelOptions }),

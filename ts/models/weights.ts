@@ -1,8 +1,8 @@
 /** Turning loaded tensors into backend handles: lookups with clear errors, GPT-2's Conv1D layout. */
 import { LowbitError } from '../errors.js';
-import { quantize4bit } from '../quant/blockwise4.js';
+import { quantize4bit, type Quantize4bitOptions, type Quantized4bit } from '../quant/blockwise4.js';
 import { int8VectorwiseQuant } from '../quant/int8.js';
-import { toHalf } from '../tensor/dtypes.js';
+import { toHalf, type FloatInput } from '../tensor/dtypes.js';
 import { denseToFloat32 } from '../formats/dense.js';
 import { formatOf, type DenseWeight, type LoadedWeight } from '../formats/index.js';
 import type { QuantizeOnLoad } from '../loading/load-weights.js';
@@ -61,8 +61,11 @@ export function transposeDense(w: DenseWeight): DenseWeight {
   return { kind: 'dense', name: w.name, dtype: w.dtype, shape: [c, r], data: out };
 }
 
-/** Quantizes a dense [out, in] weight the way loadWeights does (used after a layout change). */
-export function quantizeDense(w: DenseWeight, q: QuantizeOnLoad): LoadedWeight {
+/**
+ * Quantizes a dense [out, in] weight the way loadWeights does (used after a layout change);
+ * `q4` as loadWeights' option of that name (CpuBackend.quantize4bit on the threads).
+ */
+export function quantizeDense(w: DenseWeight, q: QuantizeOnLoad, q4: (input: FloatInput, options: Quantize4bitOptions) => Quantized4bit = quantize4bit): LoadedWeight {
   const shape = w.shape as [number, number];
   const f = denseToF32(w);
   if (q.quantType === 'int8') {
@@ -70,7 +73,7 @@ export function quantizeDense(w: DenseWeight, q: QuantizeOnLoad): LoadedWeight {
     return { kind: 'int8', name: w.name, CB: r.CB, SCB: r.SCB, shape };
   }
   const input = w.dtype === 'F32' ? f : { dtype: w.dtype === 'F16' ? ('float16' as const) : ('bfloat16' as const), data: new Uint16Array(w.data.slice().buffer) };
-  const { packed, quantState } = quantize4bit(input, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape });
+  const { packed, quantState } = q4(input, { quantType: q.quantType, blocksize: q.blocksize ?? 64, compressStatistics: q.doubleQuant ?? false, shape });
   return { kind: '4bit', name: w.name, packed, quantState };
 }
 

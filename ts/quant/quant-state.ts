@@ -25,7 +25,7 @@ export interface NestedState {
 }
 
 /** The plain-object form that crosses the wasm boundary. */
-interface StateFields {
+export interface StateFields {
   quantType: QuantType4;
   blocksize: number;
   dtype: FloatDType;

@@ -8,6 +8,7 @@ import { wasm } from '../runtime/wasm.js';
 import type { FloatDType, FloatOutput } from '../tensor/dtypes.js';
 import type { ByteRange } from './sources/types.js';
 
+/** One tensor of a GGUF header: name, shape, ggml type and where its data is. */
 export interface GgufTensorInfo {
   name: string;
   /** Row-major (torch) order: ggml's `ne` reversed. */
@@ -42,6 +43,7 @@ function inFile<T>(name: string, f: () => T): T {
   }
 }
 
+/** A GGUF v2 / v3 file: header, metadata and tensor infos parsed (and checked) from its first bytes by `GgufFile.open(range)`; tensors are then read and dequantized one at a time. */
 export class GgufFile {
   readonly version: number;
   readonly alignment: number;

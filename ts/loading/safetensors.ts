@@ -11,6 +11,7 @@ import type { ByteRange } from './sources/types.js';
 /** safetensors dtypes (as written in the header). */
 export type SafetensorsDType = StoredDType;
 
+/** One tensor of a safetensors header: dtype, shape and byte range. */
 export interface SafetensorsTensorInfo {
   name: string;
   dtype: SafetensorsDType;
@@ -36,6 +37,7 @@ function inFile<T>(name: string, f: () => T): T {
   }
 }
 
+/** A safetensors file: `SafetensorsFile.open(range)` parses and validates its header (in wasm) before anything is allocated from it; tensors are then read one by one. */
 export class SafetensorsFile {
   readonly tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
   readonly metadata: Readonly<Record<string, string>>;

@@ -4,6 +4,7 @@ import type { BnbQuantizationConfigJson } from '../loading/bnb-checkpoint.js';
 import type { QuantizeOnLoad } from '../loading/load-weights.js';
 import { bnbQuantizationConfig } from '../loading/save-bnb.js';
 
+/** The fields of BitsAndBytesConfig, camelCased (`loadIn4bit`, `bnb4bitQuantType`, ...). */
 export interface BitsAndBytesConfigOptions {
   loadIn4bit?: boolean;
   loadIn8bit?: boolean;
@@ -21,6 +22,7 @@ export interface BitsAndBytesConfigOptions {
   llmInt8EnableFp32CpuOffload?: boolean;
 }
 
+/** transformers' BitsAndBytesConfig: quantize the linear weights to 4 bits (nf4 / fp4, optionally double-quantized) or LLM.int8 while they load. */
 export class BitsAndBytesConfig {
   readonly loadIn4bit: boolean;
   readonly loadIn8bit: boolean;

@@ -13,6 +13,7 @@ import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import { checkGenerateOptions, checkTokenIds } from './generate-checks.js';
 import { asAbortError, throwIfAborted, Turns, yieldToEventLoop } from '../runtime/scheduling.js';
 
+/** Options of `CausalLM.generate` (README: Running models). */
 export interface GenerateOptions extends SamplingOptions {
   /** The prompt as token ids; or give `prompt` (text) or `messages` (a chat, rendered with the chat template). */
   inputIds?: ArrayLike<number>;
@@ -90,12 +91,14 @@ export interface CausalLMOptions {
   formatConversions?: string[];
 }
 
+/** Bytes a loaded model holds: in total, per device and per module (`getMemoryFootprint()`). */
 export interface MemoryFootprint {
   total: number;
   byDevice: Record<string, number>;
   byModule: Record<string, number>;
 }
 
+/** A loaded causal language model, as `AutoModelForCausalLM.fromPretrained` returns it: `generate`, `forward`, `getMemoryFootprint`, `dispose`. */
 export abstract class CausalLM {
   /** Tokens already in the KV cache. */
   position = 0;

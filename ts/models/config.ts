@@ -3,8 +3,10 @@ import { LowbitError } from '../errors.js';
 import { show } from './validate.js';
 import type { Llama3RopeScaling } from '../backends/backend.js';
 
+/** The layer layout a DecoderConfig describes. */
 export type Family = 'llama' | 'gpt2' | 'qwen3';
 
+/** A decoder's config.json (or GGUF metadata), parsed and checked: sizes, norms, rope, vocabulary, special tokens. */
 export interface DecoderConfig {
   family: Family;
   /** config.json model_type ('llama', 'mistral', 'qwen2', 'gpt2'). */

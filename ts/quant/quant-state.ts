@@ -11,6 +11,7 @@ export interface DictTensor {
   shape: number[];
   data: Uint8Array;
 }
+/** A QuantState as the tensors transformers saves next to a 4-bit weight (`toDict` / `QuantState.fromDict`). */
 export type StateDict = Record<string, DictTensor>;
 
 /** The second level of double quantization (bitsandbytes' `state2`). */

@@ -45,8 +45,8 @@ else
 fi
 
 # 2a. wasm-pack (build.sh's `wasm-pack build`, test.sh's `wasm-pack test --node`), pinned, from
-#     crates.io: about 4 minutes of compiling on 2 cores, once (its npm package and
-#     `cargo binstall` download prebuilt binaries from elsewhere instead).
+#     crates.io: 3.6 CPU-minutes of compiling (6 min 50 s on the busy 2-core development
+#     machine), once; its npm package and `cargo binstall` download binaries from elsewhere.
 have=$( (wasm-pack --version 2>/dev/null || true) | awk '{print $2}')
 if [ "$have" = "$LOWBIT_WASM_PACK_VERSION" ]; then
   log "wasm-pack $LOWBIT_WASM_PACK_VERSION: present"

@@ -26,6 +26,9 @@ for f in lowbit_wasm.js lowbit_wasm.d.ts lowbit_wasm_bg.wasm.d.ts; do
   fi
 done
 cp "$relaxed_pkg/lowbit_wasm_bg.wasm" ts/wasm/pkg/lowbit_wasm_relaxed_bg.wasm
+# wasm-pack writes a `.gitignore` of `*` into its out dir; copied into dist/ it would make
+# `npm pack` leave the glue out of the package (test/package.test.ts caught it).
+rm -f ts/wasm/pkg/.gitignore
 node scripts/gen-shaders.mjs   # shaders/*.wgsl -> ts/backends/webgpu/shaders.generated.ts
 rm -rf dist
 npx tsc -p tsconfig.json

@@ -93,8 +93,11 @@ export interface CausalLMOptions {
 
 /** Bytes a loaded model holds: in total, per device and per module (`getMemoryFootprint()`). */
 export interface MemoryFootprint {
+  /** Bytes in all. */
   total: number;
+  /** Bytes per backend device ('cpu', 'webgpu'). */
   byDevice: Record<string, number>;
+  /** Bytes per module, by transformers' names. */
   byModule: Record<string, number>;
 }
 
@@ -500,6 +503,7 @@ export abstract class CausalLM {
     return out;
   }
 
+  /** The bytes this model holds (weights, KV caches), as transformers' get_memory_footprint, split by device and module. */
   getMemoryFootprint(): MemoryFootprint {
     const byDevice: Record<string, number> = {};
     const byModule: Record<string, number> = {};

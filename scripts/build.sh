@@ -9,15 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/toolchain.sh
 
-cargo_wasm build --release -p lowbit-wasm
-cargo_wasm_relaxed build --release -p lowbit-wasm
+# wasm-pack build = cargo build --release for wasm32 + wasm-bindgen --target web (the CLI of the
+# crate's version; --no-pack: no package.json of its own, the package is the repository's).
 rm -rf ts/wasm/pkg
-wasm-bindgen --target web --out-dir ts/wasm/pkg --out-name lowbit_wasm \
-  target/wasm32-unknown-unknown/release/lowbit_wasm.wasm
+wasm_pack build crates/lowbit-wasm --release --target web --no-pack --no-opt \
+  --out-dir "$PWD/ts/wasm/pkg" --out-name lowbit_wasm
 relaxed_pkg=$(mktemp -d)
 trap 'rm -rf "$relaxed_pkg"' EXIT
-wasm-bindgen --target web --out-dir "$relaxed_pkg" --out-name lowbit_wasm \
-  "$RELAXED_TARGET_DIR/wasm32-unknown-unknown/release/lowbit_wasm.wasm"
+wasm_pack_relaxed build crates/lowbit-wasm --release --target web --no-pack --no-opt \
+  --out-dir "$relaxed_pkg" --out-name lowbit_wasm
 for f in lowbit_wasm.js lowbit_wasm.d.ts lowbit_wasm_bg.wasm.d.ts; do
   if ! cmp -s "ts/wasm/pkg/$f" "$relaxed_pkg/$f"; then
     echo "[build] the relaxed-SIMD build's $f differs from the SIMD128 build's: both builds must export the same functions (cfg only inside them)" >&2
@@ -26,6 +26,9 @@ for f in lowbit_wasm.js lowbit_wasm.d.ts lowbit_wasm_bg.wasm.d.ts; do
   fi
 done
 cp "$relaxed_pkg/lowbit_wasm_bg.wasm" ts/wasm/pkg/lowbit_wasm_relaxed_bg.wasm
+# wasm-pack writes a `.gitignore` of `*` into its out dir; copied into dist/ it would make
+# `npm pack` leave the glue out of the package (test/package.test.ts caught it).
+rm -f ts/wasm/pkg/.gitignore
 node scripts/gen-shaders.mjs   # shaders/*.wgsl -> ts/backends/webgpu/shaders.generated.ts
 rm -rf dist
 npx tsc -p tsconfig.json

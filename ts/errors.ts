@@ -41,8 +41,11 @@ export type LowbitErrorCode =
  */
 export class LowbitError extends Error {
   override readonly name = 'LowbitError';
+  /** What went wrong, stable across versions (README: Errors). */
   readonly code: LowbitErrorCode;
+  /** NON_FINITE: the first bad element. */
   readonly index?: number;
+  /** Loading errors: the file (relative to its model source) the error is about. */
   readonly file?: string;
   constructor(code: LowbitErrorCode, message: string, options?: { index?: number; file?: string; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });

@@ -80,3 +80,12 @@ export { DEFAULT_TEMPLATE_LIMITS, type TemplateLimits } from './tokenizer/templa
 
 // --- model validation limits (ts/models/validate.ts)
 export { MODEL_LIMITS, WASM32_MEMORY_BYTES } from './models/validate.js';
+
+// --- types that the signatures above name (so that users, and the API reference, can name them too)
+export type { StateFields } from './quant/quant-state.js';
+export type { StoredDType } from './tensor/dtypes.js';
+export type { Llama3RopeScaling } from './tensor/rope.js';
+export type { SizeParams } from './formats/index.js';
+export type { MaxMemory } from './models/device-map.js';
+export type { EmbeddingHandle, KvCacheHandle, VectorHandle, LinearOptions, RopeSpec } from './backends/backend.js';
+export type { PowerPreference, DeviceLostInfo } from './backends/webgpu/index.js';

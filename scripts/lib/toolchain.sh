@@ -31,10 +31,14 @@ wasm_target_installed() {
   [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust ] && ls /usr/lib/llvm-*/bin/wasm-ld >/dev/null 2>&1
 }
 
+rustup_wasm_target() {
+  command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'
+}
+
 # Runs cargo for the wasm32 target: rustup's target when it is there, otherwise Debian's
 # rustc-web with build-std (../shared/TOOLCHAIN.md).
 cargo_wasm() {
-  if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+  if rustup_wasm_target; then
     cargo "$@" --target wasm32-unknown-unknown
   else
     local wasm_ld
@@ -45,11 +49,37 @@ cargo_wasm() {
   fi
 }
 
+# wasm-pack, pinned; setup.sh installs it from crates.io. It finds the wasm-bindgen CLI of the
+# crate's version on PATH (setup.sh installs that too) and downloads nothing: `--mode no-install`,
+# and wasm-opt is run by build.sh itself (`--no-opt`; npm's binaryen).
+LOWBIT_WASM_PACK_VERSION=0.15.1
+# wasm_pack build|test ARGS...: with rustup's wasm32 target as is; with Debian's rustc-web, the
+# same build-std settings as cargo_wasm (wasm-pack's target check only knows sysroots with a
+# prebuilt wasm32 std, so `build --mode force` skips it there; `test --mode no-install` has none).
+wasm_pack() {
+  local cmd=$1
+  shift
+  if rustup_wasm_target; then
+    wasm-pack "$cmd" --mode no-install "$@"
+  else
+    local wasm_ld mode=no-install
+    wasm_ld=$(ls /usr/lib/llvm-*/bin/wasm-ld | sort -V | tail -n 1)
+    if [ "$cmd" = build ]; then mode=force; fi
+    PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc \
+      CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$wasm_ld" \
+      wasm-pack "$cmd" --mode "$mode" "$@" -- -Z build-std=std,panic_abort
+  fi
+}
+
 # The second wasm build: SIMD128 + relaxed SIMD (ts/runtime/wasm.ts picks one of the two at
 # init()). Its own target dir keeps both builds cached (different rustflags rebuild everything).
 RELAXED_TARGET_DIR="$PWD/target/relaxed"
+RELAXED_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd"
 cargo_wasm_relaxed() {
-  CARGO_TARGET_DIR="$RELAXED_TARGET_DIR" \
-    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+  CARGO_TARGET_DIR="$RELAXED_TARGET_DIR" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
     cargo_wasm "$@"
+}
+wasm_pack_relaxed() {
+  CARGO_TARGET_DIR="$RELAXED_TARGET_DIR" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
+    wasm_pack "$@"
 }

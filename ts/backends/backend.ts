@@ -25,6 +25,7 @@ import type { LoadedWeight, DenseWeight, DeviceKind } from '../formats/index.js'
 export type { DeviceKind } from '../formats/index.js';
 export type { Llama3RopeScaling } from '../tensor/rope.js';
 
+/** A [rows, cols] f32 activation held by one backend (wasm memory or a GPU buffer). */
 export interface Activation {
   readonly device: DeviceKind;
   readonly rows: number;
@@ -64,6 +65,7 @@ export interface KvCacheHandle extends Handle {
   readonly headDim: number;
 }
 
+/** Rotary position embedding for `Backend.rope`: the head size and its inverse frequencies. */
 export interface RopeSpec {
   headDim: number;
   /** inverse frequencies, rotaryDim / 2 of them (see ropeInvFreq). */
@@ -98,6 +100,7 @@ export interface LinearOptions {
   computeDtype?: 'float32' | 'float16' | 'bfloat16';
 }
 
+/** What every backend implements (CpuBackend: wasm kernels; WebGpuBackend: WGSL): uploading weights, the model's ops, reading results back. The models call it; it is public for tests, benchmarks and custom models. */
 export interface Backend {
   readonly device: DeviceKind;
   readonly name: string;

@@ -14,6 +14,7 @@ import { BLOCKSIZES_8BIT, dequantizeBlockwise, type BlockwiseState } from '../qu
 import { fromHalf } from '../tensor/dtypes.js';
 import { blockRowStep, type WeightFormat } from './types.js';
 
+/** An 8-bit block-wise weight (bitsandbytes' quantize_blockwise: int8 codes, one absmax per block, a 256-entry code); GGUF's Q8_0 linears load as one. */
 export interface Blockwise8Weight {
   kind: 'blockwise8';
   /** "<module>.weight" */

@@ -10,6 +10,7 @@ import type { DenseWeight } from './dense.js';
 import { FORMATS, formatOf, type FormatKind, type LoadedWeight } from './index.js';
 import type { DeviceKind, SizeParams } from './types.js';
 
+/** Whether a weight format runs on a device: natively, after a conversion (what to, why, at what cost), or not at all (the format x backend table, `supportOf`). */
 export type Support =
   | { readonly support: 'native' }
   | {

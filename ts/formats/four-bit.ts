@@ -13,6 +13,7 @@ import { QuantState } from '../quant/quant-state.js';
 import type { StoredDType } from '../tensor/dtypes.js';
 import { blockRowStep, type SavedTensor, type WeightFormat } from './types.js';
 
+/** A 4-bit weight as bitsandbytes holds it: packed nibbles and its QuantState. */
 export interface Bnb4bitWeight {
   kind: '4bit';
   /** "<module>.weight" */

@@ -23,6 +23,7 @@ export type { DeviceKind, SavedTensor, SizeParams, WeightFormat } from './types.
 export type LoadedWeight = DenseWeight | Bnb4bitWeight | Bnb8bitWeight | Blockwise8Weight;
 /** bitsandbytes' two quantized forms (what a bnb checkpoint holds). */
 export type BnbWeight = Bnb4bitWeight | Bnb8bitWeight;
+/** The `kind` of a loaded weight: one per weight format. */
 export type FormatKind = LoadedWeight['kind'];
 
 type FormatTable = { readonly [K in FormatKind]: WeightFormat<Extract<LoadedWeight, { kind: K }>> };

@@ -6,6 +6,7 @@
 import { int8VectorwiseDequant } from '../quant/int8.js';
 import type { SavedTensor, WeightFormat } from './types.js';
 
+/** An LLM.int8 weight as bitsandbytes holds it: int8 rows (CB) and their absmax (SCB). */
 export interface Bnb8bitWeight {
   kind: 'int8';
   name: string;

@@ -5,6 +5,7 @@
  */
 import { LowbitError } from '../errors.js';
 
+/** Sampling settings of `generate()`, applied as transformers applies them (greedy unless doSample). */
 export interface SamplingOptions {
   doSample?: boolean;
   temperature?: number;

@@ -6,6 +6,7 @@
 import { LowbitError } from '../errors.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 
+/** Stops generation once the decoded text completes one of the given strings (`generate({ stop })`). */
 export class StopStrings {
   private readonly stops: string[];
   private readonly longest: number;

@@ -5,11 +5,13 @@
  */
 import type { DecodeOptions, Tokenizer } from '../tokenizer/index.js';
 
+/** Receives the generated token ids as they arrive (`put`) and once at the end (`end`): `generate({ streamer })`. */
 export interface Streamer {
   put(ids: readonly number[]): void;
   end(): void;
 }
 
+/** A Streamer that decodes the tokens as they arrive and hands each new piece of text to a callback, as transformers' TextStreamer prints it. */
 export class TextStreamer implements Streamer {
   private readonly stream;
   private readonly skip: Set<number>;

@@ -8,6 +8,7 @@ import { wasm } from '../runtime/wasm.js';
 import type { FloatDType, FloatOutput } from '../tensor/dtypes.js';
 import type { ByteRange } from './sources/types.js';
 
+/** One tensor of a GGUF header: name, shape, ggml type and where its data is. */
 export interface GgufTensorInfo {
   name: string;
   /** Row-major (torch) order: ggml's `ne` reversed. */
@@ -42,11 +43,17 @@ function inFile<T>(name: string, f: () => T): T {
   }
 }
 
+/** A GGUF v2 / v3 file: header, metadata and tensor infos parsed (and checked) from its first bytes by `GgufFile.open(range)`; tensors are then read and dequantized one at a time. */
 export class GgufFile {
+  /** GGUF format version (2 or 3). */
   readonly version: number;
+  /** Alignment of the tensor data (general.alignment, default 32). */
   readonly alignment: number;
+  /** Byte offset where the tensor data starts. */
   readonly dataStart: number;
+  /** The key / value metadata (e.g. 'general.architecture'). */
   readonly metadata: ReadonlyMap<string, GgufValue>;
+  /** Every tensor of the header, by name. */
   readonly tensors: ReadonlyMap<string, GgufTensorInfo>;
 
   private constructor(
@@ -83,10 +90,12 @@ export class GgufFile {
     }
   }
 
+  /** The file's name (as its model source names it). */
   get name(): string {
     return this.source.name;
   }
 
+  /** The tensor named `name`; a NOT_FOUND error when there is none. */
   info(name: string): GgufTensorInfo {
     const t = this.tensors.get(name);
     if (!t) throw new LowbitError('NOT_FOUND', `${this.name}: no tensor named '${name}'`, { file: this.name });

@@ -29,6 +29,7 @@ import type { ModelSource } from './sources/types.js';
 export type { DenseWeight, LoadedWeight } from '../formats/index.js';
 export { weightBytes } from '../formats/index.js';
 
+/** How `loadWeights` quantizes the linear weights while they stream in. */
 export interface QuantizeOnLoad {
   /** 'nf4' | 'fp4' | 'int4' (4-bit block-wise) or 'int8' (LLM.int8 vector-wise). */
   quantType: QuantType4 | 'int8';
@@ -40,6 +41,7 @@ export interface QuantizeOnLoad {
   skipModules?: string[];
 }
 
+/** Options of `loadWeights`. */
 export interface LoadWeightsOptions {
   quantization?: QuantizeOnLoad;
   /**

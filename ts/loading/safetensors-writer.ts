@@ -3,6 +3,7 @@ import { callWasm, LowbitError } from '../errors.js';
 import { wasm } from '../runtime/wasm.js';
 import type { SafetensorsDType } from './safetensors.js';
 
+/** One tensor for `encodeSafetensors` / `writeSafetensorsFile`. */
 export interface TensorToSave {
   name: string;
   dtype: SafetensorsDType;

@@ -11,6 +11,7 @@ import type { ByteRange } from './sources/types.js';
 /** safetensors dtypes (as written in the header). */
 export type SafetensorsDType = StoredDType;
 
+/** One tensor of a safetensors header: dtype, shape and byte range. */
 export interface SafetensorsTensorInfo {
   name: string;
   dtype: SafetensorsDType;
@@ -36,9 +37,13 @@ function inFile<T>(name: string, f: () => T): T {
   }
 }
 
+/** A safetensors file: `SafetensorsFile.open(range)` parses and validates its header (in wasm) before anything is allocated from it; tensors are then read one by one. */
 export class SafetensorsFile {
+  /** Every tensor of the header, by name. */
   readonly tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
+  /** The header's `__metadata__` strings. */
   readonly metadata: Readonly<Record<string, string>>;
+  /** Bytes of the 8-byte length and the JSON header: tensor data starts here. */
   readonly headerBytes: number;
 
   private constructor(
@@ -61,10 +66,12 @@ export class SafetensorsFile {
     return new SafetensorsFile(source, header);
   }
 
+  /** The file's name (as its model source names it). */
   get name(): string {
     return this.source.name;
   }
 
+  /** The tensor named `name`; a NOT_FOUND error when there is none. */
   info(name: string): SafetensorsTensorInfo {
     const t = this.tensors.get(name);
     if (!t) throw new LowbitError('NOT_FOUND', `${this.name}: no tensor named '${name}'`, { file: this.name });

@@ -3,6 +3,7 @@ import { formatOf, type LoadedWeight } from '../formats/index.js';
 import type { BnbQuantizationConfigJson } from './bnb-checkpoint.js';
 import { writeSafetensorsFile, type TensorToSave } from './safetensors-writer.js';
 
+/** The quantization a bitsandbytes checkpoint records in its config.json (`bnbQuantizationConfig`, `saveBnbCheckpoint`). */
 export interface BnbConfigOptions {
   quantType: 'nf4' | 'fp4' | 'int8';
   doubleQuant?: boolean;

@@ -42,6 +42,7 @@ async function tokenizerOf(source: ModelSource, options: FromPretrainedOptions):
   }
 }
 
+/** Options of `AutoModelForCausalLM.fromPretrained`. */
 export interface FromPretrainedOptions extends ResolveSourceOptions, BackendOptions {
   quantizationConfig?: BitsAndBytesConfig;
   /** KV cache length (default: the config's max positions, at most 4096). */
@@ -64,6 +65,7 @@ export interface RuntimeNeeds {
   largestTensorBytes: number;
 }
 
+/** Loads a causal language model (Llama, Mistral, Qwen2, Qwen3, GPT-2; safetensors or GGUF) as transformers' class of the same name does: `await AutoModelForCausalLM.fromPretrained(source, options)`. */
 export const AutoModelForCausalLM = {
   /**
    * Loads a model onto `deviceMap`: 'cpu' (default, wasm), 'gpu' (WebGPU; in Node pass `gpu` or

@@ -4,23 +4,33 @@ import type { BnbQuantizationConfigJson } from '../loading/bnb-checkpoint.js';
 import type { QuantizeOnLoad } from '../loading/load-weights.js';
 import { bnbQuantizationConfig } from '../loading/save-bnb.js';
 
+/** The fields of BitsAndBytesConfig, camelCased (`loadIn4bit`, `bnb4bitQuantType`, ...). */
 export interface BitsAndBytesConfigOptions {
+  /** Quantize the linear weights to 4 bits (block-wise, `bnb4bit*` options). One of loadIn4bit / loadIn8bit must be true. */
   loadIn4bit?: boolean;
+  /** Quantize the linear weights to LLM.int8 (int8 rows + absmax, `llmInt8*` options). */
   loadIn8bit?: boolean;
   /** 'fp4' by default, as in transformers. 'int4' is lowbit's own (not loadable by bitsandbytes). */
   bnb4bitQuantType?: 'nf4' | 'fp4' | 'int4';
+  /** Double quantization: the per-block absmax quantized again to 8 bits (about 0.35 bits per weight saved at blocksize 64); default false. */
   bnb4bitUseDoubleQuant?: boolean;
   /** Recorded; lowbit's CPU kernels compute in f32 whatever this says (see README). */
   bnb4bitComputeDtype?: 'float32' | 'float16' | 'bfloat16';
+  /** How packed 4-bit weights are stored: only 'uint8' (the default). */
   bnb4bitQuantStorage?: 'uint8';
   /** 4-bit blocksize (bitsandbytes: 64). */
   bnb4bitBlocksize?: number;
+  /** LLM.int8 outlier threshold (default 6.0): input columns with a value at or above it are computed in float. */
   llmInt8Threshold?: number;
+  /** Modules left unquantized, by name (default: ['lm_head']); applies to 4-bit too, as in transformers. */
   llmInt8SkipModules?: string[] | null;
+  /** Not supported (training with fp16 master weights); true is an INVALID_ARGUMENT error. */
   llmInt8HasFp16Weight?: boolean;
+  /** Not supported (use deviceMap for CPU / GPU splits); true is an INVALID_ARGUMENT error. */
   llmInt8EnableFp32CpuOffload?: boolean;
 }
 
+/** transformers' BitsAndBytesConfig: quantize the linear weights to 4 bits (nf4 / fp4, optionally double-quantized) or LLM.int8 while they load. */
 export class BitsAndBytesConfig {
   readonly loadIn4bit: boolean;
   readonly loadIn8bit: boolean;

@@ -14,6 +14,7 @@ import { checkGenerateOptions, checkTokenIds } from './generate-checks.js';
 import { ChatSession, type ChatSessionOptions } from './chat-session.js';
 import { asAbortError, throwIfAborted, Turns, yieldToEventLoop } from '../runtime/scheduling.js';
 
+/** Options of `CausalLM.generate` (README: Running models). */
 export interface GenerateOptions extends SamplingOptions {
   /** The prompt as token ids; or give `prompt` (text) or `messages` (a chat, rendered with the chat template). */
   inputIds?: ArrayLike<number>;
@@ -110,12 +111,17 @@ export interface CausalLMOptions {
   formatConversions?: string[];
 }
 
+/** Bytes a loaded model holds: in total, per device and per module (`getMemoryFootprint()`). */
 export interface MemoryFootprint {
+  /** Bytes in all. */
   total: number;
+  /** Bytes per backend device ('cpu', 'webgpu'). */
   byDevice: Record<string, number>;
+  /** Bytes per module, by transformers' names. */
   byModule: Record<string, number>;
 }
 
+/** A loaded causal language model, as `AutoModelForCausalLM.fromPretrained` returns it: `generate`, `forward`, `getMemoryFootprint`, `dispose`. */
 export abstract class CausalLM {
   /** Tokens already in the KV cache. */
   position = 0;
@@ -576,6 +582,7 @@ export abstract class CausalLM {
     return new ChatSession(this, options);
   }
 
+  /** The bytes this model holds (weights, KV caches), as transformers' get_memory_footprint, split by device and module. */
   getMemoryFootprint(): MemoryFootprint {
     const byDevice: Record<string, number> = {};
     const byModule: Record<string, number> = {};

@@ -7,6 +7,7 @@ import { LowbitError } from '../errors.js';
 import { show } from './validate.js';
 import type { Llama3RopeScaling } from '../backends/backend.js';
 
+/** A decoder's config.json (or GGUF metadata), parsed and checked: sizes, norms, rope, vocabulary, special tokens. */
 export interface DecoderConfig {
   /** The architecture that parsed it (its `name` in the registry, architectures.ts). */
   family: string;

@@ -23,7 +23,9 @@ import type { FormatKind } from '../formats/index.js';
 import { architectureOf } from './architectures.js';
 import type { DecoderConfig } from './config.js';
 
+/** Where a module runs: the CPU (wasm) or the GPU (WebGPU). */
 export type Device = 'cpu' | 'gpu';
+/** Where the modules go: 'auto' (the GPU within its budget, then the CPU), one device for all, or per module by transformers' names (the longest matching key wins, '' for everything). */
 export type DeviceMap = 'auto' | Device | Record<string, Device>;
 
 /** Byte budgets per device: a number of bytes or a string such as '2GiB', '512MB', '300 KiB'. */

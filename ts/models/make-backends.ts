@@ -16,6 +16,7 @@ const bad = (m: string): never => {
   throw new LowbitError('INVALID_ARGUMENT', m);
 };
 
+/** The device and backend options of `fromPretrained`. */
 export interface BackendOptions {
   deviceMap?: DeviceMap;
   /** Budgets for deviceMap 'auto' (and a check for explicit maps when given). See defaultGpuBudget. */

@@ -6,6 +6,7 @@ import { QuantState, type QuantType4 } from './quant-state.js';
 /** Blocksizes bitsandbytes 0.50 accepts for 4-bit quantization. */
 export const BLOCKSIZES_4BIT = [32, 64, 128, 256, 512, 1024, 2048, 4096] as const;
 
+/** Options of `quantize4bit` (bitsandbytes' quantize_4bit arguments). */
 export interface Quantize4bitOptions {
   /** Default 'fp4', as in bitsandbytes' `quantize_4bit` (transformers users usually pick 'nf4'). */
   quantType?: QuantType4;
@@ -22,6 +23,7 @@ export interface Quantize4bitOptions {
   allowNonFinite?: boolean;
 }
 
+/** What `quantize4bit` returns: the packed nibbles and their QuantState. */
 export interface Quantized4bit {
   /** Packed codes: byte j holds element 2j in the high nibble, 2j+1 in the low one. */
   packed: Uint8Array;
@@ -119,6 +121,7 @@ export function quantize4bitInRuns(
   return { packed, quantState: QuantState.fromFields(state as ConstructorParameters<typeof QuantState>[0]) };
 }
 
+/** Options of `dequantize4bit`. */
 export interface Dequantize4bitOptions<D extends FloatDType> {
   /** Output dtype; default: the dtype recorded in the QuantState. */
   outDtype?: D;

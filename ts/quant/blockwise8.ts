@@ -2,6 +2,7 @@ import { callWasm, LowbitError } from '../errors.js';
 import { wasm } from '../runtime/wasm.js';
 import type { FloatDType, FloatInput, FloatOutput } from '../tensor/dtypes.js';
 
+/** The blocksizes `quantizeBlockwise` accepts. */
 export const BLOCKSIZES_8BIT = [32, 64, 128, 256, 512, 1024, 2048, 4096] as const;
 
 /** State of an 8-bit block-wise tensor (bitsandbytes' QuantState for `quantize_blockwise`). */
@@ -12,6 +13,7 @@ export interface BlockwiseState {
   blocksize: number;
 }
 
+/** Options of `quantizeBlockwise`. */
 export interface QuantizeBlockwiseOptions {
   /** Default 4096, as in bitsandbytes' `quantize_blockwise`. */
   blocksize?: number;

@@ -2,6 +2,7 @@ import { callWasm, LowbitError } from '../errors.js';
 import { wasm } from '../runtime/wasm.js';
 import { lengthOf, type FloatInput } from '../tensor/dtypes.js';
 
+/** What `int8VectorwiseQuant` returns (LLM.int8): int8 rows, their absmax and the outlier columns. */
 export interface Int8Vectorwise {
   /** int8 codes, row-major, same shape as the input. */
   CB: Int8Array;

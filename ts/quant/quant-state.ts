@@ -11,6 +11,7 @@ export interface DictTensor {
   shape: number[];
   data: Uint8Array;
 }
+/** A QuantState as the tensors transformers saves next to a 4-bit weight (`toDict` / `QuantState.fromDict`). */
 export type StateDict = Record<string, DictTensor>;
 
 /** The second level of double quantization (bitsandbytes' `state2`). */
@@ -25,7 +26,7 @@ export interface NestedState {
 }
 
 /** The plain-object form that crosses the wasm boundary. */
-interface StateFields {
+export interface StateFields {
   quantType: QuantType4;
   blocksize: number;
   dtype: FloatDType;
@@ -43,10 +44,13 @@ interface StateFields {
  * `weight.nested_quant_map`, `weight.quant_state.bitsandbytes__nf4`).
  */
 export class QuantState {
+  /** The 4-bit code: 'nf4', 'fp4' or 'int4'. */
   readonly quantType: QuantType4;
+  /** Elements per absmax block. */
   readonly blocksize: number;
   /** dtype of the original tensor (the default output dtype of dequantization). */
   readonly dtype: FloatDType;
+  /** Shape of the original tensor. */
   readonly shape: readonly number[];
   /** The 16-entry code (`quant_map`). */
   readonly code: Float32Array;
@@ -54,6 +58,7 @@ export class QuantState {
   readonly absmax: Float32Array | Uint8Array;
   /** Mean subtracted from the absmax before double quantization. */
   readonly offset?: number;
+  /** Double quantization: the 8-bit block-wise state of the absmax (bitsandbytes' `state2`). */
   readonly state2?: NestedState;
 
   /** Builds a state from fields; throws INCONSISTENT_STATE when they disagree. */

@@ -9,6 +9,7 @@ export type StoredDType = 'BOOL' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3' | 'I16' |
 
 /** Floating dtypes, named as torch names them (and as bitsandbytes writes them in its JSON). */
 export type FloatDType = 'float32' | 'float16' | 'bfloat16';
+/** The 16-bit float dtypes, carried as Uint16Array bit patterns. */
 export type HalfDType = 'float16' | 'bfloat16';
 
 /** A 16-bit float tensor: raw bit patterns plus which format they are in. */

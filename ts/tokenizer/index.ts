@@ -30,16 +30,19 @@ export interface ChatMessage {
   [key: string]: unknown;
 }
 
+/** Options of `Tokenizer.encode`. */
 export interface EncodeOptions {
   /** Add the special tokens the tokenizer's post-processor adds (BOS/EOS), default true. */
   addSpecialTokens?: boolean;
 }
 
+/** Options of `Tokenizer.decode`. */
 export interface DecodeOptions {
   /** Leave out special tokens (BOS, EOS, <|im_start|>, …), default false. */
   skipSpecialTokens?: boolean;
 }
 
+/** Options of `Tokenizer.applyChatTemplate`. */
 export interface ApplyChatTemplateOptions {
   /** End with the start of an assistant turn (the template's `add_generation_prompt`), default false. */
   addGenerationPrompt?: boolean;
@@ -60,6 +63,7 @@ export interface ApplyChatTemplateOptions {
   templateLimits?: Partial<TemplateLimits>;
 }
 
+/** Options of `AutoTokenizer.fromPretrained`. */
 export interface AutoTokenizerOptions extends ResolveSourceOptions {
   /** The .gguf file in the source to read the tokenizer from, when the source has several. */
   ggufFile?: string;

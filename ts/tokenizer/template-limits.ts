@@ -11,6 +11,7 @@
  */
 import { LowbitError } from '../errors.js';
 
+/** Limits on running a chat template that came with a model file; past one, LIMIT_EXCEEDED. */
 export interface TemplateLimits {
   /** Largest rendered text, and largest string or list made on the way, in characters / items (default 1 MiB). */
   maxOutputChars: number;
@@ -24,6 +25,7 @@ export interface TemplateLimits {
   maxSourceChars: number;
 }
 
+/** The template limits used when none are given. */
 export const DEFAULT_TEMPLATE_LIMITS: TemplateLimits = { maxOutputChars: 1 << 20, maxSteps: 2_000_000, maxMs: 2000, maxRange: 100_000, maxSourceChars: 1 << 20 };
 
 /** The parts of @huggingface/jinja used here. */

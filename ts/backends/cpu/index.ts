@@ -198,6 +198,7 @@ function vectorData(v: DenseWeight | Float32Array): Float32Array {
   return d.buffer === v.data.buffer ? d.slice() : d;
 }
 
+/** Options of `CpuBackend.create`. */
 export interface CpuBackendOptions {
   /** Where init() loads the wasm module from, or which build (see init()). */
   wasm?: WasmSource | InitOptions;
@@ -230,6 +231,7 @@ export interface CpuBackendOptions {
   autoMinSpeedup?: number;
 }
 
+/** CPU kernels: 'fast' (default) integer kernels for decode; 'exact' f32 kernels equal to dequantize-then-matmul. */
 export type CpuKernels = 'fast' | 'exact';
 
 type Split<T> = { bounds: number[]; own: T; workers: (SliceSpec | undefined)[] };
@@ -239,6 +241,7 @@ export const MIN_SPLIT_QUANTIZE = 1 << 18;
 
 const halfFormat = (dtype: string): SliceFormat => (dtype === 'bfloat16' ? 'bf16' : 'f16');
 
+/** The CPU backend: wasm SIMD128 (or relaxed-SIMD) kernels, on worker threads where the runtime allows (`CpuBackend.create({ threads })`). */
 export class CpuBackend implements Backend {
   readonly device: DeviceKind = 'cpu';
   /** 'wasm-simd128' or 'wasm-relaxed-simd': the wasm build init() loaded (wasmBuild()). */

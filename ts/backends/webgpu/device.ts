@@ -10,6 +10,7 @@ import './gpu-globals.js';
 /** WebGPU's GPUPowerPreference, spelled out so that the public types need no @webgpu/types. */
 export type PowerPreference = 'low-power' | 'high-performance';
 
+/** What a WebGPU adapter says about itself (`describeAdapter`); benchmarks label their figures with it. */
 export interface AdapterDescription {
   vendor: string;
   architecture: string;

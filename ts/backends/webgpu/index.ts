@@ -31,6 +31,7 @@ export interface DeviceLostInfo {
   message: string;
 }
 
+/** Options of `WebGpuBackend.create`. */
 export interface WebGpuBackendOptions {
   /** A navigator.gpu-like object (Node: `create([])` from the `webgpu` package). Default: navigator.gpu, else that package. */
   gpu?: GPU;
@@ -236,6 +237,7 @@ const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
 /** topK on the device: k passes over the row (sample.wgsl), meant for small k. */
 export const MAX_TOP_K = 1024;
 
+/** The WebGPU backend: WGSL kernels on a GPUDevice (`WebGpuBackend.create({ gpu, ... })`). Browsers and Deno use navigator.gpu; Node the optional `webgpu` package or an injected GPU object. */
 export class WebGpuBackend implements Backend {
   readonly device: DeviceKind = 'webgpu';
   readonly name: string;

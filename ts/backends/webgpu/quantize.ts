@@ -33,6 +33,7 @@ export function encodeTables(quantType: QuantType4): { midKeys: Uint32Array; ord
   return { midKeys, order: Uint32Array.from(order), padCode: order[count]! };
 }
 
+/** Options of `WebGpuBackend.quantize4bit` (4-bit quantization on the GPU). */
 export interface GpuQuantize4Options {
   quantType?: QuantType4;
   blocksize?: number;

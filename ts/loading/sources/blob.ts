@@ -11,8 +11,10 @@
 import { LowbitError } from '../../errors.js';
 import { BaseSource, checkFileName, checkRange, isWeightFileName, type ByteRange } from './types.js';
 
+/** What `blobSource` reads: one Blob, a name -> Blob map or record, or a list of Files. */
 export type BlobInput = Blob | Map<string, Blob> | Record<string, Blob> | readonly Blob[];
 
+/** Options of `blobSource`. */
 export interface BlobSourceOptions {
   /** The name of a single Blob (default: File.name, else sniffed from its first bytes). */
   name?: string;

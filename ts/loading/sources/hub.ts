@@ -10,8 +10,10 @@
 import { LowbitError } from '../../errors.js';
 import { UrlSource, type UrlSourceOptions } from './url.js';
 
+/** The Hugging Face hub, when neither the `endpoint` option nor HF_ENDPOINT names another. */
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 
+/** Options of `hubSource`. */
 export interface HubSourceOptions extends Omit<UrlSourceOptions, 'description' | 'files'> {
   /** The hub's base URL (default: HF_ENDPOINT from the environment, else https://huggingface.co). */
   endpoint?: string;

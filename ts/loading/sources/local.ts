@@ -107,6 +107,7 @@ class LocalRange implements ByteRange {
   }
 }
 
+/** Options of `localSource`. */
 export interface LocalSourceOptions {
   /** The weights file the caller pointed at (set by resolveSource for a path to a file). */
   weightFile?: string;

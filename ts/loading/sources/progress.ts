@@ -14,6 +14,7 @@
 import { LowbitError } from '../../errors.js';
 import type { ByteRange } from './types.js';
 
+/** What loading reports to `onProgress`: the phase, and bytes and tensors done out of their totals. */
 export interface ProgressEvent {
   /**
    * What is happening: 'download' (files coming into the model cache; bytesDone / bytesTotal
@@ -44,8 +45,10 @@ export interface DownloadProgress {
   filesTotal: number;
 }
 
+/** The `onProgress` option of the loading functions. */
 export type ProgressCallback = (event: ProgressEvent) => void;
 
+/** Options of `ProgressTracker`. */
 export interface ProgressTrackerOptions {
   /** The least time between two delivered events, in ms (default 0: deliver every event). */
   throttleMs?: number;

@@ -29,8 +29,10 @@ import { UrlSource } from './url.js';
 import { cachedHubSource, hasCacheApi, hubOfflineFromEnv, hubTokenFromEnv, type HubCacheOptions } from '../cache/index.js';
 import type { ProgressCallback } from './progress.js';
 
+/** What `resolveSource` takes: a local path, a URL, a hub id ('org/name'), Blobs / Files, or a ModelSource. */
 export type SourceInput = string | URL | Blob | Map<string, Blob> | readonly File[] | ModelSource;
 
+/** Options of `resolveSource`, passed on to the source it picks. */
 export interface ResolveSourceOptions {
   /** Hub endpoint (default: HF_ENDPOINT from the environment, else https://huggingface.co). */
   endpoint?: string;

@@ -17,8 +17,10 @@
 import { LowbitError } from '../../errors.js';
 import { checkFileName, type ModelSource } from './types.js';
 
+/** The file format of a model's weights. */
 export type WeightFormat = 'safetensors' | 'gguf';
 
+/** The weight files `listWeightFiles` found: their format and names. */
 export interface WeightFiles {
   format: WeightFormat;
   /** The weight files, relative to the source; sharded checkpoints list shards in sorted order. */
@@ -31,6 +33,7 @@ export interface WeightFiles {
   totalSize?: number;
 }
 
+/** Options of `listWeightFiles`. */
 export interface ListWeightFilesOptions {
   /** The weights file to use ('x.Q4_K_M.gguf', 'model.safetensors', '….safetensors.index.json'). */
   file?: string;

@@ -15,6 +15,7 @@
 import { LowbitError } from '../../errors.js';
 import { BaseSource, checkFileName, checkRange, decodeText, type ByteRange } from './types.js';
 
+/** Options of `urlSource`. */
 export interface UrlSourceOptions {
   /** The fetch to use (default: globalThis.fetch). */
   fetch?: typeof fetch;

@@ -87,5 +87,6 @@ export type { StoredDType } from './tensor/dtypes.js';
 export type { Llama3RopeScaling } from './tensor/rope.js';
 export type { SizeParams } from './formats/index.js';
 export type { MaxMemory } from './models/device-map.js';
-export type { EmbeddingHandle, KvCacheHandle, VectorHandle, LinearOptions, RopeSpec } from './backends/backend.js';
+export type { ConfigJson } from './models/config.js';
+export type { AttentionExtras, EmbeddingHandle, KvCacheHandle, VectorHandle, LinearOptions, RopeSpec } from './backends/backend.js';
 export type { PowerPreference, DeviceLostInfo } from './backends/webgpu/index.js';

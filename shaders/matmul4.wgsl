@@ -2,8 +2,9 @@
 // (crates/lowbit-core/src/kernels/matmul4.rs): the flattened [N, K] weight in blocks of
 // `blocksize` over the flat index (blocks may span rows), byte j = element 2j in the high
 // nibble and 2j + 1 in the low nibble, read here as little-endian u32 words; one f32 absmax per
-// block (double-quantized absmax rebuilt to f32 by the host). w = code[nibble] * absmax (one
-// f32 multiply, as dequantize_4bit to f32), products x * w summed in f32.
+// block, or (NESTED_ABSMAX) bitsandbytes' double-quantized absmax kept compressed and decoded
+// here. w = code[nibble] * absmax (one f32 multiply, as dequantize_4bit to f32), products x * w
+// summed in f32.
 //
 // The words are bound as vec4<u32> (the host pads each part to 16 bytes); `word(i)` reads one.
 //
@@ -16,10 +17,13 @@
 // part split; no bias).
 // RESIDUAL: gemv4 adds `residual` (binding 8, the layer's input) to its output, as the
 // residual add after an attention output or MLP down projection does: y = (x Wᵀ + bias) + r.
+// NESTED_ABSMAX: binding 3 (and 7) hold a double-quantized absmax as u32 words (the layout is
+// below, at `block_scale`) instead of f32 per block.
 // Hosts whose compiler needs it (Tint: Dawn, Chrome) put `enable subgroups;` before this file;
 // naga accepts the builtins without it (and, in wgpu 30, rejects the directive).
 
 #include "matmul_common.wgsl"
+#include "common.wgsl"
 
 struct Params {
   m: u32,
@@ -32,7 +36,7 @@ struct Params {
   block_base: u32,
   block_shift: u32, // log2(blocksize): blocksizes are powers of two (32 … 4096)
   g4_lanes: u32,    // gemv4: threads per row group (8, 16, 32 or 64); the other entries ignore it
-  _pad1: u32,
+  q_at: u32,        // NESTED_ABSMAX: the word where the 8-bit absmax codes start (else unused)
   _pad2: u32,
   code: array<vec4<f32>, 4>, // the 16 values of the 4-bit type, as the dequant kernels use them
 }
@@ -40,7 +44,11 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> packed: array<vec4<u32>>;
+#ifdef NESTED_ABSMAX
+@group(0) @binding(3) var<storage, read> absmax: array<u32>;
+#else
 @group(0) @binding(3) var<storage, read> absmax: array<f32>;
+#endif
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 #ifdef RESIDUAL
@@ -48,7 +56,58 @@ struct Params {
 #endif
 #ifdef GATE_UP
 @group(0) @binding(6) var<storage, read> packed_up: array<vec4<u32>>;
+#ifdef NESTED_ABSMAX
+@group(0) @binding(7) var<storage, read> absmax_up: array<u32>;
+#else
 @group(0) @binding(7) var<storage, read> absmax_up: array<f32>;
+#endif
+#endif
+
+// The absmax of global block gb (the part holds blocks from block_base); `up`: of the up
+// projection (GATE_UP).
+#ifdef NESTED_ABSMAX
+// Double quantization (bitsandbytes' compress_statistics) as the CPU decodes it
+// (lowbit-core double_quant::absmax_value): absmax = T(T(code2[q] * absmax2) + offset), T the
+// nested dtype, q the block's 8-bit code and absmax2 the f32 scale of its block of 256.
+// The part's buffer, in u32 words: [0, 256) code2 (f32 bits), 256 offset (f32 bits), 257 T
+// (0 f32, 1 f16, 2 bf16), [260, q_at) absmax2 from nested block block_base / 256 on, [q_at, ...)
+// the 8-bit codes of blocks block_base, ... four per word, first in the low byte (the host makes
+// block_base a multiple of 4).
+fn nested_word(up: bool, i: u32) -> u32 {
+#ifdef GATE_UP
+  if (up) { return absmax_up[i]; }
+#endif
+  return absmax[i];
+}
+
+// bf16 rounding (ties to even), torch's `.to(bfloat16)`; NaN stays NaN
+fn round_to_bf16(v: f32) -> f32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7fffffffu) > 0x7f800000u) { return v; }
+  return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u);
+}
+
+fn round_nested(v: f32, dtype: u32) -> f32 {
+  if (dtype == 1u) { return round_to_f16(v); }
+  if (dtype == 2u) { return round_to_bf16(v); }
+  return v;
+}
+
+fn block_scale(up: bool, gb: u32) -> f32 {
+  let rel = gb - p.block_base;
+  let q = (nested_word(up, p.q_at + (rel >> 2u)) >> ((rel & 3u) * 8u)) & 255u;
+  let c = bitcast<f32>(nested_word(up, q));
+  let a2 = bitcast<f32>(nested_word(up, 260u + (gb >> 8u) - (p.block_base >> 8u)));
+  let dtype = nested_word(up, 257u);
+  return round_nested(round_nested(c * a2, dtype) + bitcast<f32>(nested_word(up, 256u)), dtype);
+}
+#else
+fn block_scale(up: bool, gb: u32) -> f32 {
+#ifdef GATE_UP
+  if (up) { return absmax_up[gb - p.block_base]; }
+#endif
+  return absmax[gb - p.block_base];
+}
 #endif
 
 fn word(i: u32) -> u32 {
@@ -65,7 +124,7 @@ fn weight(nl: u32, kk: u32) -> f32 {
   let wd = word(rel >> 3u);
   // byte (rel >> 1) & 3 of the word; the even element is its high nibble
   let shift = ((rel >> 1u) & 3u) * 8u + select(4u, 0u, (rel & 1u) == 1u);
-  return code_value((wd >> shift) & 15u) * absmax[(flat >> p.block_shift) - p.block_base];
+  return code_value((wd >> shift) & 15u) * block_scale(false, flat >> p.block_shift);
 }
 
 fn gemv_row(nl: u32, lane: u32) -> f32 {
@@ -77,7 +136,7 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
     for (var w = lane; w < words; w = w + GEMV_LANES) {
       let flat = row + w * 8u;
       let wd = word((flat - p.flat_base) >> 3u);
-      let s = absmax[(flat >> p.block_shift) - p.block_base];
+      let s = block_scale(false, flat >> p.block_shift);
       let xb = w * 8u;
       for (var b = 0u; b < 4u; b = b + 1u) {
         let byte = (wd >> (8u * b)) & 255u;
@@ -115,18 +174,16 @@ const G4_OUT: u32 = 4u;
 var<workgroup> g4_code: array<f32, 16>;
 var<workgroup> g4_red: array<vec4<f32>, G4_THREADS>;
 
-// vec4 word i of row slot r, and absmax i (GATE_UP: slots 2 and 3 read the up projection)
+// vec4 word i of row slot r, and the absmax of global block gb (GATE_UP: slots 2 and 3 read
+// the up projection)
 fn g4_words(r: u32, i: u32) -> vec4<u32> {
 #ifdef GATE_UP
   if (r >= G4_OUT) { return packed_up[i]; }
 #endif
   return packed[i];
 }
-fn g4_absmax(r: u32, i: u32) -> f32 {
-#ifdef GATE_UP
-  if (r >= G4_OUT) { return absmax_up[i]; }
-#endif
-  return absmax[i];
+fn g4_absmax(r: u32, gb: u32) -> f32 {
+  return block_scale(r >= G4_OUT, gb);
 }
 
 // x[i .. i + 4)
@@ -172,7 +229,7 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     var s: vec4<f32>;
     for (var r = 0u; r < G4_ROWS; r = r + 1u) {
       wq[r] = g4_words(r, q0[r] + q);
-      s[r] = g4_absmax(r, ((flat0[r] + xb) >> p.block_shift) - p.block_base);
+      s[r] = g4_absmax(r, (flat0[r] + xb) >> p.block_shift);
     }
     var t = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j = j + 1u) {

@@ -108,8 +108,11 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     expect(gpu.name).toMatch(/^webgpu \(/);
     const defs = ['WEIGHT_F32', 'WEIGHT_F16', 'WEIGHT_BF16'];
     await gpu.ctx.compileCheck([
-      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []], ['matmul4.wgsl', 'gemv4', []], ['matmul4.wgsl', 'gemv4', ['GATE_UP']], ['matmul4.wgsl', 'gemv4', ['RESIDUAL']],
-      ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS']]] as [string, string, string[]][] : []),
+      // each 4-bit variant with f32 and with double-quantized (NESTED_ABSMAX) absmax
+      ...[[], ['NESTED_ABSMAX']].flatMap((nested) => [
+        ['matmul4.wgsl', 'gemv', nested], ['matmul4.wgsl', 'gemm', nested], ['matmul4.wgsl', 'gemv4', nested], ['matmul4.wgsl', 'gemv4', ['GATE_UP', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', ...nested]],
+        ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS', ...nested]]] : []),
+      ] as [string, string, string[]][]),
       ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],

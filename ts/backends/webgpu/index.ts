@@ -19,7 +19,7 @@ import { requestDevice, type AdapterDescription, type PowerPreference } from './
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
 import type { FloatInput } from '../../tensor/dtypes.js';
 import type { QuantState } from '../../quant/quant-state.js';
-import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, storageDefine, type DenseStorage, type Part } from './weights.js';
+import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, NESTED_BLOCK, storageDefine, type DenseStorage, type NestedAbsmax, type Part } from './weights.js';
 
 export { findGpu, describeAdapter, type AdapterDescription, type PowerPreference } from './device.js';
 export type { GpuQuantize4Options } from './quantize.js';
@@ -54,6 +54,11 @@ export interface WebGpuBackendOptions {
    * allow (default true); false keeps the generic GEMV and separate ops (bench comparisons).
    */
   gemv4?: boolean;
+  /**
+   * Keep a double-quantized 4-bit absmax compressed on the device and decode it in the kernels
+   * (default true), as the CPU backend does; false widens it to f32 at upload (the same values).
+   */
+  nestedAbsmax?: boolean;
   /** Where init() loads the wasm module from (the models use it for RoPE tables and quantization). */
   wasm?: WasmSource;
 }
@@ -125,8 +130,8 @@ export class GpuLinear extends GpuHandle implements LinearHandle {
     readonly inFeatures: number,
     readonly format: string,
     readonly bytes: number,
-    /** dense: storage; 4-bit: code values and blocksize; int8: threshold. */
-    readonly extra: { storage?: DenseStorage; code?: Float32Array; blocksize?: number; threshold?: number; hasBias: boolean },
+    /** dense: storage; 4-bit: code values, blocksize, whether the absmax is double-quantized on the device; int8: threshold. */
+    readonly extra: { storage?: DenseStorage; code?: Float32Array; blocksize?: number; nested?: boolean; threshold?: number; hasBias: boolean },
   ) {
     super(ctx);
   }
@@ -224,10 +229,10 @@ function usesGemv4(m: number, k: number, blocksize: number): boolean {
 function fusesGateUp(a: GpuActivation, g: GpuLinear, u: GpuLinear): boolean {
   if (g.kind !== '4bit' || u.kind !== '4bit' || g.extra.hasBias || u.extra.hasBias) return false;
   if (g.inFeatures !== a.cols || u.inFeatures !== a.cols || g.outFeatures !== u.outFeatures) return false;
-  if (!usesGemv4(a.rows, a.cols, g.extra.blocksize!) || g.extra.blocksize !== u.extra.blocksize) return false;
+  if (!usesGemv4(a.rows, a.cols, g.extra.blocksize!) || g.extra.blocksize !== u.extra.blocksize || g.extra.nested !== u.extra.nested) return false;
   if (!g.extra.code!.every((c, i) => Object.is(c, u.extra.code![i]))) return false;
   // same split (same shape and binding limit give the same parts; checked, not assumed)
-  return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase);
+  return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase && p.codesAt === u.parts[i]!.codesAt);
 }
 
 const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
@@ -251,6 +256,8 @@ export class WebGpuBackend implements Backend {
     readonly subgroups: boolean,
     /** Whether 4-bit decode takes gemv4 and its fusions (option `gemv4`). */
     readonly gemv4: boolean,
+    /** Whether double-quantized absmax stays compressed on the device (option `nestedAbsmax`). */
+    readonly nestedAbsmax: boolean,
   ) {
     this.name = `webgpu (${[adapter.vendor, adapter.architecture, adapter.description].filter((s) => s).join(' / ') || 'unknown adapter'})`;
   }
@@ -281,7 +288,7 @@ export class WebGpuBackend implements Backend {
       packedDot ? ['DOT4'] : [],
     );
     const subgroups = options.subgroups !== false && device.features.has('subgroups');
-    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false);
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false);
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
@@ -425,12 +432,18 @@ export class WebGpuBackend implements Backend {
         const st = weight.quantState;
         const [n, k] = shape2(weight.name, st.shape);
         checkBias(n);
-        const absmax = st.absmaxF32();
+        // double-quantized absmax stays compressed (matmul4.wgsl NESTED_ABSMAX decodes it), as on
+        // the CPU; the QuantState validated the nested fields' lengths against each other
+        const nested: NestedAbsmax | undefined = this.nestedAbsmax && st.state2 !== undefined && st.state2.blocksize === NESTED_BLOCK && st.absmax instanceof Uint8Array
+          ? { codes: st.absmax, nested: st.state2.absmax, code: st.state2.code, offset: st.offset ?? 0, dtype: st.state2.dtype }
+          : undefined;
+        const absmax = nested ?? st.absmaxF32();
+        const blocks = nested ? nested.codes.length : (absmax as Float32Array).length;
         if (weight.packed.length !== Math.ceil((n * k) / 2)) throw new LowbitError('LENGTH_MISMATCH', `${weight.name}: packed weight has ${weight.packed.length} bytes but [${n}, ${k}] needs ${Math.ceil((n * k) / 2)}`);
-        if (absmax.length !== Math.ceil((n * k) / st.blocksize)) throw new LowbitError('INCONSISTENT_STATE', `${weight.name}: ${absmax.length} absmax for ${Math.ceil((n * k) / st.blocksize)} blocks`);
+        if (blocks !== Math.ceil((n * k) / st.blocksize)) throw new LowbitError('INCONSISTENT_STATE', `${weight.name}: ${blocks} absmax for ${Math.ceil((n * k) / st.blocksize)} blocks`);
         if (!Number.isInteger(Math.log2(st.blocksize))) throw new LowbitError('UNSUPPORTED_BLOCKSIZE', `${weight.name}: blocksize ${st.blocksize} is not a power of two`);
         const { parts, bytes } = fourBitParts(this.ctx, weight.name, weight.packed, absmax, st.blocksize, n, k, b);
-        return new GpuLinear(this.ctx, '4bit', parts, n, k, label, bytes, { code: this.code(st.quantType), blocksize: st.blocksize, hasBias: b !== undefined });
+        return new GpuLinear(this.ctx, '4bit', parts, n, k, label, bytes, { code: this.code(st.quantType), blocksize: st.blocksize, nested: nested !== undefined, hasBias: b !== undefined });
       }
       case 'int8': {
         const [n, k] = shape2(weight.name, weight.shape);
@@ -521,7 +534,7 @@ export class WebGpuBackend implements Backend {
     if (a.rows === 0) bad('linearForward: x has no rows');
     if (l.kind === 'int8') return this.int8Forward(a, l);
     const out = this.newActivation(a.rows, l.outFeatures);
-    this.matmul(a, l.parts, l.kind === '4bit' ? { code: l.extra.code!, blocksize: l.extra.blocksize! } : { storage: l.extra.storage! }, l.outFeatures, l.inFeatures, out);
+    this.matmul(a, l.parts, l.kind === '4bit' ? { code: l.extra.code!, blocksize: l.extra.blocksize!, nested: l.extra.nested === true } : { storage: l.extra.storage! }, l.outFeatures, l.inFeatures, out);
     return out;
   }
 
@@ -546,14 +559,14 @@ export class WebGpuBackend implements Backend {
       }
     }
     const out = this.newActivation(1, g.outFeatures);
-    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', this.subgroups ? ['GATE_UP', 'SUBGROUPS'] : ['GATE_UP']);
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['GATE_UP', ...(this.subgroups ? ['SUBGROUPS'] : []), ...(g.extra.nested ? ['NESTED_ABSMAX'] : [])]);
     const shift = Math.log2(g.extra.blocksize!);
     const lanes = gemv4Lanes(g.inFeatures);
     g.parts.forEach((gp, i) => {
       const up = u.parts[i]!;
       const [gx, gy] = this.ctx.grid(Math.ceil(gp.rows / ((GEMV4_ROWS_GATE_UP * 64) / lanes)));
       this.ctx.dispatch(pipe, {
-        0: this.ctx.uniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, lanes, 0, 0], g.extra.code)),
+        0: this.ctx.uniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, lanes, gp.codesAt ?? 0, 0], g.extra.code)),
         1: a.binding('x'),
         2: gp.data,
         3: gp.scales!,
@@ -584,7 +597,7 @@ export class WebGpuBackend implements Backend {
       }
     }
     const out = this.newActivation(1, l.outFeatures);
-    this.matmul(a, l.parts, { code: l.extra.code!, blocksize: l.extra.blocksize! }, l.outFeatures, l.inFeatures, out, r);
+    this.matmul(a, l.parts, { code: l.extra.code!, blocksize: l.extra.blocksize!, nested: l.extra.nested === true }, l.outFeatures, l.inFeatures, out, r);
     return out;
   }
 
@@ -605,19 +618,19 @@ export class WebGpuBackend implements Backend {
    * gemv4Lanes threads with 4 rows each, SUBGROUPS where the device has subgroups; RESIDUAL adds
    * `residual` in its epilogue), other shapes the generic GEMV.
    */
-  private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation, residual?: GpuActivation): void {
+  private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number; nested: boolean } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation, residual?: GpuActivation): void {
     const m = a.rows;
     const file = 'code' in fmt ? 'matmul4.wgsl' : 'matmul_dense.wgsl';
     const gemv4 = this.gemv4 && 'code' in fmt && usesGemv4(m, k, fmt.blocksize);
     if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
-    const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : gemv4 ? [...(this.subgroups ? ['SUBGROUPS'] : []), ...(residual ? ['RESIDUAL'] : [])] : [];
+    const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...(this.subgroups ? ['SUBGROUPS'] : []), ...(residual ? ['RESIDUAL'] : [])] : [])];
     const entry = gemv4 ? 'gemv4' : m === 1 ? 'gemv' : 'gemm';
     const lanes = gemv4 ? gemv4Lanes(k) : 0;
     const rowsPerGroup = gemv4 ? (GEMV4_ROWS * 64) / lanes : 8;
     const pipe = this.ctx.pipeline(file, entry, defines);
     for (const part of parts) {
       const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
-      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, 0, 0], fmt.code) : words([...head, 0, 0]);
+      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, part.codesAt ?? 0, 0], fmt.code) : words([...head, 0, 0]);
       const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
       if (residual) bindings[8] = residual.binding('residual');

@@ -117,7 +117,8 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
       ...['add', 'swiglu', 'silu_op', 'gelu', 'gelu_tanh'].map((e) => ['elementwise.wgsl', e, []] as [string, string, string[]]),
-      ['sample.wgsl', 'argmax', []],
+      ['sample.wgsl', 'argmax', []], ['sample.wgsl', 'topk', []],
+      ...['penalize', 'draw_sorted', 'draw_full'].map((e) => ['sample_draw.wgsl', e, []] as [string, string, string[]]),
     ]);
   });
 

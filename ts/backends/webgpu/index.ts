@@ -10,7 +10,7 @@ import { formatLabel, type DenseWeight, type LoadedWeight } from '../../formats/
 import { quantMap } from '../../quant/codes.js';
 import { init, type WasmSource } from '../../runtime/wasm.js';
 import type {
-  LinearOptions,
+  LinearOptions, TokenChoice,
   Activation, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.js';
@@ -874,6 +874,70 @@ export class WebGpuBackend implements Backend {
       return { indices: new Uint32Array(r, 0, k).slice(), values: new Float32Array(r, 4 * k, k).slice() };
     } finally {
       this.ctx.release(out);
+    }
+  }
+
+  /**
+   * The next token chosen on the device (Backend.sampleToken): a copy of the logits with the
+   * repetition penalty applied, then argmax, or top-k candidates (sample.wgsl topk) and
+   * sample_draw.wgsl draw_sorted, or draw_full over the whole row; reads back 4 bytes.
+   */
+  async sampleToken(x: Activation, choice: TokenChoice): Promise<number> {
+    const a = this.act(x, 'sampleToken: x');
+    if (a.rows !== 1 || a.cols === 0) bad(`sampleToken: x must be one row, got [${a.rows}, ${a.cols}]`);
+    const cols = a.cols;
+    const t = choice.temperature ?? 1;
+    const topP = choice.topP ?? 1;
+    const penalty = choice.repetitionPenalty ?? 1;
+    const u = choice.random ?? 0;
+    if (!(Number.isFinite(t) && t > 0)) bad(`sampleToken: temperature must be a number > 0, got ${t}`);
+    if (!(topP > 0 && topP <= 1)) bad(`sampleToken: topP must be in (0, 1], got ${topP}`);
+    if (!(Number.isFinite(penalty) && penalty > 0)) bad(`sampleToken: repetitionPenalty must be a number > 0, got ${penalty}`);
+    if (choice.doSample && !(u >= 0 && u < 1)) bad(`sampleToken: random must be in [0, 1), got ${u}`);
+    const k = choice.topK ?? 0;
+    if (!(Number.isInteger(k) && k >= 0)) bad(`sampleToken: topK must be an integer >= 0, got ${k}`);
+    const topK = k >= cols ? 0 : k;
+    if (choice.doSample && topK > MAX_TOP_K) bad(`sampleToken: topK ${k} is above the device's ${MAX_TOP_K} (and below the row's ${cols})`);
+    const ctx = this.ctx;
+    const temps: GPUBuffer[] = [];
+    const temp = (bytes: number) => {
+      const b = ctx.acquire(bytes);
+      temps.push(b);
+      return b;
+    };
+    const rowBytes = cols * 4;
+    let logits: Required<Binding> = a.binding('sampleToken: x');
+    if (penalty !== 1 && choice.seen !== undefined && choice.seen.length > 0) {
+      const ids = new Set<number>();
+      for (let i = 0; i < choice.seen.length; i++) {
+        const id = choice.seen[i]!;
+        if (!(Number.isInteger(id) && id >= 0 && id < cols)) bad(`sampleToken: seen id ${id} is outside the row of ${cols}`);
+        ids.add(id);
+      }
+      const work = temp(rowBytes);
+      ctx.copy(a.buffer, 0, work, 0, rowBytes);
+      logits = { buffer: work, offset: 0, size: rowBytes };
+      const [gx, gy] = ctx.grid(Math.ceil(ids.size / 256));
+      ctx.dispatch(ctx.pipeline('sample_draw.wgsl', 'penalize'), { 0: ctx.uniform(words([ids.size, 0, { f: 1 }, { f: 1 }, { f: 0 }, { f: penalty }, 0, 0])), 1: ctx.stage(Uint32Array.from(ids), false), 2: logits }, gx, gy);
+    }
+    const out = temp(4);
+    const outBinding = { buffer: out, offset: 0, size: 4 };
+    const params = (n: number) => ctx.uniform(words([n, 0, { f: t }, { f: topP }, { f: u }, { f: penalty }, 0, 0]));
+    if (!choice.doSample) {
+      ctx.dispatch(ctx.pipeline('sample.wgsl', 'argmax'), { 0: ctx.uniform(words([1, cols, 0, 0])), 1: logits, 2: outBinding }, 1);
+    } else if (topK > 0) {
+      const cand = temp(2 * topK * 4);
+      const candBinding = { buffer: cand, offset: 0, size: 2 * topK * 4 };
+      ctx.dispatch(ctx.pipeline('sample.wgsl', 'topk'), { 0: ctx.uniform(words([topK, cols, 0, 0])), 1: logits, 2: candBinding }, 1);
+      ctx.dispatch(ctx.pipeline('sample_draw.wgsl', 'draw_sorted'), { 0: params(topK), 1: candBinding, 3: outBinding }, 1);
+    } else {
+      const probs = temp(rowBytes);
+      ctx.dispatch(ctx.pipeline('sample_draw.wgsl', 'draw_full'), { 0: params(cols), 2: logits, 3: outBinding, 4: { buffer: probs, offset: 0, size: rowBytes } }, 1);
+    }
+    try {
+      return new Uint32Array(await ctx.readBuffer(out, 0, 4))[0]!;
+    } finally {
+      for (const b of temps) ctx.release(b);
     }
   }
 

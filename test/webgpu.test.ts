@@ -110,8 +110,8 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     await gpu.ctx.compileCheck([
       // each 4-bit variant with f32 and with double-quantized (NESTED_ABSMAX) absmax
       ...[[], ['NESTED_ABSMAX']].flatMap((nested) => [
-        ['matmul4.wgsl', 'gemv', nested], ['matmul4.wgsl', 'gemm', nested], ['matmul4.wgsl', 'gemv4', nested], ['matmul4.wgsl', 'gemv4', ['GATE_UP', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', ...nested]],
-        ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS', ...nested]]] : []),
+        ['matmul4.wgsl', 'gemv', nested], ['matmul4.wgsl', 'gemm', nested], ['matmul4.wgsl', 'gemv4', nested], ['matmul4.wgsl', 'gemv4', ['GATE_UP', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', ...nested]], ['matmul4.wgsl', 'gemv4', ['QKV', ...nested]],
+        ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['QKV', 'SUBGROUPS', ...nested]]] : []),
       ] as [string, string, string[]][]),
       ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
@@ -291,6 +291,40 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
         expect(() => b.linearResidual(xa, l, b.fromHost(new Float32Array(m * (n + 1)), m, n + 1))).toThrow(LowbitError);
         for (const a of [xa, ra, y]) b.release(a);
         l.dispose();
+      }
+    }
+  });
+
+  it('linearForwardMany: q / k / v in one dispatch for 4-bit decode (both reductions, f32 and nested absmax), one per weight otherwise', async () => {
+    // (k, [n_q, n_k, n_v], blocksize, rows of x, double quant, bias, fused on `gpu`)
+    const cases: [number, [number, number, number], number, number, boolean, boolean, boolean][] = [
+      [128, [64, 32, 32], 64, 1, false, false, true], [576, [576, 192, 192], 64, 1, true, false, true], [256, [36, 12, 13], 32, 1, false, false, true],
+      [128, [64, 32, 32], 64, 1, false, true, false], [128, [62, 32, 32], 64, 1, false, false, false], [128, [64, 32, 32], 64, 3, false, false, false], [72, [24, 8, 8], 32, 1, false, false, false],
+    ];
+    for (const [k, ns, bs, m, dq, withBias, fused] of cases) {
+      const ws = ns.map((n, i) => {
+        const wv = rand(n * k, n + k + i, 0.3);
+        const q = quantize4bit(wv, { quantType: 'nf4', blocksize: bs, compressStatistics: dq, shape: [n, k] });
+        const w: LoadedWeight = { kind: '4bit', name: `w${i}`, packed: q.packed, quantState: q.quantState };
+        const bias = withBias ? dense(`b${i}`, rand(n, i + 1, 0.2), [n]) : undefined;
+        return { w, n, bias, deq: dequantize4bit(q.packed, q.quantState, { outDtype: 'float32' }) as Float32Array };
+      });
+      const x = rand(m * k, k + 3, 2);
+      const cls = ws.map((w) => cpu.linear(w.w, w.bias?.w));
+      const want = await Promise.all(cpu.linearForwardMany(cpu.fromHost(x, m, k), cls).map((y) => cpu.read(y)));
+      for (const b of k <= 256 ? [gpu, small] : [gpu]) {
+        const ls = ws.map((w) => b.linear(w.w, w.bias?.w));
+        const xa = b.fromHost(x, m, k);
+        await b.synchronize();
+        b.resetStats();
+        const ys = b.linearForwardMany(xa, ls);
+        // `small` splits the weights into parts: one dispatch per part
+        if (b === gpu) expect(b.stats().dispatches, `k ${k} [${ns}] m=${m}`).toBe(fused ? 1 : 3);
+        for (const [i, y] of ys.entries()) {
+          expectSumBound(await b.read(y), want[i]!, magnitudes(x, m, ws[i]!.deq, ws[i]!.n, k, ws[i]!.bias?.values), k, `k ${k} [${ns}] weight ${i} m=${m}${dq ? ' dq' : ''}${b === small ? ' (split, tree)' : ''}`);
+        }
+        for (const a of [xa, ...ys]) b.release(a);
+        for (const l of ls) l.dispose();
       }
     }
   });
@@ -675,6 +709,28 @@ suite('WebGPU parity with transformers (deviceMap "gpu")', () => {
     expect(new Set(runs.map((r) => r.join(','))).size).toBeGreaterThan(1);
     g.dispose();
     c.dispose();
+  });
+
+  it('4-bit decode through the fused kernels (q / k / v, gate / up / SwiGLU, residual; nested absmax) gives the CPU\'s greedy tokens', async () => {
+    const ref = JSON.parse(readFileSync(`${FIXTURES}llama/reference.json`, 'utf8'));
+    const q = { quantizationConfig: new BitsAndBytesConfig(PARITY_VARIANTS['nf4-dq']!) };
+    const g = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: env.gpu!, ...q });
+    // the CPU's exact kernels (f32, as the WGSL ones); its default fast kernels round activations
+    const c = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'cpu', cpuKernels: 'exact', ...q });
+    const b = g.backend as WebGpuBackend;
+    await g.generate({ inputIds: ref.input_ids, maxNewTokens: 1, eosTokenIds: [] });
+    b.resetStats();
+    const tokens = await g.generate({ inputIds: ref.input_ids, maxNewTokens: 17, eosTokenIds: [] });
+    const perToken = b.stats().dispatches;
+    expect(tokens).toEqual(await c.generate({ inputIds: ref.input_ids, maxNewTokens: 17, eosTokenIds: [] }));
+    // the same decode without the fusions takes more dispatches
+    const plain = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: env.gpu!, webgpu: { gemv4: false }, ...q });
+    const pb = plain.backend as WebGpuBackend;
+    expect(pb.gemv4).toBe(false);
+    pb.resetStats();
+    expect(await plain.generate({ inputIds: ref.input_ids, maxNewTokens: 17, eosTokenIds: [] })).toEqual(tokens);
+    expect(perToken).toBeLessThan(pb.stats().dispatches);
+    for (const m of [g, c, plain]) m.dispose();
   });
 
   it('the model owns the backend it made: dispose() destroys the device', async () => {

@@ -235,6 +235,22 @@ function fusesGateUp(a: GpuActivation, g: GpuLinear, u: GpuLinear): boolean {
   return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase && p.codesAt === u.parts[i]!.codesAt);
 }
 
+/** matmul4.wgsl QKV binds x, three weights with their absmax and three outputs. */
+const QKV_STORAGE_BUFFERS = 10;
+
+/**
+ * Whether linearForwardMany can take gemv4 QKV: one row of x through three 4-bit weights gemv4
+ * takes, each in one part, without bias, with the same k, blocksize, code and absmax form, and
+ * q's and k's rows multiples of the row group (4) so that no row group spans two weights.
+ */
+function fusesQkv(a: GpuActivation, ls: readonly GpuLinear[]): boolean {
+  const [q] = ls as [GpuLinear];
+  if (!ls.every((l) => l.kind === '4bit' && !l.extra.hasBias && l.parts.length === 1 && l.inFeatures === a.cols)) return false;
+  if (!usesGemv4(a.rows, a.cols, q.extra.blocksize!)) return false;
+  if (!ls.every((l) => l.extra.blocksize === q.extra.blocksize && l.extra.nested === q.extra.nested && l.extra.code!.every((c, i) => Object.is(c, q.extra.code![i])))) return false;
+  return ls[0]!.outFeatures % GEMV4_ROWS === 0 && ls[1]!.outFeatures % GEMV4_ROWS === 0;
+}
+
 const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
 /** topK on the device: k passes over the row (sample.wgsl), meant for small k. */
 export const MAX_TOP_K = 1024;
@@ -521,9 +537,35 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  /** Each layer in turn: the dispatches go into the same command encoder anyway. */
+  /**
+   * Three 4-bit projections of one row (attention's q / k / v) that gemv4 takes, alike (see
+   * fusesQkv), in one dispatch (matmul4.wgsl QKV); otherwise each layer in turn (the dispatches
+   * go into the same command encoder anyway).
+   */
   linearForwardMany(x: Activation, ws: readonly LinearHandle[]): Activation[] {
-    return ws.map((w) => this.linearForward(x, w));
+    const a = this.act(x, 'linearForwardMany: x');
+    const ls = ws.map((w, i) => handle(w, GpuLinear, `linearForwardMany: weight ${i}`));
+    if (!(this.gemv4 && ls.length === 3 && this.ctx.device.limits.maxStorageBuffersPerShaderStage >= QKV_STORAGE_BUFFERS && fusesQkv(a, ls))) return ws.map((w) => this.linearForward(x, w));
+    for (const l of ls) l.check();
+    const [q, k, v] = ls as [GpuLinear, GpuLinear, GpuLinear];
+    const outs = ls.map((l) => this.newActivation(1, l.outFeatures));
+    const [qp, kp, vp] = [q.parts[0]!, k.parts[0]!, v.parts[0]!];
+    const lanes = gemv4Lanes(a.cols);
+    const rows = q.outFeatures + k.outFeatures + v.outFeatures;
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['QKV', ...(this.subgroups ? ['SUBGROUPS'] : []), ...(q.extra.nested ? ['NESTED_ABSMAX'] : [])]);
+    const [gx, gy] = this.ctx.grid(Math.ceil(rows / ((GEMV4_ROWS * 64) / lanes)));
+    const head = [1, a.cols, q.outFeatures, 0, q.outFeatures, 0, 0, 0, Math.log2(q.extra.blocksize!), lanes, qp.codesAt ?? 0, 0];
+    // Params: the 12 words, the 16 code values, then (QKV) k's and v's rows and codes_at
+    const uni = words([...head, ...new Array<number>(16).fill(0), k.outFeatures, v.outFeatures, kp.codesAt ?? 0, vp.codesAt ?? 0]);
+    new Float32Array(uni, 12 * 4, 16).set(q.extra.code!);
+    this.ctx.dispatch(pipe, {
+      0: this.ctx.uniform(uni),
+      1: a.binding('x'),
+      2: qp.data, 3: qp.scales!, 5: outs[0]!.binding('q output'),
+      9: kp.data, 10: kp.scales!, 11: outs[1]!.binding('k output'),
+      12: vp.data, 13: vp.scales!, 14: outs[2]!.binding('v output'),
+    }, gx, gy);
+    return outs;
   }
 
   linearForward(x: Activation, w: LinearHandle): Activation {

@@ -17,6 +17,7 @@ import { bad, checkAttention, checkPositive, isCount, shape2 } from '../checks.j
 import { GpuContext, type Binding, type GpuStats } from './context.js';
 import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
+import { chooseVariant, type KernelVariant } from './variants.js';
 import type { FloatInput } from '../../tensor/dtypes.js';
 import type { QuantState } from '../../quant/quant-state.js';
 import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, NESTED_BLOCK, storageDefine, type DenseStorage, type NestedAbsmax, type Part } from './weights.js';
@@ -24,6 +25,7 @@ import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, NESTED_B
 export { findGpu, describeAdapter, type AdapterDescription, type PowerPreference } from './device.js';
 export type { GpuQuantize4Options } from './quantize.js';
 export type { GpuStats } from './context.js';
+export { VARIANT_TABLE, type KernelVariant } from './variants.js';
 
 /** What WebGpuBackend.onDeviceLost reports: GPUDeviceLostInfo's reason ('destroyed', 'unknown') or 'out-of-memory'. */
 export interface DeviceLostInfo {
@@ -42,13 +44,19 @@ export interface WebGpuBackendOptions {
    * maxStorageBufferBindingSize). Tests use a small value to exercise the split path.
    */
   maxBindingSize?: number;
-  /** Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default true). */
+  /**
+   * Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default: as the adapter's
+   * row of the variant table says, variants.ts).
+   */
   packedDot?: boolean;
   /**
    * Reduce the 4-bit decode GEMV with subgroup shuffles when the device has the `subgroups`
-   * feature (default true); false takes the workgroup-tree reduction (tests run both).
+   * feature (default: as the variant table says); false takes the workgroup-tree reduction
+   * (tests run both).
    */
   subgroups?: boolean;
+  /** Take this row of the variant table (variants.ts VARIANT_TABLE) instead of the adapter's (tests, comparisons). */
+  variant?: string;
   /**
    * Use matmul4.wgsl's gemv4 (and the gate / up and residual fusions built on it) where shapes
    * allow (default true); false keeps the generic GEMV and separate ops (bench comparisons).
@@ -59,6 +67,11 @@ export interface WebGpuBackendOptions {
    * (default true), as the CPU backend does; false widens it to f32 at upload (the same values).
    */
   nestedAbsmax?: boolean;
+  /**
+   * Offer Backend.sampleToken (default true); false leaves sampling other than greedy / top-k
+   * to the host, which then reads the logits back (bench comparisons).
+   */
+  deviceSampling?: boolean;
   /** Where init() loads the wasm module from (the models use it for RoPE tables and quantization). */
   wasm?: WasmSource;
 }
@@ -235,9 +248,6 @@ function fusesGateUp(a: GpuActivation, g: GpuLinear, u: GpuLinear): boolean {
   return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase && p.codesAt === u.parts[i]!.codesAt);
 }
 
-/** matmul4.wgsl QKV binds x, three weights with their absmax and three outputs. */
-const QKV_STORAGE_BUFFERS = 10;
-
 /**
  * Whether linearForwardMany can take gemv4 QKV: one row of x through three 4-bit weights gemv4
  * takes, each in one part, without bias, with the same k, blocksize, code and absmax form, and
@@ -274,6 +284,8 @@ export class WebGpuBackend implements Backend {
     readonly gemv4: boolean,
     /** Whether double-quantized absmax stays compressed on the device (option `nestedAbsmax`). */
     readonly nestedAbsmax: boolean,
+    /** The kernel variants the adapter's row of the variant table chose (variants.ts). */
+    readonly variant: KernelVariant,
   ) {
     this.name = `webgpu (${[adapter.vendor, adapter.architecture, adapter.description].filter((s) => s).join(' / ') || 'unknown adapter'})`;
   }
@@ -297,18 +309,22 @@ export class WebGpuBackend implements Backend {
       if (!(Number.isInteger(options.maxBindingSize) && options.maxBindingSize >= 256)) bad(`maxBindingSize must be an integer >= 256, got ${options.maxBindingSize}`);
       weightBinding = Math.min(maxBinding, options.maxBindingSize - (options.maxBindingSize % 4));
     }
-    const packedDot = options.packedDot !== false && info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product');
+    const has = { packedDot: info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product'), subgroups: device.features.has('subgroups'), storageBuffersPerStage: l.maxStorageBuffersPerShaderStage };
+    const variant = chooseVariant(info, has, options.variant);
+    const packedDot = options.packedDot === undefined ? variant.packedDot : options.packedDot && has.packedDot;
     const ctx = new GpuContext(
       device,
       { maxBinding, weightBinding, maxBufferSize: l.maxBufferSize, uniformAlign: l.minUniformBufferOffsetAlignment, storageAlign: l.minStorageBufferOffsetAlignment },
       packedDot ? ['DOT4'] : [],
     );
-    const subgroups = options.subgroups !== false && device.features.has('subgroups');
-    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false);
+    const subgroups = options.subgroups === undefined ? variant.subgroups : options.subgroups && has.subgroups;
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, subgroups });
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
     };
+    // an own property that shadows the method: models see no sampleToken and sample on the host
+    if (options.deviceSampling === false) Object.defineProperty(b, 'sampleToken', { value: undefined });
     // Dawn (Node's `webgpu` package) tears its instance down when the GPU object is collected,
     // under the live device: keep both referenced for the backend's lifetime.
     b.keepAlive = [gpu, adapter];
@@ -545,7 +561,7 @@ export class WebGpuBackend implements Backend {
   linearForwardMany(x: Activation, ws: readonly LinearHandle[]): Activation[] {
     const a = this.act(x, 'linearForwardMany: x');
     const ls = ws.map((w, i) => handle(w, GpuLinear, `linearForwardMany: weight ${i}`));
-    if (!(this.gemv4 && ls.length === 3 && this.ctx.device.limits.maxStorageBuffersPerShaderStage >= QKV_STORAGE_BUFFERS && fusesQkv(a, ls))) return ws.map((w) => this.linearForward(x, w));
+    if (!(this.gemv4 && this.variant.fuseQkv && ls.length === 3 && fusesQkv(a, ls))) return ws.map((w) => this.linearForward(x, w));
     for (const l of ls) l.check();
     const [q, k, v] = ls as [GpuLinear, GpuLinear, GpuLinear];
     const outs = ls.map((l) => this.newActivation(1, l.outFeatures));

@@ -33,7 +33,7 @@ if (!process.env.XDG_RUNTIME_DIR) {
 const { init, AutoModelForCausalLM, BitsAndBytesConfig, WebGpuBackend, quantize4bit } = await import('../dist/index.js');
 
 export const describe = 'WebGPU: NF4 GEMV bandwidth vs copy bandwidth, NF4 GEMM GFLOP/s, SmolLM2-135M-shape decode/prefill tokens/s and per-token dispatches / submits / readback / host encode time';
-export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --trials N                     model runs per variant, alternating, median (default 3)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)', '  --sampled                      also decode with temperature / top-p / repetition penalty (`_sampled` cases)'].join('\n');
+export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --trials N                     model runs per variant, alternating, median (default 3)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)', '  --shape NAME                   model shape (scripts/make-random-checkpoint.mjs: smollm2-135m, tinyllama; default smollm2-135m)', '  --sampled                      also decode with temperature / top-p / repetition penalty (`_sampled` cases)'].join('\n');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -122,7 +122,7 @@ export async function run({ json, emit, args }) {
   const QUANT = { nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, int8: { loadIn8bit: true }, f16: undefined };
   const quants = get('--quants', 'nf4,f16').split(',');
   const steps = Number(get('--decode', '16'));
-  const shape = 'smollm2-135m';
+  const shape = get('--shape', 'smollm2-135m'); // scripts/make-random-checkpoint.mjs SHAPES
   const dir = `${here}../.cache/models/${shape}-shape-f16`;
   if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
   const OVERHEAD = [

@@ -114,7 +114,8 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
         ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['QKV', 'SUBGROUPS', ...nested]]] : []),
       ] as [string, string, string[]][]),
       ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
-      ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
+      ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul', 'int8_gemv'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
+      ...(gpu.subgroups ? [['matmul_int8.wgsl', 'int8_gemv', ['SUBGROUPS']] as [string, string, string[]]] : []),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
       ...['add', 'swiglu', 'silu_op', 'gelu', 'gelu_tanh'].map((e) => ['elementwise.wgsl', e, []] as [string, string, string[]]),
       ['sample.wgsl', 'argmax', []], ['sample.wgsl', 'topk', []],
@@ -412,6 +413,30 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       }
     });
   }
+
+  it('LLM.int8 decode GEMV (int8_gemv: row groups, both reductions, split) gives int8_matmul\'s outputs bit for bit', async () => {
+    const generic = await WebGpuBackend.create({ gpu: env.gpu!, gemv4: false });
+    try {
+      for (const [n, k, threshold] of [[70, 1000, 6], [33, 100, 0], [9, 30, 6], [130, 2048, 6]] as const) {
+        const wv = rand(n * k, n + k, 0.5);
+        const { CB, SCB } = int8VectorwiseQuant(toHalf(wv, 'float16'), { shape: [n, k] });
+        const weight: LoadedWeight = { kind: 'int8', name: 'w8', CB, SCB, shape: [n, k] };
+        const bw = dense('b', rand(n, 4, 0.2), [n]).w;
+        const x = rand(k, k + 7, 2);
+        x[1] = 8; // an outlier column
+        const want = await generic.read(generic.linearForward(generic.fromHost(x, 1, k), generic.linear(weight, bw, { int8Threshold: threshold })));
+        // `small` splits rows up to 1 KiB
+        for (const b of k <= 1024 ? [gpu, small] : [gpu]) {
+          const l = b.linear(weight, bw, { int8Threshold: threshold });
+          const got = await b.read(b.linearForward(b.fromHost(x, 1, k), l));
+          for (let i = 0; i < n; i++) if (!Object.is(got[i], want[i])) throw new Error(`[${n}, ${k}]${b === small ? ' (split, tree)' : ''} row ${i}: ${got[i]} vs int8_matmul ${want[i]}`);
+          l.dispose();
+        }
+      }
+    } finally {
+      generic.dispose();
+    }
+  });
 
   it('RMSNorm and LayerNorm', async () => {
     const rows = 5;

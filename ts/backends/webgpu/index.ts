@@ -710,7 +710,11 @@ export class WebGpuBackend implements Backend {
     const wordsPerRow = Math.ceil(k / 4);
     const threshold = l.extra.threshold!;
     const outliers = threshold > 0;
-    const head = (n0: number, nPart: number, hasBias: boolean) => words([m, k, n, n0, nPart, hasBias ? 1 : 0, wordsPerRow, outliers ? 1 : 0, { f: threshold }, 0, 0, 0]);
+    // decode: int8_gemv (row groups of `lanes` threads, 4 rows each), as gemv4 for 4-bit
+    const gemv = m === 1 && this.gemv4;
+    let lanes = 8;
+    while (gemv && lanes < 64 && lanes < wordsPerRow) lanes *= 2;
+    const head = (n0: number, nPart: number, hasBias: boolean) => words([m, k, n, n0, nPart, hasBias ? 1 : 0, wordsPerRow, outliers ? 1 : 0, { f: threshold }, lanes, 0, 0]);
     const ctx = this.ctx;
     const x = a.binding('x');
     let flags: GPUBuffer | undefined;
@@ -730,8 +734,9 @@ export class WebGpuBackend implements Backend {
       ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_quant'), { 0: ctx.uniform(head(0, 0, false)), 1: x, 4: { buffer: ca, size: m * wordsPerRow * 4 }, 5: { buffer: sca, size: m * 4 }, 6: flags ?? ctx.dummy }, gx, gy);
     }
     const out = this.newActivation(m, n);
-    const pipe = ctx.pipeline('matmul_int8.wgsl', 'int8_matmul');
+    const pipe = gemv ? ctx.pipeline('matmul_int8.wgsl', 'int8_gemv', this.subgroups ? ['SUBGROUPS'] : []) : ctx.pipeline('matmul_int8.wgsl', 'int8_matmul');
     for (const part of l.parts) {
+      const grid: [number, number] = gemv ? ctx.grid(Math.ceil(part.rows / ((4 * 64) / lanes))) : [Math.ceil(part.rows / 64), m];
       ctx.dispatch(pipe, {
         0: ctx.uniform(head(part.n0, part.rows, part.bias !== undefined)),
         1: x,
@@ -742,7 +747,7 @@ export class WebGpuBackend implements Backend {
         11: part.scales!,
         12: part.bias ?? ctx.dummy,
         13: out.binding('output'),
-      }, Math.ceil(part.rows / 64), m);
+      }, grid[0], grid[1]);
     }
     for (const b of [flags, cols, ca, sca]) if (b) ctx.release(b);
     return out;

@@ -113,7 +113,7 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
         ['matmul4.wgsl', 'gemv', nested], ['matmul4.wgsl', 'gemm', nested], ['matmul4.wgsl', 'gemv4', nested], ['matmul4.wgsl', 'gemv4', ['GATE_UP', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', ...nested]], ['matmul4.wgsl', 'gemv4', ['QKV', ...nested]],
         ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['QKV', 'SUBGROUPS', ...nested]]] : []),
       ] as [string, string, string[]][]),
-      ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
+      ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['matmul_dense.wgsl', 'gemv_rows', [d]], ['embedding.wgsl', 'gather', [d]], ...(gpu.subgroups ? [['matmul_dense.wgsl', 'gemv_rows', [d, 'SUBGROUPS']]] : [])] as [string, string, string[]][]),
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul', 'int8_gemv'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ...(gpu.subgroups ? [['matmul_int8.wgsl', 'int8_gemv', ['SUBGROUPS']] as [string, string, string[]]] : []),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
@@ -367,14 +367,16 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
   });
 
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
-    it(`dense ${dtype} linear, odd K, with and without bias, whole and split`, async () => {
-      for (const [n, k] of [[19, 33], [64, 64]] as const) {
+    it(`dense ${dtype} linear, odd K, with and without bias, whole and split (decode: gemv_rows where K % 4 == 0)`, async () => {
+      // [64, 64], [37, 256], [5, 1000]: the decode GEMV gemv_rows (16, 64 and 64 threads a row group)
+      for (const [n, k] of [[19, 33], [64, 64], [37, 256], [5, 1000]] as const) {
         const { w, values } = dense('w', rand(n * k, k, 0.3), [n, k], dtype);
         const bias = rand(n, 4);
         for (const withBias of [false, true]) {
           const bw = withBias ? dense('b', bias, [n]).w : undefined;
           const cl = cpu.linear(w, bw);
-          for (const b of [gpu, small]) {
+          // `small` splits rows up to 1 KiB
+          for (const b of k * (dtype === 'F32' ? 4 : 2) < 1000 ? [gpu, small] : [gpu]) {
             const gl = b.linear(w, bw);
             for (const m of [1, 5]) {
               const x = rand(m * k, m);

@@ -233,6 +233,13 @@ function gemv4Lanes(k: number): number {
   return lanes;
 }
 
+/** matmul_dense.wgsl gemv_rows' threads per row group: the smallest power of two covering k / 4 steps, 8 to 64. */
+function denseLanes(k: number): number {
+  let lanes = 8;
+  while (lanes < 64 && lanes < k / 4) lanes *= 2;
+  return lanes;
+}
+
 /** Whether a 4-bit forward of m rows of k takes gemv4: one row of whole 32-weight words in blocks of >= 32. */
 function usesGemv4(m: number, k: number, blocksize: number): boolean {
   return m === 1 && k % 32 === 0 && blocksize >= 32;
@@ -680,15 +687,18 @@ export class WebGpuBackend implements Backend {
     const m = a.rows;
     const file = 'code' in fmt ? 'matmul4.wgsl' : 'matmul_dense.wgsl';
     const gemv4 = this.gemv4 && 'code' in fmt && usesGemv4(m, k, fmt.blocksize);
+    // dense decode: matmul_dense.wgsl gemv_rows (gemv4's layout, steps of 4 weights)
+    const rowsGemv = this.gemv4 && !('code' in fmt) && m === 1 && k % 4 === 0;
     if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
-    const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...(this.subgroups ? ['SUBGROUPS'] : []), ...(residual ? ['RESIDUAL'] : [])] : [])];
-    const entry = gemv4 ? 'gemv4' : m === 1 ? 'gemv' : 'gemm';
-    const lanes = gemv4 ? gemv4Lanes(k) : 0;
-    const rowsPerGroup = gemv4 ? (GEMV4_ROWS * 64) / lanes : 8;
+    const sg = this.subgroups ? ['SUBGROUPS'] : [];
+    const defines = !('code' in fmt) ? [storageDefine(fmt.storage), ...(rowsGemv ? sg : [])] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...sg, ...(residual ? ['RESIDUAL'] : [])] : [])];
+    const entry = gemv4 ? 'gemv4' : rowsGemv ? 'gemv_rows' : m === 1 ? 'gemv' : 'gemm';
+    const lanes = gemv4 ? gemv4Lanes(k) : rowsGemv ? denseLanes(k) : 0;
+    const rowsPerGroup = gemv4 || rowsGemv ? (GEMV4_ROWS * 64) / lanes : 8;
     const pipe = this.ctx.pipeline(file, entry, defines);
     for (const part of parts) {
       const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
-      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, part.codesAt ?? 0, 0], fmt.code) : words([...head, 0, 0]);
+      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, part.codesAt ?? 0, 0], fmt.code) : words([...head, lanes, 0]);
       const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
       if (residual) bindings[8] = residual.binding('residual');

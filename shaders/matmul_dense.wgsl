@@ -6,7 +6,13 @@
 // gemv_rows: the decode GEMV (m == 1, k a multiple of 4) laid out as matmul4.wgsl gemv4: row
 // groups of p.lanes threads own 4 output rows, threads split k in steps of 4 weights (one vec4
 // of x, loaded once for the 4 rows), partial sums reduce with subgroup shuffles (SUBGROUPS) or a
-// workgroup tree.
+// workgroup tree. F16_COMPUTE (with WEIGHT_F16, on devices with `shader-f16`): gemv_rows reads
+// the half weights as vec4<f16> (binding 6, the same buffer as binding 2) and forms the products
+// in f16 from x rounded to f16 (4 products and their sum in f16, then f32 across steps).
+
+#ifdef F16_COMPUTE
+enable f16;
+#endif
 
 #include "matmul_common.wgsl"
 #include "common.wgsl"
@@ -60,6 +66,9 @@ fn weight(nl: u32, kk: u32) -> f32 {
 #endif
 }
 #endif
+#ifdef F16_COMPUTE
+@group(0) @binding(6) var<storage, read> wt_h: array<vec4<f16>>;
+#endif
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
@@ -91,7 +100,14 @@ fn gemv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   var acc = vec4<f32>(0.0);
   for (var kk = lane * 4u; kk < p.k; kk = kk + lanes * 4u) {
     let xa = vec4<f32>(x[kk], x[kk + 1u], x[kk + 2u], x[kk + 3u]);
+#ifdef F16_COMPUTE
+    let xh = vec4<f16>(xa);
+    let q = kk >> 2u;
+    let kq = p.k >> 2u;
+    acc = acc + vec4<f32>(f32(dot(xh, wt_h[rows[0] * kq + q])), f32(dot(xh, wt_h[rows[1] * kq + q])), f32(dot(xh, wt_h[rows[2] * kq + q])), f32(dot(xh, wt_h[rows[3] * kq + q])));
+#else
     acc = acc + vec4<f32>(dot(xa, weight4(rows[0], kk)), dot(xa, weight4(rows[1], kk)), dot(xa, weight4(rows[2], kk)), dot(xa, weight4(rows[3], kk)));
+#endif
   }
 #ifdef SUBGROUPS
   // as matmul4.wgsl gemv4: runs of min(lanes, subgroup size) consecutive invocations

@@ -83,3 +83,44 @@ suite(`kernel variants per adapter (${env.adapter ?? 'no adapter'})`, () => {
     });
   }
 });
+
+suite(`f16 compute for half weights (${env.adapter ?? 'no adapter'})`, () => {
+  it("Dawn's NVIDIA toggle joins the create() flags", async () => {
+    const { withF16Toggle } = await import('../dist/backends/webgpu/device.js');
+    expect(withF16Toggle([])).toEqual(['enable-dawn-features=vulkan_enable_f16_on_nvidia']);
+    expect(withF16Toggle(['enable-dawn-features=allow_unsafe_apis', 'x'])).toEqual(['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'x']);
+    expect(withF16Toggle(['enable-dawn-features=vulkan_enable_f16_on_nvidia'])).toEqual(['enable-dawn-features=vulkan_enable_f16_on_nvidia']);
+  });
+
+  it('f16 weights: the decode GEMV in f16 (shader-f16) is within f16 rounding of the CPU; f32 elsewhere and when off', async () => {
+    const on = await WebGpuBackend.create({ gpu: env.gpu!, f16: true });
+    const off = await WebGpuBackend.create({ gpu: env.gpu!, f16: false });
+    backends.push(on, off);
+    const hasF16 = on.adapter.features.includes('shader-f16');
+    expect(on.variant.f16).toBe(hasF16);
+    expect(off.variant.f16).toBe(false);
+    if (!hasF16) return; // the f32 path is what runs, and the other tests cover it
+    const { toHalf, fromHalf } = await import('../dist/index.js');
+    for (const [n, k] of [[37, 256], [64, 1024], [5, 64]] as const) {
+      const h = toHalf(rand(n * k, n + k, 0.3), 'float16');
+      const values = fromHalf(h) as Float32Array;
+      const w: LoadedWeight = { kind: 'dense', name: 'w', dtype: 'F16', shape: [n, k], data: new Uint8Array(h.data.buffer, h.data.byteOffset, h.data.byteLength) };
+      const x = rand(k, k, 2);
+      const run = async (b: Backend) => b.read(b.linearForward(b.fromHost(x, 1, k), b.linear(w)));
+      const [got, exact, want] = [await run(on), await run(off), await run(cpu)];
+      let differs = false;
+      for (let j = 0; j < n; j++) {
+        let mag = 0;
+        for (let t = 0; t < k; t++) mag += Math.abs(x[t]! * values[j * k + t]!);
+        // x rounded to f16 (2^-11 relative), each product rounded to f16 (2^-11), 3 f16 adds in a
+        // group of 4 (3 * 2^-11 of the group's magnitude), then f32 sums: 6 * 2^-11 * Σ|x w|, with margin
+        const bound = 8 * 2 ** -11 * mag;
+        if (!(Math.abs(got[j]! - want[j]!) <= bound)) throw new Error(`[${n}, ${k}] row ${j}: f16 ${got[j]}, cpu ${want[j]} (bound ${bound})`);
+        if (!(Math.abs(exact[j]! - want[j]!) <= (k + 2) * 2 ** -22 * mag)) throw new Error(`[${n}, ${k}] row ${j}: f32 path ${exact[j]}, cpu ${want[j]}`);
+        if (got[j] !== exact[j]) differs = true;
+      }
+      // the f16 path really ran: its rounding shows somewhere
+      if (k >= 256) expect(differs, `[${n}, ${k}]`).toBe(true);
+    }
+  });
+});

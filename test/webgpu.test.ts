@@ -116,6 +116,7 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['matmul_dense.wgsl', 'gemv_rows', [d]], ['embedding.wgsl', 'gather', [d]], ...(gpu.subgroups ? [['matmul_dense.wgsl', 'gemv_rows', [d, 'SUBGROUPS']]] : [])] as [string, string, string[]][]),
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul', 'int8_gemv'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ...(gpu.subgroups ? [['matmul_int8.wgsl', 'int8_gemv', ['SUBGROUPS']] as [string, string, string[]]] : []),
+      ...(gpu.adapter.features.includes('shader-f16') ? [['matmul_dense.wgsl', 'gemv_rows', ['WEIGHT_F16', 'F16_COMPUTE']], ['matmul_dense.wgsl', 'gemv_rows', ['WEIGHT_F16', 'F16_COMPUTE', 'SUBGROUPS']]] as [string, string, string[]][] : []),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
       ...['add', 'swiglu', 'silu_op', 'gelu', 'gelu_tanh'].map((e) => ['elementwise.wgsl', e, []] as [string, string, string[]]),
       ['sample.wgsl', 'argmax', []], ['sample.wgsl', 'topk', []],

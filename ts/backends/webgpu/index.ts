@@ -55,6 +55,12 @@ export interface WebGpuBackendOptions {
    * (tests run both).
    */
   subgroups?: boolean;
+  /**
+   * Half (f16) weights' decode GEMV computes in f16 where the device has `shader-f16` (default:
+   * as the variant table says; products of x rounded to f16, so results differ from the f32
+   * path by f16 rounding); false keeps f32.
+   */
+  f16?: boolean;
   /** Take this row of the variant table (variants.ts VARIANT_TABLE) instead of the adapter's (tests, comparisons). */
   variant?: string;
   /**
@@ -316,7 +322,7 @@ export class WebGpuBackend implements Backend {
       if (!(Number.isInteger(options.maxBindingSize) && options.maxBindingSize >= 256)) bad(`maxBindingSize must be an integer >= 256, got ${options.maxBindingSize}`);
       weightBinding = Math.min(maxBinding, options.maxBindingSize - (options.maxBindingSize % 4));
     }
-    const has = { packedDot: info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product'), subgroups: device.features.has('subgroups'), storageBuffersPerStage: l.maxStorageBuffersPerShaderStage };
+    const has = { packedDot: info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product'), subgroups: device.features.has('subgroups'), storageBuffersPerStage: l.maxStorageBuffersPerShaderStage, f16: device.features.has('shader-f16') };
     const variant = chooseVariant(info, has, options.variant);
     const packedDot = options.packedDot === undefined ? variant.packedDot : options.packedDot && has.packedDot;
     const ctx = new GpuContext(
@@ -325,7 +331,7 @@ export class WebGpuBackend implements Backend {
       packedDot ? ['DOT4'] : [],
     );
     const subgroups = options.subgroups === undefined ? variant.subgroups : options.subgroups && has.subgroups;
-    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, subgroups });
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, subgroups, f16: options.f16 === undefined ? variant.f16 : options.f16 && has.f16 });
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
@@ -691,7 +697,8 @@ export class WebGpuBackend implements Backend {
     const rowsGemv = this.gemv4 && !('code' in fmt) && m === 1 && k % 4 === 0;
     if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
     const sg = this.subgroups ? ['SUBGROUPS'] : [];
-    const defines = !('code' in fmt) ? [storageDefine(fmt.storage), ...(rowsGemv ? sg : [])] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...sg, ...(residual ? ['RESIDUAL'] : [])] : [])];
+    const f16 = rowsGemv && !('code' in fmt) && fmt.storage === 'f16' && this.variant.f16;
+    const defines = !('code' in fmt) ? [storageDefine(fmt.storage), ...(rowsGemv ? sg : []), ...(f16 ? ['F16_COMPUTE'] : [])] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...sg, ...(residual ? ['RESIDUAL'] : [])] : [])];
     const entry = gemv4 ? 'gemv4' : rowsGemv ? 'gemv_rows' : m === 1 ? 'gemv' : 'gemm';
     const lanes = gemv4 ? gemv4Lanes(k) : rowsGemv ? denseLanes(k) : 0;
     const rowsPerGroup = gemv4 || rowsGemv ? (GEMV4_ROWS * 64) / lanes : 8;
@@ -701,6 +708,10 @@ export class WebGpuBackend implements Backend {
       const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, part.codesAt ?? 0, 0], fmt.code) : words([...head, lanes, 0]);
       const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
+      if (f16) {
+        bindings[6] = part.data;
+        delete bindings[2];
+      }
       if (residual) bindings[8] = residual.binding('residual');
       if (m === 1) {
         const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / rowsPerGroup));

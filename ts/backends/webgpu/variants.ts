@@ -17,6 +17,8 @@ export interface KernelVariant {
   subgroups: boolean;
   /** q / k / v in one dispatch (matmul4.wgsl QKV, 10 storage buffers per stage). */
   fuseQkv: boolean;
+  /** Half weights' decode GEMV computes in f16 (matmul_dense.wgsl F16_COMPUTE; device feature `shader-f16`). */
+  f16: boolean;
 }
 
 /** What an adapter has, whatever the table prefers. */
@@ -24,6 +26,7 @@ export interface AdapterAbilities {
   packedDot: boolean;
   subgroups: boolean;
   storageBuffersPerStage: number;
+  f16: boolean;
 }
 
 interface Row {
@@ -41,25 +44,25 @@ export const VARIANT_TABLE: readonly Row[] = [
   {
     name: 'apple',
     match: (a) => vendor(a, /apple/i),
-    prefer: { packedDot: false, subgroups: true, fuseQkv: true },
+    prefer: { packedDot: false, subgroups: true, fuseQkv: true, f16: true },
     why: 'llama.cpp measured dot4I8Packed decode slower than f32 dot products on Apple GPUs',
   },
   {
     name: 'nvidia',
     match: (a) => vendor(a, /nvidia/i),
-    prefer: { packedDot: true, subgroups: true, fuseQkv: true },
+    prefer: { packedDot: true, subgroups: true, fuseQkv: true, f16: true },
     why: 'dot4I8Packed gave +4-13 % decode on an NVIDIA V100 in llama.cpp; subgroups are native',
   },
   {
     name: 'software',
     match: (a) => a.software,
-    prefer: { packedDot: true, subgroups: true, fuseQkv: true },
-    why: 'lavapipe / SwiftShader: speed says nothing; every variant on, so that tests exercise them',
+    prefer: { packedDot: true, subgroups: true, fuseQkv: true, f16: false },
+    why: 'lavapipe / SwiftShader: speed says nothing; the f32 variants, whose results are the CPU reference up to summation order (tests force f16 on)',
   },
   {
     name: 'default',
     match: () => true,
-    prefer: { packedDot: true, subgroups: true, fuseQkv: true },
+    prefer: { packedDot: true, subgroups: true, fuseQkv: true, f16: true },
     why: 'no measurement says otherwise: use what the adapter has',
   },
 ];
@@ -73,6 +76,7 @@ export function chooseVariant(a: AdapterDescription, has: AdapterAbilities, forc
     packedDot: row.prefer.packedDot && has.packedDot,
     subgroups: row.prefer.subgroups && has.subgroups,
     fuseQkv: row.prefer.fuseQkv && has.storageBuffersPerStage >= QKV_STORAGE_BUFFERS,
+    f16: row.prefer.f16 && has.f16,
   };
 }
 

@@ -29,5 +29,5 @@ tar -C "$tmp" -cJf "$out/webgpu.tar.xz" webgpu
 tar -cJf "$out/dist.tar.xz" dist
 # the package's runtime dependencies dist imports (tokenizers, jinja), small
 deps=$(node -e "const p=require('./package.json');console.log(Object.keys(p.dependencies||{}).join(' '))")
-if [ -n "$deps" ]; then (cd node_modules && tar -cJf "../$out/deps.tar.xz" $deps); fi
+if [ -n "$deps" ]; then (cd node_modules && tar -cJf "$OLDPWD/$out/deps.tar.xz" $deps); fi
 du -ch "$out"/* | sed 's/^/  /'

@@ -147,6 +147,32 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     l.dispose();
   });
 
+  it('uniform blocks that recur are written once: a repeated decode op uploads nothing; the oldest are dropped past 4096', async () => {
+    const [n, k] = [16, 64];
+    const { packed, quantState } = quantize4bit(rand(n * k, 9, 0.3), { quantType: 'nf4', blocksize: 64, shape: [n, k] });
+    const l = gpu.linear({ kind: '4bit', name: 'w', packed, quantState });
+    const x = gpu.fromHost(rand(k, 2), 1, k);
+    const first = await gpu.read(gpu.linearForward(x, l));
+    gpu.resetStats();
+    const again = await gpu.read(gpu.linearForward(x, l));
+    expect(gpu.stats().bytesUploaded).toBe(0);
+    expect(again).toEqual(first);
+    l.dispose();
+    // 4200 distinct blocks (RMSNorm eps values): the first ones are evicted, then asked for again
+    const cols = 8;
+    const xs = rand(cols, 3);
+    const w = gpu.vector(new Float32Array(cols).fill(1));
+    const a = gpu.fromHost(xs, 1, cols);
+    const epsOf = (i: number) => 1e-6 * (1 + i);
+    for (let i = 0; i < 4200; i++) gpu.release(gpu.rmsNorm(a, w, epsOf(i)));
+    for (const i of [0, 1, 4199]) {
+      const got = await gpu.read(gpu.rmsNorm(a, w, epsOf(i)));
+      const c = cpu.vector(new Float32Array(cols).fill(1));
+      const want = await cpu.read(cpu.rmsNorm(cpu.fromHost(xs, 1, cols), c, epsOf(i)));
+      expectClose(got, want, 1e-5, 1e-7, `rmsNorm eps ${epsOf(i)}`);
+    }
+  });
+
   it('fromHost / read / rows / transfer are exact', async () => {
     const v = rand(7 * 5, 3);
     const a = gpu.fromHost(v, 7, 5);

@@ -588,7 +588,7 @@ export class WebGpuBackend implements Backend {
     const uni = words([...head, ...new Array<number>(16).fill(0), k.outFeatures, v.outFeatures, kp.codesAt ?? 0, vp.codesAt ?? 0]);
     new Float32Array(uni, 12 * 4, 16).set(q.extra.code!);
     this.ctx.dispatch(pipe, {
-      0: this.ctx.uniform(uni),
+      0: this.ctx.constUniform(uni),
       1: a.binding('x'),
       2: qp.data, 3: qp.scales!, 5: outs[0]!.binding('q output'),
       9: kp.data, 10: kp.scales!, 11: outs[1]!.binding('k output'),
@@ -637,7 +637,7 @@ export class WebGpuBackend implements Backend {
       const up = u.parts[i]!;
       const [gx, gy] = this.ctx.grid(Math.ceil(gp.rows / ((GEMV4_ROWS_GATE_UP * 64) / lanes)));
       this.ctx.dispatch(pipe, {
-        0: this.ctx.uniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, lanes, gp.codesAt ?? 0, 0], g.extra.code)),
+        0: this.ctx.constUniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, lanes, gp.codesAt ?? 0, 0], g.extra.code)),
         1: a.binding('x'),
         2: gp.data,
         3: gp.scales!,
@@ -706,7 +706,7 @@ export class WebGpuBackend implements Backend {
     for (const part of parts) {
       const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
       const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, part.codesAt ?? 0, 0], fmt.code) : words([...head, lanes, 0]);
-      const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
+      const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.constUniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
       if (f16) {
         bindings[6] = part.data;
@@ -743,7 +743,7 @@ export class WebGpuBackend implements Backend {
     if (outliers) {
       flags = ctx.acquire(k * 4);
       cols = ctx.acquire((k + 1) * 4);
-      const u = ctx.uniform(head(0, 0, false));
+      const u = ctx.constUniform(head(0, 0, false));
       const [gx, gy] = ctx.grid(Math.ceil(k / 256));
       ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_flags'), { 0: u, 1: x, 2: { buffer: flags, size: k * 4 } }, gx, gy);
       ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_compact'), { 0: u, 3: { buffer: cols, size: (k + 1) * 4 }, 6: { buffer: flags, size: k * 4 } }, 1);
@@ -752,14 +752,14 @@ export class WebGpuBackend implements Backend {
     const sca = ctx.acquire(m * 4);
     {
       const [gx, gy] = ctx.grid(m);
-      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_quant'), { 0: ctx.uniform(head(0, 0, false)), 1: x, 4: { buffer: ca, size: m * wordsPerRow * 4 }, 5: { buffer: sca, size: m * 4 }, 6: flags ?? ctx.dummy }, gx, gy);
+      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_quant'), { 0: ctx.constUniform(head(0, 0, false)), 1: x, 4: { buffer: ca, size: m * wordsPerRow * 4 }, 5: { buffer: sca, size: m * 4 }, 6: flags ?? ctx.dummy }, gx, gy);
     }
     const out = this.newActivation(m, n);
     const pipe = gemv ? ctx.pipeline('matmul_int8.wgsl', 'int8_gemv', this.subgroups ? ['SUBGROUPS'] : []) : ctx.pipeline('matmul_int8.wgsl', 'int8_matmul');
     for (const part of l.parts) {
       const grid: [number, number] = gemv ? ctx.grid(Math.ceil(part.rows / ((4 * 64) / lanes))) : [Math.ceil(part.rows / 64), m];
       ctx.dispatch(pipe, {
-        0: ctx.uniform(head(part.n0, part.rows, part.bias !== undefined)),
+        0: ctx.constUniform(head(part.n0, part.rows, part.bias !== undefined)),
         1: x,
         7: cols ?? ctx.dummy,
         8: { buffer: ca, size: m * wordsPerRow * 4 },
@@ -779,7 +779,7 @@ export class WebGpuBackend implements Backend {
     const count = a.rows * a.cols;
     if (count === 0) return out;
     const [gx, gy] = this.ctx.grid(Math.ceil(count / 256));
-    const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(words([count])), 1: a.binding('input'), 3: out.binding('output') };
+    const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.constUniform(words([count])), 1: a.binding('input'), 3: out.binding('output') };
     if (b) bindings[2] = b.binding('input');
     this.ctx.dispatch(this.ctx.pipeline('elementwise.wgsl', entry), bindings, gx, gy);
     return out;
@@ -822,7 +822,7 @@ export class WebGpuBackend implements Backend {
     if (a.rows === 0) bad('rmsNorm: x has no rows');
     const out = this.newActivation(a.rows, a.cols);
     const [gx, gy] = this.ctx.grid(a.rows);
-    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.uniform(words([a.rows, a.cols, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNorm: weight'), 4: out.binding('output') }, gx, gy);
+    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.constUniform(words([a.rows, a.cols, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNorm: weight'), 4: out.binding('output') }, gx, gy);
     return out;
   }
 
@@ -835,7 +835,7 @@ export class WebGpuBackend implements Backend {
     const rows = a.rows * (a.cols / w.length);
     const out = this.newActivation(a.rows, a.cols);
     const [gx, gy] = this.ctx.grid(rows);
-    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.uniform(words([rows, w.length, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNormHeads: weight'), 4: out.binding('output') }, gx, gy);
+    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.constUniform(words([rows, w.length, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNormHeads: weight'), 4: out.binding('output') }, gx, gy);
     return out;
   }
 
@@ -849,7 +849,7 @@ export class WebGpuBackend implements Backend {
     const out = this.newActivation(a.rows, a.cols);
     const [gx, gy] = this.ctx.grid(a.rows);
     this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'layer_norm'), {
-      0: this.ctx.uniform(words([a.rows, a.cols, { f: eps }, b ? 1 : 0])),
+      0: this.ctx.constUniform(words([a.rows, a.cols, { f: eps }, b ? 1 : 0])),
       1: a.binding('x'),
       2: w.binding('layerNorm: weight'),
       3: b ? b.binding('layerNorm: bias') : this.ctx.dummy,
@@ -896,7 +896,7 @@ export class WebGpuBackend implements Backend {
     const half = spec.headDim / 2;
     const [gx, gy] = this.ctx.grid(Math.ceil((a.rows * nHeads * half) / 256));
     this.ctx.dispatch(this.ctx.pipeline('rope.wgsl', 'rope'), {
-      0: this.ctx.uniform(words([a.rows, nHeads, half, 0])),
+      0: this.ctx.constUniform(words([a.rows, nHeads, half, 0])),
       1: a.binding('x'),
       2: this.ctx.stage(positions, false),
       3: table.buffer,
@@ -1030,7 +1030,7 @@ export class WebGpuBackend implements Backend {
     if (a.rows === 0 || a.cols === 0) bad(`argmax: x is [${a.rows}, ${a.cols}]`);
     const ids = this.ctx.acquire(a.rows * 4);
     const [gx, gy] = this.ctx.grid(a.rows);
-    this.ctx.dispatch(this.ctx.pipeline('sample.wgsl', 'argmax'), { 0: this.ctx.uniform(words([a.rows, a.cols, 0, 0])), 1: a.binding('x'), 2: { buffer: ids, size: a.rows * 4 } }, gx, gy);
+    this.ctx.dispatch(this.ctx.pipeline('sample.wgsl', 'argmax'), { 0: this.ctx.constUniform(words([a.rows, a.cols, 0, 0])), 1: a.binding('x'), 2: { buffer: ids, size: a.rows * 4 } }, gx, gy);
     try {
       return new Uint32Array(await this.ctx.readBuffer(ids, 0, a.rows * 4));
     } finally {

@@ -10,7 +10,9 @@
 // - per decode token, the host-side overhead (backend.stats(), properties of the code that show
 //   on any adapter): dispatches, copies, submits, bytes uploaded and read back, host ms spent
 //   recording commands and submitting them; 4-bit models run with gemv4 and its fusions and
-//   without them (`_generic` cases: the decode step before gemv4), trials alternating, medians.
+//   without them (`_generic` cases: the decode step before gemv4, with sampling on the host and
+//   double-quantized absmax widened to f32), trials alternating, medians; `--sampled` adds a
+//   decode with temperature, top-p and a repetition penalty (`_sampled` cases).
 // On a software adapter (lavapipe, SwiftShader) the figures only show that it runs.
 // Node needs the optional `webgpu` package (Dawn); on a machine without a GPU,
 // scripts/setup-webgpu.sh prepares lavapipe and this suite uses it.
@@ -31,7 +33,7 @@ if (!process.env.XDG_RUNTIME_DIR) {
 const { init, AutoModelForCausalLM, BitsAndBytesConfig, WebGpuBackend, quantize4bit } = await import('../dist/index.js');
 
 export const describe = 'WebGPU: NF4 GEMV bandwidth vs copy bandwidth, NF4 GEMM GFLOP/s, SmolLM2-135M-shape decode/prefill tokens/s and per-token dispatches / submits / readback / host encode time';
-export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --trials N                     model runs per variant, alternating, median (default 3)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)'].join('\n');
+export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --trials N                     model runs per variant, alternating, median (default 3)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)', '  --shape NAME                   model shape (scripts/make-random-checkpoint.mjs: smollm2-135m, tinyllama; default smollm2-135m)', '  --sampled                      also decode with temperature / top-p / repetition penalty (`_sampled` cases)'].join('\n');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -89,7 +91,9 @@ export async function run({ json, emit, args }) {
   const copyBw = copyBytes / copyT / GB;
   out({ suite: 'webgpu', case: 'copy_buffer_to_buffer', metric: 'bandwidth', value: copyBw, unit: 'GB/s', vs: null, ratio: null });
   // the same weights through gemv4 (be) and the generic GEMV (generic), trials alternating
-  const generic = await WebGpuBackend.create({ gemv4: false });
+  // (and, for the models, the rest of the decode step as it was before: sampling other than
+  // greedy / top-k on the host, double-quantized absmax widened to f32)
+  const generic = await WebGpuBackend.create({ gemv4: false, deviceSampling: false, nestedAbsmax: false });
   const genericLayers = weights.map((w) => generic.linear(w));
   const xv = new Float32Array(K).map((_, i) => Math.sin(i));
   const [xg, xs] = [be.fromHost(xv, 1, K), generic.fromHost(xv, 1, K)];
@@ -118,7 +122,7 @@ export async function run({ json, emit, args }) {
   const QUANT = { nf4: { loadIn4bit: true, bnb4bitQuantType: 'nf4' }, 'nf4-dq': { loadIn4bit: true, bnb4bitQuantType: 'nf4', bnb4bitUseDoubleQuant: true }, int8: { loadIn8bit: true }, f16: undefined };
   const quants = get('--quants', 'nf4,f16').split(',');
   const steps = Number(get('--decode', '16'));
-  const shape = 'smollm2-135m';
+  const shape = get('--shape', 'smollm2-135m'); // scripts/make-random-checkpoint.mjs SHAPES
   const dir = `${here}../.cache/models/${shape}-shape-f16`;
   if (!existsSync(`${dir}/model.safetensors`)) execFileSync(process.execPath, [`${here}../scripts/make-random-checkpoint.mjs`, '--shape', shape, '--out', dir], { stdio: json ? 'ignore' : 'inherit' });
   const OVERHEAD = [
@@ -133,7 +137,9 @@ export async function run({ json, emit, args }) {
   ];
   const prompt = Array.from({ length: 64 }, (_, i) => (i * 37) % 1000 + 5);
   /** One generate on `lm` (backend b): prefill s, decode s, and b's counters over the decode steps. */
-  const timed = async (lm, b) => {
+  // sampled decode: temperature, top-p and a repetition penalty (no top-k), seeded
+  const SAMPLED = { doSample: true, temperature: 0.8, topP: 0.9, repetitionPenalty: 1.1, seed: 1 };
+  const timed = async (lm, b, sampling = {}) => {
     const stamps = [];
     let perStep; // counters from the first token (end of prefill) to the last: `steps` decode steps
     const s = performance.now();
@@ -141,6 +147,7 @@ export async function run({ json, emit, args }) {
       inputIds: prompt,
       maxNewTokens: steps + 1,
       eosTokenIds: [],
+      ...sampling,
       onToken: () => {
         stamps.push(performance.now());
         if (stamps.length === 1) b.resetStats();
@@ -158,6 +165,7 @@ export async function run({ json, emit, args }) {
     out({ suite: 'webgpu', case: `${c}_per_token`, metric: 'wall', value: (med((r) => r.decode) * 1000) / steps, unit: 'ms', vs: null, ratio: null });
   };
   const trials = Number(get('--trials', '3'));
+  const sampled = process.argv.includes('--sampled');
   for (const q of quants) {
     if (!Object.hasOwn(QUANT, q)) throw new Error(`unknown format '${q}' (${Object.keys(QUANT).join(', ')})`);
     // 4-bit: the same model also without gemv4 and its fusions (the decode step before them),
@@ -168,9 +176,13 @@ export async function run({ json, emit, args }) {
       await v.lm.generate({ inputIds: prompt.slice(0, 8), maxNewTokens: 2, eosTokenIds: [] }); // warm-up (pipelines)
       v.runs = [];
     }
-    for (let t = 0; t < trials; t++) for (const v of variants) v.runs.push(await timed(v.lm, v.b));
+    for (let t = 0; t < trials; t++) {
+      for (const v of variants) v.runs.push(await timed(v.lm, v.b));
+      if (sampled) for (const v of variants) (v.sampledRuns ??= []).push(await timed(v.lm, v.b, SAMPLED));
+    }
     for (const v of variants) {
       report(`${shape}_${q}${v.tag}`, v.runs, v.lm.getMemoryFootprint().total);
+      if (sampled) report(`${shape}_${q}${v.tag}_sampled`, v.sampledRuns, v.lm.getMemoryFootprint().total);
       v.lm.dispose();
     }
   }

@@ -2,8 +2,9 @@
 // (crates/lowbit-core/src/kernels/matmul4.rs): the flattened [N, K] weight in blocks of
 // `blocksize` over the flat index (blocks may span rows), byte j = element 2j in the high
 // nibble and 2j + 1 in the low nibble, read here as little-endian u32 words; one f32 absmax per
-// block (double-quantized absmax rebuilt to f32 by the host). w = code[nibble] * absmax (one
-// f32 multiply, as dequantize_4bit to f32), products x * w summed in f32.
+// block, or (NESTED_ABSMAX) bitsandbytes' double-quantized absmax kept compressed and decoded
+// here. w = code[nibble] * absmax (one f32 multiply, as dequantize_4bit to f32), products x * w
+// summed in f32.
 //
 // The words are bound as vec4<u32> (the host pads each part to 16 bytes); `word(i)` reads one.
 //
@@ -16,10 +17,17 @@
 // part split; no bias).
 // RESIDUAL: gemv4 adds `residual` (binding 8, the layer's input) to its output, as the
 // residual add after an attention output or MLP down projection does: y = (x Wᵀ + bias) + r.
+// QKV: gemv4 computes three projections of the same x (attention's q, k and v) in one
+// dispatch: `packed` / `absmax` / `y` are q's, bindings 9 / 10 / 11 k's and 12 / 13 / 14 v's;
+// each weight is one part (n0 = flat_base = block_base = 0), none has a bias, and q's and k's
+// rows are multiples of G4_OUT so that a row group lies in one weight (the host checks).
+// NESTED_ABSMAX: binding 3 (and 7, 10, 13) hold a double-quantized absmax as u32 words (the layout is
+// below, at `block_scale`) instead of f32 per block.
 // Hosts whose compiler needs it (Tint: Dawn, Chrome) put `enable subgroups;` before this file;
 // naga accepts the builtins without it (and, in wgpu 30, rejects the directive).
 
 #include "matmul_common.wgsl"
+#include "common.wgsl"
 
 struct Params {
   m: u32,
@@ -32,15 +40,25 @@ struct Params {
   block_base: u32,
   block_shift: u32, // log2(blocksize): blocksizes are powers of two (32 … 4096)
   g4_lanes: u32,    // gemv4: threads per row group (8, 16, 32 or 64); the other entries ignore it
-  _pad1: u32,
+  q_at: u32,        // NESTED_ABSMAX: the word where the 8-bit absmax codes start (else unused)
   _pad2: u32,
   code: array<vec4<f32>, 4>, // the 16 values of the 4-bit type, as the dequant kernels use them
+#ifdef QKV
+  n_k: u32,    // rows of k and v (q's are n_part)
+  n_v: u32,
+  q_at_k: u32, // NESTED_ABSMAX: q_at of k's and v's absmax buffers
+  q_at_v: u32,
+#endif
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> packed: array<vec4<u32>>;
+#ifdef NESTED_ABSMAX
+@group(0) @binding(3) var<storage, read> absmax: array<u32>;
+#else
 @group(0) @binding(3) var<storage, read> absmax: array<f32>;
+#endif
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 #ifdef RESIDUAL
@@ -48,7 +66,93 @@ struct Params {
 #endif
 #ifdef GATE_UP
 @group(0) @binding(6) var<storage, read> packed_up: array<vec4<u32>>;
+#ifdef NESTED_ABSMAX
+@group(0) @binding(7) var<storage, read> absmax_up: array<u32>;
+#else
 @group(0) @binding(7) var<storage, read> absmax_up: array<f32>;
+#endif
+#endif
+#ifdef QKV
+@group(0) @binding(9) var<storage, read> packed_k: array<vec4<u32>>;
+@group(0) @binding(12) var<storage, read> packed_v: array<vec4<u32>>;
+#ifdef NESTED_ABSMAX
+@group(0) @binding(10) var<storage, read> absmax_k: array<u32>;
+@group(0) @binding(13) var<storage, read> absmax_v: array<u32>;
+#else
+@group(0) @binding(10) var<storage, read> absmax_k: array<f32>;
+@group(0) @binding(13) var<storage, read> absmax_v: array<f32>;
+#endif
+@group(0) @binding(11) var<storage, read_write> y_k: array<f32>;
+@group(0) @binding(14) var<storage, read_write> y_v: array<f32>;
+#endif
+
+// Which weight a row slot reads: SRC_MAIN (packed / absmax), SRC_UP (GATE_UP's up projection),
+// SRC_K / SRC_V (QKV's k and v).
+const SRC_MAIN: u32 = 0u;
+const SRC_UP: u32 = 1u;
+const SRC_K: u32 = 2u;
+const SRC_V: u32 = 3u;
+
+// The absmax of global block gb (the part holds blocks from block_base) of weight `src`.
+#ifdef NESTED_ABSMAX
+// Double quantization (bitsandbytes' compress_statistics) as the CPU decodes it
+// (lowbit-core double_quant::absmax_value): absmax = T(T(code2[q] * absmax2) + offset), T the
+// nested dtype, q the block's 8-bit code and absmax2 the f32 scale of its block of 256.
+// The part's buffer, in u32 words: [0, 256) code2 (f32 bits), 256 offset (f32 bits), 257 T
+// (0 f32, 1 f16, 2 bf16), [260, q_at) absmax2 from nested block block_base / 256 on, [q_at, ...)
+// the 8-bit codes of blocks block_base, ... four per word, first in the low byte (the host makes
+// block_base a multiple of 4).
+fn nested_word(src: u32, i: u32) -> u32 {
+#ifdef GATE_UP
+  if (src == SRC_UP) { return absmax_up[i]; }
+#endif
+#ifdef QKV
+  if (src == SRC_K) { return absmax_k[i]; }
+  if (src == SRC_V) { return absmax_v[i]; }
+#endif
+  return absmax[i];
+}
+
+fn codes_at(src: u32) -> u32 {
+#ifdef QKV
+  if (src == SRC_K) { return p.q_at_k; }
+  if (src == SRC_V) { return p.q_at_v; }
+#endif
+  return p.q_at;
+}
+
+// bf16 rounding (ties to even), torch's `.to(bfloat16)`; NaN stays NaN
+fn round_to_bf16(v: f32) -> f32 {
+  let b = bitcast<u32>(v);
+  if ((b & 0x7fffffffu) > 0x7f800000u) { return v; }
+  return bitcast<f32>((b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u);
+}
+
+fn round_nested(v: f32, dtype: u32) -> f32 {
+  if (dtype == 1u) { return round_to_f16(v); }
+  if (dtype == 2u) { return round_to_bf16(v); }
+  return v;
+}
+
+fn block_scale(src: u32, gb: u32) -> f32 {
+  let rel = gb - p.block_base;
+  let q = (nested_word(src, codes_at(src) + (rel >> 2u)) >> ((rel & 3u) * 8u)) & 255u;
+  let c = bitcast<f32>(nested_word(src, q));
+  let a2 = bitcast<f32>(nested_word(src, 260u + (gb >> 8u) - (p.block_base >> 8u)));
+  let dtype = nested_word(src, 257u);
+  return round_nested(round_nested(c * a2, dtype) + bitcast<f32>(nested_word(src, 256u)), dtype);
+}
+#else
+fn block_scale(src: u32, gb: u32) -> f32 {
+#ifdef GATE_UP
+  if (src == SRC_UP) { return absmax_up[gb - p.block_base]; }
+#endif
+#ifdef QKV
+  if (src == SRC_K) { return absmax_k[gb - p.block_base]; }
+  if (src == SRC_V) { return absmax_v[gb - p.block_base]; }
+#endif
+  return absmax[gb - p.block_base];
+}
 #endif
 
 fn word(i: u32) -> u32 {
@@ -65,7 +169,7 @@ fn weight(nl: u32, kk: u32) -> f32 {
   let wd = word(rel >> 3u);
   // byte (rel >> 1) & 3 of the word; the even element is its high nibble
   let shift = ((rel >> 1u) & 3u) * 8u + select(4u, 0u, (rel & 1u) == 1u);
-  return code_value((wd >> shift) & 15u) * absmax[(flat >> p.block_shift) - p.block_base];
+  return code_value((wd >> shift) & 15u) * block_scale(SRC_MAIN, flat >> p.block_shift);
 }
 
 fn gemv_row(nl: u32, lane: u32) -> f32 {
@@ -77,7 +181,7 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
     for (var w = lane; w < words; w = w + GEMV_LANES) {
       let flat = row + w * 8u;
       let wd = word((flat - p.flat_base) >> 3u);
-      let s = absmax[(flat >> p.block_shift) - p.block_base];
+      let s = block_scale(SRC_MAIN, flat >> p.block_shift);
       let xb = w * 8u;
       for (var b = 0u; b < 4u; b = b + 1u) {
         let byte = (wd >> (8u * b)) & 255u;
@@ -115,18 +219,26 @@ const G4_OUT: u32 = 4u;
 var<workgroup> g4_code: array<f32, 16>;
 var<workgroup> g4_red: array<vec4<f32>, G4_THREADS>;
 
-// vec4 word i of row slot r, and absmax i (GATE_UP: slots 2 and 3 read the up projection)
-fn g4_words(r: u32, i: u32) -> vec4<u32> {
+// vec4 word i of weight src
+fn g4_words(src: u32, i: u32) -> vec4<u32> {
 #ifdef GATE_UP
-  if (r >= G4_OUT) { return packed_up[i]; }
+  if (src == SRC_UP) { return packed_up[i]; }
+#endif
+#ifdef QKV
+  if (src == SRC_K) { return packed_k[i]; }
+  if (src == SRC_V) { return packed_v[i]; }
 #endif
   return packed[i];
 }
-fn g4_absmax(r: u32, i: u32) -> f32 {
-#ifdef GATE_UP
-  if (r >= G4_OUT) { return absmax_up[i]; }
+
+// The weight a row group starting at global row r0 reads, its rows, and r0 within it (QKV: q's
+// rows, then k's, then v's; otherwise the part's rows)
+fn g4_source(r0: u32) -> vec3<u32> {
+#ifdef QKV
+  if (r0 >= p.n_part + p.n_k) { return vec3<u32>(SRC_V, p.n_v, r0 - p.n_part - p.n_k); }
+  if (r0 >= p.n_part) { return vec3<u32>(SRC_K, p.n_k, r0 - p.n_part); }
 #endif
-  return absmax[i];
+  return vec3<u32>(SRC_MAIN, p.n_part, r0);
 }
 
 // x[i .. i + 4)
@@ -160,8 +272,12 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   // last row (read, never stored)
   var flat0: array<u32, 4>;
   var q0: array<u32, 4>;
+  var srcs: array<u32, 4>;
+  let source = g4_source(r0);
   for (var r = 0u; r < G4_ROWS; r = r + 1u) {
-    let nl = min(r0 + r % G4_OUT, p.n_part - 1u);
+    let nl = min(source.z + r % G4_OUT, source.y - 1u);
+    // GATE_UP: slots G4_OUT.. read the up projection
+    srcs[r] = select(source.x, SRC_UP, r >= G4_OUT);
     flat0[r] = (p.n0 + nl) * p.k;
     q0[r] = (flat0[r] - p.flat_base) >> 5u;
   }
@@ -171,8 +287,8 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     var wq: array<vec4<u32>, 4>;
     var s: vec4<f32>;
     for (var r = 0u; r < G4_ROWS; r = r + 1u) {
-      wq[r] = g4_words(r, q0[r] + q);
-      s[r] = g4_absmax(r, ((flat0[r] + xb) >> p.block_shift) - p.block_base);
+      wq[r] = g4_words(srcs[r], q0[r] + q);
+      s[r] = block_scale(srcs[r], (flat0[r] + xb) >> p.block_shift);
     }
     var t = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j = j + 1u) {
@@ -198,7 +314,7 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let first = lid / run;
     var sum = g4_red[first];
     for (var i = 1u; i < lanes / run; i = i + 1u) { sum = sum + g4_red[first + i]; }
-    g4_store(r0, sum);
+    g4_store(source, sum);
   }
 #else
   g4_red[lid] = acc;
@@ -207,22 +323,30 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     if (lane < st) { g4_red[lid] = g4_red[lid] + g4_red[lid + st]; }
     workgroupBarrier();
   }
-  if (lane == 0u) { g4_store(r0, g4_red[lid]); }
+  if (lane == 0u) { g4_store(source, g4_red[lid]); }
 #endif
 }
 
-// y for rows r0 .. r0 + G4_OUT of the part (those that exist): bias added after the sum, or
-// (GATE_UP) silu(gate) * up as elementwise.wgsl's swiglu computes it
-fn g4_store(r0: u32, sum: vec4<f32>) {
+// y for the row group's G4_OUT rows (those that exist) of weight source.x: bias added after the
+// sum, or (GATE_UP) silu(gate) * up as elementwise.wgsl's swiglu computes it
+fn g4_store(source: vec3<u32>, sum: vec4<f32>) {
   for (var r = 0u; r < G4_OUT; r = r + 1u) {
-    let nl = r0 + r;
+    let nl = source.z + r;
+#ifdef QKV
+    if (nl < source.y && source.x == SRC_K) { y_k[nl] = sum[r]; }
+    if (nl < source.y && source.x == SRC_V) { y_v[nl] = sum[r]; }
+    if (source.x != SRC_MAIN) { continue; }
+#endif
     if (nl < p.n_part) {
 #ifdef GATE_UP
       let g = sum[r];
       y[p.n0 + nl] = g / (1.0 + exp(-g)) * sum[r + G4_OUT];
 #else
       var v = sum[r];
+#ifndef QKV
+      // (QKV takes no bias: its 10 storage bindings are what adapters commonly allow)
       if (p.has_bias != 0u) { v = v + bias[nl]; }
+#endif
 #ifdef RESIDUAL
       v = v + residual[p.n0 + nl];
 #endif

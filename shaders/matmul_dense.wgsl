@@ -3,6 +3,16 @@
 // element 2i in the low half (WEIGHT_F16 / WEIGHT_BF16), widened exactly to f32; f32 sums.
 // Also the tied output projection through an embedding table (same layout). A part of a split
 // weight holds rows [n0, n0 + n_part) from its element 0.
+// gemv_rows: the decode GEMV (m == 1, k a multiple of 4) laid out as matmul4.wgsl gemv4: row
+// groups of p.lanes threads own 4 output rows, threads split k in steps of 4 weights (one vec4
+// of x, loaded once for the 4 rows), partial sums reduce with subgroup shuffles (SUBGROUPS) or a
+// workgroup tree. F16_COMPUTE (with WEIGHT_F16, on devices with `shader-f16`): gemv_rows reads
+// the half weights as vec4<f16> (binding 6, the same buffer as binding 2) and forms the products
+// in f16 from x rounded to f16 (4 products and their sum in f16, then f32 across steps).
+
+#ifdef F16_COMPUTE
+enable f16;
+#endif
 
 #include "matmul_common.wgsl"
 #include "common.wgsl"
@@ -14,7 +24,7 @@ struct Params {
   n0: u32,
   n_part: u32,
   has_bias: u32,
-  _pad0: u32,
+  lanes: u32, // gemv_rows: threads per row group (8, 16, 32 or 64)
   _pad1: u32,
 }
 
@@ -25,7 +35,26 @@ struct Params {
 fn weight(nl: u32, kk: u32) -> f32 {
   return wt[nl * p.k + kk];
 }
+// W[nl, kk .. kk + 4), kk a multiple of 4
+fn weight4(nl: u32, kk: u32) -> vec4<f32> {
+  let i = nl * p.k + kk;
+  return vec4<f32>(wt[i], wt[i + 1u], wt[i + 2u], wt[i + 3u]);
+}
 #else
+fn half_value(h: u32) -> f32 {
+#ifdef WEIGHT_BF16
+  return bf16_bits_to_f32(h);
+#else
+  return f16_bits_to_f32(h);
+#endif
+}
+// W[nl, kk .. kk + 4), kk and k multiples of 4: two whole words
+fn weight4(nl: u32, kk: u32) -> vec4<f32> {
+  let i = (nl * p.k + kk) >> 1u;
+  let a = wt[i];
+  let b = wt[i + 1u];
+  return vec4<f32>(half_value(a & 0xffffu), half_value(a >> 16u), half_value(b & 0xffffu), half_value(b >> 16u));
+}
 @group(0) @binding(2) var<storage, read> wt: array<u32>;
 fn weight(nl: u32, kk: u32) -> f32 {
   let i = nl * p.k + kk;
@@ -37,6 +66,9 @@ fn weight(nl: u32, kk: u32) -> f32 {
 #endif
 }
 #endif
+#ifdef F16_COMPUTE
+@group(0) @binding(6) var<storage, read> wt_h: array<vec4<f16>>;
+#endif
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
@@ -46,4 +78,67 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
     acc = acc + x[kk] * weight(nl, kk);
   }
   return acc;
+}
+
+const GD_THREADS: u32 = 64u;
+const GD_ROWS: u32 = 4u;
+var<workgroup> gd_red: array<vec4<f32>, GD_THREADS>;
+
+@compute @workgroup_size(64)
+fn gemv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+             @builtin(subgroup_size) sg_size: u32,
+#endif
+            ) {
+  let lanes = p.lanes;
+  let lane = lid % lanes;
+  let r0 = ((wid.x + wid.y * nwg.x) * (GD_THREADS / lanes) + lid / lanes) * GD_ROWS;
+  // rows past the part repeat its last row (read, never stored)
+  var rows: array<u32, 4>;
+  for (var r = 0u; r < GD_ROWS; r = r + 1u) { rows[r] = min(r0 + r, p.n_part - 1u); }
+  var acc = vec4<f32>(0.0);
+  for (var kk = lane * 4u; kk < p.k; kk = kk + lanes * 4u) {
+    let xa = vec4<f32>(x[kk], x[kk + 1u], x[kk + 2u], x[kk + 3u]);
+#ifdef F16_COMPUTE
+    let xh = vec4<f16>(xa);
+    let q = kk >> 2u;
+    let kq = p.k >> 2u;
+    acc = acc + vec4<f32>(f32(dot(xh, wt_h[rows[0] * kq + q])), f32(dot(xh, wt_h[rows[1] * kq + q])), f32(dot(xh, wt_h[rows[2] * kq + q])), f32(dot(xh, wt_h[rows[3] * kq + q])));
+#else
+    acc = acc + vec4<f32>(dot(xa, weight4(rows[0], kk)), dot(xa, weight4(rows[1], kk)), dot(xa, weight4(rows[2], kk)), dot(xa, weight4(rows[3], kk)));
+#endif
+  }
+#ifdef SUBGROUPS
+  // as matmul4.wgsl gemv4: runs of min(lanes, subgroup size) consecutive invocations
+  let run = min(lanes, sg_size);
+  for (var o = 1u; o < run; o = o << 1u) { acc = acc + subgroupShuffleXor(acc, o); }
+  if (lid % run == 0u) { gd_red[lid / run] = acc; }
+  workgroupBarrier();
+  if (lane == 0u) {
+    let first = lid / run;
+    var sum = gd_red[first];
+    for (var t = 1u; t < lanes / run; t = t + 1u) { sum = sum + gd_red[first + t]; }
+    gd_store(r0, sum);
+  }
+#else
+  gd_red[lid] = acc;
+  workgroupBarrier();
+  for (var st = lanes / 2u; st > 0u; st = st >> 1u) {
+    if (lane < st) { gd_red[lid] = gd_red[lid] + gd_red[lid + st]; }
+    workgroupBarrier();
+  }
+  if (lane == 0u) { gd_store(r0, gd_red[lid]); }
+#endif
+}
+
+fn gd_store(r0: u32, sum: vec4<f32>) {
+  for (var r = 0u; r < GD_ROWS; r = r + 1u) {
+    let nl = r0 + r;
+    if (nl < p.n_part) {
+      var v = sum[r];
+      if (p.has_bias != 0u) { v = v + bias[nl]; }
+      y[p.n0 + nl] = v;
+    }
+  }
 }

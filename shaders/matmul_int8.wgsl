@@ -9,6 +9,10 @@
 // The i32 sums are exact and the float steps are the CPU kernel's, in its order, so outputs
 // equal the CPU backend's up to FMA contraction. CA and CB rows are int8 packed 4 per u32, each
 // row padded with zeros to k4 = ceil(k / 4) * 4 bytes. With DOT4 the sums use dot4I8Packed.
+//   int8_gemv     int8_matmul for one activation row (decode), laid out as matmul4.wgsl gemv4:
+//                 row groups of p.lanes threads own 4 output rows, threads split the row's words
+//                 (the CA word loaded once for the 4 rows), the exact i32 partial sums reduce with
+//                 subgroup shuffles (SUBGROUPS) or a workgroup tree; same results, bit for bit.
 #ifdef DOT4
 requires packed_4x8_integer_dot_product;
 #endif
@@ -25,7 +29,7 @@ struct Params {
   words: u32,         // k4 / 4: u32 words per CA / CB row
   has_outliers: u32,  // threshold > 0
   threshold: f32,
-  _pad0: u32,
+  lanes: u32,         // int8_gemv: threads per row group (8, 16, 32 or 64)
   _pad1: u32,
   _pad2: u32,
 }
@@ -163,6 +167,11 @@ fn int8_matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var w = 0u; w < p.words; w = w + 1u) {
     acc = acc + dot4(ca_in[i * p.words + w], cb[jl * p.words + w]);
   }
+  y[i * p.n_total + p.n0 + jl] = int8_out(i, jl, acc);
+}
+
+// y[i, n0 + jl] from the exact integer sum: the scales, the bias, the outlier columns in float
+fn int8_out(i: u32, jl: u32, acc: i32) -> f32 {
   let sb = scb[jl];
   var v = f32(acc) * (sca_in[i] * sb) * MM_DEQUANT_SCALE;
   if (p.has_bias != 0u) { v = v + bias[jl]; }
@@ -176,5 +185,58 @@ fn int8_matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     v = v + s;
   }
-  y[i * p.n_total + p.n0 + jl] = v;
+  return v;
+}
+
+const I8_THREADS: u32 = 64u;
+const I8_ROWS: u32 = 4u;
+var<workgroup> i8_red: array<vec4<i32>, I8_THREADS>;
+
+// bindings as int8_matmul; m == 1
+@compute @workgroup_size(64)
+fn int8_gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+             @builtin(subgroup_size) sg_size: u32,
+#endif
+            ) {
+  let lanes = p.lanes;
+  let lane = lid % lanes;
+  let r0 = ((wid.x + wid.y * nwg.x) * (I8_THREADS / lanes) + lid / lanes) * I8_ROWS;
+  // rows past the part repeat its last row (read, never stored)
+  var base: array<u32, 4>;
+  for (var r = 0u; r < I8_ROWS; r = r + 1u) { base[r] = min(r0 + r, p.n_part - 1u) * p.words; }
+  var acc = vec4<i32>(0);
+  for (var w = lane; w < p.words; w = w + lanes) {
+    let a = ca_in[w];
+    acc = acc + vec4<i32>(dot4(a, cb[base[0] + w]), dot4(a, cb[base[1] + w]), dot4(a, cb[base[2] + w]), dot4(a, cb[base[3] + w]));
+  }
+#ifdef SUBGROUPS
+  // as matmul4.wgsl gemv4: runs of min(lanes, subgroup size) consecutive invocations
+  let run = min(lanes, sg_size);
+  for (var o = 1u; o < run; o = o << 1u) { acc = acc + subgroupShuffleXor(acc, o); }
+  if (lid % run == 0u) { i8_red[lid / run] = acc; }
+  workgroupBarrier();
+  if (lane == 0u) {
+    let first = lid / run;
+    var sum = i8_red[first];
+    for (var t = 1u; t < lanes / run; t = t + 1u) { sum = sum + i8_red[first + t]; }
+    int8_store(r0, sum);
+  }
+#else
+  i8_red[lid] = acc;
+  workgroupBarrier();
+  for (var st = lanes / 2u; st > 0u; st = st >> 1u) {
+    if (lane < st) { i8_red[lid] = i8_red[lid] + i8_red[lid + st]; }
+    workgroupBarrier();
+  }
+  if (lane == 0u) { int8_store(r0, i8_red[lid]); }
+#endif
+}
+
+fn int8_store(r0: u32, sum: vec4<i32>) {
+  for (var r = 0u; r < I8_ROWS; r = r + 1u) {
+    let jl = r0 + r;
+    if (jl < p.n_part) { y[p.n0 + jl] = int8_out(0u, jl, sum[r]); }
+  }
 }

@@ -108,13 +108,19 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     expect(gpu.name).toMatch(/^webgpu \(/);
     const defs = ['WEIGHT_F32', 'WEIGHT_F16', 'WEIGHT_BF16'];
     await gpu.ctx.compileCheck([
-      ['matmul4.wgsl', 'gemv', []], ['matmul4.wgsl', 'gemm', []], ['matmul4.wgsl', 'gemv4', []], ['matmul4.wgsl', 'gemv4', ['GATE_UP']], ['matmul4.wgsl', 'gemv4', ['RESIDUAL']],
-      ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS']], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS']]] as [string, string, string[]][] : []),
-      ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['embedding.wgsl', 'gather', [d]]] as [string, string, string[]][]),
-      ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
+      // each 4-bit variant with f32 and with double-quantized (NESTED_ABSMAX) absmax
+      ...[[], ['NESTED_ABSMAX']].flatMap((nested) => [
+        ['matmul4.wgsl', 'gemv', nested], ['matmul4.wgsl', 'gemm', nested], ['matmul4.wgsl', 'gemv4', nested], ['matmul4.wgsl', 'gemv4', ['GATE_UP', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', ...nested]], ['matmul4.wgsl', 'gemv4', ['QKV', ...nested]],
+        ...(gpu.subgroups ? [['matmul4.wgsl', 'gemv4', ['SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['GATE_UP', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['RESIDUAL', 'SUBGROUPS', ...nested]], ['matmul4.wgsl', 'gemv4', ['QKV', 'SUBGROUPS', ...nested]]] : []),
+      ] as [string, string, string[]][]),
+      ...defs.flatMap((d) => [['matmul_dense.wgsl', 'gemv', [d]], ['matmul_dense.wgsl', 'gemm', [d]], ['matmul_dense.wgsl', 'gemv_rows', [d]], ['embedding.wgsl', 'gather', [d]], ...(gpu.subgroups ? [['matmul_dense.wgsl', 'gemv_rows', [d, 'SUBGROUPS']]] : [])] as [string, string, string[]][]),
+      ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul', 'int8_gemv'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
+      ...(gpu.subgroups ? [['matmul_int8.wgsl', 'int8_gemv', ['SUBGROUPS']] as [string, string, string[]]] : []),
+      ...(gpu.adapter.features.includes('shader-f16') ? [['matmul_dense.wgsl', 'gemv_rows', ['WEIGHT_F16', 'F16_COMPUTE']], ['matmul_dense.wgsl', 'gemv_rows', ['WEIGHT_F16', 'F16_COMPUTE', 'SUBGROUPS']]] as [string, string, string[]][] : []),
       ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
       ...['add', 'swiglu', 'silu_op', 'gelu', 'gelu_tanh', 'geglu', 'scale_op', 'softcap'].map((e) => ['elementwise.wgsl', e, []] as [string, string, string[]]),
-      ['sample.wgsl', 'argmax', []],
+      ['sample.wgsl', 'argmax', []], ['sample.wgsl', 'topk', []],
+      ...['penalize', 'draw_sorted', 'draw_full'].map((e) => ['sample_draw.wgsl', e, []] as [string, string, string[]]),
     ]);
   });
 
@@ -139,6 +145,32 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     expect(gpu.stats()).toMatchObject({ dispatches: 0, copies: 0, submits: 0, readbacks: 0, bytesRead: 0, bytesUploaded: 0, encodeMs: 0, submitMs: 0 });
     for (const a of [x, y]) gpu.release(a);
     l.dispose();
+  });
+
+  it('uniform blocks that recur are written once: a repeated decode op uploads nothing; the oldest are dropped past 4096', async () => {
+    const [n, k] = [16, 64];
+    const { packed, quantState } = quantize4bit(rand(n * k, 9, 0.3), { quantType: 'nf4', blocksize: 64, shape: [n, k] });
+    const l = gpu.linear({ kind: '4bit', name: 'w', packed, quantState });
+    const x = gpu.fromHost(rand(k, 2), 1, k);
+    const first = await gpu.read(gpu.linearForward(x, l));
+    gpu.resetStats();
+    const again = await gpu.read(gpu.linearForward(x, l));
+    expect(gpu.stats().bytesUploaded).toBe(0);
+    expect(again).toEqual(first);
+    l.dispose();
+    // 4200 distinct blocks (RMSNorm eps values): the first ones are evicted, then asked for again
+    const cols = 8;
+    const xs = rand(cols, 3);
+    const w = gpu.vector(new Float32Array(cols).fill(1));
+    const a = gpu.fromHost(xs, 1, cols);
+    const epsOf = (i: number) => 1e-6 * (1 + i);
+    for (let i = 0; i < 4200; i++) gpu.release(gpu.rmsNorm(a, w, epsOf(i)));
+    for (const i of [0, 1, 4199]) {
+      const got = await gpu.read(gpu.rmsNorm(a, w, epsOf(i)));
+      const c = cpu.vector(new Float32Array(cols).fill(1));
+      const want = await cpu.read(cpu.rmsNorm(cpu.fromHost(xs, 1, cols), c, epsOf(i)));
+      expectClose(got, want, 1e-5, 1e-7, `rmsNorm eps ${epsOf(i)}`);
+    }
   });
 
   it('fromHost / read / rows / transfer are exact', async () => {
@@ -291,6 +323,40 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
     }
   });
 
+  it('linearForwardMany: q / k / v in one dispatch for 4-bit decode (both reductions, f32 and nested absmax), one per weight otherwise', async () => {
+    // (k, [n_q, n_k, n_v], blocksize, rows of x, double quant, bias, fused on `gpu`)
+    const cases: [number, [number, number, number], number, number, boolean, boolean, boolean][] = [
+      [128, [64, 32, 32], 64, 1, false, false, true], [576, [576, 192, 192], 64, 1, true, false, true], [256, [36, 12, 13], 32, 1, false, false, true],
+      [128, [64, 32, 32], 64, 1, false, true, false], [128, [62, 32, 32], 64, 1, false, false, false], [128, [64, 32, 32], 64, 3, false, false, false], [72, [24, 8, 8], 32, 1, false, false, false],
+    ];
+    for (const [k, ns, bs, m, dq, withBias, fused] of cases) {
+      const ws = ns.map((n, i) => {
+        const wv = rand(n * k, n + k + i, 0.3);
+        const q = quantize4bit(wv, { quantType: 'nf4', blocksize: bs, compressStatistics: dq, shape: [n, k] });
+        const w: LoadedWeight = { kind: '4bit', name: `w${i}`, packed: q.packed, quantState: q.quantState };
+        const bias = withBias ? dense(`b${i}`, rand(n, i + 1, 0.2), [n]) : undefined;
+        return { w, n, bias, deq: dequantize4bit(q.packed, q.quantState, { outDtype: 'float32' }) as Float32Array };
+      });
+      const x = rand(m * k, k + 3, 2);
+      const cls = ws.map((w) => cpu.linear(w.w, w.bias?.w));
+      const want = await Promise.all(cpu.linearForwardMany(cpu.fromHost(x, m, k), cls).map((y) => cpu.read(y)));
+      for (const b of k <= 256 ? [gpu, small] : [gpu]) {
+        const ls = ws.map((w) => b.linear(w.w, w.bias?.w));
+        const xa = b.fromHost(x, m, k);
+        await b.synchronize();
+        b.resetStats();
+        const ys = b.linearForwardMany(xa, ls);
+        // `small` splits the weights into parts: one dispatch per part
+        if (b === gpu) expect(b.stats().dispatches, `k ${k} [${ns}] m=${m}`).toBe(fused ? 1 : 3);
+        for (const [i, y] of ys.entries()) {
+          expectSumBound(await b.read(y), want[i]!, magnitudes(x, m, ws[i]!.deq, ws[i]!.n, k, ws[i]!.bias?.values), k, `k ${k} [${ns}] weight ${i} m=${m}${dq ? ' dq' : ''}${b === small ? ' (split, tree)' : ''}`);
+        }
+        for (const a of [xa, ...ys]) b.release(a);
+        for (const l of ls) l.dispose();
+      }
+    }
+  });
+
   it('gemv4: false keeps the generic GEMV and separate ops (same results within the matmul bound)', async () => {
     const generic = await WebGpuBackend.create({ gpu: env.gpu!, gemv4: false });
     try {
@@ -328,14 +394,16 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
   });
 
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
-    it(`dense ${dtype} linear, odd K, with and without bias, whole and split`, async () => {
-      for (const [n, k] of [[19, 33], [64, 64]] as const) {
+    it(`dense ${dtype} linear, odd K, with and without bias, whole and split (decode: gemv_rows where K % 4 == 0)`, async () => {
+      // [64, 64], [37, 256], [5, 1000]: the decode GEMV gemv_rows (16, 64 and 64 threads a row group)
+      for (const [n, k] of [[19, 33], [64, 64], [37, 256], [5, 1000]] as const) {
         const { w, values } = dense('w', rand(n * k, k, 0.3), [n, k], dtype);
         const bias = rand(n, 4);
         for (const withBias of [false, true]) {
           const bw = withBias ? dense('b', bias, [n]).w : undefined;
           const cl = cpu.linear(w, bw);
-          for (const b of [gpu, small]) {
+          // `small` splits rows up to 1 KiB
+          for (const b of k * (dtype === 'F32' ? 4 : 2) < 1000 ? [gpu, small] : [gpu]) {
             const gl = b.linear(w, bw);
             for (const m of [1, 5]) {
               const x = rand(m * k, m);
@@ -374,6 +442,30 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       }
     });
   }
+
+  it('LLM.int8 decode GEMV (int8_gemv: row groups, both reductions, split) gives int8_matmul\'s outputs bit for bit', async () => {
+    const generic = await WebGpuBackend.create({ gpu: env.gpu!, gemv4: false });
+    try {
+      for (const [n, k, threshold] of [[70, 1000, 6], [33, 100, 0], [9, 30, 6], [130, 2048, 6]] as const) {
+        const wv = rand(n * k, n + k, 0.5);
+        const { CB, SCB } = int8VectorwiseQuant(toHalf(wv, 'float16'), { shape: [n, k] });
+        const weight: LoadedWeight = { kind: 'int8', name: 'w8', CB, SCB, shape: [n, k] };
+        const bw = dense('b', rand(n, 4, 0.2), [n]).w;
+        const x = rand(k, k + 7, 2);
+        x[1] = 8; // an outlier column
+        const want = await generic.read(generic.linearForward(generic.fromHost(x, 1, k), generic.linear(weight, bw, { int8Threshold: threshold })));
+        // `small` splits rows up to 1 KiB
+        for (const b of k <= 1024 ? [gpu, small] : [gpu]) {
+          const l = b.linear(weight, bw, { int8Threshold: threshold });
+          const got = await b.read(b.linearForward(b.fromHost(x, 1, k), l));
+          for (let i = 0; i < n; i++) if (!Object.is(got[i], want[i])) throw new Error(`[${n}, ${k}]${b === small ? ' (split, tree)' : ''} row ${i}: ${got[i]} vs int8_matmul ${want[i]}`);
+          l.dispose();
+        }
+      }
+    } finally {
+      generic.dispose();
+    }
+  });
 
   it('RMSNorm and LayerNorm', async () => {
     const rows = 5;
@@ -728,6 +820,28 @@ suite('WebGPU parity with transformers (deviceMap "gpu")', () => {
     expect(new Set(runs.map((r) => r.join(','))).size).toBeGreaterThan(1);
     g.dispose();
     c.dispose();
+  });
+
+  it('4-bit decode through the fused kernels (q / k / v, gate / up / SwiGLU, residual; nested absmax) gives the CPU\'s greedy tokens', async () => {
+    const ref = JSON.parse(readFileSync(`${FIXTURES}llama/reference.json`, 'utf8'));
+    const q = { quantizationConfig: new BitsAndBytesConfig(PARITY_VARIANTS['nf4-dq']!) };
+    const g = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: env.gpu!, ...q });
+    // the CPU's exact kernels (f32, as the WGSL ones); its default fast kernels round activations
+    const c = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'cpu', cpuKernels: 'exact', ...q });
+    const b = g.backend as WebGpuBackend;
+    await g.generate({ inputIds: ref.input_ids, maxNewTokens: 1, eosTokenIds: [] });
+    b.resetStats();
+    const tokens = await g.generate({ inputIds: ref.input_ids, maxNewTokens: 17, eosTokenIds: [] });
+    const perToken = b.stats().dispatches;
+    expect(tokens).toEqual(await c.generate({ inputIds: ref.input_ids, maxNewTokens: 17, eosTokenIds: [] }));
+    // the same decode without the fusions takes more dispatches
+    const plain = await AutoModelForCausalLM.fromPretrained(`${FIXTURES}llama`, { deviceMap: 'gpu', gpu: env.gpu!, webgpu: { gemv4: false }, ...q });
+    const pb = plain.backend as WebGpuBackend;
+    expect(pb.gemv4).toBe(false);
+    pb.resetStats();
+    expect(await plain.generate({ inputIds: ref.input_ids, maxNewTokens: 17, eosTokenIds: [] })).toEqual(tokens);
+    expect(perToken).toBeLessThan(pb.stats().dispatches);
+    for (const m of [g, c, plain]) m.dispose();
   });
 
   it('the model owns the backend it made: dispose() destroys the device', async () => {

@@ -67,8 +67,8 @@ export { denseToFloat32 } from './formats/dense.js';
 
 // --- WebGPU backend (WGSL kernels; Node: optional package `webgpu`) ------------------------------
 export {
-  WebGpuBackend, GpuActivation, GpuLinear, GpuEmbedding, GpuKvCache, GpuVector, findGpu, describeAdapter,
-  type WebGpuBackendOptions, type AdapterDescription, type GpuQuantize4Options, type GpuStats,
+  WebGpuBackend, GpuActivation, GpuLinear, GpuEmbedding, GpuKvCache, GpuVector, findGpu, describeAdapter, VARIANT_TABLE,
+  type WebGpuBackendOptions, type AdapterDescription, type GpuQuantize4Options, type GpuStats, type KernelVariant,
 } from './backends/webgpu/index.js';
 
 // --- tokenizers: tokenizer.json (@huggingface/tokenizers), GGUF tokenizer metadata, chat templates (@huggingface/jinja)

@@ -133,6 +133,13 @@ export interface Backend {
    * first on ties), with their indices: sampling with top-k reads back k candidates, not the row.
    */
   topK(x: Activation, k: number): Promise<{ indices: Uint32Array; values: Float32Array }>;
+  /**
+   * Optional (WebGPU has it): the next token of a one-row x of logits chosen on the device as
+   * ts/generation/sampling.ts pickToken chooses it (repetition penalty, greedy or temperature →
+   * top-k → top-p → a draw with `choice.random`), reading back only the id. topK must be 0 (off),
+   * at most 1024, or at least the row's length.
+   */
+  sampleToken?(x: Activation, choice: TokenChoice): Promise<number>;
   /** Frees the backend's own resources; its handles and activations become unusable. */
   dispose(): void;
   /**
@@ -191,4 +198,17 @@ export interface Backend {
   attention(q: Activation, k: Activation, v: Activation, cache: KvCacheHandle, start: number, nHeads: number, scale?: number, extras?: AttentionExtras): Activation;
   /** Rows [from, to) of x. */
   rows(x: Activation, from: number, to: number): Activation;
+}
+
+/** What Backend.sampleToken needs: pickToken's options, the ids seen so far and the draw's number. */
+export interface TokenChoice {
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  /** Ids the repetition penalty applies to (the prompt and the tokens generated so far). */
+  seen?: ArrayLike<number>;
+  /** The draw's uniform number in [0, 1), from the host's seeded generator (used when doSample). */
+  random?: number;
 }

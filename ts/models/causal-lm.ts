@@ -396,14 +396,22 @@ export abstract class CausalLM {
 
   /**
    * One generation step from the cache's end. What comes back is what picking the next token
-   * needs, chosen on the output backend's device: the argmax id (greedy), the top k candidates
-   * (top-k sampling), or the last position's logits.
+   * needs, chosen on the output backend's device: the argmax id (greedy), the id the device
+   * sampled (a backend with sampleToken), the top k candidates (top-k sampling), or the last
+   * position's logits.
    */
   protected async step(ids: ArrayLike<number>, want: StepWant): Promise<StepResult> {
     const u = this.checkIds(ids, this.position);
     const { out, b } = await this.run(u, this.position, true);
     this.noteCached(this.position, u);
     try {
+      if (typeof want === 'object' && 'choose' in want) {
+        if (b.sampleToken !== undefined) {
+          const { options: o, seen, random } = want.choose;
+          return { id: await b.sampleToken(out, { doSample: o.doSample === true, temperature: o.temperature, topK: o.topK, topP: o.topP, repetitionPenalty: o.repetitionPenalty, seen, ...(o.doSample ? { random: random() } : {}) }) };
+        }
+        want = want.otherwise;
+      }
       if (want === 'argmax') return { id: (await b.argmax(out))[0]! };
       if (want === 'logits') return { logits: await b.read(out) };
       return { candidates: await b.topK(out, want.topK) };
@@ -531,11 +539,15 @@ export abstract class CausalLM {
     }
     this.truncateCache(reused);
     o.onPrefill?.({ promptTokens: seen.length, reusedTokens: reused, prefilledTokens: seen.length - reused });
-    // Without a repetition penalty (which needs every logit), the device narrows the choice:
-    // greedy reads back the argmax, top-k sampling its k candidates.
+    // The device narrows the choice: greedy reads back the argmax; a backend with sampleToken
+    // (WebGPU) applies the penalty and samples there, reading back the id (the same draw from
+    // `random` as the host's pickToken); others read back top-k sampling's k candidates, or the
+    // logits (a repetition penalty needs every logit).
     const penalty = o.repetitionPenalty !== undefined && o.repetitionPenalty !== 1;
     const topK = o.topK && o.topK > 0 ? Math.min(o.topK, this.config.vocabSize) : 0;
-    const want: StepWant = penalty ? 'logits' : !o.doSample ? 'argmax' : topK > 0 && topK <= 1024 ? { topK } : 'logits';
+    const onHost: StepWant = penalty ? 'logits' : !o.doSample ? 'argmax' : topK > 0 && topK <= 1024 ? { topK } : 'logits';
+    const onDevice = (penalty || o.doSample === true) && !(topK > 1024 && topK < this.config.vocabSize);
+    const want: StepWant = onDevice ? { choose: { options: o, seen, random }, otherwise: onHost } : onHost;
     // A lost GPU: the modules move to the CPU, the prompt and the tokens so far are replayed to
     // rebuild the cache, and generation goes on from there.
     const fallBack = async () => {
@@ -616,5 +628,7 @@ export abstract class CausalLM {
   }
 }
 
-type StepWant = 'argmax' | 'logits' | { topK: number };
+type HostWant = 'argmax' | 'logits' | { topK: number };
+/** `choose`: Backend.sampleToken where the output backend has it, else `otherwise`. */
+type StepWant = HostWant | { choose: { options: SamplingOptions; seen: readonly number[]; random: () => number }; otherwise: HostWant };
 type StepResult = { id: number } | { logits: Float32Array } | { candidates: { indices: Uint32Array; values: Float32Array } };

@@ -49,3 +49,16 @@ fn preprocessor_rejects_malformed_directives() {
     assert_eq!(ok, "a\n");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn matmul4_validates_in_every_combination_of_its_defines() {
+    // its defines are independent switches that hosts combine (gemv4 with GATE_UP, SUBGROUPS and
+    // NESTED_ABSMAX at once), so every subset is a variant a host can ask for
+    let defines: Vec<String> = defines_used("matmul4.wgsl").unwrap().into_iter().collect();
+    assert!(defines.iter().any(|d| d == "NESTED_ABSMAX"), "{defines:?}");
+    for mask in 0u32..(1 << defines.len()) {
+        let v: Vec<&str> = defines.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, d)| d.as_str()).collect();
+        let src = load("matmul4.wgsl", &v).unwrap_or_else(|e| panic!("matmul4.wgsl {v:?}: {e}"));
+        validate(&src).unwrap_or_else(|e| panic!("matmul4.wgsl with defines {v:?} does not validate:\n{e}"));
+    }
+}

@@ -27,6 +27,8 @@ const STORAGE_USAGE = USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST;
 const CHUNK_BYTES = 1 << 20;
 /** Submit after this many recorded dispatches even without a read (bounds encoder memory). */
 const MAX_BATCH_DISPATCHES = 4096;
+/** Uniform blocks kept by constUniform (least recently used dropped first): 256 bytes each at most. */
+const MAX_CONST_UNIFORMS = 4096;
 /** At most this many workgroups in one grid dimension (WebGPU's default limit). */
 export const MAX_GROUPS = 65535;
 
@@ -106,6 +108,8 @@ export class GpuContext {
   private readonly freeChunks: Chunk[] = [];
   private readonly destroyAfterSubmit: GPUBuffer[] = [];
   private dummyBuffer: GPUBuffer | undefined;
+  /** constUniform's buffers by content, in least-recently-used order. */
+  private readonly constUniforms = new Map<string, GPUBuffer>();
   /** Overhead counters since creation or the last resetStats() (tests and the bench). */
   stats: GpuStats = zeroStats();
   /** Bytes of activation buffers waiting in the pool. */
@@ -267,6 +271,32 @@ export class GpuContext {
   /** A uniform block from 32-bit words (u32 unless given as f32 in a Float32Array view of the same buffer). */
   uniform(words: ArrayBuffer): Required<Binding> {
     return this.stage(new Uint8Array(words), true);
+  }
+
+  /**
+   * A uniform block whose content recurs from one decode step to the next (a layer's sizes and
+   * code table, a norm's eps): one buffer per distinct content, written once when first asked
+   * for (safe: nothing recorded can use a new buffer), so a decode step uploads only what changes
+   * (positions, ids, the attention's start). Keeps the MAX_CONST_UNIFORMS most recently used.
+   */
+  constUniform(words: ArrayBuffer): Required<Binding> {
+    this.check();
+    const key = new Uint32Array(words).join(',');
+    let buf = this.constUniforms.get(key);
+    if (buf === undefined) {
+      if (this.constUniforms.size >= MAX_CONST_UNIFORMS) {
+        const [oldest, old] = this.constUniforms.entries().next().value as [string, GPUBuffer];
+        this.constUniforms.delete(oldest);
+        this.destroyLater(old);
+      }
+      buf = this.createBuffer(words.byteLength, 'uniform', USAGE.UNIFORM | USAGE.COPY_DST);
+      writeAligned(this.device, buf, new Uint8Array(words));
+      this.stats.bytesUploaded += words.byteLength;
+    } else {
+      this.constUniforms.delete(key); // re-inserted last: most recently used
+    }
+    this.constUniforms.set(key, buf);
+    return { buffer: buf, offset: 0, size: words.byteLength };
   }
 
   // --- recording

@@ -56,11 +56,23 @@ async function nodeGpu(flags: string[]): Promise<GPU | undefined> {
     return undefined;
   }
   try {
-    return mod.create(flags);
+    return mod.create(withF16Toggle(flags));
   } catch (e) {
     nodeGpuProblem = `the \`webgpu\` package's create() failed: ${e instanceof Error ? e.message : String(e)}`;
     return undefined;
   }
+}
+
+/**
+ * Dawn hides `shader-f16` on NVIDIA + Vulkan unless its toggle vulkan_enable_f16_on_nvidia is
+ * on: added to the create() flags (to an enable-dawn-features list the caller gave, or as one).
+ */
+export function withF16Toggle(flags: readonly string[]): string[] {
+  const toggle = 'vulkan_enable_f16_on_nvidia';
+  const i = flags.findIndex((f) => f.startsWith('enable-dawn-features='));
+  if (i < 0) return [...flags, `enable-dawn-features=${toggle}`];
+  if (flags[i]!.split('=')[1]!.split(',').includes(toggle)) return [...flags];
+  return flags.map((f, j) => (j === i ? `${f},${toggle}` : f));
 }
 
 /** navigator.gpu, else the `webgpu` package in Node; undefined when neither exists. */
@@ -125,7 +137,8 @@ export async function requestDevice(req: DeviceRequest): Promise<{ gpu: GPU; ada
   let device: GPUDevice;
   try {
     // subgroups: matmul4.wgsl's decode GEMV reduces with subgroup shuffles when the device has it
-    const requiredFeatures: GPUFeatureName[] = adapter.features.has('subgroups') ? ['subgroups' as GPUFeatureName] : [];
+    // shader-f16: half weights' decode GEMV in f16 (matmul_dense.wgsl F16_COMPUTE)
+    const requiredFeatures = (['subgroups', 'shader-f16'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
     device = await adapter.requestDevice({ label: 'lowbit', requiredLimits, requiredFeatures });
   } catch (e) {
     throw new LowbitError('WEBGPU_UNAVAILABLE', `requestDevice() failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });

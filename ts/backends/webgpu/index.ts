@@ -10,20 +10,22 @@ import { formatLabel, type DenseWeight, type LoadedWeight } from '../../formats/
 import { quantMap } from '../../quant/codes.js';
 import { init, type WasmSource } from '../../runtime/wasm.js';
 import type {
-  LinearOptions,
+  LinearOptions, TokenChoice,
   Activation, AttentionExtras, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { bad, checkAttention, checkFinitePositive, checkPositive, checkRope, isCount, shape2 } from '../checks.js';
 import { GpuContext, type Binding, type GpuStats } from './context.js';
 import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
+import { chooseVariant, type KernelVariant } from './variants.js';
 import type { FloatInput } from '../../tensor/dtypes.js';
 import type { QuantState } from '../../quant/quant-state.js';
-import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, storageDefine, type DenseStorage, type Part } from './weights.js';
+import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, NESTED_BLOCK, storageDefine, type DenseStorage, type NestedAbsmax, type Part } from './weights.js';
 
 export { findGpu, describeAdapter, type AdapterDescription, type PowerPreference } from './device.js';
 export type { GpuQuantize4Options } from './quantize.js';
 export type { GpuStats } from './context.js';
+export { VARIANT_TABLE, type KernelVariant } from './variants.js';
 
 /** What WebGpuBackend.onDeviceLost reports: GPUDeviceLostInfo's reason ('destroyed', 'unknown') or 'out-of-memory'. */
 export interface DeviceLostInfo {
@@ -43,18 +45,40 @@ export interface WebGpuBackendOptions {
    * maxStorageBufferBindingSize). Tests use a small value to exercise the split path.
    */
   maxBindingSize?: number;
-  /** Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default true). */
+  /**
+   * Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default: as the adapter's
+   * row of the variant table says, variants.ts).
+   */
   packedDot?: boolean;
   /**
    * Reduce the 4-bit decode GEMV with subgroup shuffles when the device has the `subgroups`
-   * feature (default true); false takes the workgroup-tree reduction (tests run both).
+   * feature (default: as the variant table says); false takes the workgroup-tree reduction
+   * (tests run both).
    */
   subgroups?: boolean;
+  /**
+   * Half (f16) weights' decode GEMV computes in f16 where the device has `shader-f16` (default:
+   * as the variant table says; products of x rounded to f16, so results differ from the f32
+   * path by f16 rounding); false keeps f32.
+   */
+  f16?: boolean;
+  /** Take this row of the variant table (variants.ts VARIANT_TABLE) instead of the adapter's (tests, comparisons). */
+  variant?: string;
   /**
    * Use matmul4.wgsl's gemv4 (and the gate / up and residual fusions built on it) where shapes
    * allow (default true); false keeps the generic GEMV and separate ops (bench comparisons).
    */
   gemv4?: boolean;
+  /**
+   * Keep a double-quantized 4-bit absmax compressed on the device and decode it in the kernels
+   * (default true), as the CPU backend does; false widens it to f32 at upload (the same values).
+   */
+  nestedAbsmax?: boolean;
+  /**
+   * Offer Backend.sampleToken (default true); false leaves sampling other than greedy / top-k
+   * to the host, which then reads the logits back (bench comparisons).
+   */
+  deviceSampling?: boolean;
   /** Where init() loads the wasm module from (the models use it for RoPE tables and quantization). */
   wasm?: WasmSource;
 }
@@ -126,8 +150,8 @@ export class GpuLinear extends GpuHandle implements LinearHandle {
     readonly inFeatures: number,
     readonly format: string,
     readonly bytes: number,
-    /** dense: storage; 4-bit: code values and blocksize; int8: threshold. */
-    readonly extra: { storage?: DenseStorage; code?: Float32Array; blocksize?: number; threshold?: number; hasBias: boolean },
+    /** dense: storage; 4-bit: code values, blocksize, whether the absmax is double-quantized on the device; int8: threshold. */
+    readonly extra: { storage?: DenseStorage; code?: Float32Array; blocksize?: number; nested?: boolean; threshold?: number; hasBias: boolean },
   ) {
     super(ctx);
   }
@@ -218,6 +242,13 @@ function gemv4Lanes(k: number): number {
   return lanes;
 }
 
+/** matmul_dense.wgsl gemv_rows' threads per row group: the smallest power of two covering k / 4 steps, 8 to 64. */
+function denseLanes(k: number): number {
+  let lanes = 8;
+  while (lanes < 64 && lanes < k / 4) lanes *= 2;
+  return lanes;
+}
+
 /** Whether a 4-bit forward of m rows of k takes gemv4: one row of whole 32-weight words in blocks of >= 32. */
 function usesGemv4(m: number, k: number, blocksize: number): boolean {
   return m === 1 && k % 32 === 0 && blocksize >= 32;
@@ -227,10 +258,23 @@ function usesGemv4(m: number, k: number, blocksize: number): boolean {
 function fusesGateUp(a: GpuActivation, g: GpuLinear, u: GpuLinear): boolean {
   if (g.kind !== '4bit' || u.kind !== '4bit' || g.extra.hasBias || u.extra.hasBias) return false;
   if (g.inFeatures !== a.cols || u.inFeatures !== a.cols || g.outFeatures !== u.outFeatures) return false;
-  if (!usesGemv4(a.rows, a.cols, g.extra.blocksize!) || g.extra.blocksize !== u.extra.blocksize) return false;
+  if (!usesGemv4(a.rows, a.cols, g.extra.blocksize!) || g.extra.blocksize !== u.extra.blocksize || g.extra.nested !== u.extra.nested) return false;
   if (!g.extra.code!.every((c, i) => Object.is(c, u.extra.code![i]))) return false;
   // same split (same shape and binding limit give the same parts; checked, not assumed)
-  return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase);
+  return g.parts.length === u.parts.length && g.parts.every((p, i) => p.n0 === u.parts[i]!.n0 && p.rows === u.parts[i]!.rows && p.flatBase === u.parts[i]!.flatBase && p.blockBase === u.parts[i]!.blockBase && p.codesAt === u.parts[i]!.codesAt);
+}
+
+/**
+ * Whether linearForwardMany can take gemv4 QKV: one row of x through three 4-bit weights gemv4
+ * takes, each in one part, without bias, with the same k, blocksize, code and absmax form, and
+ * q's and k's rows multiples of the row group (4) so that no row group spans two weights.
+ */
+function fusesQkv(a: GpuActivation, ls: readonly GpuLinear[]): boolean {
+  const [q] = ls as [GpuLinear];
+  if (!ls.every((l) => l.kind === '4bit' && !l.extra.hasBias && l.parts.length === 1 && l.inFeatures === a.cols)) return false;
+  if (!usesGemv4(a.rows, a.cols, q.extra.blocksize!)) return false;
+  if (!ls.every((l) => l.extra.blocksize === q.extra.blocksize && l.extra.nested === q.extra.nested && l.extra.code!.every((c, i) => Object.is(c, q.extra.code![i])))) return false;
+  return ls[0]!.outFeatures % GEMV4_ROWS === 0 && ls[1]!.outFeatures % GEMV4_ROWS === 0;
 }
 
 const MAX_HEAD_DIM = 256; // attention.wgsl: 64 invocations x 4 outputs
@@ -255,6 +299,10 @@ export class WebGpuBackend implements Backend {
     readonly subgroups: boolean,
     /** Whether 4-bit decode takes gemv4 and its fusions (option `gemv4`). */
     readonly gemv4: boolean,
+    /** Whether double-quantized absmax stays compressed on the device (option `nestedAbsmax`). */
+    readonly nestedAbsmax: boolean,
+    /** The kernel variants the adapter's row of the variant table chose (variants.ts). */
+    readonly variant: KernelVariant,
   ) {
     this.name = `webgpu (${[adapter.vendor, adapter.architecture, adapter.description].filter((s) => s).join(' / ') || 'unknown adapter'})`;
   }
@@ -278,18 +326,22 @@ export class WebGpuBackend implements Backend {
       if (!(Number.isInteger(options.maxBindingSize) && options.maxBindingSize >= 256)) bad(`maxBindingSize must be an integer >= 256, got ${options.maxBindingSize}`);
       weightBinding = Math.min(maxBinding, options.maxBindingSize - (options.maxBindingSize % 4));
     }
-    const packedDot = options.packedDot !== false && info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product');
+    const has = { packedDot: info.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product'), subgroups: device.features.has('subgroups'), storageBuffersPerStage: l.maxStorageBuffersPerShaderStage, f16: device.features.has('shader-f16') };
+    const variant = chooseVariant(info, has, options.variant);
+    const packedDot = options.packedDot === undefined ? variant.packedDot : options.packedDot && has.packedDot;
     const ctx = new GpuContext(
       device,
       { maxBinding, weightBinding, maxBufferSize: l.maxBufferSize, uniformAlign: l.minUniformBufferOffsetAlignment, storageAlign: l.minStorageBufferOffsetAlignment },
       packedDot ? ['DOT4'] : [],
     );
-    const subgroups = options.subgroups !== false && device.features.has('subgroups');
-    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false);
+    const subgroups = options.subgroups === undefined ? variant.subgroups : options.subgroups && has.subgroups;
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, subgroups, f16: options.f16 === undefined ? variant.f16 : options.f16 && has.f16 });
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
     };
+    // an own property that shadows the method: models see no sampleToken and sample on the host
+    if (options.deviceSampling === false) Object.defineProperty(b, 'sampleToken', { value: undefined });
     // Dawn (Node's `webgpu` package) tears its instance down when the GPU object is collected,
     // under the live device: keep both referenced for the backend's lifetime.
     b.keepAlive = [gpu, adapter];
@@ -429,12 +481,18 @@ export class WebGpuBackend implements Backend {
         const st = weight.quantState;
         const [n, k] = shape2(weight.name, st.shape);
         checkBias(n);
-        const absmax = st.absmaxF32();
+        // double-quantized absmax stays compressed (matmul4.wgsl NESTED_ABSMAX decodes it), as on
+        // the CPU; the QuantState validated the nested fields' lengths against each other
+        const nested: NestedAbsmax | undefined = this.nestedAbsmax && st.state2 !== undefined && st.state2.blocksize === NESTED_BLOCK && st.absmax instanceof Uint8Array
+          ? { codes: st.absmax, nested: st.state2.absmax, code: st.state2.code, offset: st.offset ?? 0, dtype: st.state2.dtype }
+          : undefined;
+        const absmax = nested ?? st.absmaxF32();
+        const blocks = nested ? nested.codes.length : (absmax as Float32Array).length;
         if (weight.packed.length !== Math.ceil((n * k) / 2)) throw new LowbitError('LENGTH_MISMATCH', `${weight.name}: packed weight has ${weight.packed.length} bytes but [${n}, ${k}] needs ${Math.ceil((n * k) / 2)}`);
-        if (absmax.length !== Math.ceil((n * k) / st.blocksize)) throw new LowbitError('INCONSISTENT_STATE', `${weight.name}: ${absmax.length} absmax for ${Math.ceil((n * k) / st.blocksize)} blocks`);
+        if (blocks !== Math.ceil((n * k) / st.blocksize)) throw new LowbitError('INCONSISTENT_STATE', `${weight.name}: ${blocks} absmax for ${Math.ceil((n * k) / st.blocksize)} blocks`);
         if (!Number.isInteger(Math.log2(st.blocksize))) throw new LowbitError('UNSUPPORTED_BLOCKSIZE', `${weight.name}: blocksize ${st.blocksize} is not a power of two`);
         const { parts, bytes } = fourBitParts(this.ctx, weight.name, weight.packed, absmax, st.blocksize, n, k, b);
-        return new GpuLinear(this.ctx, '4bit', parts, n, k, label, bytes, { code: this.code(st.quantType), blocksize: st.blocksize, hasBias: b !== undefined });
+        return new GpuLinear(this.ctx, '4bit', parts, n, k, label, bytes, { code: this.code(st.quantType), blocksize: st.blocksize, nested: nested !== undefined, hasBias: b !== undefined });
       }
       case 'int8': {
         const [n, k] = shape2(weight.name, weight.shape);
@@ -512,9 +570,35 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  /** Each layer in turn: the dispatches go into the same command encoder anyway. */
+  /**
+   * Three 4-bit projections of one row (attention's q / k / v) that gemv4 takes, alike (see
+   * fusesQkv), in one dispatch (matmul4.wgsl QKV); otherwise each layer in turn (the dispatches
+   * go into the same command encoder anyway).
+   */
   linearForwardMany(x: Activation, ws: readonly LinearHandle[]): Activation[] {
-    return ws.map((w) => this.linearForward(x, w));
+    const a = this.act(x, 'linearForwardMany: x');
+    const ls = ws.map((w, i) => handle(w, GpuLinear, `linearForwardMany: weight ${i}`));
+    if (!(this.gemv4 && this.variant.fuseQkv && ls.length === 3 && fusesQkv(a, ls))) return ws.map((w) => this.linearForward(x, w));
+    for (const l of ls) l.check();
+    const [q, k, v] = ls as [GpuLinear, GpuLinear, GpuLinear];
+    const outs = ls.map((l) => this.newActivation(1, l.outFeatures));
+    const [qp, kp, vp] = [q.parts[0]!, k.parts[0]!, v.parts[0]!];
+    const lanes = gemv4Lanes(a.cols);
+    const rows = q.outFeatures + k.outFeatures + v.outFeatures;
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['QKV', ...(this.subgroups ? ['SUBGROUPS'] : []), ...(q.extra.nested ? ['NESTED_ABSMAX'] : [])]);
+    const [gx, gy] = this.ctx.grid(Math.ceil(rows / ((GEMV4_ROWS * 64) / lanes)));
+    const head = [1, a.cols, q.outFeatures, 0, q.outFeatures, 0, 0, 0, Math.log2(q.extra.blocksize!), lanes, qp.codesAt ?? 0, 0];
+    // Params: the 12 words, the 16 code values, then (QKV) k's and v's rows and codes_at
+    const uni = words([...head, ...new Array<number>(16).fill(0), k.outFeatures, v.outFeatures, kp.codesAt ?? 0, vp.codesAt ?? 0]);
+    new Float32Array(uni, 12 * 4, 16).set(q.extra.code!);
+    this.ctx.dispatch(pipe, {
+      0: this.ctx.constUniform(uni),
+      1: a.binding('x'),
+      2: qp.data, 3: qp.scales!, 5: outs[0]!.binding('q output'),
+      9: kp.data, 10: kp.scales!, 11: outs[1]!.binding('k output'),
+      12: vp.data, 13: vp.scales!, 14: outs[2]!.binding('v output'),
+    }, gx, gy);
+    return outs;
   }
 
   linearForward(x: Activation, w: LinearHandle): Activation {
@@ -525,7 +609,7 @@ export class WebGpuBackend implements Backend {
     if (a.rows === 0) bad('linearForward: x has no rows');
     if (l.kind === 'int8') return this.int8Forward(a, l);
     const out = this.newActivation(a.rows, l.outFeatures);
-    this.matmul(a, l.parts, l.kind === '4bit' ? { code: l.extra.code!, blocksize: l.extra.blocksize! } : { storage: l.extra.storage! }, l.outFeatures, l.inFeatures, out);
+    this.matmul(a, l.parts, l.kind === '4bit' ? { code: l.extra.code!, blocksize: l.extra.blocksize!, nested: l.extra.nested === true } : { storage: l.extra.storage! }, l.outFeatures, l.inFeatures, out);
     return out;
   }
 
@@ -550,14 +634,14 @@ export class WebGpuBackend implements Backend {
       }
     }
     const out = this.newActivation(1, g.outFeatures);
-    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', this.subgroups ? ['GATE_UP', 'SUBGROUPS'] : ['GATE_UP']);
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['GATE_UP', ...(this.subgroups ? ['SUBGROUPS'] : []), ...(g.extra.nested ? ['NESTED_ABSMAX'] : [])]);
     const shift = Math.log2(g.extra.blocksize!);
     const lanes = gemv4Lanes(g.inFeatures);
     g.parts.forEach((gp, i) => {
       const up = u.parts[i]!;
       const [gx, gy] = this.ctx.grid(Math.ceil(gp.rows / ((GEMV4_ROWS_GATE_UP * 64) / lanes)));
       this.ctx.dispatch(pipe, {
-        0: this.ctx.uniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, lanes, 0, 0], g.extra.code)),
+        0: this.ctx.constUniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, lanes, gp.codesAt ?? 0, 0], g.extra.code)),
         1: a.binding('x'),
         2: gp.data,
         3: gp.scales!,
@@ -588,7 +672,7 @@ export class WebGpuBackend implements Backend {
       }
     }
     const out = this.newActivation(1, l.outFeatures);
-    this.matmul(a, l.parts, { code: l.extra.code!, blocksize: l.extra.blocksize! }, l.outFeatures, l.inFeatures, out, r);
+    this.matmul(a, l.parts, { code: l.extra.code!, blocksize: l.extra.blocksize!, nested: l.extra.nested === true }, l.outFeatures, l.inFeatures, out, r);
     return out;
   }
 
@@ -609,21 +693,29 @@ export class WebGpuBackend implements Backend {
    * gemv4Lanes threads with 4 rows each, SUBGROUPS where the device has subgroups; RESIDUAL adds
    * `residual` in its epilogue), other shapes the generic GEMV.
    */
-  private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation, residual?: GpuActivation): void {
+  private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number; nested: boolean } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation, residual?: GpuActivation): void {
     const m = a.rows;
     const file = 'code' in fmt ? 'matmul4.wgsl' : 'matmul_dense.wgsl';
     const gemv4 = this.gemv4 && 'code' in fmt && usesGemv4(m, k, fmt.blocksize);
+    // dense decode: matmul_dense.wgsl gemv_rows (gemv4's layout, steps of 4 weights)
+    const rowsGemv = this.gemv4 && !('code' in fmt) && m === 1 && k % 4 === 0;
     if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
-    const defines = !('code' in fmt) ? [storageDefine(fmt.storage)] : gemv4 ? [...(this.subgroups ? ['SUBGROUPS'] : []), ...(residual ? ['RESIDUAL'] : [])] : [];
-    const entry = gemv4 ? 'gemv4' : m === 1 ? 'gemv' : 'gemm';
-    const lanes = gemv4 ? gemv4Lanes(k) : 0;
-    const rowsPerGroup = gemv4 ? (GEMV4_ROWS * 64) / lanes : 8;
+    const sg = this.subgroups ? ['SUBGROUPS'] : [];
+    const f16 = rowsGemv && !('code' in fmt) && fmt.storage === 'f16' && this.variant.f16;
+    const defines = !('code' in fmt) ? [storageDefine(fmt.storage), ...(rowsGemv ? sg : []), ...(f16 ? ['F16_COMPUTE'] : [])] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...sg, ...(residual ? ['RESIDUAL'] : [])] : [])];
+    const entry = gemv4 ? 'gemv4' : rowsGemv ? 'gemv_rows' : m === 1 ? 'gemv' : 'gemm';
+    const lanes = gemv4 ? gemv4Lanes(k) : rowsGemv ? denseLanes(k) : 0;
+    const rowsPerGroup = gemv4 || rowsGemv ? (GEMV4_ROWS * 64) / lanes : 8;
     const pipe = this.ctx.pipeline(file, entry, defines);
     for (const part of parts) {
       const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
-      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, 0, 0], fmt.code) : words([...head, 0, 0]);
-      const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
+      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, part.codesAt ?? 0, 0], fmt.code) : words([...head, lanes, 0]);
+      const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.constUniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
       if ('code' in fmt) bindings[3] = part.scales!;
+      if (f16) {
+        bindings[6] = part.data;
+        delete bindings[2];
+      }
       if (residual) bindings[8] = residual.binding('residual');
       if (m === 1) {
         const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / rowsPerGroup));
@@ -643,7 +735,11 @@ export class WebGpuBackend implements Backend {
     const wordsPerRow = Math.ceil(k / 4);
     const threshold = l.extra.threshold!;
     const outliers = threshold > 0;
-    const head = (n0: number, nPart: number, hasBias: boolean) => words([m, k, n, n0, nPart, hasBias ? 1 : 0, wordsPerRow, outliers ? 1 : 0, { f: threshold }, 0, 0, 0]);
+    // decode: int8_gemv (row groups of `lanes` threads, 4 rows each), as gemv4 for 4-bit
+    const gemv = m === 1 && this.gemv4;
+    let lanes = 8;
+    while (gemv && lanes < 64 && lanes < wordsPerRow) lanes *= 2;
+    const head = (n0: number, nPart: number, hasBias: boolean) => words([m, k, n, n0, nPart, hasBias ? 1 : 0, wordsPerRow, outliers ? 1 : 0, { f: threshold }, lanes, 0, 0]);
     const ctx = this.ctx;
     const x = a.binding('x');
     let flags: GPUBuffer | undefined;
@@ -651,7 +747,7 @@ export class WebGpuBackend implements Backend {
     if (outliers) {
       flags = ctx.acquire(k * 4);
       cols = ctx.acquire((k + 1) * 4);
-      const u = ctx.uniform(head(0, 0, false));
+      const u = ctx.constUniform(head(0, 0, false));
       const [gx, gy] = ctx.grid(Math.ceil(k / 256));
       ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_flags'), { 0: u, 1: x, 2: { buffer: flags, size: k * 4 } }, gx, gy);
       ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_compact'), { 0: u, 3: { buffer: cols, size: (k + 1) * 4 }, 6: { buffer: flags, size: k * 4 } }, 1);
@@ -660,13 +756,14 @@ export class WebGpuBackend implements Backend {
     const sca = ctx.acquire(m * 4);
     {
       const [gx, gy] = ctx.grid(m);
-      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_quant'), { 0: ctx.uniform(head(0, 0, false)), 1: x, 4: { buffer: ca, size: m * wordsPerRow * 4 }, 5: { buffer: sca, size: m * 4 }, 6: flags ?? ctx.dummy }, gx, gy);
+      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_quant'), { 0: ctx.constUniform(head(0, 0, false)), 1: x, 4: { buffer: ca, size: m * wordsPerRow * 4 }, 5: { buffer: sca, size: m * 4 }, 6: flags ?? ctx.dummy }, gx, gy);
     }
     const out = this.newActivation(m, n);
-    const pipe = ctx.pipeline('matmul_int8.wgsl', 'int8_matmul');
+    const pipe = gemv ? ctx.pipeline('matmul_int8.wgsl', 'int8_gemv', this.subgroups ? ['SUBGROUPS'] : []) : ctx.pipeline('matmul_int8.wgsl', 'int8_matmul');
     for (const part of l.parts) {
+      const grid: [number, number] = gemv ? ctx.grid(Math.ceil(part.rows / ((4 * 64) / lanes))) : [Math.ceil(part.rows / 64), m];
       ctx.dispatch(pipe, {
-        0: ctx.uniform(head(part.n0, part.rows, part.bias !== undefined)),
+        0: ctx.constUniform(head(part.n0, part.rows, part.bias !== undefined)),
         1: x,
         7: cols ?? ctx.dummy,
         8: { buffer: ca, size: m * wordsPerRow * 4 },
@@ -675,7 +772,7 @@ export class WebGpuBackend implements Backend {
         11: part.scales!,
         12: part.bias ?? ctx.dummy,
         13: out.binding('output'),
-      }, Math.ceil(part.rows / 64), m);
+      }, grid[0], grid[1]);
     }
     for (const b of [flags, cols, ca, sca]) if (b) ctx.release(b);
     return out;
@@ -686,7 +783,7 @@ export class WebGpuBackend implements Backend {
     const count = a.rows * a.cols;
     if (count === 0) return out;
     const [gx, gy] = this.ctx.grid(Math.ceil(count / 256));
-    const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.uniform(words([count, { f: value }])), 1: a.binding('input'), 3: out.binding('output') };
+    const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.constUniform(words([count, { f: value }])), 1: a.binding('input'), 3: out.binding('output') };
     if (b) bindings[2] = b.binding('input');
     this.ctx.dispatch(this.ctx.pipeline('elementwise.wgsl', entry), bindings, gx, gy);
     return out;
@@ -746,7 +843,7 @@ export class WebGpuBackend implements Backend {
     if (a.rows === 0) bad('rmsNorm: x has no rows');
     const out = this.newActivation(a.rows, a.cols);
     const [gx, gy] = this.ctx.grid(a.rows);
-    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.uniform(words([a.rows, a.cols, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNorm: weight'), 4: out.binding('output') }, gx, gy);
+    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.constUniform(words([a.rows, a.cols, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNorm: weight'), 4: out.binding('output') }, gx, gy);
     return out;
   }
 
@@ -759,7 +856,7 @@ export class WebGpuBackend implements Backend {
     const rows = a.rows * (a.cols / w.length);
     const out = this.newActivation(a.rows, a.cols);
     const [gx, gy] = this.ctx.grid(rows);
-    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.uniform(words([rows, w.length, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNormHeads: weight'), 4: out.binding('output') }, gx, gy);
+    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.constUniform(words([rows, w.length, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNormHeads: weight'), 4: out.binding('output') }, gx, gy);
     return out;
   }
 
@@ -773,7 +870,7 @@ export class WebGpuBackend implements Backend {
     const out = this.newActivation(a.rows, a.cols);
     const [gx, gy] = this.ctx.grid(a.rows);
     this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'layer_norm'), {
-      0: this.ctx.uniform(words([a.rows, a.cols, { f: eps }, b ? 1 : 0])),
+      0: this.ctx.constUniform(words([a.rows, a.cols, { f: eps }, b ? 1 : 0])),
       1: a.binding('x'),
       2: w.binding('layerNorm: weight'),
       3: b ? b.binding('layerNorm: bias') : this.ctx.dummy,
@@ -821,7 +918,7 @@ export class WebGpuBackend implements Backend {
     if (rotaryDim < spec.headDim) this.ctx.copy(a.buffer, 0, out.buffer, 0, a.bytes);
     const [gx, gy] = this.ctx.grid(Math.ceil((a.rows * nHeads * half) / 256));
     this.ctx.dispatch(this.ctx.pipeline('rope.wgsl', 'rope'), {
-      0: this.ctx.uniform(words([a.rows, nHeads, half, spec.headDim])),
+      0: this.ctx.constUniform(words([a.rows, nHeads, half, spec.headDim])),
       1: a.binding('x'),
       2: this.ctx.stage(positions, false),
       3: table.buffer,
@@ -886,12 +983,76 @@ export class WebGpuBackend implements Backend {
     }
   }
 
+  /**
+   * The next token chosen on the device (Backend.sampleToken): a copy of the logits with the
+   * repetition penalty applied, then argmax, or top-k candidates (sample.wgsl topk) and
+   * sample_draw.wgsl draw_sorted, or draw_full over the whole row; reads back 4 bytes.
+   */
+  async sampleToken(x: Activation, choice: TokenChoice): Promise<number> {
+    const a = this.act(x, 'sampleToken: x');
+    if (a.rows !== 1 || a.cols === 0) bad(`sampleToken: x must be one row, got [${a.rows}, ${a.cols}]`);
+    const cols = a.cols;
+    const t = choice.temperature ?? 1;
+    const topP = choice.topP ?? 1;
+    const penalty = choice.repetitionPenalty ?? 1;
+    const u = choice.random ?? 0;
+    if (!(Number.isFinite(t) && t > 0)) bad(`sampleToken: temperature must be a number > 0, got ${t}`);
+    if (!(topP > 0 && topP <= 1)) bad(`sampleToken: topP must be in (0, 1], got ${topP}`);
+    if (!(Number.isFinite(penalty) && penalty > 0)) bad(`sampleToken: repetitionPenalty must be a number > 0, got ${penalty}`);
+    if (choice.doSample && !(u >= 0 && u < 1)) bad(`sampleToken: random must be in [0, 1), got ${u}`);
+    const k = choice.topK ?? 0;
+    if (!(Number.isInteger(k) && k >= 0)) bad(`sampleToken: topK must be an integer >= 0, got ${k}`);
+    const topK = k >= cols ? 0 : k;
+    if (choice.doSample && topK > MAX_TOP_K) bad(`sampleToken: topK ${k} is above the device's ${MAX_TOP_K} (and below the row's ${cols})`);
+    const ctx = this.ctx;
+    const temps: GPUBuffer[] = [];
+    const temp = (bytes: number) => {
+      const b = ctx.acquire(bytes);
+      temps.push(b);
+      return b;
+    };
+    const rowBytes = cols * 4;
+    let logits: Required<Binding> = a.binding('sampleToken: x');
+    if (penalty !== 1 && choice.seen !== undefined && choice.seen.length > 0) {
+      const ids = new Set<number>();
+      for (let i = 0; i < choice.seen.length; i++) {
+        const id = choice.seen[i]!;
+        if (!(Number.isInteger(id) && id >= 0 && id < cols)) bad(`sampleToken: seen id ${id} is outside the row of ${cols}`);
+        ids.add(id);
+      }
+      const work = temp(rowBytes);
+      ctx.copy(a.buffer, 0, work, 0, rowBytes);
+      logits = { buffer: work, offset: 0, size: rowBytes };
+      const [gx, gy] = ctx.grid(Math.ceil(ids.size / 256));
+      ctx.dispatch(ctx.pipeline('sample_draw.wgsl', 'penalize'), { 0: ctx.uniform(words([ids.size, 0, { f: 1 }, { f: 1 }, { f: 0 }, { f: penalty }, 0, 0])), 1: ctx.stage(Uint32Array.from(ids), false), 2: logits }, gx, gy);
+    }
+    const out = temp(4);
+    const outBinding = { buffer: out, offset: 0, size: 4 };
+    const params = (n: number) => ctx.uniform(words([n, 0, { f: t }, { f: topP }, { f: u }, { f: penalty }, 0, 0]));
+    if (!choice.doSample) {
+      ctx.dispatch(ctx.pipeline('sample.wgsl', 'argmax'), { 0: ctx.uniform(words([1, cols, 0, 0])), 1: logits, 2: outBinding }, 1);
+    } else if (topK > 0) {
+      const cand = temp(2 * topK * 4);
+      const candBinding = { buffer: cand, offset: 0, size: 2 * topK * 4 };
+      ctx.dispatch(ctx.pipeline('sample.wgsl', 'topk'), { 0: ctx.uniform(words([topK, cols, 0, 0])), 1: logits, 2: candBinding }, 1);
+      ctx.dispatch(ctx.pipeline('sample_draw.wgsl', 'draw_sorted'), { 0: params(topK), 1: candBinding, 3: outBinding }, 1);
+    } else {
+      const probs = temp(rowBytes);
+      ctx.dispatch(ctx.pipeline('sample_draw.wgsl', 'draw_full'), { 0: params(cols), 2: logits, 3: outBinding, 4: { buffer: probs, offset: 0, size: rowBytes } }, 1);
+    }
+    try {
+      return new Uint32Array(await ctx.readBuffer(out, 0, 4))[0]!;
+    } finally {
+      for (const b of temps) ctx.release(b);
+    }
+  }
+
   async argmax(x: Activation): Promise<Uint32Array> {
     const a = this.act(x, 'argmax: x');
     if (a.rows === 0 || a.cols === 0) bad(`argmax: x is [${a.rows}, ${a.cols}]`);
     const ids = this.ctx.acquire(a.rows * 4);
     const [gx, gy] = this.ctx.grid(a.rows);
-    this.ctx.dispatch(this.ctx.pipeline('sample.wgsl', 'argmax'), { 0: this.ctx.uniform(words([a.rows, a.cols, 0, 0])), 1: a.binding('x'), 2: { buffer: ids, size: a.rows * 4 } }, gx, gy);
+    this.ctx.dispatch(this.ctx.pipeline('sample.wgsl', 'argmax'), { 0: this.ctx.constUniform(words([a.rows, a.cols, 0, 0])), 1: a.binding('x'), 2: { buffer: ids, size: a.rows * 4 } }, gx, gy);
     try {
       return new Uint32Array(await this.ctx.readBuffer(ids, 0, a.rows * 4));
     } finally {

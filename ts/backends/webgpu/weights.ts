@@ -27,6 +27,43 @@ export interface Part {
   /** 4-bit: flat index of the first element in `data` (a multiple of 8). */
   flatBase: number;
   blockBase: number;
+  /** 4-bit with a double-quantized absmax: the u32 word of `scales` where the 8-bit codes start. */
+  codesAt?: number;
+}
+
+/**
+ * A double-quantized absmax as a QuantState holds it (bitsandbytes' compress_statistics): one
+ * 8-bit code per block, an f32 scale per `NESTED_BLOCK` codes, the 256-entry code and the offset.
+ */
+export interface NestedAbsmax {
+  codes: Uint8Array;
+  nested: Float32Array;
+  code: Float32Array;
+  offset: number;
+  dtype: 'float32' | 'float16' | 'bfloat16';
+}
+
+/** The nested blocksize matmul4.wgsl decodes (bitsandbytes always uses 256). */
+export const NESTED_BLOCK = 256;
+/** matmul4.wgsl NESTED_ABSMAX: words before the nested scales (code, offset, dtype, padding). */
+const NESTED_HEADER_WORDS = 260;
+
+/**
+ * The `scales` buffer of a part whose blocks are [b0, b1) with a double-quantized absmax, laid
+ * out as matmul4.wgsl `block_scale` reads it; b0 must be a multiple of 4.
+ */
+function nestedScales(a: NestedAbsmax, b0: number, b1: number): { words: Uint32Array; codesAt: number } {
+  const n0 = Math.floor(b0 / NESTED_BLOCK);
+  const n1 = Math.ceil(b1 / NESTED_BLOCK);
+  const codesAt = NESTED_HEADER_WORDS + (n1 - n0);
+  const words = new Uint32Array(codesAt + Math.ceil((b1 - b0) / 4));
+  const f = new Float32Array(words.buffer);
+  f.set(a.code, 0);
+  f[256] = a.offset;
+  words[257] = a.dtype === 'float32' ? 0 : a.dtype === 'float16' ? 1 : 2;
+  f.set(a.nested.subarray(n0, n1), NESTED_HEADER_WORDS);
+  new Uint8Array(words.buffer, codesAt * 4).set(a.codes.subarray(b0, b1));
+  return { words, codesAt };
 }
 
 function bad(message: string): never {
@@ -69,8 +106,11 @@ export function denseParts(ctx: GpuContext, w: DenseWeight, n: number, k: number
   return { parts, storage, bytes: total };
 }
 
-/** bitsandbytes 4-bit [n, k]: parts keep the original bytes from a word boundary on. */
-export function fourBitParts(ctx: GpuContext, name: string, packed: Uint8Array, absmax: Float32Array, blocksize: number, n: number, k: number, bias?: Float32Array): { parts: Part[]; bytes: number } {
+/**
+ * bitsandbytes 4-bit [n, k]: parts keep the original bytes from a word boundary on, and the
+ * absmax as given: f32 per block, or double-quantized (kept compressed; the kernels decode it).
+ */
+export function fourBitParts(ctx: GpuContext, name: string, packed: Uint8Array, absmax: Float32Array | NestedAbsmax, blocksize: number, n: number, k: number, bias?: Float32Array): { parts: Part[]; bytes: number } {
   if (n * k > 0xffff_ffff - 8) bad(`${name}: [${n}, ${k}] has more elements than 32-bit indices reach`);
   const parts: Part[] = [];
   let total = 0;
@@ -81,14 +121,18 @@ export function fourBitParts(ctx: GpuContext, name: string, packed: Uint8Array, 
     // padded to 16 bytes: matmul4.wgsl binds the words as vec4<u32>
     const bytes = new Uint8Array(Math.ceil((w1 - w0) / 4) * 16);
     bytes.set(packed.subarray(w0 * 4, Math.min(w1 * 4, packed.length)));
-    const b0 = Math.floor((r0 * k) / blocksize);
+    // nested: the codes start on a word (4 blocks)
+    const b0 = Math.floor((r0 * k) / blocksize) - (absmax instanceof Float32Array ? 0 : Math.floor((r0 * k) / blocksize) % 4);
     const b1 = Math.ceil((r1 * k) / blocksize);
-    if ((b1 - b0) * 4 > ctx.limits.weightBinding) bad(`${name}: the absmax of ${r1 - r0} rows exceed the storage binding limit`);
+    const scaleData = absmax instanceof Float32Array ? { words: absmax.subarray(b0, b1), codesAt: undefined } : nestedScales(absmax, b0, b1);
+    // (the nested header of ~1 KiB does not count against a lowered weightBinding: tests lower it to 1 KiB)
+    const scaleBytes = scaleData.words.byteLength - (scaleData.codesAt === undefined ? 0 : NESTED_HEADER_WORDS * 4);
+    if (scaleBytes > ctx.limits.weightBinding || scaleData.words.byteLength > ctx.limits.maxBinding) bad(`${name}: the absmax of ${r1 - r0} rows exceed the storage binding limit`);
     const data = ctx.upload(bytes, `${name}[${r0}:${r1}]`);
-    const scales = ctx.upload(absmax.subarray(b0, b1), `${name}.absmax[${r0}:${r1}]`);
+    const scales = ctx.upload(scaleData.words, `${name}.absmax[${r0}:${r1}]`);
     const b = biasPart(ctx, bias, r0, r1, name);
     total += data.size + scales.size + (b?.size ?? 0);
-    parts.push({ n0: r0, rows: r1 - r0, data, scales, ...(b ? { bias: b } : {}), flatBase: w0 * 8, blockBase: b0 });
+    parts.push({ n0: r0, rows: r1 - r0, data, scales, ...(b ? { bias: b } : {}), flatBase: w0 * 8, blockBase: b0, ...(scaleData.codesAt !== undefined ? { codesAt: scaleData.codesAt } : {}) });
   }
   return { parts, bytes: total };
 }

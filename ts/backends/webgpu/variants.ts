@@ -1,0 +1,84 @@
+/**
+ * Which kernel variants an adapter gets: a small table keyed on what the adapter says it is
+ * (vendor / architecture / software) and what it has (features, WGSL language features, limits),
+ * instead of guesses spread over the backend. The first row whose `match` holds gives the
+ * preferences; a variant is used only where the adapter has what it needs, and options given to
+ * WebGpuBackend.create override the table.
+ */
+import { LowbitError } from '../../errors.js';
+import type { AdapterDescription } from './device.js';
+
+export interface KernelVariant {
+  /** The table row that chose it (bench labels, tests). */
+  name: string;
+  /** LLM.int8 with dot4I8Packed (WGSL packed_4x8_integer_dot_product). */
+  packedDot: boolean;
+  /** The 4-bit decode GEMV reduces with subgroup shuffles (device feature `subgroups`). */
+  subgroups: boolean;
+  /** q / k / v in one dispatch (matmul4.wgsl QKV, 10 storage buffers per stage). */
+  fuseQkv: boolean;
+  /** Half weights' decode GEMV computes in f16 (matmul_dense.wgsl F16_COMPUTE; device feature `shader-f16`). */
+  f16: boolean;
+}
+
+/** What an adapter has, whatever the table prefers. */
+export interface AdapterAbilities {
+  packedDot: boolean;
+  subgroups: boolean;
+  storageBuffersPerStage: number;
+  f16: boolean;
+}
+
+interface Row {
+  name: string;
+  match: (a: AdapterDescription) => boolean;
+  /** Preferences; each still needs the ability (see chooseVariant). */
+  prefer: Omit<KernelVariant, 'name'>;
+  /** Why, with the source of the fact. */
+  why: string;
+}
+
+const vendor = (a: AdapterDescription, re: RegExp) => re.test(`${a.vendor} ${a.architecture} ${a.description}`);
+
+export const VARIANT_TABLE: readonly Row[] = [
+  {
+    name: 'apple',
+    match: (a) => vendor(a, /apple/i),
+    prefer: { packedDot: false, subgroups: true, fuseQkv: true, f16: true },
+    why: 'llama.cpp measured dot4I8Packed decode slower than f32 dot products on Apple GPUs',
+  },
+  {
+    name: 'nvidia',
+    match: (a) => vendor(a, /nvidia/i),
+    prefer: { packedDot: true, subgroups: true, fuseQkv: true, f16: true },
+    why: 'dot4I8Packed gave +4-13 % decode on an NVIDIA V100 in llama.cpp; subgroups are native',
+  },
+  {
+    name: 'software',
+    match: (a) => a.software,
+    prefer: { packedDot: true, subgroups: true, fuseQkv: true, f16: false },
+    why: 'lavapipe / SwiftShader: speed says nothing; the f32 variants, whose results are the CPU reference up to summation order (tests force f16 on)',
+  },
+  {
+    name: 'default',
+    match: () => true,
+    prefer: { packedDot: true, subgroups: true, fuseQkv: true, f16: true },
+    why: 'no measurement says otherwise: use what the adapter has',
+  },
+];
+
+/** The variant for an adapter: the first matching row's preferences, where the adapter has them. `force` names a row (tests). */
+export function chooseVariant(a: AdapterDescription, has: AdapterAbilities, force?: string): KernelVariant {
+  const row = force !== undefined ? VARIANT_TABLE.find((r) => r.name === force) : VARIANT_TABLE.find((r) => r.match(a));
+  if (row === undefined) throw new LowbitError('INVALID_ARGUMENT', `no kernel variant named '${force}' (${VARIANT_TABLE.map((r) => r.name).join(', ')})`);
+  return {
+    name: row.name,
+    packedDot: row.prefer.packedDot && has.packedDot,
+    subgroups: row.prefer.subgroups && has.subgroups,
+    fuseQkv: row.prefer.fuseQkv && has.storageBuffersPerStage >= QKV_STORAGE_BUFFERS,
+    f16: row.prefer.f16 && has.f16,
+  };
+}
+
+/** matmul4.wgsl QKV binds x, three weights with their absmax and three outputs. */
+export const QKV_STORAGE_BUFFERS = 10;

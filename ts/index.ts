@@ -68,7 +68,7 @@ export { denseToFloat32 } from './formats/dense.js';
 // --- WebGPU backend (WGSL kernels; Node: optional package `webgpu`) ------------------------------
 export {
   WebGpuBackend, GpuActivation, GpuLinear, GpuEmbedding, GpuKvCache, GpuVector, findGpu, describeAdapter, VARIANT_TABLE,
-  type WebGpuBackendOptions, type AdapterDescription, type GpuQuantize4Options, type GpuStats, type KernelVariant,
+  type WebGpuBackendOptions, type AdapterDescription, type GpuQuantize4Options, type GpuStats, type KernelVariant, type VariantRow,
 } from './backends/webgpu/index.js';
 
 // --- tokenizers: tokenizer.json (@huggingface/tokenizers), GGUF tokenizer metadata, chat templates (@huggingface/jinja)
@@ -88,5 +88,5 @@ export type { Llama3RopeScaling } from './tensor/rope.js';
 export type { SizeParams } from './formats/index.js';
 export type { MaxMemory } from './models/device-map.js';
 export type { ConfigJson } from './models/config.js';
-export type { AttentionExtras, EmbeddingHandle, KvCacheHandle, VectorHandle, LinearOptions, RopeSpec } from './backends/backend.js';
+export type { AttentionExtras, TokenChoice, EmbeddingHandle, KvCacheHandle, VectorHandle, LinearOptions, RopeSpec } from './backends/backend.js';
 export type { PowerPreference, DeviceLostInfo } from './backends/webgpu/index.js';

@@ -25,7 +25,7 @@ import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, NESTED_B
 export { findGpu, describeAdapter, type AdapterDescription, type PowerPreference } from './device.js';
 export type { GpuQuantize4Options } from './quantize.js';
 export type { GpuStats } from './context.js';
-export { VARIANT_TABLE, type KernelVariant } from './variants.js';
+export { VARIANT_TABLE, type KernelVariant, type VariantRow } from './variants.js';
 
 /** What WebGpuBackend.onDeviceLost reports: GPUDeviceLostInfo's reason ('destroyed', 'unknown') or 'out-of-memory'. */
 export interface DeviceLostInfo {

@@ -29,7 +29,8 @@ export interface AdapterAbilities {
   f16: boolean;
 }
 
-interface Row {
+/** A row of VARIANT_TABLE: which adapters it matches and the kernel variant it prefers there. */
+export interface VariantRow {
   name: string;
   match: (a: AdapterDescription) => boolean;
   /** Preferences; each still needs the ability (see chooseVariant). */
@@ -40,7 +41,7 @@ interface Row {
 
 const vendor = (a: AdapterDescription, re: RegExp) => re.test(`${a.vendor} ${a.architecture} ${a.description}`);
 
-export const VARIANT_TABLE: readonly Row[] = [
+export const VARIANT_TABLE: readonly VariantRow[] = [
   {
     name: 'apple',
     match: (a) => vendor(a, /apple/i),

@@ -29,6 +29,10 @@ cp "$relaxed_pkg/lowbit_wasm_bg.wasm" ts/wasm/pkg/lowbit_wasm_relaxed_bg.wasm
 # wasm-pack writes a `.gitignore` of `*` into its out dir; copied into dist/ it would make
 # `npm pack` leave the glue out of the package (test/package.test.ts caught it).
 rm -f ts/wasm/pkg/.gitignore
+# wasm-bindgen declares `[Symbol.dispose]()` on every class, which only type-checks with the
+# esnext (disposable) lib: an app on target es2022 would fail strict tsc on our types. The JS keeps
+# the method; the declarations drop it (lowbit's API is dispose() / free()).
+sed -i '/\[Symbol\.dispose\]()/d' ts/wasm/pkg/lowbit_wasm.d.ts
 node scripts/gen-shaders.mjs   # shaders/*.wgsl -> ts/backends/webgpu/shaders.generated.ts
 rm -rf dist
 npx tsc -p tsconfig.json

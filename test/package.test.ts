@@ -200,6 +200,9 @@ export async function gpu(): Promise<string> {
     await writeFile(join(app, 'api-example.ts'), api);
     await writeFile(join(app, 'use.ts'), use);
     await timed('tsc --strict, no skipLibCheck (2 files)', () => run('node', [TSC, '-p', 'tsconfig.json'], app));
+    // An app that targets ES2022 (no esnext disposable lib) type-checks our declarations too.
+    await writeFile(join(app, 'tsconfig.es2022.json'), JSON.stringify({ extends: './tsconfig.json', compilerOptions: { target: 'es2022' } }));
+    await timed('tsc --strict, target es2022', () => run('node', [TSC, '-p', 'tsconfig.es2022.json'], app));
 
     // With @webgpu/types, lowbit's GPU* names merge with the full declarations.
     await mkdir(join(app, 'node_modules/@webgpu'), { recursive: true });

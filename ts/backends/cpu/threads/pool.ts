@@ -186,10 +186,16 @@ export class WorkerPool {
     }
   }
 
-  /** Posts one message to each worker and has them take it (Yield); `own` runs here meanwhile. */
-  private deliver(messages: WorkerMessage[], transfers: Transferable[][] = [], own: () => void = () => {}): void {
+  /**
+   * Posts worker w its message `perWorker[w - 1]` (moving `transfer`; undefined: a no-op) and has
+   * every worker take its message (Yield); `own` runs here meanwhile.
+   */
+  private deliver(perWorker: ({ message: WorkerMessage; transfer?: Transferable[] } | undefined)[], own: () => void = () => {}): void {
     this.check();
-    messages.forEach((msg, i) => this.workers[i]!.postMessage(msg, transfers[i] ?? []));
+    this.workers.forEach((w, i) => {
+      const m = perWorker[i];
+      w.postMessage(m?.message ?? { type: 'nop' }, m?.transfer ?? []);
+    });
     this.run(Cmd.Yield, 0, 0, 0, own);
   }
 
@@ -209,20 +215,12 @@ export class WorkerPool {
       end = align(absmaxAt + Math.ceil((r.end - r.start) / o.blocksize) * 4);
     }
     this.ensureData(end / 4);
-    const msgs: WorkerMessage[] = [];
-    const transfers: Transferable[][] = [];
-    for (let w = 1; w < this.threads; w++) {
-      const p = places[w - 1];
-      if (p === undefined) {
-        msgs.push({ type: 'nop' });
-        transfers.push([]);
-        continue;
-      }
+    const perWorker = places.map((p) => {
       const part = input instanceof Float32Array ? input.slice(p.r.start, p.r.end) : { dtype: input.dtype, data: input.data.slice(p.r.start, p.r.end) };
-      msgs.push({ type: 'quantize4', input: part, o, packedAt: p.packedAt, absmaxAt: p.absmaxAt / 4 });
-      transfers.push([part instanceof Float32Array ? part.buffer : part.data.buffer]);
-    }
-    this.deliver(msgs, transfers, () => {
+      const message: WorkerMessage = { type: 'quantize4', input: part, o, packedAt: p.packedAt, absmaxAt: p.absmaxAt / 4 };
+      return { message, transfer: [part instanceof Float32Array ? part.buffer : part.data.buffer] };
+    });
+    this.deliver(perWorker, () => {
       const r0 = runs[0]!;
       const q = quantize4bitRun(runOf(input, r0), o);
       packed.set(q.packed, r0.start / 2);
@@ -241,7 +239,7 @@ export class WorkerPool {
     const bytes = Math.max(floats * 4, this.data.byteLength * 2);
     if (bytes > 2 ** 31) throw new LowbitError('INVALID_ARGUMENT', `an op needs ${bytes} bytes of shared activations, more than the 2 GiB the thread pool allows`);
     const data = new SharedArrayBuffer(Math.ceil(bytes / 65536) * 65536);
-    this.deliver(this.workers.map(() => ({ type: 'data', data })));
+    this.deliver(this.workers.map(() => ({ message: { type: 'data', data } })));
     this.data = data;
     this.f32 = new Float32Array(data);
     this.u32 = new Uint32Array(data);
@@ -252,24 +250,17 @@ export class WorkerPool {
    * returns the bytes they hold. Throws the first worker's error after freeing what was built.
    */
   build(id: number, specs: (SliceSpec | undefined)[]): number {
-    const msgs: WorkerMessage[] = [];
-    const transfers: Transferable[][] = [];
-    for (let w = 1; w < this.threads; w++) {
-      const s = specs[w - 1];
-      if (s === undefined) {
-        msgs.push({ type: 'nop' });
-        transfers.push([]);
-        continue;
-      }
-      msgs.push({ type: 'build', id, spec: s });
-      const t: Transferable[] = [];
+    const perWorker = this.workers.map((_, i) => {
+      const s = specs[i];
+      if (s === undefined) return undefined;
       // Slices are fresh copies that own their buffers: move them instead of copying again.
-      for (const v of Object.values(s)) if (ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer && v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) t.push(v.buffer);
-      transfers.push(t);
-    }
+      const transfer: Transferable[] = [];
+      for (const v of Object.values(s)) if (ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer && v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) transfer.push(v.buffer);
+      return { message: { type: 'build', id, spec: s } as WorkerMessage, transfer };
+    });
     for (let w = 1; w < this.threads; w++) this.f64[slotBytesF64(w)] = 0;
     try {
-      this.deliver(msgs, transfers);
+      this.deliver(perWorker);
     } catch (e) {
       if (!(e instanceof LowbitError && e.code === 'WORKER_FAILED')) this.free(id);
       throw e;

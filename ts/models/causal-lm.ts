@@ -1,6 +1,6 @@
 /** What every causal LM shares: the KV-cache position, logits, greedy / sampled generation, footprint. */
 import { LowbitError } from '../errors.js';
-import type { Activation, Backend } from '../backends/backend.js';
+import type { Activation, Backend, LinearHandle, LinearOptions, VectorHandle } from '../backends/backend.js';
 import type { LoadedWeight } from '../loading/load-weights.js';
 import type { Architecture } from './architecture.js';
 import { WeightMap } from './weights.js';
@@ -286,6 +286,28 @@ export abstract class CausalLM {
       // buildModule may keep its WeightMap alive.
       slot.tensors.clear();
     }
+  }
+
+  /**
+   * The tools a module's build uses on backend `b`: `keep(name, handle)` records a handle (the
+   * footprint, and `handles` for dispose); `lin` / `vec` make and keep a linear layer (its bias
+   * when `bias`, else an optional one) and a vector from `weights`; `free` releases intermediates
+   * as soon as they are used (on a GPU each is a device buffer the next op reuses).
+   */
+  protected moduleTools(b: Backend, weights: WeightMap, linear: LinearOptions = {}) {
+    const handles: { dispose(): void }[] = [];
+    const keep = <T extends { device: string; bytes: number; dispose(): void }>(name: string, h: T): T => {
+      this.record(name, h);
+      handles.push(h);
+      return h;
+    };
+    return {
+      handles,
+      keep,
+      lin: (n: string, bias: boolean): LinearHandle => keep(n, b.linear(weights.take(`${n}.weight`), bias ? weights.takeDense(`${n}.bias`) : weights.takeOptional(`${n}.bias`), linear)),
+      vec: (n: string): VectorHandle => keep(n, b.vector(weights.takeDense(n))),
+      free: (...xs: Activation[]) => xs.forEach((x) => b.release(x)),
+    };
   }
 
   protected record(name: string, h: { device: string; bytes: number; dispose(): void }): void {

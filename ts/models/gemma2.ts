@@ -16,7 +16,7 @@
  * - sliding-window attention on the layers config.json's layer_types marks "sliding_attention"
  *   (default: every other layer, starting with layer 0).
  */
-import type { Activation, Backend, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle } from '../backends/backend.js';
+import type { Activation, Backend, KvCacheHandle, RopeSpec } from '../backends/backend.js';
 import { LowbitError } from '../errors.js';
 import type { DenseWeight } from '../loading/load-weights.js';
 import { ropeInvFreq } from '../tensor/rope.js';
@@ -118,15 +118,7 @@ export class Gemma2ForCausalLM extends LlamaForCausalLM {
       };
     }
     const layer = Number(/\.(\d+)$/.exec(name)![1]);
-    const handles: { dispose(): void }[] = [];
-    const keep = <T extends { device: string; bytes: number; dispose(): void }>(n: string, h: T): T => {
-      this.record(n, h);
-      handles.push(h);
-      return h;
-    };
-    const lin = (n: string, bias: boolean): LinearHandle =>
-      keep(n, b.linear(weights.take(`${n}.weight`), bias ? weights.takeDense(`${n}.bias`) : weights.takeOptional(`${n}.bias`), this.linearOptions));
-    const vec = (n: string): VectorHandle => keep(n, b.vector(weights.takeDense(n)));
+    const { handles, keep, lin, vec } = this.moduleTools(b, weights, this.linearOptions);
     const p = name;
     const L = {
       inNorm: vec(`${p}.input_layernorm.weight`),

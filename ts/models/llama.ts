@@ -101,28 +101,11 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
 
   protected buildModule(name: string, b: Backend, weights: WeightMap): BuiltModule {
     const c = this.config;
-    const handles: { dispose(): void }[] = [];
-    const lin = (n: string, bias: boolean) => {
-      const h = b.linear(weights.take(`${n}.weight`), bias ? weights.takeDense(`${n}.bias`) : weights.takeOptional(`${n}.bias`), this.linearOptions);
-      this.record(n, h);
-      handles.push(h);
-      return h;
-    };
-    const vec = (n: string) => {
-      const h = b.vector(weights.takeDense(n));
-      this.record(n, h);
-      handles.push(h);
-      return h;
-    };
-    // Intermediates are released as soon as they are used: on a GPU backend each is a device
-    // buffer, reused by the next op (CausalLM also wraps each run of modules in backend.tidy).
-    const free = (...xs: Activation[]) => xs.forEach((x) => b.release(x));
+    const { handles, keep, lin, vec, free } = this.moduleTools(b, weights, this.linearOptions);
     if (name === 'model.embed_tokens') {
       const table = weights.takeDense('model.embed_tokens.weight');
-      const embed = b.embedding(table);
+      const embed = keep(name, b.embedding(table));
       this.embed = embed;
-      this.record(name, embed);
-      handles.push(embed);
       if (this.tied && this.backendOf('lm_head') !== b) this.tiedTable = table;
       return { run: (_h, ctx) => b.embed(embed, ctx.ids), handles };
     }
@@ -147,10 +130,8 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
       } else {
         // Tied to an embedding on another device: a copy of the table lives here.
         if (this.tiedTable === undefined) throw new LowbitError('INTERNAL', 'a tied lm_head away from its embedding needs the table kept');
-        const table = b.embedding(this.tiedTable);
+        const table = keep('lm_head', b.embedding(this.tiedTable));
         this.tiedTable = undefined;
-        this.record('lm_head', table);
-        handles.push(table);
         project = (x) => b.project(x, table);
       }
       return {
@@ -165,12 +146,7 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
       };
     }
     const p = name;
-    const linear = (n: string, w: LoadedWeight, bias?: DenseWeight) => {
-      const h = b.linear(w, bias, this.linearOptions);
-      this.record(n, h);
-      handles.push(h);
-      return h;
-    };
+    const linear = (n: string, w: LoadedWeight, bias?: DenseWeight) => keep(n, b.linear(w, bias, this.linearOptions));
     const L: LlamaLayer = {
       inNorm: vec(`${p}.input_layernorm.weight`),
       ...this.projections(p, weights, linear),
@@ -180,9 +156,7 @@ export class LlamaForCausalLM extends CausalLM implements RopeOverridable {
     };
     const qkNorm = this.qkNorms(p, vec);
     if (qkNorm) L.qkNorm = qkNorm;
-    const cache: KvCacheHandle = b.kvCache(this.maxPositions, c.numKvHeads, c.headDim);
-    this.record(`${p}.kv_cache`, cache);
-    handles.push(cache);
+    const cache: KvCacheHandle = keep(`${p}.kv_cache`, b.kvCache(this.maxPositions, c.numKvHeads, c.headDim));
     return {
       run: (hIn, ctx) => {
         const h = hIn!;
@@ -220,23 +194,46 @@ export const LLAMA_CONFIG_FIELDS: FieldNames = {
   bosTokenId: 'bos_token_id', eosTokenIds: 'eos_token_id',
 };
 
-/** Every tensor of a Llama-family checkpoint (transformers' names) with the shape the config implies. */
-export function llamaTensors(c: DecoderConfig): Map<string, ExpectedTensor> {
+/** The sizes a decoder layer's tensors have: hidden, MLP, q and k/v projection widths. */
+export interface LayerDims {
+  H: number;
+  I: number;
+  q: number;
+  kv: number;
+}
+
+/**
+ * Every tensor of a decoder with Llama's outer layout (transformers' names, the shapes the config
+ * implies): the embedding, the final norm, the head unless tied, and each layer's tensors from
+ * `layer(prefix, dims, set, linear)`; `linear(name, rows, cols, bias)` adds a weight and its bias
+ * (optional unless `bias`).
+ */
+export function decoderTensors(
+  c: DecoderConfig,
+  layer: (p: string, d: LayerDims, set: (name: string, t: ExpectedTensor) => void, linear: (name: string, rows: number, cols: number, bias: boolean) => void) => void,
+): Map<string, ExpectedTensor> {
   const out = new Map<string, ExpectedTensor>();
-  const [H, I, V] = [c.hiddenSize, c.intermediateSize, c.vocabSize];
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
+  const [H, V] = [c.hiddenSize, c.vocabSize];
+  const d: LayerDims = { H, I: c.intermediateSize, q: c.numHeads * c.headDim, kv: c.numKvHeads * c.headDim };
   out.set('model.embed_tokens.weight', { shape: [V, H] });
   out.set('model.norm.weight', { shape: [H] });
   out.set('lm_head.weight', { shape: [V, H], optional: c.tieWordEmbeddings });
+  const set = (name: string, t: ExpectedTensor) => void out.set(name, t);
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}`;
-    out.set(`${p}.input_layernorm.weight`, { shape: [H] });
-    out.set(`${p}.post_attention_layernorm.weight`, { shape: [H] });
-    const lin = (n: string, rows: number, cols: number, bias: boolean) => {
+    layer(p, d, set, (n, rows, cols, bias) => {
       out.set(`${p}.${n}.weight`, { shape: [rows, cols] });
       out.set(`${p}.${n}.bias`, { shape: [rows], optional: !bias });
-    };
+    });
+  }
+  return out;
+}
+
+/** Every tensor of a Llama-family checkpoint (transformers' names) with the shape the config implies. */
+export function llamaTensors(c: DecoderConfig): Map<string, ExpectedTensor> {
+  return decoderTensors(c, (p, { H, I, q, kv }, set, lin) => {
+    set(`${p}.input_layernorm.weight`, { shape: [H] });
+    set(`${p}.post_attention_layernorm.weight`, { shape: [H] });
     lin('self_attn.q_proj', q, H, c.qkvBias);
     lin('self_attn.k_proj', kv, H, c.qkvBias);
     lin('self_attn.v_proj', kv, H, c.qkvBias);
@@ -244,8 +241,7 @@ export function llamaTensors(c: DecoderConfig): Map<string, ExpectedTensor> {
     lin('mlp.gate_proj', I, H, false);
     lin('mlp.up_proj', I, H, false);
     lin('mlp.down_proj', H, I, false);
-  }
-  return out;
+  });
 }
 
 /** config.json of a Llama-family model: the shared Llama-style numbers; Qwen2 always has q/k/v biases. */

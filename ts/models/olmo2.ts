@@ -13,7 +13,7 @@ import type { Architecture, ExpectedTensor } from './architecture.js';
 import type { BuiltModule } from './causal-lm.js';
 import { parseLlamaStyleConfig, type DecoderConfig } from './config.js';
 import { ggufDecoderConfig, ggufNameMapper, ggufReader, ggufUnsupported } from './gguf-config.js';
-import { LLAMA, LLAMA_GGUF_TOP, LlamaForCausalLM } from './llama.js';
+import { decoderTensors, LLAMA, LLAMA_GGUF_TOP, LlamaForCausalLM } from './llama.js';
 import type { WeightMap } from './weights.js';
 
 export class Olmo2ForCausalLM extends LlamaForCausalLM {
@@ -25,20 +25,7 @@ export class Olmo2ForCausalLM extends LlamaForCausalLM {
     if (!OLMO2.isLayer(name)) return super.buildModule(name, b, weights);
     const c = this.config;
     const p = name;
-    const handles: { dispose(): void }[] = [];
-    const lin = (n: string, bias: boolean) => {
-      const h = b.linear(weights.take(`${n}.weight`), bias ? weights.takeDense(`${n}.bias`) : weights.takeOptional(`${n}.bias`), this.linearOptions);
-      this.record(n, h);
-      handles.push(h);
-      return h;
-    };
-    const vec = (n: string) => {
-      const h = b.vector(weights.takeDense(n));
-      this.record(n, h);
-      handles.push(h);
-      return h;
-    };
-    const free = (...xs: Activation[]) => xs.forEach((x) => b.release(x));
+    const { handles, keep, lin, vec, free } = this.moduleTools(b, weights, this.linearOptions);
     const q = lin(`${p}.self_attn.q_proj`, c.qkvBias);
     const k = lin(`${p}.self_attn.k_proj`, c.qkvBias);
     const v = lin(`${p}.self_attn.v_proj`, c.qkvBias);
@@ -50,9 +37,7 @@ export class Olmo2ForCausalLM extends LlamaForCausalLM {
     const up = lin(`${p}.mlp.up_proj`, false);
     const down = lin(`${p}.mlp.down_proj`, false);
     const mlpNorm = vec(`${p}.post_feedforward_layernorm.weight`);
-    const cache: KvCacheHandle = b.kvCache(this.maxPositions, c.numKvHeads, c.headDim);
-    this.record(`${p}.kv_cache`, cache);
-    handles.push(cache);
+    const cache: KvCacheHandle = keep(`${p}.kv_cache`, b.kvCache(this.maxPositions, c.numKvHeads, c.headDim));
     return {
       run: (hIn, ctx) => {
         const h = hIn!;
@@ -88,32 +73,19 @@ export class Olmo2ForCausalLM extends LlamaForCausalLM {
 
 /** Every tensor of an OLMo 2 checkpoint (transformers' names) with the shape the config implies. */
 export function olmo2Tensors(c: DecoderConfig): Map<string, ExpectedTensor> {
-  const out = new Map<string, ExpectedTensor>();
-  const [H, I, V] = [c.hiddenSize, c.intermediateSize, c.vocabSize];
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  out.set('model.embed_tokens.weight', { shape: [V, H] });
-  out.set('model.norm.weight', { shape: [H] });
-  out.set('lm_head.weight', { shape: [V, H], optional: c.tieWordEmbeddings });
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    const lin = (n: string, rows: number, cols: number, bias: boolean) => {
-      out.set(`${p}.${n}.weight`, { shape: [rows, cols] });
-      out.set(`${p}.${n}.bias`, { shape: [rows], optional: !bias });
-    };
+  return decoderTensors(c, (p, { H, I, q, kv }, set, lin) => {
     lin('self_attn.q_proj', q, H, c.qkvBias);
     lin('self_attn.k_proj', kv, H, c.qkvBias);
     lin('self_attn.v_proj', kv, H, c.qkvBias);
     lin('self_attn.o_proj', H, q, c.oBias);
-    out.set(`${p}.self_attn.q_norm.weight`, { shape: [q] });
-    out.set(`${p}.self_attn.k_norm.weight`, { shape: [kv] });
-    out.set(`${p}.post_attention_layernorm.weight`, { shape: [H] });
+    set(`${p}.self_attn.q_norm.weight`, { shape: [q] });
+    set(`${p}.self_attn.k_norm.weight`, { shape: [kv] });
+    set(`${p}.post_attention_layernorm.weight`, { shape: [H] });
     lin('mlp.gate_proj', I, H, false);
     lin('mlp.up_proj', I, H, false);
     lin('mlp.down_proj', H, I, false);
-    out.set(`${p}.post_feedforward_layernorm.weight`, { shape: [H] });
-  }
-  return out;
+    set(`${p}.post_feedforward_layernorm.weight`, { shape: [H] });
+  });
 }
 
 /**

@@ -33,7 +33,7 @@ import type { BuiltModule, CausalLMOptions, ModelWeights, Placement, StepContext
 import { num, ropeParameters, tokenIds, type ConfigJson, type DecoderConfig } from './config.js';
 import { ggufBad, ggufDecoderConfig, ggufNameMapper, ggufReader, ggufUnsupported } from './gguf-config.js';
 import { denseToF32 } from './weights.js';
-import { LLAMA, LLAMA_CONFIG_FIELDS, LLAMA_GGUF_TOP, LlamaForCausalLM, type LlamaLayer } from './llama.js';
+import { decoderTensors, LLAMA, LLAMA_CONFIG_FIELDS, LLAMA_GGUF_TOP, LlamaForCausalLM, type LlamaLayer } from './llama.js';
 import type { DenseWeight } from '../loading/load-weights.js';
 import type { WeightMap } from './weights.js';
 
@@ -167,22 +167,14 @@ export class Phi3ForCausalLM extends LlamaForCausalLM {
 
 /** Every tensor of a Phi-3 checkpoint (transformers' names) with the shape the config implies. */
 export function phi3Tensors(c: DecoderConfig): Map<string, ExpectedTensor> {
-  const out = new Map<string, ExpectedTensor>();
-  const [H, I, V] = [c.hiddenSize, c.intermediateSize, c.vocabSize];
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  out.set('model.embed_tokens.weight', { shape: [V, H] });
-  out.set('model.norm.weight', { shape: [H] });
-  out.set('lm_head.weight', { shape: [V, H], optional: c.tieWordEmbeddings });
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    out.set(`${p}.input_layernorm.weight`, { shape: [H] });
-    out.set(`${p}.post_attention_layernorm.weight`, { shape: [H] });
-    out.set(`${p}.self_attn.qkv_proj.weight`, { shape: [q + 2 * kv, H] });
-    out.set(`${p}.self_attn.o_proj.weight`, { shape: [H, q] });
-    out.set(`${p}.mlp.gate_up_proj.weight`, { shape: [2 * I, H] });
-    out.set(`${p}.mlp.down_proj.weight`, { shape: [H, I] });
-  }
+  const out = decoderTensors(c, (p, { H, I, q, kv }, set) => {
+    set(`${p}.input_layernorm.weight`, { shape: [H] });
+    set(`${p}.post_attention_layernorm.weight`, { shape: [H] });
+    set(`${p}.self_attn.qkv_proj.weight`, { shape: [q + 2 * kv, H] });
+    set(`${p}.self_attn.o_proj.weight`, { shape: [H, q] });
+    set(`${p}.mlp.gate_up_proj.weight`, { shape: [2 * I, H] });
+    set(`${p}.mlp.down_proj.weight`, { shape: [H, I] });
+  });
   const lr = (c as Phi3Config).longRope;
   if (lr?.factorsFromTensors) {
     out.set(ROPE_FACTORS.short, { shape: [(c as Phi3Config).rotaryDim / 2] });

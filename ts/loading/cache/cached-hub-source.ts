@@ -19,22 +19,15 @@
  */
 import { LowbitError } from '../../errors.js';
 import type { ProgressCallback } from '../sources/progress.js';
-import { BaseSource, checkFileName, type ByteRange } from '../sources/types.js';
+import { BaseSource, checkFileName, type ByteRange, type HubRequestOptions } from '../sources/types.js';
 import { checkDigest, digestOfRange, expectedDigest, hasherFor } from './digest.js';
 import { HubHttp, type HubFileMetadata } from './hub-http.js';
 import { isCommitHash, type FileKey, type HubStore } from './store.js';
 import { HubSource } from '../sources/hub.js';
 
-export interface CachedHubSourceOptions {
+export interface CachedHubSourceOptions extends HubRequestOptions {
   store: HubStore;
   endpoint: string;
-  /** A branch, tag or commit (default 'main'). */
-  revision?: string;
-  token?: string;
-  fetch?: typeof fetch;
-  headers?: HeadersInit;
-  retries?: number;
-  retryDelayMs?: number;
   /** Never ask the hub: only cached files can be read (default false). */
   offline?: boolean;
   /** Check a cached file against its etag the first time a process opens it (default true). */

@@ -6,7 +6,7 @@
 import { LowbitError } from '../../errors.js';
 import { DEFAULT_HUB_ENDPOINT, hubEndpointFromEnv, isHubId } from '../sources/hub.js';
 import type { ProgressCallback } from '../sources/progress.js';
-import { isServerRuntime } from '../sources/types.js';
+import { isServerRuntime, type HubRequestOptions } from '../sources/types.js';
 import { BrowserHubStore, DEFAULT_BROWSER_CACHE_NAME, hasCacheApi } from './browser-store.js';
 import { CachedHubSource } from './cached-hub-source.js';
 import { hubCacheDirFromEnv, hubOfflineFromEnv, hubTokenFromEnv } from './env.js';
@@ -39,15 +39,7 @@ export interface HubCacheOptions {
   store?: HubStore;
 }
 
-export interface CachedHubOptions {
-  endpoint?: string;
-  revision?: string;
-  /** Default: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, then the token file (HF_TOKEN_PATH or HF_HOME/token). */
-  token?: string;
-  fetch?: typeof fetch;
-  headers?: HeadersInit;
-  retries?: number;
-  retryDelayMs?: number;
+export interface CachedHubOptions extends HubRequestOptions {
   /** Default: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE). */
   offline?: boolean;
   cache?: HubCacheOptions;

@@ -24,7 +24,7 @@ import { LowbitError } from '../../errors.js';
 import { BlobSource } from './blob.js';
 import { HubSource, hubEndpointFromEnv, isHubId } from './hub.js';
 import { LocalSource, nodeFs, nodePath } from './local.js';
-import { isModelSource, isServerRuntime, isWeightFileName, type ModelSource } from './types.js';
+import { isModelSource, isServerRuntime, isWeightFileName, type HubRequestOptions, type ModelSource } from './types.js';
 import { UrlSource } from './url.js';
 import { cachedHubSource, hasCacheApi, hubOfflineFromEnv, hubTokenFromEnv, type HubCacheOptions } from '../cache/index.js';
 import type { ProgressCallback } from './progress.js';
@@ -33,21 +33,7 @@ import type { ProgressCallback } from './progress.js';
 export type SourceInput = string | URL | Blob | Map<string, Blob> | readonly File[] | ModelSource;
 
 /** Options of `resolveSource`, passed on to the source it picks. */
-export interface ResolveSourceOptions {
-  /** Hub endpoint (default: HF_ENDPOINT from the environment, else https://huggingface.co). */
-  endpoint?: string;
-  /** Hub revision: a branch, tag or commit (default 'main'). */
-  revision?: string;
-  /** Sent as `Authorization: Bearer <token>` with hub and URL requests. */
-  token?: string;
-  /** The fetch for hub and URL sources (default globalThis.fetch). */
-  fetch?: typeof fetch;
-  /** Extra headers for hub and URL requests. */
-  headers?: HeadersInit;
-  /** Retries of transient HTTP failures (default 3). */
-  retries?: number;
-  /** First retry delay in ms, doubling after (default 250). */
-  retryDelayMs?: number;
+export interface ResolveSourceOptions extends HubRequestOptions {
   /** The name of a single Blob without one (default: File.name, else sniffed). */
   name?: string;
   /**

@@ -7,6 +7,24 @@
 import { LowbitError } from '../../errors.js';
 
 /** Random access to one file. */
+/** How a source talks to the hub or a URL: endpoint, revision, credentials, fetch and retries. */
+export interface HubRequestOptions {
+  /** Hub endpoint (default: HF_ENDPOINT from the environment, else https://huggingface.co). */
+  endpoint?: string;
+  /** Hub revision: a branch, tag or commit (default 'main'). */
+  revision?: string;
+  /** Sent as `Authorization: Bearer <token>` with hub requests (default: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, then the token file). */
+  token?: string;
+  /** The fetch for hub and URL sources (default globalThis.fetch). */
+  fetch?: typeof fetch;
+  /** Extra headers for hub and URL requests. */
+  headers?: HeadersInit;
+  /** Retries of transient HTTP failures (default 3). */
+  retries?: number;
+  /** First retry delay in ms, doubling after (default 250). */
+  retryDelayMs?: number;
+}
+
 export interface ByteRange {
   /**
    * Exactly `length` bytes starting at `offset`. Rejects with INVALID_ARGUMENT when the range

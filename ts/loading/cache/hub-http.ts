@@ -21,6 +21,7 @@
  */
 import { LowbitError } from '../../errors.js';
 import { isServerRuntime } from '../sources/types.js';
+import { Retryable, TRANSIENT, withRetries } from '../sources/retry.js';
 
 export interface HubHttpOptions {
   fetch: typeof fetch;
@@ -45,7 +46,6 @@ export interface HubFileMetadata {
   location: string;
 }
 
-const TRANSIENT = new Set([408, 425, 429, 500, 502, 503, 504]);
 const MAX_REDIRECTS = 10;
 
 /** huggingface_hub's _normalize_etag: W/"x" and "x" -> x. */
@@ -69,28 +69,6 @@ async function discard(res: Response): Promise<void> {
     await res.body?.cancel();
   } catch {
     /* already gone */
-  }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** A hub answer that is worth another try. */
-class Transient extends Error {
-  constructor(readonly error: LowbitError) {
-    super(error.message);
   }
 }
 
@@ -126,11 +104,11 @@ export class HubHttp {
         res = await this.o.fetch(url, { method, headers: this.headersFor(url, extra), redirect: this.manualRedirects ? 'manual' : 'follow', ...(signal ? { signal } : {}) });
       } catch (e) {
         if (signal?.aborted) throw signal.reason;
-        throw new Transient(new LowbitError('NETWORK', `${method} ${url} failed: ${e instanceof Error ? e.message : String(e)}`, { file, cause: e }));
+        throw new Retryable(new LowbitError('NETWORK', `${method} ${url} failed: ${e instanceof Error ? e.message : String(e)}`, { file, cause: e }));
       }
       if (TRANSIENT.has(res.status)) {
         await discard(res);
-        throw new Transient(new LowbitError('NETWORK', `${method} ${url}: HTTP ${res.status} (tried ${this.retries + 1} times)`, { file }));
+        throw new Retryable(new LowbitError('NETWORK', `${method} ${url}: HTTP ${res.status} (tried ${this.retries + 1} times)`, { file }));
       }
       const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
       if (location === null) return { res, url };
@@ -143,18 +121,8 @@ export class HubHttp {
     throw new LowbitError('NETWORK', `${method} ${url}: more than ${MAX_REDIRECTS} redirects`, { file });
   }
 
-  private async withRetries<T>(signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
-    for (let i = 0; ; i++) {
-      signal?.throwIfAborted();
-      try {
-        return await attempt();
-      } catch (e) {
-        if (signal?.aborted) throw signal.reason;
-        if (!(e instanceof Transient)) throw e;
-        if (i >= this.retries) throw e.error;
-        await sleep(this.retryDelayMs * 2 ** i, signal);
-      }
-    }
+  private withRetries<T>(signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
+    return withRetries(signal, this.retries, (i) => this.retryDelayMs * 2 ** i, attempt);
   }
 
   /** The LowbitError for a final non-success answer. */
@@ -212,7 +180,7 @@ export class HubHttp {
         return (await res.json()) as unknown;
       } catch (e) {
         if (signal?.aborted) throw signal.reason;
-        throw new Transient(new LowbitError('NETWORK', `${url} did not answer JSON: ${e instanceof Error ? e.message : String(e)}`, { file, cause: e }));
+        throw new Retryable(new LowbitError('NETWORK', `${url} did not answer JSON: ${e instanceof Error ? e.message : String(e)}`, { file, cause: e }));
       }
     });
   }
@@ -244,7 +212,7 @@ export class HubHttp {
             r = await reader.read();
           } catch (e) {
             if (signal?.aborted) throw signal.reason;
-            throw new Transient(new LowbitError('NETWORK', `reading ${url} failed: ${e instanceof Error ? e.message : String(e)}`, { file, cause: e }));
+            throw new Retryable(new LowbitError('NETWORK', `reading ${url} failed: ${e instanceof Error ? e.message : String(e)}`, { file, cause: e }));
           }
           if (r.done) break;
           await consume.chunk(r.value);

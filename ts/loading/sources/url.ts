@@ -14,6 +14,7 @@
  */
 import { LowbitError } from '../../errors.js';
 import { BaseSource, checkFileName, checkRange, decodeText, type ByteRange } from './types.js';
+import { Retryable, TRANSIENT, withRetries } from './retry.js';
 
 /** Options of `urlSource`. */
 export interface UrlSourceOptions {
@@ -35,33 +36,6 @@ export interface UrlSourceOptions {
   weightFile?: string;
   /** Overrides the source's description. */
   description?: string;
-}
-
-const TRANSIENT = new Set([408, 425, 429, 500, 502, 503, 504]);
-
-/** A failure worth another try; `error` is thrown when the tries run out. */
-class Retryable extends Error {
-  constructor(
-    readonly error: LowbitError,
-    readonly retryAfterMs?: number,
-  ) {
-    super(error.message);
-  }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 function retryAfterMs(res: Response): number | undefined {
@@ -196,20 +170,9 @@ export class UrlSource extends BaseSource {
     return u.href;
   }
 
-  /** Runs `attempt`, retrying Retryable failures with backoff; aborts with the signal's reason. */
-  async withRetries<T>(signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
-    for (let i = 0; ; i++) {
-      signal?.throwIfAborted();
-      try {
-        return await attempt();
-      } catch (e) {
-        if (signal?.aborted) throw signal.reason;
-        if (!(e instanceof Retryable)) throw e;
-        if (i >= this.retries) throw e.error;
-        const backoff = this.retryDelayMs * 2 ** i * (1 + Math.random() * 0.25);
-        await sleep(Math.min(this.maxRetryDelayMs, Math.max(backoff, e.retryAfterMs ?? 0)), signal);
-      }
-    }
+  /** Runs `attempt`, retrying Retryable failures with jittered backoff (at least Retry-After); aborts with the signal's reason. */
+  withRetries<T>(signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
+    return withRetries(signal, this.retries, (i, e) => Math.min(this.maxRetryDelayMs, Math.max(this.retryDelayMs * 2 ** i * (1 + Math.random() * 0.25), e.retryAfterMs ?? 0)), attempt);
   }
 
   /** One request; network errors and transient statuses become Retryable. */

@@ -1,7 +1,7 @@
 //! matmul4.wgsl: 4-bit (NF4 / FP4 / INT4) linear layers on bitsandbytes' packed nibbles and f32
 //! absmax, split into parts as weights.ts `fourBitParts` does, dispatched as index.ts `matmul`.
 use super::{bias_part, check_bias, linear_steps, rows_per_part, run_read_f32, runs, LinearFormat, Part};
-use crate::{Gpu, Step, Words};
+use crate::{Gpu, Params, Step};
 use lowbit_core::codebook::Codebook4;
 use lowbit_core::QuantType4;
 
@@ -88,12 +88,12 @@ impl Matmul4 {
         let shift = self.blocksize.trailing_zeros() as usize;
         let gemv4 = m == 1 && self.uses_gemv4();
         let lanes = if gemv4 { gemv4_lanes(self.k) } else { 0 };
-        // flat_base, block_base, block_shift, g4_lanes, 2 pads, then the 16 code values (4 x vec4)
-        let tail = |p: &Part| code.iter().fold(Words::new().u(p.flat_base).u(p.block_base).u(shift).u(lanes).u(0).u(0), |w, &c| w.f(c));
+        let tail: &dyn for<'p> Fn(Params<'p>, &Part) -> Params<'p> = &|w, p| w.u("flat_base", p.flat_base).u("block_base", p.block_base).u("block_shift", shift).u("g4_lanes", lanes).u("q_at", 0).fs("code", &code);
         let fmt = LinearFormat {
             file: "matmul4.wgsl",
             defines: if gemv4 && gpu.subgroups { vec!["SUBGROUPS"] } else { vec![] },
-            tail: &tail,
+            tail,
+            weight: ("packed", "absmax"),
             gemv: if gemv4 { ("gemv4", GEMV4_ROWS * 64 / lanes) } else { ("gemv", 8) },
         };
         linear_steps(gpu, &fmt, &self.parts, self.n, self.k, m, x, y)

@@ -1,6 +1,8 @@
 //! matmul_int8.wgsl: LLM.int8 linear layers (CB int8 rows padded to k4 = ceil(k / 4) * 4 bytes,
 //! and SCB), in the four dispatches of index.ts `int8Forward`: int8_flags and int8_compact (only
-//! with a threshold > 0), int8_quant, then int8_matmul once per part (weights.ts `int8Parts`).
+//! with a threshold > 0), int8_quant, then once per part (weights.ts `int8Parts`) int8_gemv for
+//! one row (row groups of `lanes` threads, 4 rows each; SUBGROUPS when `gpu.subgroups`) or
+//! int8_matmul.
 //! The DOT4 variant (dot4I8Packed) is the pipeline's global define when `gpu.packed_dot`.
 use super::{bias_part, check_bias, grid, rows_per_part, runs, Part};
 use crate::{Gpu, Kernel, Step};
@@ -107,9 +109,15 @@ impl MatmulInt8 {
         let quant = gpu.kernel("matmul_int8.wgsl", "int8_quant", &[])?;
         let u = self.params(gpu, &quant, m, 0, 0, false, 0)?;
         steps.push(gpu.step(&quant, &[("p", &u), ("x", x), ("ca", &ca), ("sca", &sca), ("flags_in", flags.as_ref().unwrap_or(gpu.dummy()))], grid(m)?)?);
-        let pipe = gpu.kernel("matmul_int8.wgsl", "int8_matmul", &[])?;
+        // decode: int8_gemv with the threads per row group covering the row's words (index.ts)
+        let gemv = m == 1;
+        let mut lanes = 8;
+        while gemv && lanes < 64 && lanes < words {
+            lanes *= 2;
+        }
+        let pipe = if gemv { gpu.kernel("matmul_int8.wgsl", "int8_gemv", if gpu.subgroups { &["SUBGROUPS"] } else { &[] })? } else { gpu.kernel("matmul_int8.wgsl", "int8_matmul", &[])? };
         for part in &self.parts {
-            let u = self.params(gpu, &pipe, m, part.n0, part.rows, part.bias.is_some(), 0)?;
+            let u = self.params(gpu, &pipe, m, part.n0, part.rows, part.bias.is_some(), lanes)?;
             let b = [
                 ("p", &u),
                 ("x", x),
@@ -121,7 +129,8 @@ impl MatmulInt8 {
                 ("bias", part.bias.as_ref().unwrap_or(gpu.dummy())),
                 ("y", y),
             ];
-            steps.push(gpu.step(&pipe, &b, (part.rows.div_ceil(64) as u32, m as u32, 1))?);
+            let groups = if gemv { grid(part.rows.div_ceil(4 * 64 / lanes))? } else { (part.rows.div_ceil(64) as u32, m as u32, 1) };
+            steps.push(gpu.step(&pipe, &b, groups)?);
         }
         Ok((steps, Int8Scratch { flags, cols, ca, sca }))
     }

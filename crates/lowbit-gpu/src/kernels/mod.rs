@@ -1,5 +1,6 @@
-//! Host-side drivers for the kernels in shaders/, one file per kernel family. Each binds the
-//! uniform `Params`, the buffers and the workgroup counts exactly as the WebGPU backend
+//! Host-side drivers for the kernels in shaders/, one file per kernel family. Each fills the
+//! uniform `Params` by field name and binds the buffers by variable name (crate::layout reads
+//! both from the WGSL), with the workgroup counts, exactly as the WebGPU backend
 //! (ts/backends/webgpu/index.ts, weights.ts, quantize.ts) does, so that `cargo test` checks the
 //! same WGSL against the Rust references in lowbit-core, and gpu-bench measures it. Bad
 //! arguments are an `Err(String)` (the TS host's INVALID_ARGUMENT checks), never a panic.

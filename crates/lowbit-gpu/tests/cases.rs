@@ -80,9 +80,12 @@ fn quant_type(c: &Value) -> QuantType4 {
     }
 }
 
+/// lowbit-core's output for (x, m).
+type Reference = Box<dyn Fn(&[f32], usize) -> Vec<f32>>;
+
 /// One 4-bit weight: drawn, quantized (and double-quantized when `nested`), uploaded; returns
-/// the GPU weight and the reference's output for x.
-fn four_bit(gpu: &Gpu, c: &Value, r: &mut Prng, n: usize, bias: bool) -> (Matmul4, Box<dyn Fn(&[f32], usize) -> Vec<f32>>) {
+/// the GPU weight and the reference.
+fn four_bit(gpu: &Gpu, c: &Value, r: &mut Prng, n: usize, bias: bool) -> (Matmul4, Reference) {
     let (k, bs, qt) = (us(c, "k"), us(c, "blocksize"), quant_type(c));
     let w = r.values(n * k, 1.0 / 16.0);
     let b = bias.then(|| r.values(n, 1.0 / 8.0));

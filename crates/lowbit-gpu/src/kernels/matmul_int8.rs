@@ -77,7 +77,9 @@ impl MatmulInt8 {
         Ok(MatmulInt8 { n, k, threshold, parts, weight_bytes })
     }
 
-    fn params(&self, gpu: &Gpu, kernel: &Kernel, m: usize, n0: usize, n_part: usize, has_bias: bool, lanes: usize) -> Result<wgpu::Buffer, String> {
+    /// The uniform for m rows and `part` (none: the activation passes before the matmul).
+    fn params(&self, gpu: &Gpu, kernel: &Kernel, m: usize, part: Option<&Part>, lanes: usize) -> Result<wgpu::Buffer, String> {
+        let (n0, n_part, has_bias) = part.map_or((0, 0, false), |p| (p.n0, p.rows, p.bias.is_some()));
         let p = kernel.params().u("m", m).u("k", self.k).u("n_total", self.n).u("n0", n0).u("n_part", n_part).flag("has_bias", has_bias);
         gpu.params(p.u("words", self.k.div_ceil(4)).flag("has_outliers", self.threshold > 0.0).f("threshold", self.threshold).u("lanes", lanes))
     }
@@ -98,7 +100,7 @@ impl MatmulInt8 {
             let f = gpu.zeroed("flags", (k * 4) as u64);
             let c = gpu.zeroed("cols", ((k + 1) * 4) as u64);
             let flags_pipe = gpu.kernel("matmul_int8.wgsl", "int8_flags", &[])?;
-            let u = self.params(gpu, &flags_pipe, m, 0, 0, false, 0)?;
+            let u = self.params(gpu, &flags_pipe, m, None, 0)?;
             steps.push(gpu.step(&flags_pipe, &[("p", &u), ("x", x), ("flags", &f)], grid(k.div_ceil(256))?)?);
             steps.push(gpu.step(&gpu.kernel("matmul_int8.wgsl", "int8_compact", &[])?, &[("p", &u), ("cols", &c), ("flags_in", &f)], (1, 1, 1))?);
             flags = Some(f);
@@ -107,7 +109,7 @@ impl MatmulInt8 {
         let ca = gpu.zeroed("CA", (m * words * 4) as u64);
         let sca = gpu.zeroed("SCA", (m * 4) as u64);
         let quant = gpu.kernel("matmul_int8.wgsl", "int8_quant", &[])?;
-        let u = self.params(gpu, &quant, m, 0, 0, false, 0)?;
+        let u = self.params(gpu, &quant, m, None, 0)?;
         steps.push(gpu.step(&quant, &[("p", &u), ("x", x), ("ca", &ca), ("sca", &sca), ("flags_in", flags.as_ref().unwrap_or(gpu.dummy()))], grid(m)?)?);
         // decode: int8_gemv with the threads per row group covering the row's words (index.ts)
         let gemv = m == 1;
@@ -117,7 +119,7 @@ impl MatmulInt8 {
         }
         let pipe = if gemv { gpu.kernel("matmul_int8.wgsl", "int8_gemv", if gpu.subgroups { &["SUBGROUPS"] } else { &[] })? } else { gpu.kernel("matmul_int8.wgsl", "int8_matmul", &[])? };
         for part in &self.parts {
-            let u = self.params(gpu, &pipe, m, part.n0, part.rows, part.bias.is_some(), lanes)?;
+            let u = self.params(gpu, &pipe, m, Some(part), lanes)?;
             let b = [
                 ("p", &u),
                 ("x", x),

@@ -56,3 +56,33 @@ fn bindings_go_by_name_to_what_the_entry_point_uses() {
     let f16 = layout("matmul_dense.wgsl", &["WEIGHT_F16", "F16_COMPUTE"]);
     assert!(f16.entries["gemv_rows"].contains("wt_h") && !f16.entries["gemv_rows"].contains("wt"));
 }
+
+#[test]
+fn every_kernel_module_has_a_layout_the_hosts_can_fill_in_every_define_set() {
+    // the rules shaders/README.md states (one uniform struct of 32-bit fields in group 0, unique
+    // binding names, fields stable across defines), for every subset of each file's defines
+    use lowbit_gpu::{defines_used, kernel_files};
+    use std::collections::BTreeMap;
+    let mut modules = 0;
+    for f in kernel_files().unwrap() {
+        let defines: Vec<String> = defines_used(&f).unwrap().into_iter().collect();
+        let mut fields: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        let mut bindings: BTreeMap<String, u32> = BTreeMap::new();
+        for mask in 0u32..(1 << defines.len()) {
+            let set: Vec<&str> = defines.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, d)| d.as_str()).collect();
+            let l = layout(&f, &set);
+            let u = l.uniform.as_ref().unwrap_or_else(|| panic!("{f} {set:?}: no uniform"));
+            assert_eq!(u.name, "p", "{f}: the uniform's variable");
+            for fl in &u.fields {
+                let old = *fields.entry(fl.name.clone()).or_insert((fl.offset, fl.words));
+                assert_eq!(old, (fl.offset, fl.words), "{f} {set:?}: field {} moves with the defines", fl.name);
+            }
+            for (name, b) in &l.bindings {
+                assert_eq!(*bindings.entry(name.clone()).or_insert(*b), *b, "{f} {set:?}: {name} changes its @binding");
+            }
+            assert!(!l.entries.is_empty(), "{f} {set:?}: no entry points");
+            modules += 1;
+        }
+    }
+    assert!(modules >= 60, "{modules} modules");
+}

@@ -36,21 +36,19 @@ function scalarOf(file, name, typeName) {
   return fail(file, `uniform field ${name}: type ${typeName} is not made of u32 / i32 / f32 (the hosts fill 32-bit words)`);
 }
 
-/** Every subset of `names` (2^n define sets; kernel files use a handful of defines). */
-function subsets(names) {
-  let out = [[]];
-  for (const n of names) out = out.flatMap((s) => [s, [...s, n]]);
-  return out;
-}
-
 const layouts = {};
 for (const file of files) {
   // included helpers (common.wgsl, matmul_common.wgsl) are parts of kernels, not kernels
   if (!/@compute/.test(sources[file]) || files.some((f) => sources[f].includes(`#include "${file}"`))) continue;
   const defines = definesUsed(file, sources);
-  const layout = { defines, uniform: undefined, bindings: {}, params: {}, variants: {} };
-  for (const set of subsets(defines)) {
-    const key = [...set].sort().join(',');
+  // variants: the distinct (uniform size, fields, bindings per entry) of the define sets;
+  // variantOf[mask]: the one for the define set whose bit i says defines[i] is set (-1: none)
+  const layout = { defines, uniform: undefined, bindings: {}, params: {}, variants: [], variantOf: [] };
+  const seen = new Map();
+  for (let mask = 0; mask < 1 << defines.length; mask++) {
+    const set = defines.filter((_, i) => mask & (1 << i));
+    const key = set.join(',');
+    layout.variantOf[mask] = -1;
     let r;
     try {
       r = new WgslReflect(preprocess(file, sources, new Set(set)));
@@ -86,9 +84,14 @@ for (const file of files) {
       }
     }
     for (const e of r.entry.compute) variant.entries[e.name] = e.resources.map((v) => v.name).sort();
-    layout.variants[key] = variant;
+    const id = JSON.stringify(variant);
+    if (!seen.has(id)) {
+      seen.set(id, layout.variants.length);
+      layout.variants.push(variant);
+    }
+    layout.variantOf[mask] = seen.get(id);
   }
-  if (Object.keys(layout.variants).length === 0) fail(file, 'no define set gives a module that parses');
+  if (layout.variants.length === 0) fail(file, 'no define set gives a module that parses');
   layouts[file] = layout;
 }
 
@@ -96,7 +99,7 @@ for (const file of files) {
 // (a leading `_`) are not named by callers (zero).
 const typeLines = { params: [], bindings: [], entries: [] };
 for (const [file, l] of Object.entries(layouts)) {
-  const vs = Object.values(l.variants);
+  const vs = l.variants;
   const fields = Object.entries(l.params).filter(([n]) => !n.startsWith('_')).map(([n, f]) => {
     const always = vs.every((v) => v.fields.includes(n));
     const value = f.words === 1 ? (f.type === 'f32' ? 'number' : 'number | boolean') : 'ArrayLike<number>';

@@ -36,8 +36,10 @@ export interface KernelLayout {
   /** Variable name -> @binding (group 0). */
   bindings: Record<string, number>;
   params: Record<string, ParamField>;
-  /** By the sorted, comma-joined defines of `defines` that are set. */
-  variants: Record<string, LayoutVariant>;
+  /** The distinct variants the define sets give. */
+  variants: LayoutVariant[];
+  /** Index into `variants` by define set: bit i set when defines[i] is (-1: the set does not parse). */
+  variantOf: number[];
 }
 
 function mismatch(what: string): never {
@@ -47,8 +49,12 @@ function mismatch(what: string): never {
 /** The layout of `file` under `defines` (any superset of the file's own). */
 export function kernelLayout(file: KernelFile, defines: readonly string[]): { layout: KernelLayout; variant: LayoutVariant; key: string } {
   const layout = (KERNEL_LAYOUTS as Record<string, KernelLayout | undefined>)[file] ?? mismatch(`${file} is not a kernel file`);
+  let mask = 0;
+  layout.defines.forEach((d, i) => {
+    if (defines.includes(d)) mask |= 1 << i;
+  });
   const key = layout.defines.filter((d) => defines.includes(d)).join(',');
-  const variant = layout.variants[key] ?? mismatch(`${file} has no module for the defines [${key}]`);
+  const variant = layout.variants[layout.variantOf[mask] ?? -1] ?? mismatch(`${file} has no module for the defines [${key}]`);
   return { layout, variant, key };
 }
 

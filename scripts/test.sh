@@ -44,7 +44,7 @@ npm run --silent docs
 npx vitest run
 
 echo "== vitest: the CPU backend on the SIMD128 build"
-LOWBIT_WASM_BUILD=simd128 npx vitest run test/wasm-build.test.ts test/cpu-backend.test.ts test/parity.test.ts test/cpu-threads.test.ts
+LOWBIT_WASM_BUILD=simd128 npx vitest run test/wasm-build.test.ts test/cpu-backend.test.ts test/parity.test.ts test/cpu-threads.test.ts test/kernel-cases.test.ts
 
 # The SIMD128 build must keep working on engines without relaxed SIMD (Node 20, Safari).
 if [ -n "$LOWBIT_SYSTEM_NODE" ] && [ "$(node_major "$LOWBIT_SYSTEM_NODE")" -lt 21 ]; then

@@ -7,7 +7,7 @@
 // sin are only accurate to 2^-11 on [-π, π].
 // Partial rotary (Phi-4-mini: 2 * half < head_dim): only each head's first 2 * half values turn;
 // the host copies x to y first, so the rest pass through. head_dim 0 means 2 * half (a full
-// rotation; the Rust harness passes 0). The table may carry an attention factor (LongRoPE) in
+// rotation). The table may carry an attention factor (LongRoPE) in
 // cos / sin.
 
 struct Params {

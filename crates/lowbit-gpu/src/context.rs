@@ -2,9 +2,28 @@
 //! machines), with the adapter's own limits, the buffer helpers the tests and gpu-bench need,
 //! a pipeline cache keyed like the TypeScript host's (file, entry, defines), and recorded
 //! [`Step`]s that go into one command encoder, as ts/backends/webgpu/context.ts records them.
+use crate::layout::{Layout, Params};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
+
+/// A compiled entry point of a kernel file under a define set, with the module's layout as naga
+/// reflects it (crate::layout): what `Gpu::step` binds by name and `params` fills by name.
+#[derive(Clone)]
+pub struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: Arc<Layout>,
+    pub entry: String,
+    /// "file|entry|defines", for messages.
+    pub label: String,
+}
+
+impl Kernel {
+    /// A uniform block for this kernel's module, filled by field name.
+    pub fn params(&self) -> Params<'_> {
+        Params::new(&self.layout)
+    }
+}
 
 pub struct Gpu {
     pub adapter: wgpu::Adapter,
@@ -23,7 +42,7 @@ pub struct Gpu {
     /// Largest weight part in bytes (the TS backend's `weightBinding`: the adapter's storage
     /// binding limit, or a smaller `maxBindingSize`). Tests lower it to split weights into parts.
     pub weight_binding: u64,
-    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<String, Kernel>>,
     dummy: wgpu::Buffer,
 }
 
@@ -52,33 +71,6 @@ pub fn record(enc: &mut wgpu::CommandEncoder, steps: &[Step]) {
                 }
             }
         }
-    }
-}
-
-/// A uniform block of 32-bit words (the TS host's `words()`), padded to 16 bytes.
-#[derive(Default, Clone)]
-pub struct Words(Vec<u32>);
-
-impl Words {
-    pub fn new() -> Words {
-        Words(Vec::new())
-    }
-    pub fn u(mut self, v: usize) -> Words {
-        self.0.push(u32::try_from(v).expect("uniform value above u32"));
-        self
-    }
-    pub fn f(mut self, v: f32) -> Words {
-        self.0.push(v.to_bits());
-        self
-    }
-    pub fn then(mut self, other: Words) -> Words {
-        self.0.extend(other.0);
-        self
-    }
-    pub fn bytes(&self) -> Vec<u8> {
-        let mut w = self.0.clone();
-        w.resize(w.len().next_multiple_of(4).max(4), 0);
-        w.iter().flat_map(|v| v.to_le_bytes()).collect()
     }
 }
 
@@ -195,8 +187,8 @@ impl Gpu {
     }
 
     /// The pipeline of `entry` in shaders/`file` with `defines` (plus DOT4 when `packed_dot`, a
-    /// global define as in the TS host), compiled once per session.
-    pub fn kernel(&self, file: &str, entry: &str, defines: &[&str]) -> Result<wgpu::ComputePipeline, String> {
+    /// global define as in the TS host), compiled once per session, with its module's layout.
+    pub fn kernel(&self, file: &str, entry: &str, defines: &[&str]) -> Result<Kernel, String> {
         let mut all: Vec<&str> = defines.to_vec();
         if self.packed_dot {
             all.push("DOT4");
@@ -208,20 +200,31 @@ impl Gpu {
             return Ok(p.clone());
         }
         let src = crate::load(file, &all)?;
+        let (module, info) = crate::validate_info(&src).map_err(|e| format!("{key}: {e}"))?;
+        let layout = Arc::new(Layout::reflect(&module, &info).map_err(|e| format!("{key}: {e}"))?);
+        layout.entry(entry).map_err(|e| format!("{key}: {e}"))?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let p = self.pipeline(&key, &src, entry);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(format!("{key}: {e}"));
         }
-        self.pipelines.lock().unwrap().insert(key, p.clone());
-        Ok(p)
+        let k = Kernel { pipeline: p, layout, entry: entry.to_string(), label: key.clone() };
+        self.pipelines.lock().unwrap().insert(key, k.clone());
+        Ok(k)
     }
 
-    /// A dispatch of `pipeline` with `bindings` (binding number, buffer) in group 0.
-    pub fn step(&self, pipeline: &wgpu::ComputePipeline, bindings: &[(u32, &wgpu::Buffer)], groups: (u32, u32, u32)) -> Step {
-        let entries: Vec<wgpu::BindGroupEntry> = bindings.iter().map(|(i, b)| wgpu::BindGroupEntry { binding: *i, resource: b.as_entire_binding() }).collect();
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.get_bind_group_layout(0), entries: &entries });
-        Step::Dispatch { pipeline: pipeline.clone(), group, groups }
+    /// A uniform buffer filled by field name (`kernel.params().u(..).f(..)`).
+    pub fn params(&self, params: Params) -> Result<wgpu::Buffer, String> {
+        Ok(self.uniform("params", &params.bytes()?))
+    }
+
+    /// A dispatch of `kernel` with its bindings by WGSL variable name (group 0): exactly those
+    /// its entry point uses, else an `Err` naming the one missing or unknown.
+    pub fn step(&self, kernel: &Kernel, bindings: &[(&str, &wgpu::Buffer)], groups: (u32, u32, u32)) -> Result<Step, String> {
+        let numbered = kernel.layout.bind(&kernel.entry, bindings).map_err(|e| format!("{}: {e}", kernel.label))?;
+        let entries: Vec<wgpu::BindGroupEntry> = numbered.iter().map(|(i, b)| wgpu::BindGroupEntry { binding: *i, resource: b.as_entire_binding() }).collect();
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &kernel.pipeline.get_bind_group_layout(0), entries: &entries });
+        Ok(Step::Dispatch { pipeline: kernel.pipeline.clone(), group, groups })
     }
 
     /// Records `steps` into one encoder and submits it (without waiting).

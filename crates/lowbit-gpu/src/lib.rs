@@ -8,9 +8,11 @@
 //! the Rust scalar references in lowbit-core (and its quantizer for quantize4.wgsl), bit-exact
 //! or within error bounds derived from WGSL's accuracy rules; `gpu-bench` measures them.
 pub mod context;
+pub mod layout;
 pub mod preprocess;
 
-pub use context::{record, Gpu, Step, Words};
-pub use preprocess::{defines_used, kernel_files, load, shaders_dir, validate};
+pub use context::{record, Gpu, Kernel, Step};
+pub use layout::{Layout, Params};
+pub use preprocess::{defines_used, kernel_files, load, shaders_dir, validate, validate_info};
 pub mod bench;
 pub mod kernels;

@@ -142,8 +142,13 @@ pub fn expand_text(file: &str, text: &str, defines: &[&str], include: &dyn Fn(&s
 /// Parses and validates WGSL with naga (what wgpu runs before creating a pipeline), with every
 /// capability a WebGPU adapter may expose, so that optional features still validate.
 pub fn validate(source: &str) -> Result<naga::Module, String> {
+    Ok(validate_info(source)?.0)
+}
+
+/// [`validate`], with naga's analysis of the module (which globals each entry point uses).
+pub fn validate_info(source: &str) -> Result<(naga::Module, naga::valid::ModuleInfo), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
     let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
-    v.validate(&module).map_err(|e| e.emit_to_string(source))?;
-    Ok(module)
+    let info = v.validate(&module).map_err(|e| e.emit_to_string(source))?;
+    Ok((module, info))
 }

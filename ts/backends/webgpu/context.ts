@@ -15,7 +15,8 @@
  * in recording order, so the old readers finish before the new writer starts.
  */
 import { LowbitError } from '../../errors.js';
-import { preprocess } from './preprocess.js';
+import { bindEntries, packParams, type KernelBindings, type KernelEntries, type KernelFile, type KernelParams } from './layout.js';
+import { preprocess, WgslPreprocessError } from './preprocess.js';
 import { SHADER_SOURCES } from './shaders.generated.js';
 
 // GPUBufferUsage / GPUMapMode values (WebGPU spec), so no globals are needed (Node's `webgpu`
@@ -74,6 +75,18 @@ export interface Binding {
   size?: number;
 }
 
+/** A compiled entry point of a kernel file under a define set: what `params` and `dispatch` take. */
+export interface Kernel<F extends KernelFile = KernelFile> {
+  readonly file: F;
+  readonly entry: string;
+  /** Every define of the module (the context's global ones included). */
+  readonly defines: readonly string[];
+  readonly pipeline: GPUComputePipeline;
+}
+
+/** A dispatch's buffers by the WGSL variable names of `F` (shaders.generated.ts KernelBindings). */
+export type Bindings<F extends KernelFile> = Partial<Record<KernelBindings[F], Binding | GPUBuffer>>;
+
 interface Chunk {
   buffer: GPUBuffer;
   host: Uint8Array;
@@ -101,7 +114,7 @@ export class GpuContext {
   private pass: GPUComputePassEncoder | undefined;
   private batchDispatches = 0;
   private readonly modules = new Map<string, GPUShaderModule>();
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines = new Map<string, Kernel>();
   private readonly pool = new Map<number, GPUBuffer[]>();
   private readonly readPool = new Map<number, GPUBuffer[]>();
   private readonly chunks: Chunk[] = [];
@@ -155,30 +168,38 @@ export class GpuContext {
 
   // --- pipelines
 
-  pipeline(file: string, entry: string, defines: readonly string[] = []): GPUComputePipeline {
+  /** The entry point `entry` of shaders/`file` with `defines` (and the global ones), compiled once. */
+  pipeline<F extends KernelFile>(file: F, entry: KernelEntries[F], defines: readonly string[] = []): Kernel<F> {
     const all = [...new Set([...this.globalDefines, ...defines])].sort();
     const key = `${file}|${entry}|${all.join(',')}`;
-    let p = this.pipelines.get(key);
+    let p = this.pipelines.get(key) as Kernel<F> | undefined;
     if (p === undefined) {
       const mkey = `${file}|${all.join(',')}`;
       let module = this.modules.get(mkey);
       if (module === undefined) {
         // Tint (Dawn, Chrome) wants the enable directive for subgroup builtins; naga does not
         // (shaders/README.md), so the host adds it rather than the shader file.
-        const code = (all.includes('SUBGROUPS') ? 'enable subgroups;\n' : '') + preprocess(file, SHADER_SOURCES, new Set(all));
+        let code: string;
+        try {
+          code = (all.includes('SUBGROUPS') ? 'enable subgroups;\n' : '') + preprocess(file, SHADER_SOURCES, new Set(all));
+        } catch (e) {
+          if (e instanceof WgslPreprocessError) throw new LowbitError('INTERNAL', e.message);
+          throw e;
+        }
         module = this.device.createShaderModule({ label: `${file} [${all.join(' ')}]`, code });
         this.modules.set(mkey, module);
       }
-      p = this.device.createComputePipeline({ label: `${file}:${entry}`, layout: 'auto', compute: { module, entryPoint: entry } });
+      const pipeline = this.device.createComputePipeline({ label: `${file}:${entry}`, layout: 'auto', compute: { module, entryPoint: entry } });
+      p = { file, entry, defines: all, pipeline };
       this.pipelines.set(key, p);
     }
     return p;
   }
 
   /** Compiles every listed pipeline and throws GPU_ERROR with the compiler's messages if one fails. */
-  async compileCheck(list: readonly [string, string, readonly string[]][]): Promise<void> {
+  async compileCheck(list: readonly [KernelFile, string, readonly string[]][]): Promise<void> {
     this.device.pushErrorScope('validation');
-    for (const [f, e, d] of list) this.pipeline(f, e, d);
+    for (const [f, e, d] of list) this.pipeline(f, e as KernelEntries[KernelFile], d);
     const err = await this.device.popErrorScope();
     if (err) throw new LowbitError('GPU_ERROR', `WGSL pipeline creation failed: ${err.message}`);
   }
@@ -268,7 +289,16 @@ export class GpuContext {
     return { buffer: chunk.buffer, offset, size };
   }
 
-  /** A uniform block from 32-bit words (u32 unless given as f32 in a Float32Array view of the same buffer). */
+  /**
+   * `k`'s uniform block from its fields by name (the WGSL struct's, read at build time:
+   * layout.ts); a field missing or unknown is an INTERNAL error here. Bind it with `uniform`
+   * (changes every call) or `constUniform` (recurs).
+   */
+  params<F extends KernelFile>(k: Kernel<F>, values: KernelParams[F]): ArrayBuffer {
+    return packParams(k.file, k.defines, values);
+  }
+
+  /** A uniform block (from `params`) staged for this batch. */
   uniform(words: ArrayBuffer): Required<Binding> {
     return this.stage(new Uint8Array(words), true);
   }
@@ -319,14 +349,18 @@ export class GpuContext {
     return old;
   }
 
-  /** Records one dispatch; `bindings` maps binding numbers (group 0) to buffers. */
-  dispatch(pipeline: GPUComputePipeline, bindings: Record<number, Binding | GPUBuffer>, x: number, y = 1, z = 1): void {
+  /**
+   * Records one dispatch of `k`; `bindings` maps its WGSL variable names (group 0) to buffers:
+   * exactly those the entry point uses, else an INTERNAL error here (layout.ts).
+   */
+  dispatch<F extends KernelFile>(k: Kernel<F>, bindings: Bindings<F>, x: number, y = 1, z = 1): void {
     const t0 = performance.now();
-    const enc = this.ensureEncoder();
-    const entries: GPUBindGroupEntry[] = Object.entries(bindings).map(([k, b]) => ({
-      binding: Number(k),
+    const entries: GPUBindGroupEntry[] = bindEntries(k.file, k.entry, k.defines, bindings as Record<string, Binding | GPUBuffer | undefined>).map(({ binding, resource: b }) => ({
+      binding,
       resource: 'buffer' in b ? b : { buffer: b },
     }));
+    const enc = this.ensureEncoder();
+    const pipeline = k.pipeline;
     const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     this.pass ??= enc.beginComputePass();
     this.pass.setPipeline(pipeline);

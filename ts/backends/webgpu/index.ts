@@ -14,7 +14,8 @@ import type {
   Activation, AttentionExtras, Backend, DeviceKind, EmbeddingHandle, KvCacheHandle, LinearHandle, RopeSpec, VectorHandle,
 } from '../backend.js';
 import { bad, checkAttention, checkFinitePositive, checkPositive, checkRope, isCount, shape2 } from '../checks.js';
-import { GpuContext, type Binding, type GpuStats } from './context.js';
+import { GpuContext, type Binding, type Bindings, type GpuStats, type Kernel } from './context.js';
+import type { KernelEntries } from './layout.js';
 import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
 import { chooseVariant, type KernelVariant } from './variants.js';
@@ -83,20 +84,6 @@ export interface WebGpuBackendOptions {
   wasm?: WasmSource;
 }
 
-
-/** A uniform block: u32 words, with f32 where given as { f: value }. */
-function words(values: readonly (number | { f: number })[], extraF32?: Float32Array): ArrayBuffer {
-  const n = Math.ceil((values.length + (extraF32?.length ?? 0)) / 4) * 4;
-  const buf = new ArrayBuffer(n * 4);
-  const u = new Uint32Array(buf);
-  const f = new Float32Array(buf);
-  values.forEach((v, i) => {
-    if (typeof v === 'number') u[i] = v;
-    else f[i] = v.f;
-  });
-  if (extraF32) f.set(extraF32, values.length);
-  return buf;
-}
 
 /** An f32 [rows, cols] activation in a pooled GPU buffer. */
 export class GpuActivation implements Activation {
@@ -565,7 +552,7 @@ export class WebGpuBackend implements Backend {
     for (const part of t.parts) {
       // only the parts some id falls into
       if (!ids.some((id) => id >= part.n0 && id < part.n0 + part.rows)) continue;
-      this.ctx.dispatch(pipe, { 0: this.ctx.uniform(words([ids.length, t.dim, part.n0, part.rows])), 1: idBuf, 2: part.data, 3: out.binding('embed output') }, gx, gy);
+      this.ctx.dispatch(pipe, { p: this.ctx.uniform(this.ctx.params(pipe, { n: ids.length, dim: t.dim, row0: part.n0, rows: part.rows })), ids: idBuf, table: part.data, y: out.binding('embed output') }, gx, gy);
     }
     return out;
   }
@@ -587,16 +574,17 @@ export class WebGpuBackend implements Backend {
     const rows = q.outFeatures + k.outFeatures + v.outFeatures;
     const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['QKV', ...(this.subgroups ? ['SUBGROUPS'] : []), ...(q.extra.nested ? ['NESTED_ABSMAX'] : [])]);
     const [gx, gy] = this.ctx.grid(Math.ceil(rows / ((GEMV4_ROWS * 64) / lanes)));
-    const head = [1, a.cols, q.outFeatures, 0, q.outFeatures, 0, 0, 0, Math.log2(q.extra.blocksize!), lanes, qp.codesAt ?? 0, 0];
-    // Params: the 12 words, the 16 code values, then (QKV) k's and v's rows and codes_at
-    const uni = words([...head, ...new Array<number>(16).fill(0), k.outFeatures, v.outFeatures, kp.codesAt ?? 0, vp.codesAt ?? 0]);
-    new Float32Array(uni, 12 * 4, 16).set(q.extra.code!);
+    const uni = this.ctx.params(pipe, {
+      m: 1, k: a.cols, n_total: q.outFeatures, n0: 0, n_part: q.outFeatures, has_bias: false, flat_base: 0, block_base: 0,
+      block_shift: Math.log2(q.extra.blocksize!), g4_lanes: lanes, q_at: qp.codesAt ?? 0, code: q.extra.code!,
+      n_k: k.outFeatures, n_v: v.outFeatures, q_at_k: kp.codesAt ?? 0, q_at_v: vp.codesAt ?? 0,
+    });
     this.ctx.dispatch(pipe, {
-      0: this.ctx.constUniform(uni),
-      1: a.binding('x'),
-      2: qp.data, 3: qp.scales!, 5: outs[0]!.binding('q output'),
-      9: kp.data, 10: kp.scales!, 11: outs[1]!.binding('k output'),
-      12: vp.data, 13: vp.scales!, 14: outs[2]!.binding('v output'),
+      p: this.ctx.constUniform(uni),
+      x: a.binding('x'),
+      packed: qp.data, absmax: qp.scales!, y: outs[0]!.binding('q output'),
+      packed_k: kp.data, absmax_k: kp.scales!, y_k: outs[1]!.binding('k output'),
+      packed_v: vp.data, absmax_v: vp.scales!, y_v: outs[2]!.binding('v output'),
     }, gx, gy);
     return outs;
   }
@@ -640,14 +628,18 @@ export class WebGpuBackend implements Backend {
     g.parts.forEach((gp, i) => {
       const up = u.parts[i]!;
       const [gx, gy] = this.ctx.grid(Math.ceil(gp.rows / ((GEMV4_ROWS_GATE_UP * 64) / lanes)));
+      const uni = this.ctx.params(pipe, {
+        m: 1, k: g.inFeatures, n_total: g.outFeatures, n0: gp.n0, n_part: gp.rows, has_bias: false, flat_base: gp.flatBase, block_base: gp.blockBase,
+        block_shift: shift, g4_lanes: lanes, q_at: gp.codesAt ?? 0, code: g.extra.code!,
+      });
       this.ctx.dispatch(pipe, {
-        0: this.ctx.constUniform(words([1, g.inFeatures, g.outFeatures, gp.n0, gp.rows, 0, gp.flatBase, gp.blockBase, shift, lanes, gp.codesAt ?? 0, 0], g.extra.code)),
-        1: a.binding('x'),
-        2: gp.data,
-        3: gp.scales!,
-        5: out.binding('output'),
-        6: up.data,
-        7: up.scales!,
+        p: this.ctx.constUniform(uni),
+        x: a.binding('x'),
+        packed: gp.data,
+        absmax: gp.scales!,
+        y: out.binding('output'),
+        packed_up: up.data,
+        absmax_up: up.scales!,
       }, gx, gy);
     });
     return out;
@@ -695,7 +687,6 @@ export class WebGpuBackend implements Backend {
    */
   private matmul(a: GpuActivation, parts: Part[], fmt: { code: Float32Array; blocksize: number; nested: boolean } | { storage: DenseStorage }, n: number, k: number, out: GpuActivation, residual?: GpuActivation): void {
     const m = a.rows;
-    const file = 'code' in fmt ? 'matmul4.wgsl' : 'matmul_dense.wgsl';
     const gemv4 = this.gemv4 && 'code' in fmt && usesGemv4(m, k, fmt.blocksize);
     // dense decode: matmul_dense.wgsl gemv_rows (gemv4's layout, steps of 4 weights)
     const rowsGemv = this.gemv4 && !('code' in fmt) && m === 1 && k % 4 === 0;
@@ -706,17 +697,19 @@ export class WebGpuBackend implements Backend {
     const entry = gemv4 ? 'gemv4' : rowsGemv ? 'gemv_rows' : m === 1 ? 'gemv' : 'gemm';
     const lanes = gemv4 ? gemv4Lanes(k) : rowsGemv ? denseLanes(k) : 0;
     const rowsPerGroup = gemv4 || rowsGemv ? (GEMV4_ROWS * 64) / lanes : 8;
-    const pipe = this.ctx.pipeline(file, entry, defines);
     for (const part of parts) {
-      const head = [m, k, n, part.n0, part.rows, part.bias ? 1 : 0];
-      const uni = 'code' in fmt ? words([...head, part.flatBase, part.blockBase, Math.log2(fmt.blocksize), lanes, part.codesAt ?? 0, 0], fmt.code) : words([...head, lanes, 0]);
-      const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.constUniform(uni), 1: a.binding('x'), 2: part.data, 4: part.bias ?? this.ctx.dummy, 5: out.binding('output') };
-      if ('code' in fmt) bindings[3] = part.scales!;
-      if (f16) {
-        bindings[6] = part.data;
-        delete bindings[2];
+      const head = { m, k, n_total: n, n0: part.n0, n_part: part.rows, has_bias: part.bias !== undefined };
+      let pipe: Kernel<'matmul4.wgsl'> | Kernel<'matmul_dense.wgsl'>;
+      let bindings: Bindings<'matmul4.wgsl'> | Bindings<'matmul_dense.wgsl'>;
+      const common = { x: a.binding('x'), bias: part.bias ?? this.ctx.dummy, y: out.binding('output') };
+      if ('code' in fmt) {
+        const p4 = (pipe = this.ctx.pipeline('matmul4.wgsl', entry as 'gemv4' | 'gemv' | 'gemm', defines));
+        const uni = this.ctx.params(p4, { ...head, flat_base: part.flatBase, block_base: part.blockBase, block_shift: Math.log2(fmt.blocksize), g4_lanes: lanes, q_at: part.codesAt ?? 0, code: fmt.code });
+        bindings = { ...common, p: this.ctx.constUniform(uni), packed: part.data, absmax: part.scales!, ...(residual ? { residual: residual.binding('residual') } : {}) };
+      } else {
+        const pd = (pipe = this.ctx.pipeline('matmul_dense.wgsl', entry as 'gemv_rows' | 'gemv' | 'gemm', defines));
+        bindings = { ...common, p: this.ctx.constUniform(this.ctx.params(pd, { ...head, lanes })), ...(f16 ? { wt_h: part.data } : { wt: part.data }) };
       }
-      if (residual) bindings[8] = residual.binding('residual');
       if (m === 1) {
         const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / rowsPerGroup));
         this.ctx.dispatch(pipe, bindings, gx, gy);
@@ -739,53 +732,54 @@ export class WebGpuBackend implements Backend {
     const gemv = m === 1 && this.gemv4;
     let lanes = 8;
     while (gemv && lanes < 64 && lanes < wordsPerRow) lanes *= 2;
-    const head = (n0: number, nPart: number, hasBias: boolean) => words([m, k, n, n0, nPart, hasBias ? 1 : 0, wordsPerRow, outliers ? 1 : 0, { f: threshold }, lanes, 0, 0]);
     const ctx = this.ctx;
+    const head = (n0: number, nPart: number, hasBias: boolean) => ({ m, k, n_total: n, n0, n_part: nPart, has_bias: hasBias, words: wordsPerRow, has_outliers: outliers, threshold, lanes });
     const x = a.binding('x');
     let flags: GPUBuffer | undefined;
     let cols: GPUBuffer | undefined;
     if (outliers) {
       flags = ctx.acquire(k * 4);
       cols = ctx.acquire((k + 1) * 4);
-      const u = ctx.constUniform(head(0, 0, false));
+      const flagsPipe = ctx.pipeline('matmul_int8.wgsl', 'int8_flags');
+      const u = ctx.constUniform(ctx.params(flagsPipe, head(0, 0, false)));
       const [gx, gy] = ctx.grid(Math.ceil(k / 256));
-      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_flags'), { 0: u, 1: x, 2: { buffer: flags, size: k * 4 } }, gx, gy);
-      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_compact'), { 0: u, 3: { buffer: cols, size: (k + 1) * 4 }, 6: { buffer: flags, size: k * 4 } }, 1);
+      ctx.dispatch(flagsPipe, { p: u, x, flags: { buffer: flags, size: k * 4 } }, gx, gy);
+      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_compact'), { p: u, cols: { buffer: cols, size: (k + 1) * 4 }, flags_in: { buffer: flags, size: k * 4 } }, 1);
     }
     const ca = ctx.acquire(m * wordsPerRow * 4);
     const sca = ctx.acquire(m * 4);
     {
       const [gx, gy] = ctx.grid(m);
-      ctx.dispatch(ctx.pipeline('matmul_int8.wgsl', 'int8_quant'), { 0: ctx.constUniform(head(0, 0, false)), 1: x, 4: { buffer: ca, size: m * wordsPerRow * 4 }, 5: { buffer: sca, size: m * 4 }, 6: flags ?? ctx.dummy }, gx, gy);
+      const quantPipe = ctx.pipeline('matmul_int8.wgsl', 'int8_quant');
+      ctx.dispatch(quantPipe, { p: ctx.constUniform(ctx.params(quantPipe, head(0, 0, false))), x, ca: { buffer: ca, size: m * wordsPerRow * 4 }, sca: { buffer: sca, size: m * 4 }, flags_in: flags ?? ctx.dummy }, gx, gy);
     }
     const out = this.newActivation(m, n);
     const pipe = gemv ? ctx.pipeline('matmul_int8.wgsl', 'int8_gemv', this.subgroups ? ['SUBGROUPS'] : []) : ctx.pipeline('matmul_int8.wgsl', 'int8_matmul');
     for (const part of l.parts) {
       const grid: [number, number] = gemv ? ctx.grid(Math.ceil(part.rows / ((4 * 64) / lanes))) : [Math.ceil(part.rows / 64), m];
       ctx.dispatch(pipe, {
-        0: ctx.constUniform(head(part.n0, part.rows, part.bias !== undefined)),
-        1: x,
-        7: cols ?? ctx.dummy,
-        8: { buffer: ca, size: m * wordsPerRow * 4 },
-        9: { buffer: sca, size: m * 4 },
-        10: part.data,
-        11: part.scales!,
-        12: part.bias ?? ctx.dummy,
-        13: out.binding('output'),
+        p: ctx.constUniform(ctx.params(pipe, head(part.n0, part.rows, part.bias !== undefined))),
+        x,
+        cols_in: cols ?? ctx.dummy,
+        ca_in: { buffer: ca, size: m * wordsPerRow * 4 },
+        sca_in: { buffer: sca, size: m * 4 },
+        cb: part.data,
+        scb: part.scales!,
+        bias: part.bias ?? ctx.dummy,
+        y: out.binding('output'),
       }, grid[0], grid[1]);
     }
     for (const b of [flags, cols, ca, sca]) if (b) ctx.release(b);
     return out;
   }
 
-  private unaryOrBinary(entry: string, a: GpuActivation, b: GpuActivation | undefined, value = 0): Activation {
+  private unaryOrBinary(entry: KernelEntries['elementwise.wgsl'], a: GpuActivation, b: GpuActivation | undefined, value = 0): Activation {
     const out = this.newActivation(a.rows, a.cols);
     const count = a.rows * a.cols;
     if (count === 0) return out;
     const [gx, gy] = this.ctx.grid(Math.ceil(count / 256));
-    const bindings: Record<number, Binding | GPUBuffer> = { 0: this.ctx.constUniform(words([count, { f: value }])), 1: a.binding('input'), 3: out.binding('output') };
-    if (b) bindings[2] = b.binding('input');
-    this.ctx.dispatch(this.ctx.pipeline('elementwise.wgsl', entry), bindings, gx, gy);
+    const pipe = this.ctx.pipeline('elementwise.wgsl', entry);
+    this.ctx.dispatch(pipe, { p: this.ctx.constUniform(this.ctx.params(pipe, { count, value })), a: a.binding('input'), y: out.binding('output'), ...(b ? { b: b.binding('input') } : {}) }, gx, gy);
     return out;
   }
 
@@ -843,7 +837,8 @@ export class WebGpuBackend implements Backend {
     if (a.rows === 0) bad('rmsNorm: x has no rows');
     const out = this.newActivation(a.rows, a.cols);
     const [gx, gy] = this.ctx.grid(a.rows);
-    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.constUniform(words([a.rows, a.cols, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNorm: weight'), 4: out.binding('output') }, gx, gy);
+    const pipe = this.ctx.pipeline('norm.wgsl', 'rms_norm');
+    this.ctx.dispatch(pipe, { p: this.ctx.constUniform(this.ctx.params(pipe, { rows: a.rows, hidden: a.cols, eps, has_bias: false })), x: a.binding('x'), w: w.binding('rmsNorm: weight'), y: out.binding('output') }, gx, gy);
     return out;
   }
 
@@ -856,7 +851,8 @@ export class WebGpuBackend implements Backend {
     const rows = a.rows * (a.cols / w.length);
     const out = this.newActivation(a.rows, a.cols);
     const [gx, gy] = this.ctx.grid(rows);
-    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'rms_norm'), { 0: this.ctx.constUniform(words([rows, w.length, { f: eps }, 0])), 1: a.binding('x'), 2: w.binding('rmsNormHeads: weight'), 4: out.binding('output') }, gx, gy);
+    const pipe = this.ctx.pipeline('norm.wgsl', 'rms_norm');
+    this.ctx.dispatch(pipe, { p: this.ctx.constUniform(this.ctx.params(pipe, { rows, hidden: w.length, eps, has_bias: false })), x: a.binding('x'), w: w.binding('rmsNormHeads: weight'), y: out.binding('output') }, gx, gy);
     return out;
   }
 
@@ -869,12 +865,13 @@ export class WebGpuBackend implements Backend {
     if (a.rows === 0) bad('layerNorm: x has no rows');
     const out = this.newActivation(a.rows, a.cols);
     const [gx, gy] = this.ctx.grid(a.rows);
-    this.ctx.dispatch(this.ctx.pipeline('norm.wgsl', 'layer_norm'), {
-      0: this.ctx.constUniform(words([a.rows, a.cols, { f: eps }, b ? 1 : 0])),
-      1: a.binding('x'),
-      2: w.binding('layerNorm: weight'),
-      3: b ? b.binding('layerNorm: bias') : this.ctx.dummy,
-      4: out.binding('output'),
+    const pipe = this.ctx.pipeline('norm.wgsl', 'layer_norm');
+    this.ctx.dispatch(pipe, {
+      p: this.ctx.constUniform(this.ctx.params(pipe, { rows: a.rows, hidden: a.cols, eps, has_bias: b !== undefined })),
+      x: a.binding('x'),
+      w: w.binding('layerNorm: weight'),
+      b: b ? b.binding('layerNorm: bias') : this.ctx.dummy,
+      y: out.binding('output'),
     }, gx, gy);
     return out;
   }
@@ -917,12 +914,13 @@ export class WebGpuBackend implements Backend {
     // partial rotary: the values past rotaryDim pass through (the kernel writes only the rotated ones)
     if (rotaryDim < spec.headDim) this.ctx.copy(a.buffer, 0, out.buffer, 0, a.bytes);
     const [gx, gy] = this.ctx.grid(Math.ceil((a.rows * nHeads * half) / 256));
-    this.ctx.dispatch(this.ctx.pipeline('rope.wgsl', 'rope'), {
-      0: this.ctx.constUniform(words([a.rows, nHeads, half, spec.headDim])),
-      1: a.binding('x'),
-      2: this.ctx.stage(positions, false),
-      3: table.buffer,
-      4: out.binding('output'),
+    const pipe = this.ctx.pipeline('rope.wgsl', 'rope');
+    this.ctx.dispatch(pipe, {
+      p: this.ctx.constUniform(this.ctx.params(pipe, { rows: a.rows, n_heads: nHeads, half, head_dim: spec.headDim })),
+      x: a.binding('x'),
+      positions: this.ctx.stage(positions, false),
+      cs: table.buffer,
+      y: out.binding('output'),
     }, gx, gy);
     return out;
   }
@@ -943,12 +941,13 @@ export class WebGpuBackend implements Backend {
     this.ctx.copy(ka.buffer, 0, c.k, start * rowBytes, n * rowBytes);
     this.ctx.copy(va.buffer, 0, c.v, start * rowBytes, n * rowBytes);
     const out = this.newActivation(n, qa.cols);
-    this.ctx.dispatch(this.ctx.pipeline('attention.wgsl', 'attention'), {
-      0: this.ctx.uniform(words([n, start, nHeads, nHeads / c.nKvHeads, c.headDim, kvCols, { f: s }, extras?.window ?? 0, { f: extras?.softcap ?? 0 }])),
-      1: qa.binding('q'),
-      2: c.k,
-      3: c.v,
-      4: out.binding('output'),
+    const pipe = this.ctx.pipeline('attention.wgsl', 'attention');
+    this.ctx.dispatch(pipe, {
+      p: this.ctx.uniform(this.ctx.params(pipe, { n, start, n_heads: nHeads, group: nHeads / c.nKvHeads, head_dim: c.headDim, kv_row: kvCols, scale: s, window: extras?.window ?? 0, softcap: extras?.softcap ?? 0 })),
+      q: qa.binding('q'),
+      k_cache: c.k,
+      v_cache: c.v,
+      y: out.binding('output'),
     }, nHeads, n);
     return out;
   }
@@ -974,7 +973,8 @@ export class WebGpuBackend implements Backend {
     if (a.rows !== 1 || a.cols === 0) bad(`topK: x must be one row, got [${a.rows}, ${a.cols}]`);
     if (!Number.isInteger(k) || k < 1 || k > Math.min(a.cols, MAX_TOP_K)) bad(`topK: k must be an integer in [1, ${Math.min(a.cols, MAX_TOP_K)}], got ${k}`);
     const out = this.ctx.acquire(2 * k * 4);
-    this.ctx.dispatch(this.ctx.pipeline('sample.wgsl', 'topk'), { 0: this.ctx.uniform(words([k, a.cols, 0, 0])), 1: a.binding('x'), 2: { buffer: out, size: 2 * k * 4 } }, 1);
+    const pipe = this.ctx.pipeline('sample.wgsl', 'topk');
+    this.ctx.dispatch(pipe, { p: this.ctx.uniform(this.ctx.params(pipe, { rows: k, cols: a.cols })), x: a.binding('x'), out: { buffer: out, size: 2 * k * 4 } }, 1);
     try {
       const r = await this.ctx.readBuffer(out, 0, 2 * k * 4);
       return { indices: new Uint32Array(r, 0, k).slice(), values: new Float32Array(r, 4 * k, k).slice() };
@@ -1024,21 +1024,25 @@ export class WebGpuBackend implements Backend {
       ctx.copy(a.buffer, 0, work, 0, rowBytes);
       logits = { buffer: work, offset: 0, size: rowBytes };
       const [gx, gy] = ctx.grid(Math.ceil(ids.size / 256));
-      ctx.dispatch(ctx.pipeline('sample_draw.wgsl', 'penalize'), { 0: ctx.uniform(words([ids.size, 0, { f: 1 }, { f: 1 }, { f: 0 }, { f: penalty }, 0, 0])), 1: ctx.stage(Uint32Array.from(ids), false), 2: logits }, gx, gy);
+      const pipe = ctx.pipeline('sample_draw.wgsl', 'penalize');
+      ctx.dispatch(pipe, { p: ctx.uniform(ctx.params(pipe, { n: ids.size, temperature: 1, top_p: 1, u: 0, penalty })), src: ctx.stage(Uint32Array.from(ids), false), logits }, gx, gy);
     }
     const out = temp(4);
     const outBinding = { buffer: out, offset: 0, size: 4 };
-    const params = (n: number) => ctx.uniform(words([n, 0, { f: t }, { f: topP }, { f: u }, { f: penalty }, 0, 0]));
+    const draw = (entry: 'draw_sorted' | 'draw_full') => ctx.pipeline('sample_draw.wgsl', entry);
+    const params = (n: number) => ctx.uniform(ctx.params(draw('draw_full'), { n, temperature: t, top_p: topP, u, penalty }));
     if (!choice.doSample) {
-      ctx.dispatch(ctx.pipeline('sample.wgsl', 'argmax'), { 0: ctx.uniform(words([1, cols, 0, 0])), 1: logits, 2: outBinding }, 1);
+      const pipe = ctx.pipeline('sample.wgsl', 'argmax');
+      ctx.dispatch(pipe, { p: ctx.uniform(ctx.params(pipe, { rows: 1, cols })), x: logits, out: outBinding }, 1);
     } else if (topK > 0) {
       const cand = temp(2 * topK * 4);
       const candBinding = { buffer: cand, offset: 0, size: 2 * topK * 4 };
-      ctx.dispatch(ctx.pipeline('sample.wgsl', 'topk'), { 0: ctx.uniform(words([topK, cols, 0, 0])), 1: logits, 2: candBinding }, 1);
-      ctx.dispatch(ctx.pipeline('sample_draw.wgsl', 'draw_sorted'), { 0: params(topK), 1: candBinding, 3: outBinding }, 1);
+      const pipe = ctx.pipeline('sample.wgsl', 'topk');
+      ctx.dispatch(pipe, { p: ctx.uniform(ctx.params(pipe, { rows: topK, cols })), x: logits, out: candBinding }, 1);
+      ctx.dispatch(draw('draw_sorted'), { p: params(topK), src: candBinding, chosen: outBinding }, 1);
     } else {
       const probs = temp(rowBytes);
-      ctx.dispatch(ctx.pipeline('sample_draw.wgsl', 'draw_full'), { 0: params(cols), 2: logits, 3: outBinding, 4: { buffer: probs, offset: 0, size: rowBytes } }, 1);
+      ctx.dispatch(draw('draw_full'), { p: params(cols), logits, chosen: outBinding, probs: { buffer: probs, offset: 0, size: rowBytes } }, 1);
     }
     try {
       return new Uint32Array(await ctx.readBuffer(out, 0, 4))[0]!;
@@ -1052,7 +1056,8 @@ export class WebGpuBackend implements Backend {
     if (a.rows === 0 || a.cols === 0) bad(`argmax: x is [${a.rows}, ${a.cols}]`);
     const ids = this.ctx.acquire(a.rows * 4);
     const [gx, gy] = this.ctx.grid(a.rows);
-    this.ctx.dispatch(this.ctx.pipeline('sample.wgsl', 'argmax'), { 0: this.ctx.constUniform(words([a.rows, a.cols, 0, 0])), 1: a.binding('x'), 2: { buffer: ids, size: a.rows * 4 } }, gx, gy);
+    const pipe = this.ctx.pipeline('sample.wgsl', 'argmax');
+    this.ctx.dispatch(pipe, { p: this.ctx.constUniform(this.ctx.params(pipe, { rows: a.rows, cols: a.cols })), x: a.binding('x'), out: { buffer: ids, size: a.rows * 4 } }, gx, gy);
     try {
       return new Uint32Array(await this.ctx.readBuffer(ids, 0, a.rows * 4));
     } finally {

@@ -1,15 +1,37 @@
 /**
  * The WGSL preprocessor of shaders/README.md: `#include "file"`, `#ifdef` / `#ifndef` /
  * `#else` / `#endif`. Nothing else is rewritten, so the shaders stay plain WGSL for other hosts.
+ * Imports nothing: scripts/gen-shaders.mjs runs this file itself (Node's type stripping) to
+ * reflect each define set's module, so build time and run time expand the shaders alike.
  */
-import { LowbitError } from '../../errors.js';
+
+/** A malformed directive or a missing include (the WebGPU context reports it as INTERNAL). */
+export class WgslPreprocessError extends Error {}
+
+/** The preprocessor-relevant defines of `name` and what it includes: every #ifdef / #ifndef name. */
+export function definesUsed(name: string, sources: Readonly<Record<string, string>>): string[] {
+  const seen = new Set<string>();
+  const names = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const line of (sources[file] ?? '').split('\n')) {
+      const t = line.trim();
+      let m: RegExpMatchArray | null;
+      if ((m = t.match(/^#(?:ifdef|ifndef)\s+(\w+)\s*$/))) names.add(m[1]!);
+      else if ((m = t.match(/^#include\s+"([\w.-]+)"\s*$/))) visit(m[1]!);
+    }
+  };
+  visit(name);
+  return [...names].sort();
+}
 
 export function preprocess(name: string, sources: Readonly<Record<string, string>>, defines: ReadonlySet<string>): string {
   const included = new Set<string>();
   const out: string[] = [];
   const expand = (file: string, from: string) => {
     const text = sources[file];
-    if (text === undefined) throw new LowbitError('INTERNAL', `shader ${file} (included from ${from}) is not in the build`);
+    if (text === undefined) throw new WgslPreprocessError(`shader ${file} (included from ${from}) is not in the build`);
     if (included.has(file)) return;
     included.add(file);
     // one entry per open #ifdef: whether its current branch is kept
@@ -42,5 +64,5 @@ export function preprocess(name: string, sources: Readonly<Record<string, string
 }
 
 function badDirective(where: string, what: string): never {
-  throw new LowbitError('INTERNAL', `WGSL preprocessor: ${what} at ${where}`);
+  throw new WgslPreprocessError(`WGSL preprocessor: ${what} at ${where}`);
 }

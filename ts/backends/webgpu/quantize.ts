@@ -65,15 +65,12 @@ export async function quantize4bitGpu(ctx: GpuContext, input: FloatInput, option
     const c1 = Math.min(n, c0 + perChunk);
     const cn = c1 - c0;
     const cb = Math.ceil(cn / blocksize);
-    const uni = new Uint32Array(4 + 16 + 16);
-    uni.set([cn, blocksize, cb, t.padCode]);
-    uni.set(t.midKeys, 4);
-    uni.set(t.order, 20);
+    const uni = ctx.params(pipe, { n: cn, blocksize, nblocks: cb, pad_code: t.padCode, mid_key: t.midKeys, order: t.order });
     const words = Math.ceil(cn / 8);
     const out = ctx.acquire(words * 4);
     const am = ctx.acquire(cb * 4);
     const [gx, gy] = ctx.grid(cb);
-    ctx.dispatch(pipe, { 0: ctx.uniform(uni.buffer), 1: ctx.stage(x.subarray(c0, c1), false), 2: { buffer: out, size: words * 4 }, 3: { buffer: am, size: cb * 4 } }, gx, gy);
+    ctx.dispatch(pipe, { p: ctx.uniform(uni), x: ctx.stage(x.subarray(c0, c1), false), packed: { buffer: out, size: words * 4 }, absmax: { buffer: am, size: cb * 4 } }, gx, gy);
     reads.push(
       (async () => {
         try {

@@ -2,7 +2,7 @@
 //! `kvCache` / `attention`): the new K / V rows are copied into the cache at `start`, then one
 //! workgroup per (query head, new token).
 use super::run_read_f32;
-use crate::{Gpu, Step, Words};
+use crate::{Gpu, Step};
 
 /// attention.wgsl: 64 invocations x 4 outputs each.
 pub const MAX_HEAD_DIM: usize = 256;
@@ -55,12 +55,13 @@ impl KvCache {
         let scale = scale.unwrap_or(1.0 / (self.head_dim as f32).sqrt());
         let kv_cols = self.n_kv_heads * self.head_dim;
         let row_bytes = (kv_cols * 4) as u64;
-        let uni = gpu.uniform("params", &Words::new().u(n).u(start).u(n_heads).u(n_heads / self.n_kv_heads).u(self.head_dim).u(kv_cols).f(scale).u(0).f(0.0).bytes());
         let pipe = gpu.kernel("attention.wgsl", "attention", &[])?;
+        let p = pipe.params().u("n", n).u("start", start).u("n_heads", n_heads).u("group", n_heads / self.n_kv_heads).u("head_dim", self.head_dim).u("kv_row", kv_cols);
+        let uni = gpu.params(p.f("scale", scale).u("window", 0).f("softcap", 0.0))?;
         Ok(vec![
             Step::Copy { src: k.clone(), src_offset: 0, dst: self.k.clone(), dst_offset: start as u64 * row_bytes, size: n as u64 * row_bytes },
             Step::Copy { src: v.clone(), src_offset: 0, dst: self.v.clone(), dst_offset: start as u64 * row_bytes, size: n as u64 * row_bytes },
-            gpu.step(&pipe, &[(0, &uni), (1, q), (2, &self.k), (3, &self.v), (4, out)], (n_heads as u32, n as u32, 1)),
+            gpu.step(&pipe, &[("p", &uni), ("q", q), ("k_cache", &self.k), ("v_cache", &self.v), ("y", out)], (n_heads as u32, n as u32, 1))?,
         ])
     }
 

@@ -1,7 +1,7 @@
 //! elementwise.wgsl: add, SiLU, SwiGLU, GELU (erf) and GELU (tanh), one invocation per
 //! element (index.ts `unaryOrBinary`).
 use super::{grid, run_read_f32};
-use crate::{Gpu, Words};
+use crate::Gpu;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -43,11 +43,12 @@ pub fn elementwise(gpu: &Gpu, op: Op, a: &[f32], b: Option<&[f32]>) -> Result<Ve
     }
     let (ab, yb) = (gpu.storage_f32("a", a), gpu.zeroed("y", (count * 4) as u64));
     let bb = b.map(|b| gpu.storage_f32("b", b));
-    let uni = gpu.uniform("params", &Words::new().u(count).bytes());
-    let mut bind = vec![(0, &uni), (1, &ab), (3, &yb)];
+    let pipe = gpu.kernel("elementwise.wgsl", op.entry(), &[])?;
+    let uni = gpu.params(pipe.params().u("count", count).f("value", 0.0))?;
+    let mut bind = vec![("p", &uni), ("a", &ab), ("y", &yb)];
     if let Some(bb) = &bb {
-        bind.push((2, bb));
+        bind.push(("b", bb));
     }
-    let step = gpu.step(&gpu.kernel("elementwise.wgsl", op.entry(), &[])?, &bind, grid(count.div_ceil(256))?);
+    let step = gpu.step(&pipe, &bind, grid(count.div_ceil(256))?)?;
     Ok(run_read_f32(gpu, &[step], &yb, count))
 }

@@ -3,7 +3,7 @@
 //! projection through the same table (index.ts `project`, matmul_dense.wgsl).
 use super::matmul_dense::{dense_parts, dense_steps};
 use super::{grid, run_read_f32, DenseData, DenseStorage, Part};
-use crate::{Gpu, Words};
+use crate::Gpu;
 
 #[derive(Debug)]
 pub struct Embedding {
@@ -38,8 +38,8 @@ impl Embedding {
             if !ids.iter().any(|&id| (part.n0..part.n0 + part.rows).contains(&(id as usize))) {
                 continue;
             }
-            let uni = gpu.uniform("params", &Words::new().u(ids.len()).u(self.dim).u(part.n0).u(part.rows).bytes());
-            steps.push(gpu.step(&pipe, &[(0, &uni), (1, &idb), (2, &part.data), (3, &out)], groups));
+            let uni = gpu.params(pipe.params().u("n", ids.len()).u("dim", self.dim).u("row0", part.n0).u("rows", part.rows))?;
+            steps.push(gpu.step(&pipe, &[("p", &uni), ("ids", &idb), ("table", &part.data), ("y", &out)], groups)?);
         }
         Ok(run_read_f32(gpu, &steps, &out, len))
     }

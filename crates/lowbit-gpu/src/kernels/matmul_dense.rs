@@ -2,7 +2,7 @@
 //! embedding table) with f32, f16 or bf16 weights, selected by the WEIGHT_F32 / WEIGHT_F16 /
 //! WEIGHT_BF16 define; split by rows as weights.ts `denseParts` does.
 use super::{bias_part, check_bias, linear_steps, rows_per_part, run_read_f32, runs, LinearFormat, Part};
-use crate::{Gpu, Step, Words};
+use crate::{Gpu, Params, Step};
 use lowbit_core::{bf16, f16};
 
 /// Weight values as the host holds them: f32, or f16 / bf16 (uploaded as bit patterns).
@@ -90,8 +90,20 @@ pub(crate) fn dense_parts(gpu: &Gpu, w: &DenseData, n: usize, k: usize, bias: Op
 /// `y = x Wᵀ (+ bias)` through matmul_dense.wgsl over `parts` of a `[n, k]` dense weight.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dense_steps(gpu: &Gpu, storage: DenseStorage, parts: &[Part], n: usize, k: usize, m: usize, x: &wgpu::Buffer, y: &wgpu::Buffer) -> Result<Vec<Step>, String> {
-    let tail = |_: &Part| Words::new().u(0).u(0);
-    linear_steps(gpu, &LinearFormat { file: "matmul_dense.wgsl", defines: vec![storage.define()], tail: &tail, gemv: ("gemv", 8) }, parts, n, k, m, x, y)
+    // decode with k a multiple of 4: gemv_rows (gemv4's layout: row groups of `lanes` threads
+    // covering k / 4 steps, 4 rows each; SUBGROUPS when `gpu.subgroups`), else the generic GEMV
+    let rows = m == 1 && k.is_multiple_of(4);
+    let mut lanes = 8;
+    while rows && lanes < 64 && lanes * 4 < k {
+        lanes *= 2;
+    }
+    let mut defines = vec![storage.define()];
+    if rows && gpu.subgroups {
+        defines.push("SUBGROUPS");
+    }
+    let tail: &dyn for<'p> Fn(Params<'p>, &Part) -> Params<'p> = &|p, _| p.u("lanes", lanes);
+    let gemv = if rows { ("gemv_rows", 4 * 64 / lanes) } else { ("gemv", 8) };
+    linear_steps(gpu, &LinearFormat { file: "matmul_dense.wgsl", defines, tail, weight: ("wt", ""), gemv }, parts, n, k, m, x, y)
 }
 
 /// An unquantized weight `[n, k]` uploaded for matmul_dense.wgsl.

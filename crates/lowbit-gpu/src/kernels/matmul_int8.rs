@@ -1,9 +1,11 @@
 //! matmul_int8.wgsl: LLM.int8 linear layers (CB int8 rows padded to k4 = ceil(k / 4) * 4 bytes,
 //! and SCB), in the four dispatches of index.ts `int8Forward`: int8_flags and int8_compact (only
-//! with a threshold > 0), int8_quant, then int8_matmul once per part (weights.ts `int8Parts`).
+//! with a threshold > 0), int8_quant, then once per part (weights.ts `int8Parts`) int8_gemv for
+//! one row (row groups of `lanes` threads, 4 rows each; SUBGROUPS when `gpu.subgroups`) or
+//! int8_matmul.
 //! The DOT4 variant (dot4I8Packed) is the pipeline's global define when `gpu.packed_dot`.
 use super::{bias_part, check_bias, grid, rows_per_part, runs, Part};
-use crate::{Gpu, Step, Words};
+use crate::{Gpu, Kernel, Step};
 
 /// An LLM.int8 weight `[n, k]` uploaded for matmul_int8.wgsl.
 #[derive(Debug)]
@@ -75,9 +77,11 @@ impl MatmulInt8 {
         Ok(MatmulInt8 { n, k, threshold, parts, weight_bytes })
     }
 
-    fn params(&self, m: usize, n0: usize, n_part: usize, has_bias: bool) -> Words {
-        let outliers = self.threshold > 0.0;
-        Words::new().u(m).u(self.k).u(self.n).u(n0).u(n_part).u(has_bias as usize).u(self.k.div_ceil(4)).u(outliers as usize).f(self.threshold).u(0).u(0).u(0)
+    /// The uniform for m rows and `part` (none: the activation passes before the matmul).
+    fn params(&self, gpu: &Gpu, kernel: &Kernel, m: usize, part: Option<&Part>, lanes: usize) -> Result<wgpu::Buffer, String> {
+        let (n0, n_part, has_bias) = part.map_or((0, 0, false), |p| (p.n0, p.rows, p.bias.is_some()));
+        let p = kernel.params().u("m", m).u("k", self.k).u("n_total", self.n).u("n0", n0).u("n_part", n_part).flag("has_bias", has_bias);
+        gpu.params(p.u("words", self.k.div_ceil(4)).flag("has_outliers", self.threshold > 0.0).f("threshold", self.threshold).u("lanes", lanes))
     }
 
     /// The dispatches of `y = LLM.int8(x) Wᵀ (+ bias)` for m rows, and their scratch buffers.
@@ -95,32 +99,40 @@ impl MatmulInt8 {
         if self.threshold > 0.0 {
             let f = gpu.zeroed("flags", (k * 4) as u64);
             let c = gpu.zeroed("cols", ((k + 1) * 4) as u64);
-            let u = gpu.uniform("params", &self.params(m, 0, 0, false).bytes());
-            steps.push(gpu.step(&gpu.kernel("matmul_int8.wgsl", "int8_flags", &[])?, &[(0, &u), (1, x), (2, &f)], grid(k.div_ceil(256))?));
-            steps.push(gpu.step(&gpu.kernel("matmul_int8.wgsl", "int8_compact", &[])?, &[(0, &u), (3, &c), (6, &f)], (1, 1, 1)));
+            let flags_pipe = gpu.kernel("matmul_int8.wgsl", "int8_flags", &[])?;
+            let u = self.params(gpu, &flags_pipe, m, None, 0)?;
+            steps.push(gpu.step(&flags_pipe, &[("p", &u), ("x", x), ("flags", &f)], grid(k.div_ceil(256))?)?);
+            steps.push(gpu.step(&gpu.kernel("matmul_int8.wgsl", "int8_compact", &[])?, &[("p", &u), ("cols", &c), ("flags_in", &f)], (1, 1, 1))?);
             flags = Some(f);
             cols = Some(c);
         }
         let ca = gpu.zeroed("CA", (m * words * 4) as u64);
         let sca = gpu.zeroed("SCA", (m * 4) as u64);
-        let u = gpu.uniform("params", &self.params(m, 0, 0, false).bytes());
         let quant = gpu.kernel("matmul_int8.wgsl", "int8_quant", &[])?;
-        steps.push(gpu.step(&quant, &[(0, &u), (1, x), (4, &ca), (5, &sca), (6, flags.as_ref().unwrap_or(gpu.dummy()))], grid(m)?));
-        let pipe = gpu.kernel("matmul_int8.wgsl", "int8_matmul", &[])?;
+        let u = self.params(gpu, &quant, m, None, 0)?;
+        steps.push(gpu.step(&quant, &[("p", &u), ("x", x), ("ca", &ca), ("sca", &sca), ("flags_in", flags.as_ref().unwrap_or(gpu.dummy()))], grid(m)?)?);
+        // decode: int8_gemv with the threads per row group covering the row's words (index.ts)
+        let gemv = m == 1;
+        let mut lanes = 8;
+        while gemv && lanes < 64 && lanes < words {
+            lanes *= 2;
+        }
+        let pipe = if gemv { gpu.kernel("matmul_int8.wgsl", "int8_gemv", if gpu.subgroups { &["SUBGROUPS"] } else { &[] })? } else { gpu.kernel("matmul_int8.wgsl", "int8_matmul", &[])? };
         for part in &self.parts {
-            let u = gpu.uniform("params", &self.params(m, part.n0, part.rows, part.bias.is_some()).bytes());
+            let u = self.params(gpu, &pipe, m, Some(part), lanes)?;
             let b = [
-                (0, &u),
-                (1, x),
-                (7, cols.as_ref().unwrap_or(gpu.dummy())),
-                (8, &ca),
-                (9, &sca),
-                (10, &part.data),
-                (11, part.scales.as_ref().expect("int8 parts have SCB")),
-                (12, part.bias.as_ref().unwrap_or(gpu.dummy())),
-                (13, y),
+                ("p", &u),
+                ("x", x),
+                ("cols_in", cols.as_ref().unwrap_or(gpu.dummy())),
+                ("ca_in", &ca),
+                ("sca_in", &sca),
+                ("cb", &part.data),
+                ("scb", part.scales.as_ref().ok_or("int8 parts have SCB")?),
+                ("bias", part.bias.as_ref().unwrap_or(gpu.dummy())),
+                ("y", y),
             ];
-            steps.push(gpu.step(&pipe, &b, (part.rows.div_ceil(64) as u32, m as u32, 1)));
+            let groups = if gemv { grid(part.rows.div_ceil(4 * 64 / lanes))? } else { (part.rows.div_ceil(64) as u32, m as u32, 1) };
+            steps.push(gpu.step(&pipe, &b, groups)?);
         }
         Ok((steps, Int8Scratch { flags, cols, ca, sca }))
     }

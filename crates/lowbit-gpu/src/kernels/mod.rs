@@ -1,5 +1,6 @@
-//! Host-side drivers for the kernels in shaders/, one file per kernel family. Each binds the
-//! uniform `Params`, the buffers and the workgroup counts exactly as the WebGPU backend
+//! Host-side drivers for the kernels in shaders/, one file per kernel family. Each fills the
+//! uniform `Params` by field name and binds the buffers by variable name (crate::layout reads
+//! both from the WGSL), with the workgroup counts, exactly as the WebGPU backend
 //! (ts/backends/webgpu/index.ts, weights.ts, quantize.ts) does, so that `cargo test` checks the
 //! same WGSL against the Rust references in lowbit-core, and gpu-bench measures it. Bad
 //! arguments are an `Err(String)` (the TS host's INVALID_ARGUMENT checks), never a panic.
@@ -20,7 +21,7 @@ pub use matmul4::Matmul4;
 pub use matmul_dense::{DenseData, DenseStorage, MatmulDense};
 pub use matmul_int8::{Int8Output, MatmulInt8};
 
-use crate::{Gpu, Step, Words};
+use crate::{Gpu, Params, Step};
 
 /// The TS host's MAX_GROUPS: workgroups per grid dimension.
 pub const MAX_GROUPS: usize = 65_535;
@@ -79,12 +80,14 @@ pub(crate) fn check_bias(bias: Option<&[f32]>, n: usize) -> Result<(), String> {
     }
 }
 
-/// Per-part uniform words and extra bindings of the shared GEMV / GEMM (matmul_common.wgsl).
+/// Per-part uniform fields and the weight bindings of the shared GEMV / GEMM (matmul_common.wgsl).
 pub(crate) struct LinearFormat<'a> {
     pub file: &'static str,
     pub defines: Vec<&'static str>,
-    /// The words after `m, k, n_total, n0, n_part, has_bias` for one part.
-    pub tail: &'a dyn Fn(&Part) -> Words,
+    /// The fields after `m, k, n_total, n0, n_part, has_bias` for one part.
+    pub tail: &'a dyn for<'p> Fn(Params<'p>, &Part) -> Params<'p>,
+    /// The binding names of a part's `data` and (when it has them) `scales`.
+    pub weight: (&'static str, &'static str),
     /// The one-row entry point and the output rows each of its workgroups takes.
     pub gemv: (&'static str, usize),
 }
@@ -100,11 +103,11 @@ pub(crate) fn linear_steps(gpu: &Gpu, fmt: &LinearFormat, parts: &[Part], n: usi
     let pipe = gpu.kernel(fmt.file, entry, &fmt.defines)?;
     let mut steps = Vec::new();
     for part in parts {
-        let w = Words::new().u(m).u(k).u(n).u(part.n0).u(part.rows).u(part.bias.is_some() as usize).then((fmt.tail)(part));
-        let uni = gpu.uniform("params", &w.bytes());
-        let mut b: Vec<(u32, &wgpu::Buffer)> = vec![(0, &uni), (1, x), (2, &part.data), (4, part.bias.as_ref().unwrap_or(gpu.dummy())), (5, y)];
+        let head = pipe.params().u("m", m).u("k", k).u("n_total", n).u("n0", part.n0).u("n_part", part.rows).flag("has_bias", part.bias.is_some());
+        let uni = gpu.params((fmt.tail)(head, part))?;
+        let mut b: Vec<(&str, &wgpu::Buffer)> = vec![("p", &uni), ("x", x), (fmt.weight.0, &part.data), ("bias", part.bias.as_ref().unwrap_or(gpu.dummy())), ("y", y)];
         if let Some(s) = &part.scales {
-            b.push((3, s));
+            b.push((fmt.weight.1, s));
         }
         let groups = if m == 1 {
             grid(part.rows.div_ceil(fmt.gemv.1))?
@@ -115,7 +118,7 @@ pub(crate) fn linear_steps(gpu: &Gpu, fmt: &LinearFormat, parts: &[Part], n: usi
             }
             (part.rows.div_ceil(64) as u32, gy as u32, 1)
         };
-        steps.push(gpu.step(&pipe, &b, groups));
+        steps.push(gpu.step(&pipe, &b, groups)?);
     }
     Ok(steps)
 }

@@ -1,6 +1,6 @@
 //! norm.wgsl: RMSNorm and LayerNorm, one workgroup per row (index.ts `rmsNorm` / `layerNorm`).
 use super::{grid, run_read_f32};
-use crate::{Gpu, Words};
+use crate::Gpu;
 
 fn check(x: &[f32], rows: usize, hidden: usize, w: &[f32], what: &str) -> Result<(), String> {
     if rows == 0 || hidden == 0 {
@@ -19,8 +19,9 @@ fn check(x: &[f32], rows: usize, hidden: usize, w: &[f32], what: &str) -> Result
 pub fn rms_norm(gpu: &Gpu, x: &[f32], rows: usize, hidden: usize, w: &[f32], eps: f32) -> Result<Vec<f32>, String> {
     check(x, rows, hidden, w, "rmsNorm")?;
     let (xb, wb, yb) = (gpu.storage_f32("x", x), gpu.storage_f32("w", w), gpu.zeroed("y", (x.len() * 4) as u64));
-    let uni = gpu.uniform("params", &Words::new().u(rows).u(hidden).f(eps).u(0).bytes());
-    let step = gpu.step(&gpu.kernel("norm.wgsl", "rms_norm", &[])?, &[(0, &uni), (1, &xb), (2, &wb), (4, &yb)], grid(rows)?);
+    let pipe = gpu.kernel("norm.wgsl", "rms_norm", &[])?;
+    let uni = gpu.params(pipe.params().u("rows", rows).u("hidden", hidden).f("eps", eps).flag("has_bias", false))?;
+    let step = gpu.step(&pipe, &[("p", &uni), ("x", &xb), ("w", &wb), ("y", &yb)], grid(rows)?)?;
     Ok(run_read_f32(gpu, &[step], &yb, x.len()))
 }
 
@@ -32,8 +33,9 @@ pub fn layer_norm(gpu: &Gpu, x: &[f32], rows: usize, hidden: usize, w: &[f32], b
     }
     let (xb, wb, yb) = (gpu.storage_f32("x", x), gpu.storage_f32("w", w), gpu.zeroed("y", (x.len() * 4) as u64));
     let bb = b.map(|b| gpu.storage_f32("b", b));
-    let uni = gpu.uniform("params", &Words::new().u(rows).u(hidden).f(eps).u(b.is_some() as usize).bytes());
-    let bind = [(0, &uni), (1, &xb), (2, &wb), (3, bb.as_ref().unwrap_or(gpu.dummy())), (4, &yb)];
-    let step = gpu.step(&gpu.kernel("norm.wgsl", "layer_norm", &[])?, &bind, grid(rows)?);
+    let pipe = gpu.kernel("norm.wgsl", "layer_norm", &[])?;
+    let uni = gpu.params(pipe.params().u("rows", rows).u("hidden", hidden).f("eps", eps).flag("has_bias", b.is_some()))?;
+    let bind = [("p", &uni), ("x", &xb), ("w", &wb), ("b", bb.as_ref().unwrap_or(gpu.dummy())), ("y", &yb)];
+    let step = gpu.step(&pipe, &bind, grid(rows)?)?;
     Ok(run_read_f32(gpu, &[step], &yb, x.len()))
 }

@@ -3,7 +3,7 @@
 //! tables (sorted order, f32 midpoints as order-preserving keys, the code of 0.0) come from
 //! lowbit-core's codebook, as quantize.ts `encodeTables` rebuilds them.
 use super::grid;
-use crate::{Gpu, Words};
+use crate::Gpu;
 use lowbit_core::codebook::Codebook4;
 use lowbit_core::{QuantType4, BLOCKSIZES_4BIT};
 
@@ -32,14 +32,9 @@ pub fn quantize4(gpu: &Gpu, x: &[f32], quant_type: QuantType4, blocksize: usize)
     }
     let cb = Codebook4::get(quant_type);
     // after n, blocksize, nblocks, pad_code: 15 midpoint keys (+ an unused 16th), the order
-    let mut tables = Words::new();
-    for m in cb.midpoints {
-        tables = tables.u(key(m) as usize);
-    }
-    tables = tables.u(0xffff_ffff);
-    for o in cb.order {
-        tables = tables.u(o as usize);
-    }
+    let mut mid_key: Vec<u32> = cb.midpoints.iter().map(|&m| key(m)).collect();
+    mid_key.push(0xffff_ffff);
+    let order: Vec<u32> = cb.order.iter().map(|&o| o as u32).collect();
     let pipe = gpu.kernel("quantize4.wgsl", "quantize4", &[])?;
     let mut packed = vec![0u8; n.div_ceil(2)];
     let mut absmax = vec![0f32; n.div_ceil(blocksize)];
@@ -49,11 +44,10 @@ pub fn quantize4(gpu: &Gpu, x: &[f32], quant_type: QuantType4, blocksize: usize)
         let cn = per_chunk.min(n - c0);
         let nb = cn.div_ceil(blocksize);
         let words = cn.div_ceil(8);
-        let head = Words::new().u(cn).u(blocksize).u(nb).u(cb.encode(0.0) as usize);
-        let uni = gpu.uniform("params", &head.then(tables.clone()).bytes());
+        let uni = gpu.params(pipe.params().u("n", cn).u("blocksize", blocksize).u("nblocks", nb).u("pad_code", cb.encode(0.0) as usize).us("mid_key", &mid_key).us("order", &order))?;
         let xb = gpu.storage_f32("x", &x[c0..c0 + cn]);
         let (out, am) = (gpu.zeroed("packed", (words * 4) as u64), gpu.zeroed("absmax", (nb * 4) as u64));
-        gpu.submit(&[gpu.step(&pipe, &[(0, &uni), (1, &xb), (2, &out), (3, &am)], grid(nb)?)]);
+        gpu.submit(&[gpu.step(&pipe, &[("p", &uni), ("x", &xb), ("packed", &out), ("absmax", &am)], grid(nb)?)?]);
         let p = gpu.read(&out);
         packed[c0 / 2..c0 / 2 + cn.div_ceil(2)].copy_from_slice(&p[..cn.div_ceil(2)]);
         let a = gpu.read_f32(&am);

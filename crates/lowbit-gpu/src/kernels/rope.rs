@@ -3,7 +3,7 @@
 //! cs[(p * half + i) * 2 ..] = cos, sin of f32(f32(p) * inv_freq[i]) evaluated in f64 and
 //! rounded to f32 (JS Math.cos / Math.sin into a Float32Array).
 use super::{grid, run_read_f32};
-use crate::{Gpu, Words};
+use crate::Gpu;
 
 /// The host's cos / sin table for `capacity` positions.
 pub fn rope_table(inv_freq: &[f32], capacity: usize) -> Vec<f32> {
@@ -40,8 +40,9 @@ pub fn rope(gpu: &Gpu, x: &[f32], rows: usize, n_heads: usize, positions: &[u32]
         return Err(format!("rope: a table for {needed} positions exceeds the storage binding limit"));
     }
     let (xb, pb, tb, yb) = (gpu.storage_f32("x", x), gpu.storage_u32("positions", positions), gpu.storage_f32("rope cos/sin", &table), gpu.zeroed("y", (x.len() * 4) as u64));
-    let uni = gpu.uniform("params", &Words::new().u(rows).u(n_heads).u(half).u(0).bytes());
+    let pipe = gpu.kernel("rope.wgsl", "rope", &[])?;
+    let uni = gpu.params(pipe.params().u("rows", rows).u("n_heads", n_heads).u("half", half).u("head_dim", 2 * half))?;
     let groups = grid((rows * n_heads * half).div_ceil(256))?;
-    let step = gpu.step(&gpu.kernel("rope.wgsl", "rope", &[])?, &[(0, &uni), (1, &xb), (2, &pb), (3, &tb), (4, &yb)], groups);
+    let step = gpu.step(&pipe, &[("p", &uni), ("x", &xb), ("positions", &pb), ("cs", &tb), ("y", &yb)], groups)?;
     Ok(run_read_f32(gpu, &[step], &yb, x.len()))
 }

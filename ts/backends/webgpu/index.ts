@@ -18,6 +18,7 @@ import { GpuContext, type Binding, type GpuStats } from './context.js';
 import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
 import { chooseVariant, type KernelVariant } from './variants.js';
+import { attentionSpan, attentionSplits, splitShape } from './attention-split.js';
 import type { FloatInput } from '../../tensor/dtypes.js';
 import type { QuantState } from '../../quant/quant-state.js';
 import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, NESTED_BLOCK, storageDefine, type DenseStorage, type NestedAbsmax, type Part } from './weights.js';
@@ -81,7 +82,15 @@ export interface WebGpuBackendOptions {
   deviceSampling?: boolean;
   /** Where init() loads the wasm module from (the models use it for RoPE tables and quantization). */
   wasm?: WasmSource;
+  /**
+   * Cut every attention call's context into this many splits (1: never split; tests and bench
+   * comparisons) instead of the rule of attention-split.ts (decode against a long context splits).
+   */
+  attentionSplits?: number;
 }
+
+/** The most splits `attentionSplits` may force (workgroups in z; the combine walks them serially). */
+const MAX_FORCED_SPLITS = 4096;
 
 
 /** A uniform block: u32 words, with f32 where given as { f: value }. */
@@ -312,6 +321,8 @@ export class WebGpuBackend implements Backend {
    * and loads the wasm module the models also need.
    */
   static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    const forced = options.attentionSplits;
+    if (forced !== undefined && !(Number.isInteger(forced) && forced >= 1 && forced <= MAX_FORCED_SPLITS)) bad(`attentionSplits must be an integer in [1, ${MAX_FORCED_SPLITS}], got ${forced}`);
     await init(options.wasm);
     const { gpu, adapter, device, info } = await requestDevice({
       ...(options.gpu ? { gpu: options.gpu } : {}),
@@ -345,10 +356,13 @@ export class WebGpuBackend implements Backend {
     // Dawn (Node's `webgpu` package) tears its instance down when the GPU object is collected,
     // under the live device: keep both referenced for the backend's lifetime.
     b.keepAlive = [gpu, adapter];
+    b.attentionSplits = forced;
     return b;
   }
 
   private keepAlive: unknown[] = [];
+  /** Splits forced on every attention call (option `attentionSplits`); undefined: attention-split.ts decides. */
+  attentionSplits: number | undefined;
   private readonly lostListeners = new Set<(info: DeviceLostInfo) => void>();
   private lostInfo: DeviceLostInfo | undefined;
 
@@ -943,13 +957,19 @@ export class WebGpuBackend implements Backend {
     this.ctx.copy(ka.buffer, 0, c.k, start * rowBytes, n * rowBytes);
     this.ctx.copy(va.buffer, 0, c.v, start * rowBytes, n * rowBytes);
     const out = this.newActivation(n, qa.cols);
-    this.ctx.dispatch(this.ctx.pipeline('attention.wgsl', 'attention'), {
-      0: this.ctx.uniform(words([n, start, nHeads, nHeads / c.nKvHeads, c.headDim, kvCols, { f: s }, extras?.window ?? 0, { f: extras?.softcap ?? 0 }])),
-      1: qa.binding('q'),
-      2: c.k,
-      3: c.v,
-      4: out.binding('output'),
-    }, nHeads, n);
+    const span = attentionSpan(start, n, extras?.window);
+    const { splitLen, nSplit } = splitShape(span, attentionSplits(span, nHeads, n, this.attentionSplits));
+    const uni = this.ctx.uniform(words([n, start, nHeads, nHeads / c.nKvHeads, c.headDim, kvCols, { f: s }, extras?.window ?? 0, { f: extras?.softcap ?? 0 }, splitLen, nSplit]));
+    if (nSplit === 1) {
+      this.ctx.dispatch(this.ctx.pipeline('attention.wgsl', 'attention'), { 0: uni, 1: qa.binding('q'), 2: c.k, 3: c.v, 4: out.binding('output') }, nHeads, n);
+      return out;
+    }
+    // flash decoding: partial softmax per (head, token, split), then one combine per (head, token)
+    const partBytes = n * nHeads * nSplit * (c.headDim + 2) * 4;
+    const part = this.ctx.acquire(partBytes);
+    this.ctx.dispatch(this.ctx.pipeline('attention.wgsl', 'attention_split'), { 0: uni, 1: qa.binding('q'), 2: c.k, 3: c.v, 5: { buffer: part, size: partBytes } }, nHeads, n, nSplit);
+    this.ctx.dispatch(this.ctx.pipeline('attention.wgsl', 'attention_combine'), { 0: uni, 4: out.binding('output'), 5: { buffer: part, size: partBytes } }, nHeads, n);
+    this.ctx.release(part);
     return out;
   }
 

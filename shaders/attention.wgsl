@@ -19,7 +19,9 @@
 // writes its running max, sum of exp and un-normalized output to `part`; `attention_combine`
 // rescales the splits to their common max and normalizes. A split outside a token's causal or
 // sliding window does nothing (max = lowest, sum 0) and the combine skips it. The host picks the
-// split count (ts/backends/webgpu/attention-split.ts).
+// split count (ts/backends/webgpu/attention-split.ts). The combine is a dispatch of its own, not
+// the last split workgroup to finish: WGSL's atomics are relaxed and storageBarrier orders only
+// within a workgroup, so no workgroup may read another's partials within one dispatch.
 
 struct Params {
   n: u32,

@@ -12,7 +12,13 @@
 //   recording commands and submitting them; 4-bit models run with gemv4 and its fusions and
 //   without them (`_generic` cases: the decode step before gemv4, with sampling on the host and
 //   double-quantized absmax widened to f32), trials alternating, medians; `--sampled` adds a
-//   decode with temperature, top-p and a repetition penalty (`_sampled` cases).
+//   decode with temperature, top-p and a repetition penalty (`_sampled` cases);
+// - long-context decode (`--context N`, default 2048; 0 skips): one attention call of the
+//   SmolLM2-135M shape (9 query heads, 3 kv heads, head_dim 64) at position N - 1, split over
+//   the context (attention.wgsl attention_split + attention_combine, the rule of
+//   ts/backends/webgpu/attention-split.ts) vs unsplit (attentionSplits = 1) in the same run,
+//   trials alternating; and the first format's decode tokens/s after an N-token prompt, split vs
+//   unsplit (`_ctxN` / `_ctxN_unsplit` cases, with the per-token counters).
 // On a software adapter (lavapipe, SwiftShader) the figures only show that it runs.
 // Node needs the optional `webgpu` package (Dawn); on a machine without a GPU,
 // scripts/setup-webgpu.sh prepares lavapipe and this suite uses it.
@@ -33,7 +39,7 @@ if (!process.env.XDG_RUNTIME_DIR) {
 const { init, AutoModelForCausalLM, BitsAndBytesConfig, WebGpuBackend, quantize4bit } = await import('../dist/index.js');
 
 export const describe = 'WebGPU: NF4 GEMV bandwidth vs copy bandwidth, NF4 GEMM GFLOP/s, SmolLM2-135M-shape decode/prefill tokens/s and per-token dispatches / submits / readback / host encode time';
-export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --trials N                     model runs per variant, alternating, median (default 3)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)', '  --shape NAME                   model shape (scripts/make-random-checkpoint.mjs: smollm2-135m, tinyllama; default smollm2-135m)', '  --sampled                      also decode with temperature / top-p / repetition penalty (`_sampled` cases)'].join('\n');
+export const usage = ['options:', '  --quants nf4,nf4-dq,int8,f16   model formats (default nf4,f16)', '  --decode N                     decode steps (default 16)', '  --trials N                     model runs per variant, alternating, median (default 3)', '  --gemv N,K                     GEMV weight shape (default 5632,2048)', '  --shape NAME                   model shape (scripts/make-random-checkpoint.mjs: smollm2-135m, tinyllama; default smollm2-135m)', '  --sampled                      also decode with temperature / top-p / repetition penalty (`_sampled` cases)', '  --context N                    long-context decode: attention split vs unsplit and decode tokens/s after N prompt tokens (default 2048; 0 skips)'].join('\n');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -187,6 +193,71 @@ export async function run({ json, emit, args }) {
     }
   }
   generic.dispose();
+
+  // long-context decode: attention split over the context vs unsplit, same backend, alternating
+  const context = Number(get('--context', '2048'));
+  if (context > 0) {
+    const [nHeads, nKv, hd] = [9, 3, 64]; // SmolLM2-135M
+    const cache = be.kvCache(context, nKv, hd);
+    const fill = new Float32Array(context * nKv * hd).map((_, i) => Math.sin(i * 0.37));
+    ctx.device.queue.writeBuffer(cache.k, 0, fill);
+    ctx.device.queue.writeBuffer(cache.v, 0, fill.map((x) => x * 0.5));
+    const q = be.fromHost(new Float32Array(nHeads * hd).map((_, i) => Math.cos(i)), 1, nHeads * hd);
+    const kv = be.fromHost(new Float32Array(nKv * hd).map((_, i) => Math.sin(i)), 1, nKv * hd);
+    const call = () => be.release(be.attention(q, kv, kv, cache, context - 1, nHeads));
+    const attn = { split: [], unsplit: [] };
+    const dispatches = {};
+    for (let t = 0; t < 5; t++) {
+      for (const [name, force] of [['split', undefined], ['unsplit', 1]]) {
+        be.attentionSplits = force;
+        attn[name].push(await gpuTime(be, call, soft ? 5 : 200, 1));
+        be.resetStats();
+        call();
+        dispatches[name] = be.stats().dispatches;
+        await be.synchronize();
+      }
+    }
+    be.attentionSplits = undefined;
+    cache.dispose();
+    const [splitT, unsplitT] = [median(attn.split), median(attn.unsplit)];
+    const c = `attention_decode_smollm2_ctx${context}`;
+    out({ suite: 'webgpu', case: `${c}_split`, metric: 'time', value: splitT * 1000, unit: 'ms', vs: unsplitT * 1000, ratio: splitT / unsplitT });
+    out({ suite: 'webgpu', case: `${c}_unsplit`, metric: 'time', value: unsplitT * 1000, unit: 'ms', vs: null, ratio: null });
+    out({ suite: 'webgpu', case: `${c}_split`, metric: 'dispatches', value: dispatches.split, unit: 'count', vs: dispatches.unsplit, ratio: dispatches.split / dispatches.unsplit });
+
+    // decode after a `context`-token prompt: the first generate prefills it; later ones reuse the
+    // cache (reuseCache) and prefill only the prompt's last token
+    const q0 = quants[0];
+    const lm = await AutoModelForCausalLM.fromPretrained(dir, { backend: be, ...(QUANT[q0] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[q0]) } : {}), maxPositions: context + steps + 2 });
+    const long = Array.from({ length: context }, (_, i) => (i * 37) % 1000 + 5);
+    await lm.generate({ inputIds: long, maxNewTokens: 2, eosTokenIds: [] });
+    const runs = { split: [], unsplit: [] };
+    for (let t = 0; t < trials; t++) {
+      for (const [name, force] of [['split', undefined], ['unsplit', 1]]) {
+        be.attentionSplits = force;
+        const stamps = [];
+        let perStep;
+        await lm.generate({
+          inputIds: long, reuseCache: true, maxNewTokens: steps + 1, eosTokenIds: [],
+          onToken: () => {
+            stamps.push(performance.now());
+            if (stamps.length === 1) be.resetStats();
+            else perStep = be.stats();
+          },
+        });
+        runs[name].push({ decode: (stamps.at(-1) - stamps[0]) / 1000, perStep });
+      }
+    }
+    be.attentionSplits = undefined;
+    lm.dispose();
+    for (const name of ['split', 'unsplit']) {
+      const c2 = `${shape}_${q0}_ctx${context}${name === 'split' ? '' : '_unsplit'}`;
+      const rs = runs[name];
+      out({ suite: 'webgpu', case: c2, metric: 'decode', value: steps / median(rs.map((r) => r.decode)), unit: 'tokens/s', vs: null, ratio: null });
+      out({ suite: 'webgpu', case: `${c2}_per_token`, metric: 'dispatches', value: median(rs.map((r) => r.perStep.dispatches)) / steps, unit: 'count', vs: null, ratio: null });
+      out({ suite: 'webgpu', case: `${c2}_per_token`, metric: 'host_encode', value: median(rs.map((r) => r.perStep.encodeMs)) / steps, unit: 'ms', vs: null, ratio: null });
+    }
+  }
   be.dispose();
   if (!json && soft) console.log('\n  (software adapter: these numbers measure a CPU emulating a GPU; rerun on a real GPU for speed figures)');
 }

@@ -3,7 +3,8 @@
  * --enable-unsafe-webgpu; its adapter is SwiftShader on machines without a GPU): the page loads a
  * tiny Llama with deviceMap 'gpu' (fp32 and NF4) and generates 16 greedy tokens, and the same on
  * the CPU backend. Tokens must be identical to the CPU's (and, in fp32, to transformers'), logits
- * within the parity tolerance (1e-4: f32 on both, only the summation order differs).
+ * within the parity tolerance (1e-4: f32 on both, only the summation order differs). And decode
+ * attention against 600 positions (test/runtimes/attention-split-check.js): the split path.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -34,5 +35,7 @@ describe('WebGPU in Chromium', () => {
       expect(max, `${q}: max |GPU - CPU| logit`).toBeLessThanOrEqual(1e-4);
     }
     expect(r['fp32-gpu'].tokens).toEqual(r.reference);
+    expect(r.attention.dispatches, 'prefill on the ordinary kernel, decode split').toEqual([1, 2, 2]);
+    expect(r.attention.worst, 'split attention |gpu - cpu| / (2e-6 + 1e-5 |cpu|)').toBeLessThanOrEqual(1);
   });
 });

@@ -2,7 +2,7 @@
  * The WebGPU parity fixtures on Deno's navigator.gpu (wgpu, shaders compiled by naga) — a second
  * WebGPU implementation next to Dawn in test/webgpu.test.ts, with the same tolerances as
  * test/parity.test.ts. test/runtimes/deno-webgpu-check.ts runs the models and prints the
- * differences; this side checks them. Skips (with the reason) only when Deno finds no adapter and
+ * differences; this side checks them, and a long-context decode attention (the split path). Skips (with the reason) only when Deno finds no adapter and
  * setup did not promise one (LOWBIT_WEBGPU_EXPECT, see test/helpers/webgpu.ts).
  */
 import { execFile } from 'node:child_process';
@@ -32,7 +32,7 @@ describe('WebGPU on Deno (wgpu)', () => {
     if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`bash scripts/build.sh\` first`);
     if (!existsSync(DENO)) throw new Error(`deno is not installed (${DENO}): run \`bash scripts/setup.sh\``);
     const tmp = await mkdtemp(join(tmpdir(), 'lowbit-deno-webgpu-'));
-    let out: { runtime: string; adapter?: string; skip?: string; results?: Row[] };
+    let out: { runtime: string; adapter?: string; skip?: string; results?: Row[]; attention?: { worst: number; dispatches: number[] } };
     try {
       const env = { ...webgpuEnv(), NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1', DENO_NO_PROMPT: '1', DENO_DIR: join(tmp, 'deno-dir') };
       const stdout = await run(['run', '--allow-read', '--allow-env', 'test/runtimes/deno-webgpu-check.ts'], env);
@@ -48,6 +48,10 @@ describe('WebGPU on Deno (wgpu)', () => {
       return;
     }
     expect(out.adapter).toMatch(/^webgpu \(/);
+    // decode attention against 600 positions (test/runtimes/attention-split-check.js): the prefill
+    // on the ordinary kernel, the decode steps split (two dispatches), within the attention tolerance
+    expect(out.attention!.dispatches).toEqual([1, 2, 2]);
+    expect(out.attention!.worst, 'split attention |gpu - cpu| / (2e-6 + 1e-5 |cpu|)').toBeLessThanOrEqual(1);
     expect(out.results).toHaveLength(24);
     for (const r of out.results!) {
       const what = `${r.model} ${r.variant} on ${out.adapter}`;

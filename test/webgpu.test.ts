@@ -117,7 +117,7 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       ...['int8_flags', 'int8_compact', 'int8_quant', 'int8_matmul', 'int8_gemv'].map((e) => ['matmul_int8.wgsl', e, []] as [string, string, string[]]),
       ...(gpu.subgroups ? [['matmul_int8.wgsl', 'int8_gemv', ['SUBGROUPS']] as [string, string, string[]]] : []),
       ...(gpu.adapter.features.includes('shader-f16') ? [['matmul_dense.wgsl', 'gemv_rows', ['WEIGHT_F16', 'F16_COMPUTE']], ['matmul_dense.wgsl', 'gemv_rows', ['WEIGHT_F16', 'F16_COMPUTE', 'SUBGROUPS']]] as [string, string, string[]][] : []),
-      ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []],
+      ['norm.wgsl', 'rms_norm', []], ['norm.wgsl', 'layer_norm', []], ['rope.wgsl', 'rope', []], ['attention.wgsl', 'attention', []], ['attention.wgsl', 'attention_split', []], ['attention.wgsl', 'attention_combine', []],
       ...['add', 'swiglu', 'silu_op', 'gelu', 'gelu_tanh', 'geglu', 'scale_op', 'softcap'].map((e) => ['elementwise.wgsl', e, []] as [string, string, string[]]),
       ['sample.wgsl', 'argmax', []], ['sample.wgsl', 'topk', []],
       ...['penalize', 'draw_sorted', 'draw_full'].map((e) => ['sample_draw.wgsl', e, []] as [string, string, string[]]),
@@ -584,6 +584,48 @@ suite(`WebGPU backend (${env.adapter ?? 'no adapter'}) vs the CPU backend`, () =
       expect(() => cpu.attention(x(), x(), x(), c, 0, 1, undefined, bad)).toThrow(/softcap|window/);
       expect(() => gpu.attention(gpu.fromHost(new Float32Array(4), 1, 4), gpu.fromHost(new Float32Array(4), 1, 4), gpu.fromHost(new Float32Array(4), 1, 4), gpu.kvCache(8, 1, 4), 0, 1, undefined, bad)).toThrow(/softcap|window/);
     }
+  });
+
+  it('attention split over the context (flash decoding): decode against long contexts by the rule, splits forced on and off, GQA, window, softcap, head_dim 256', async () => {
+    // [nHeads, nKv, hd, calls (new tokens per call), forced splits (undefined: the rule), extras, decode calls split by the rule]
+    const cases = [
+      // SmolLM2-135M's heads: 9 query, 3 kv, 64 wide; a 700-position prefill (not split), then decode of 1 and 3 tokens (split)
+      [9, 3, 64, [700, 1, 3, 1], undefined, {}, true],
+      // the same forced off: the ordinary kernel on the whole context
+      [9, 3, 64, [700, 1], 1, {}, false],
+      // forced splits that do not divide the span, on prefill and decode; head_dim 256 (4 outputs per lane)
+      [4, 2, 256, [300, 1, 2], 7, {}, true],
+      [6, 2, 80, [13, 1, 5], 3, { softcap: 1.5 }, true],
+      // a sliding window: whole splits outside some tokens' window (forced), and by the rule over a window of 300
+      [4, 2, 16, [12, 1, 7], 4, { softcap: 2, window: 5 }, true],
+      [4, 1, 32, [640, 1, 2], undefined, { window: 300 }, true],
+    ] as const;
+    for (const [nHeads, nKv, hd, calls, force, extras, decodeSplits] of cases) {
+      const maxPos = calls.reduce((a, b) => a + b, 0);
+      const caches = [gpu.kvCache(maxPos, nKv, hd), cpu.kvCache(maxPos, nKv, hd)] as const;
+      let start = 0;
+      try {
+        gpu.attentionSplits = force;
+        for (const [ci, n] of calls.entries()) {
+          const q = rand(n * nHeads * hd, 120 + ci, 2);
+          const k = rand(n * nKv * hd, 130 + ci, 2);
+          const v = rand(n * nKv * hd, 140 + ci);
+          const res: Float32Array[] = [];
+          for (const [bi, b] of ([gpu, cpu] as const).entries()) {
+            gpu.resetStats();
+            const y = b.attention(b.fromHost(q, n, nHeads * hd), b.fromHost(k, n, nKv * hd), b.fromHost(v, n, nKv * hd), caches[bi]!, start, nHeads, undefined, extras);
+            // the split path is two dispatches (attention_split, attention_combine), the ordinary one
+            if (bi === 0) expect(gpu.stats().dispatches, `dispatches of call ${ci}`).toBe(ci === 0 && force === undefined ? 1 : decodeSplits ? 2 : 1);
+            res.push(await b.read(y));
+          }
+          expectClose(res[0]!, res[1]!, 1e-5, 2e-6, `split attention ${nHeads}/${nKv}x${hd} splits ${force ?? 'rule'} ${JSON.stringify(extras)} call ${ci} (start ${start}, n ${n})`);
+          start += n;
+        }
+      } finally {
+        gpu.attentionSplits = undefined;
+      }
+    }
+    for (const bad of [0, 1.5, 5000]) await expect(WebGpuBackend.create({ gpu: env.gpu!, attentionSplits: bad })).rejects.toThrow(/attentionSplits/);
   });
 
   it('geglu, scale and softcap (Gemma) agree with the CPU, and the CPU with their definitions', async () => {

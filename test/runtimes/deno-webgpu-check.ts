@@ -1,8 +1,10 @@
 // Deno side of the WebGPU parity test (test/webgpu-deno.test.ts): the transformers fixtures of
 // test/parity.test.ts on Deno's own navigator.gpu (wgpu; shaders compiled by naga instead of
-// Dawn's Tint), printing one JSON line with the differences for the Node side to check.
+// Dawn's Tint), printing one JSON line with the differences for the Node side to check; and decode
+// attention against a long context (the split path) next to the CPU backend.
 //   node_modules/.bin/deno run --allow-read --allow-env test/runtimes/deno-webgpu-check.ts
 import * as lowbit from '../../dist/index.js';
+import { splitAttentionCheck } from './attention-split-check.js';
 
 const ROOT = new URL('../fixtures/reference-logits/', import.meta.url);
 const MODELS = ['llama', 'llama3-rope', 'qwen2', 'gpt2'];
@@ -21,15 +23,16 @@ async function f32(url: URL): Promise<Float32Array> {
 }
 
 await lowbit.init();
-let adapter: string | undefined;
+let gpu: lowbit.WebGpuBackend;
 try {
-  const b = await lowbit.WebGpuBackend.create();
-  adapter = b.name;
-  b.dispose();
+  gpu = await lowbit.WebGpuBackend.create();
 } catch (e) {
   console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, skip: (e as Error).message }));
   Deno.exit(0);
 }
+const adapter = gpu.name;
+const attention = await splitAttentionCheck(lowbit, gpu);
+gpu.dispose();
 
 const results: Record<string, unknown>[] = [];
 for (const model of MODELS) {
@@ -61,4 +64,4 @@ for (const model of MODELS) {
     results.push(r);
   }
 }
-console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, adapter, results }));
+console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, adapter, attention, results }));

@@ -107,21 +107,27 @@ fn linears(gpu: &Gpu, quick: bool, copy_bw: f64) -> Result<(), String> {
 }
 
 /// One decode step of attention for a TinyLlama-1.1B layer (32 query heads, 4 kv heads,
-/// head_dim 64) at context 512: the two KV row copies and the attention dispatch, as the
-/// backend records them. Reported as time per step and as K + V bytes read per second next
-/// to the copy bandwidth.
+/// head_dim 64) at contexts 512 and 2048: the two KV row copies and the attention dispatches, as
+/// the backend records them, split over the context by the rule (`attention_splits`) and
+/// unsplit (`_unsplit`). Reported as time per step and as K + V bytes read per second next to
+/// the copy bandwidth.
 fn attention_decode(gpu: &Gpu, quick: bool, copy_bw: f64) -> Result<(), String> {
-    let (n_heads, n_kv, hd, ctx) = (32, 4, 64, 512);
-    let cache = KvCache::new(gpu, ctx, n_kv, hd)?;
-    let q = gpu.storage_f32("q", &(0..n_heads * hd).map(|i| ((i % 17) as f32 - 8.0) * 0.05).collect::<Vec<_>>());
-    let k = gpu.storage_f32("k", &vec![0.1; n_kv * hd]);
-    let v = gpu.storage_f32("v", &vec![0.2; n_kv * hd]);
-    let out = gpu.zeroed("out", (n_heads * hd * 4) as u64);
-    let steps = cache.steps(gpu, &q, &k, &v, 1, ctx - 1, n_heads, None, &out)?;
-    let t = time_steps(gpu, &steps, if quick { 10 } else { 200 });
-    let case = format!("attention_decode_tinyllama_ctx{ctx}");
-    emit(gpu, &case, "step_time", t * 1e6, "us", None, None);
-    let kv_bytes = (2 * ctx * n_kv * hd * 4) as f64;
-    emit(gpu, &case, "effective_bandwidth", kv_bytes / t / 1e9, "GB/s", Some(copy_bw), None);
+    let (n_heads, n_kv, hd) = (32, 4, 64);
+    for ctx in [512, 2048] {
+        for (tag, splits) in [("", None), ("_unsplit", Some(1))] {
+            let mut cache = KvCache::new(gpu, ctx, n_kv, hd)?;
+            cache.splits = splits;
+            let q = gpu.storage_f32("q", &(0..n_heads * hd).map(|i| ((i % 17) as f32 - 8.0) * 0.05).collect::<Vec<_>>());
+            let k = gpu.storage_f32("k", &vec![0.1; n_kv * hd]);
+            let v = gpu.storage_f32("v", &vec![0.2; n_kv * hd]);
+            let out = gpu.zeroed("out", (n_heads * hd * 4) as u64);
+            let steps = cache.steps(gpu, &q, &k, &v, 1, ctx - 1, n_heads, None, &out)?;
+            let t = time_steps(gpu, &steps, if quick { 10 } else { 200 });
+            let case = format!("attention_decode_tinyllama_ctx{ctx}{tag}");
+            emit(gpu, &case, "step_time", t * 1e6, "us", None, None);
+            let kv_bytes = (2 * ctx * n_kv * hd * 4) as f64;
+            emit(gpu, &case, "effective_bandwidth", kv_bytes / t / 1e9, "GB/s", Some(copy_bw), None);
+        }
+    }
     Ok(())
 }

@@ -1,8 +1,10 @@
 // Browser side of test/webgpu-browser.test.ts: loads the tiny Llama of
 // test/fixtures/reference-logits/llama over HTTP (as Blobs) onto the page's navigator.gpu with
 // deviceMap 'gpu', quantized to NF4 while it loads, and generates 16 greedy tokens; then the
-// same on the CPU backend (wasm) for comparison. The result lands on window.__lowbitResult.
+// same on the CPU backend (wasm) for comparison; and decode attention against a long context
+// (the split path, test/runtimes/attention-split-check.js). The result lands on window.__lowbitResult.
 import * as lowbit from '/dist/index.js';
+import { splitAttentionCheck } from '/test/runtimes/attention-split-check.js';
 
 const status = document.getElementById('status');
 const INPUT_IDS = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 10, 84];
@@ -26,6 +28,12 @@ try {
         model.dispose();
       }
     }
+  }
+  const gpu = await lowbit.WebGpuBackend.create();
+  try {
+    result.attention = await splitAttentionCheck(lowbit, gpu);
+  } finally {
+    gpu.dispose();
   }
   window.__lowbitResult = { ok: true, runtime: navigator.userAgent, result };
   status.textContent = 'done';

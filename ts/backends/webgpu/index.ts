@@ -19,6 +19,7 @@ import type { KernelEntries } from './layout.js';
 import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
 import { chooseVariant, type KernelVariant } from './variants.js';
+import { attentionSpan, attentionSplits, splitShape } from './attention-split.js';
 import type { FloatInput } from '../../tensor/dtypes.js';
 import type { QuantState } from '../../quant/quant-state.js';
 import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, NESTED_BLOCK, storageDefine, type DenseStorage, type NestedAbsmax, type Part } from './weights.js';
@@ -82,7 +83,15 @@ export interface WebGpuBackendOptions {
   deviceSampling?: boolean;
   /** Where init() loads the wasm module from (the models use it for RoPE tables and quantization). */
   wasm?: WasmSource;
+  /**
+   * Cut every attention call's context into this many splits (1: never split; tests and bench
+   * comparisons) instead of the rule of attention-split.ts (decode against a long context splits).
+   */
+  attentionSplits?: number;
 }
+
+/** The most splits `attentionSplits` may force (workgroups in z; the combine walks them serially). */
+const MAX_FORCED_SPLITS = 4096;
 
 
 /** An f32 [rows, cols] activation in a pooled GPU buffer. */
@@ -299,6 +308,8 @@ export class WebGpuBackend implements Backend {
    * and loads the wasm module the models also need.
    */
   static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    const forced = options.attentionSplits;
+    if (forced !== undefined && !(Number.isInteger(forced) && forced >= 1 && forced <= MAX_FORCED_SPLITS)) bad(`attentionSplits must be an integer in [1, ${MAX_FORCED_SPLITS}], got ${forced}`);
     await init(options.wasm);
     const { gpu, adapter, device, info } = await requestDevice({
       ...(options.gpu ? { gpu: options.gpu } : {}),
@@ -332,10 +343,13 @@ export class WebGpuBackend implements Backend {
     // Dawn (Node's `webgpu` package) tears its instance down when the GPU object is collected,
     // under the live device: keep both referenced for the backend's lifetime.
     b.keepAlive = [gpu, adapter];
+    b.attentionSplits = forced;
     return b;
   }
 
   private keepAlive: unknown[] = [];
+  /** Splits forced on every attention call (option `attentionSplits`); undefined: attention-split.ts decides. */
+  attentionSplits: number | undefined;
   private readonly lostListeners = new Set<(info: DeviceLostInfo) => void>();
   private lostInfo: DeviceLostInfo | undefined;
 
@@ -941,14 +955,20 @@ export class WebGpuBackend implements Backend {
     this.ctx.copy(ka.buffer, 0, c.k, start * rowBytes, n * rowBytes);
     this.ctx.copy(va.buffer, 0, c.v, start * rowBytes, n * rowBytes);
     const out = this.newActivation(n, qa.cols);
-    const pipe = this.ctx.pipeline('attention.wgsl', 'attention');
-    this.ctx.dispatch(pipe, {
-      p: this.ctx.uniform(this.ctx.params(pipe, { n, start, n_heads: nHeads, group: nHeads / c.nKvHeads, head_dim: c.headDim, kv_row: kvCols, scale: s, window: extras?.window ?? 0, softcap: extras?.softcap ?? 0 })),
-      q: qa.binding('q'),
-      k_cache: c.k,
-      v_cache: c.v,
-      y: out.binding('output'),
-    }, nHeads, n);
+    const span = attentionSpan(start, n, extras?.window);
+    const { splitLen, nSplit } = splitShape(span, attentionSplits(span, nHeads, n, this.attentionSplits));
+    const single = this.ctx.pipeline('attention.wgsl', 'attention');
+    const uni = this.ctx.uniform(this.ctx.params(single, { n, start, n_heads: nHeads, group: nHeads / c.nKvHeads, head_dim: c.headDim, kv_row: kvCols, scale: s, window: extras?.window ?? 0, softcap: extras?.softcap ?? 0, split_len: splitLen, n_split: nSplit }));
+    if (nSplit === 1) {
+      this.ctx.dispatch(single, { p: uni, q: qa.binding('q'), k_cache: c.k, v_cache: c.v, y: out.binding('output') }, nHeads, n);
+      return out;
+    }
+    // flash decoding: partial softmax per (head, token, split), then one combine per (head, token)
+    const partBytes = n * nHeads * nSplit * (c.headDim + 2) * 4;
+    const part = this.ctx.acquire(partBytes);
+    this.ctx.dispatch(this.ctx.pipeline('attention.wgsl', 'attention_split'), { p: uni, q: qa.binding('q'), k_cache: c.k, v_cache: c.v, part: { buffer: part, size: partBytes } }, nHeads, n, nSplit);
+    this.ctx.dispatch(this.ctx.pipeline('attention.wgsl', 'attention_combine'), { p: uni, y: out.binding('output'), part: { buffer: part, size: partBytes } }, nHeads, n);
+    this.ctx.release(part);
     return out;
   }
 

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { quantize4bit, ropeInvFreq, toHalf, type Backend, type DenseWeight, type LoadedWeight } from '../../dist/index.js';
+import { quantize4bit, ropeInvFreq, toHalf, WebGpuBackend, type Backend, type DenseWeight, type LoadedWeight } from '../../dist/index.js';
 
 export interface Tolerance {
   abs: number;
@@ -155,12 +155,19 @@ export async function runCase(b: Backend, c: KernelCase): Promise<Float32Array[]
     case 'attention': {
       const [nHeads, nKv, hd] = [num(c, 'n_heads'), num(c, 'n_kv_heads'), num(c, 'head_dim')];
       const cache = b.kvCache(num(c, 'max_pos'), nKv, hd);
+      // the split count is the WebGPU backend's; other backends have one attention kernel
+      const splitting = b instanceof WebGpuBackend ? b : undefined;
+      if (splitting) splitting.attentionSplits = c.splits as number | undefined;
       const outs: Float32Array[] = [];
-      for (const [start, n] of c.calls as [number, number][]) {
-        const q = b.fromHost(r.values(n * nHeads * hd, 1), n, nHeads * hd);
-        const k = b.fromHost(r.values(n * nKv * hd, 1), n, nKv * hd);
-        const v = b.fromHost(r.values(n * nKv * hd, 1), n, nKv * hd);
-        outs.push(await read(b.attention(q, k, v, cache, start!, nHeads)));
+      try {
+        for (const [start, n] of c.calls as [number, number][]) {
+          const q = b.fromHost(r.values(n * nHeads * hd, 1), n, nHeads * hd);
+          const k = b.fromHost(r.values(n * nKv * hd, 1), n, nKv * hd);
+          const v = b.fromHost(r.values(n * nKv * hd, 1), n, nKv * hd);
+          outs.push(await read(b.attention(q, k, v, cache, start!, nHeads)));
+        }
+      } finally {
+        if (splitting) splitting.attentionSplits = undefined;
       }
       return outs;
     }

@@ -211,7 +211,8 @@ fn run_case(gpu: &Gpu, c: &Value, tol: &Value) {
             let (n_heads, n_kv, hd, max_pos) = (us(c, "n_heads"), us(c, "n_kv_heads"), us(c, "head_dim"), us(c, "max_pos"));
             let shape = AttentionShape { n_heads, n_kv_heads: n_kv, head_dim: hd, max_pos };
             let (q_row, kv_row) = (n_heads * hd, n_kv * hd);
-            let cache = KvCache::new(gpu, max_pos, n_kv, hd).unwrap();
+            let mut cache = KvCache::new(gpu, max_pos, n_kv, hd).unwrap();
+            cache.splits = c.get("splits").map(|s| s.as_u64().unwrap() as usize);
             let (mut kc, mut vc) = (vec![0f32; max_pos * kv_row], vec![0f32; max_pos * kv_row]);
             for call in c["calls"].as_array().unwrap() {
                 let (start, n) = (call[0].as_u64().unwrap() as usize, call[1].as_u64().unwrap() as usize);

@@ -42,7 +42,7 @@ afterAll(async () => {
 suite(`kernel cases (shaders/cases.json) on WebGPU (${env.adapter ?? 'no adapter'}) vs the wasm CPU kernels`, () => {
   const kernels = new Set(file.cases.map((c) => c.kernel));
   it('lists every kernel family the hosts have', () => {
-    for (const k of ['matmul4', 'matmul4_qkv', 'matmul_int8', 'matmul_dense', 'norm', 'rope', 'attention', 'elementwise', 'embedding', 'sample']) expect(kernels, k).toContain(k);
+    for (const k of ['matmul4', 'matmul4_qkv', 'matmul_int8', 'matmul_dense', 'matmul_blockwise8', 'norm', 'rope', 'attention', 'elementwise', 'embedding', 'sample']) expect(kernels, k).toContain(k);
   });
 
   for (const c of file.cases as KernelCase[]) {

@@ -13,6 +13,17 @@
 // codes per row, one block scale: blocks are >= 32 weights; the 16 activations loaded once for
 // the 4 rows), the code table in workgroup memory, partial sums reduce with subgroup shuffles
 // (SUBGROUPS) or a workgroup tree. Other shapes take matmul_common.wgsl's gemv / gemm.
+// INT_ACT (with INT8_CODE, k a multiple of 32): gemv8 runs on integer activations as the CPU's
+// fast Q8_0 kernel does (crates/lowbit-core/src/kernels/matmul_blockwise8_int.rs,
+// int_activations.rs): threads step 32 weights, quantize their 32 activations to 14 bits,
+// q = round(x · 8191 / max|x|), d = max|x| / 8191, split q into two int8 limbs
+// q = 128 · hi + lo (lo in [-64, 64)), and form the block's exact sum
+// I = 128 · Σ hi · w + Σ lo · w (|I| < 2^25), then y += f32(I) · d · absmax. With DOT4 the sums
+// of 4 products use dot4I8Packed, without it the same integers unpacked.
+
+#ifdef DOT4
+requires packed_4x8_integer_dot_product;
+#endif
 
 #include "matmul_common.wgsl"
 
@@ -84,6 +95,33 @@ fn word_weights(w: u32, a: f32) -> vec4<f32> {
   return v * a;
 }
 
+#ifdef INT_ACT
+const ACT_LEVELS: f32 = 8191.0;
+
+fn pack_i8(v: vec4<i32>) -> u32 {
+  let b = bitcast<vec4<u32>>(v) & vec4<u32>(255u);
+  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+}
+
+// Σ of the 4 products of two words of 4 int8 each
+fn dot4(a: u32, b: u32) -> i32 {
+#ifdef DOT4
+  return dot4I8Packed(a, b);
+#else
+  var s = 0i;
+  for (var e = 0u; e < 4u; e = e + 1u) {
+    let sh = 24u - 8u * e;
+    s = s + (bitcast<i32>(a << sh) >> 24u) * (bitcast<i32>(b << sh) >> 24u);
+  }
+  return s;
+#endif
+}
+
+fn x4(i: u32) -> vec4<f32> {
+  return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+#endif
+
 @compute @workgroup_size(64)
 fn gemv8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32,
@@ -102,6 +140,41 @@ fn gemv8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   var base: array<u32, 4>;
   for (var r = 0u; r < G8_ROWS; r = r + 1u) { base[r] = (p.n0 + min(r0 + r, p.n_part - 1u)) * p.k; }
   var acc = vec4<f32>(0.0);
+#ifdef INT_ACT
+  for (var kk = lane * 32u; kk < p.k; kk = kk + lanes * 32u) {
+    // the 32 activations as int_activations.rs quantize_block does: a zero block gives q = 0,
+    // d = 0; a non-finite one q = 0 and a non-finite d (so it reaches y, as on the CPU)
+    var amax = 0.0;
+    for (var i = 0u; i < 8u; i = i + 1u) {
+      let a = abs(x4(kk + 4u * i));
+      amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+    }
+    let finite = amax > 0.0 && amax <= 0x1.fffffep+127f; // the largest f32
+    let d = amax / ACT_LEVELS;
+    let inv = select(0.0, ACT_LEVELS / amax, finite);
+    var xh: array<u32, 8>;
+    var xl: array<u32, 8>;
+    for (var i = 0u; i < 8u; i = i + 1u) {
+      let qf = clamp(round(x4(kk + 4u * i) * inv), vec4<f32>(-ACT_LEVELS), vec4<f32>(ACT_LEVELS));
+      let qv = select(vec4<i32>(0i), vec4<i32>(qf), finite);
+      let lo = ((qv + vec4<i32>(64i)) & vec4<i32>(127i)) - vec4<i32>(64i);
+      xh[i] = pack_i8((qv - lo) >> vec4<u32>(7u));
+      xl[i] = pack_i8(lo);
+    }
+    for (var r = 0u; r < G8_ROWS; r = r + 1u) {
+      let flat = base[r] + kk;
+      let at = (flat - p.flat_base) >> 4u;
+      var hi = 0i;
+      var lo = 0i;
+      for (var h = 0u; h < 2u; h = h + 1u) {
+        let w = q[at + h];
+        hi = hi + dot4(xh[4u * h], w.x) + dot4(xh[4u * h + 1u], w.y) + dot4(xh[4u * h + 2u], w.z) + dot4(xh[4u * h + 3u], w.w);
+        lo = lo + dot4(xl[4u * h], w.x) + dot4(xl[4u * h + 1u], w.y) + dot4(xl[4u * h + 2u], w.z) + dot4(xl[4u * h + 3u], w.w);
+      }
+      acc[r] = acc[r] + f32(hi * 128i + lo) * d * block_scale(flat);
+    }
+  }
+#else
   for (var kk = lane * 16u; kk < p.k; kk = kk + lanes * 16u) {
     let x0 = vec4<f32>(x[kk], x[kk + 1u], x[kk + 2u], x[kk + 3u]);
     let x1 = vec4<f32>(x[kk + 4u], x[kk + 5u], x[kk + 6u], x[kk + 7u]);
@@ -114,6 +187,7 @@ fn gemv8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
       acc[r] = acc[r] + (dot(x0, word_weights(w.x, a)) + dot(x1, word_weights(w.y, a)) + dot(x2, word_weights(w.z, a)) + dot(x3, word_weights(w.w, a)));
     }
   }
+#endif
 #ifdef SUBGROUPS
   // as matmul4.wgsl gemv4: runs of min(lanes, subgroup size) consecutive invocations
   let run = min(lanes, sg_size);

@@ -12,6 +12,7 @@ use lowbit_core::kernels::embedding::embedding;
 use lowbit_core::kernels::matmul4::{matmul4_reference, Absmax4, NestedAbsmax4, Weight4};
 use lowbit_core::codebook::dynamic_map_signed;
 use lowbit_core::kernels::matmul_blockwise8::{matmul_blockwise8, Weight8, INT8_CODE};
+use lowbit_core::kernels::matmul_blockwise8_int::matmul_blockwise8_int;
 use lowbit_core::kernels::matmul_dense::matmul_dense;
 use lowbit_core::kernels::matmul_int8::{matmul_int8, WeightInt8};
 use lowbit_core::kernels::norm::{layer_norm, rms_norm};
@@ -166,10 +167,18 @@ fn run_case(gpu: &Gpu, c: &Value, tol: &Value) {
             let b = flag(c, "bias").then(|| r.values(n, 1.0 / 8.0));
             let x = r.values(m * k, 1.0);
             let code: &[f32; 256] = if c["code"] == "int8" { &INT8_CODE } else { dynamic_map_signed() };
-            let g = MatmulBlockwise8::new(gpu, &q, &absmax, code, bs, n, k, b.as_deref()).unwrap();
+            let mut g = MatmulBlockwise8::new(gpu, &q, &absmax, code, bs, n, k, b.as_deref()).unwrap();
+            // int_act: the decode GEMV on integer activations against the CPU's integer kernel
+            g.int_activations = flag(c, "int_act");
+            assert_eq!(g.int_activations, g.uses_int_act(m), "{what}: an int_act case must take the integer path");
             assert_eq!(if m > 1 { "gemm" } else if g.uses_gemv8(m) { "gemv8" } else { "gemv" }, entry, "{what}: the case's entry point");
             let mut want = vec![0f32; m * n];
-            matmul_blockwise8(&x, m, &Weight8::new(&q, &absmax, code, bs, n, k).unwrap(), b.as_deref(), &mut want, Kernel::Scalar).unwrap();
+            let w8 = Weight8::new(&q, &absmax, code, bs, n, k).unwrap();
+            if g.int_activations {
+                matmul_blockwise8_int(&x, m, &w8, b.as_deref(), &mut want, Kernel::Scalar).unwrap();
+            } else {
+                matmul_blockwise8(&x, m, &w8, b.as_deref(), &mut want, Kernel::Scalar).unwrap();
+            }
             check(&what, &g.forward(gpu, &x, m).unwrap(), &want, tol);
         }
         "matmul_dense" => {

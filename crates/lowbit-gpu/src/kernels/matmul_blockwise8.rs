@@ -2,7 +2,9 @@
 //! quantize_blockwise), split into parts as weights.ts `blockwise8Parts` does and dispatched as
 //! index.ts `blockwise8Forward`: gemv8 for one row of k a multiple of 16 (row groups of `lanes`
 //! threads, 4 rows each; SUBGROUPS when `gpu.subgroups`), the generic GEMV / GEMM otherwise.
-//! The int8 code (Q8_0) is converted in the kernel (INT8_CODE) and not uploaded.
+//! The int8 code (Q8_0) is converted in the kernel (INT8_CODE) and not uploaded. With
+//! `int_activations` a Q8_0 decode runs gemv8 on 14-bit integer activations (INT_ACT, the CPU's
+//! matmul_blockwise8_int semantics; DOT4 when `gpu.packed_dot`).
 use super::{bias_part, check_bias, linear_steps, rows_per_part, run_read_f32, runs, LinearFormat, Part};
 use crate::{Gpu, Params, Step};
 use lowbit_core::blockwise8::check_blocksize;
@@ -22,6 +24,8 @@ pub struct MatmulBlockwise8 {
     pub parts: Vec<Part>,
     /// Bytes of codes + absmax (+ the code table) a forward reads.
     pub weight_bytes: usize,
+    /// Decode on integer activations (INT_ACT) where it applies: see [`Self::uses_int_act`].
+    pub int_activations: bool,
 }
 
 impl MatmulBlockwise8 {
@@ -67,7 +71,7 @@ impl MatmulBlockwise8 {
                 block_base: b0,
             });
         }
-        Ok(MatmulBlockwise8 { n, k, blocksize, int8_code, parts, weight_bytes })
+        Ok(MatmulBlockwise8 { n, k, blocksize, int8_code, parts, weight_bytes, int_activations: false })
     }
 
     /// Whether a forward of m rows takes gemv8 (else the generic GEMV or GEMM).
@@ -75,16 +79,31 @@ impl MatmulBlockwise8 {
         m == 1 && self.k.is_multiple_of(16)
     }
 
+    /// Whether a forward of m rows takes gemv8 on integer activations: asked for, the int8 code
+    /// and k a multiple of 32 (the activation blocks; blocksizes are multiples of 32).
+    pub fn uses_int_act(&self, m: usize) -> bool {
+        self.int_activations && self.int8_code && self.uses_gemv8(m) && self.k.is_multiple_of(32)
+    }
+
     pub fn steps(&self, gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, m: usize) -> Result<Vec<Step>, String> {
         let gemv8 = self.uses_gemv8(m);
-        // threads per row group: the smallest power of two covering k / 16 steps, 8 to 64
+        let int_act = self.uses_int_act(m);
+        // threads per row group: the smallest power of two covering the row's steps (16
+        // weights, 32 on integer activations), 8 to 64
+        let step = if int_act { 32 } else { 16 };
         let mut lanes = 8;
-        while gemv8 && lanes < 64 && lanes * 16 < self.k {
+        while gemv8 && lanes < 64 && lanes * step < self.k {
             lanes *= 2;
         }
         let mut defines = Vec::new();
         if self.int8_code {
             defines.push("INT8_CODE");
+        }
+        if int_act {
+            defines.push("INT_ACT");
+            if gpu.packed_dot {
+                defines.push("DOT4");
+            }
         }
         if gemv8 && gpu.subgroups {
             defines.push("SUBGROUPS");

@@ -1085,24 +1085,32 @@ suite('weight formats on WebGPU: the format × backend table', () => {
     less.dispose();
   });
 
-  it('backend.linear runs a block-wise 8-bit weight natively (bitsandbytes dynamic code and the int8 code, split into parts under a 1 KiB binding), and refuses an unknown format with a message naming it', async () => {
+  it('backend.linear runs a block-wise 8-bit weight natively (bitsandbytes dynamic code and the int8 code, blocks spanning rows, split into parts under a 1 KiB binding), and refuses an unknown format with a message naming it', async () => {
     const { q, state } = quantizeBlockwise(rand(48 * 64, 7), { blocksize: 64 });
     const w = blockwise8FromQuantized('w', [48, 64], q, state);
     const int8 = { ...w, code: int8Code(), blocksize: 32, absmax: Float32Array.from({ length: (48 * 64) / 32 }, (_, i) => 1 / 256 + (i % 7) / 1024) };
-    for (const [name, wt] of [['dynamic', w], ['int8', int8]] as const) {
+    // rows of 56 and 144 in blocks of 64: blocks span rows, and under the 1 KiB binding the parts
+    // start inside a block (rows 17 · 56 = 952, 6 · 144 = 864) and, for 56, inside a 16-byte word
+    // (the generic GEMV; 144 takes gemv8)
+    const spanning = (k: number) => {
+      const r = quantizeBlockwise(rand(37 * k, 9), { blocksize: 64 });
+      return blockwise8FromQuantized('s', [37, k], r.q, r.state);
+    };
+    for (const [name, wt] of [['dynamic', w], ['int8', int8], ['spanning rows of 56', spanning(56)], ['spanning rows of 144', spanning(144)]] as const) {
+      const [n, k] = wt.shape;
       const hc = cpu.linear(wt);
       const want = new Map<number, Float32Array>();
-      for (const m of [1, 3]) want.set(m, await cpu.read(cpu.linearForward(cpu.fromHost(rand(m * 64, 8 + m), m, 64), hc)));
+      for (const m of [1, 3]) want.set(m, await cpu.read(cpu.linearForward(cpu.fromHost(rand(m * k, 8 + m), m, k), hc)));
       for (const b of [gpu, small]) {
         const hg = b.linear(wt);
         expect(hg.format).toBe(name === 'int8' ? 'q8_0' : 'blockwise8');
-        // codes + f32 absmax (+ the 1 KiB dynamic code; the int8 code is converted in the kernel), per part
-        if (b === gpu) expect(hg.bytes).toBe(48 * 64 + wt.absmax.byteLength + (name === 'int8' ? 0 : 1024));
+        // codes (padded to 16 bytes) + f32 absmax (+ the 1 KiB dynamic code; the int8 code is converted in the kernel), per part
+        if (b === gpu) expect(hg.bytes).toBe(Math.ceil((n * k) / 16) * 16 + wt.absmax.byteLength + (name === 'int8' ? 0 : 1024));
         else expect((hg as unknown as { parts: unknown[] }).parts.length).toBeGreaterThan(1);
         for (const m of [1, 3]) {
-          const got = await b.read(b.linearForward(b.fromHost(rand(m * 64, 8 + m), m, 64), hg));
+          const got = await b.read(b.linearForward(b.fromHost(rand(m * k, 8 + m), m, k), hg));
           const deq = dequantizeBlockwise(wt.q, { absmax: wt.absmax, code: wt.code, blocksize: wt.blocksize });
-          expectSumBound(got, want.get(m)!, magnitudes(rand(m * 64, 8 + m), m, deq, 48, 64), 64, `blockwise8 ${name} m=${m} on the GPU`);
+          expectSumBound(got, want.get(m)!, magnitudes(rand(m * k, 8 + m), m, deq, n, k), k, `blockwise8 ${name} m=${m} on the GPU`);
         }
         hg.dispose();
       }

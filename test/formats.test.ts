@@ -92,29 +92,27 @@ describe('weight formats', () => {
     expect(() => checkpointTensors([bw])).toThrow(/no bitsandbytes checkpoint form/);
   });
 
-  it('the capability table: Q8_0 on WebGPU is converted to exact f32, everything else native; unknown formats refused', () => {
-    for (const kind of Object.keys(FORMATS)) expect(supportOf(kind, 'cpu').support).toBe('native');
-    expect(supportOf('blockwise8', 'webgpu')).toMatchObject({ support: 'convert', to: 'float32' });
+  it('the capability table: every format native on both backends (block-wise 8-bit included: matmul_blockwise8.wgsl); unknown formats refused', () => {
+    for (const kind of Object.keys(FORMATS)) for (const d of ['cpu', 'webgpu'] as const) expect(supportOf(kind, d).support, `${kind} on ${d}`).toBe('native');
     expect(supportOf('q3_k', 'webgpu')).toMatchObject({ support: 'refuse' });
     const bw = weights().find((w) => w.kind === 'blockwise8')!;
-    const a = adaptWeight(bw, 'webgpu');
-    expect(a.convertedFrom).toBe('blockwise8');
-    expect(a.weight.kind).toBe('dense');
-    expect(Array.from(formatOf(a.weight).toFloat32(a.weight))).toEqual(Array.from(formatOf(bw).toFloat32(bw)));
-    expect(adaptWeight(bw, 'cpu').weight).toBe(bw);
+    for (const d of ['cpu', 'webgpu'] as const) {
+      const a = adaptWeight(bw, d);
+      expect(a.weight).toBe(bw);
+      expect(a.convertedFrom).toBeUndefined();
+    }
   });
 
-  it('placement: conversions are listed per module, refusals throw UNSUPPORTED_QUANT_TYPE naming module, format and device', () => {
+  it('placement: no module needs a conversion today, refusals throw UNSUPPORTED_QUANT_TYPE naming module, format and device', () => {
     const modules = [
       { name: 'model.embed_tokens', bytes: 100, formats: [{ kind: 'dense' as const, label: 'float32' }] },
       { name: 'model.layers.0', bytes: 10, gpuBytes: 40, formats: [{ kind: 'blockwise8' as const, label: 'q8_0' }, { kind: 'dense' as const, label: 'float32' }] },
       { name: 'lm_head', bytes: 10, gpuBytes: 40, formats: [{ kind: 'blockwise8' as const, label: 'q8_0' }] },
     ];
     const plan = planDevices({ '': 'gpu', lm_head: 'cpu' }, modules, { gpu: Infinity, cpu: Infinity });
-    const notes = checkModuleFormats(plan, modules);
-    expect(notes).toHaveLength(1);
-    expect(notes[0]).toMatch(/^model\.layers\.0 on webgpu: q8_0 -> float32 \(/);
-    // 'auto' counts the GPU size: 100 + 40 > 130, so layer 0 goes to the CPU although its 10 bytes would fit
+    // Q8_0 runs natively on both backends: nothing to convert
+    expect(checkModuleFormats(plan, modules)).toEqual([]);
+    // 'auto' counts a module's GPU size where it differs (gpuBytes): 100 + 40 > 130, so layer 0 goes to the CPU although its 10 bytes would fit
     expect([...planDevices('auto', modules, { gpu: 130, cpu: Infinity }).values()]).toEqual(['gpu', 'cpu', 'cpu']);
     const e = (() => {
       try {

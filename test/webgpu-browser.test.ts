@@ -4,7 +4,8 @@
  * tiny Llama with deviceMap 'gpu' (fp32 and NF4) and generates 16 greedy tokens, and the same on
  * the CPU backend. Tokens must be identical to the CPU's (and, in fp32, to transformers'), logits
  * within the parity tolerance (1e-4: f32 on both, only the summation order differs). And decode
- * attention against 600 positions (test/runtimes/attention-split-check.js): the split path.
+ * attention against 600 positions (test/runtimes/attention-split-check.js): the split path. And a
+ * Q8_0 GGUF of the model on the GPU's native block-wise 8-bit kernel, against the CPU the same way.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -23,7 +24,7 @@ describe('WebGPU in Chromium', () => {
     expect(out.ok, `${out.error ?? ''}\n${logs.join('\n')}`).toBe(true);
     const r = out.result!;
     expect(r.adapter, 'Chromium exposed no WebGPU adapter').toBeTruthy();
-    for (const q of ['fp32', 'nf4']) {
+    for (const q of ['fp32', 'nf4', 'q8_0']) {
       const gpu = r[`${q}-gpu`] as Run;
       const cpu = r[`${q}-cpu`] as Run;
       expect(gpu.device).toEqual(['webgpu']);
@@ -35,6 +36,9 @@ describe('WebGPU in Chromium', () => {
       expect(max, `${q}: max |GPU - CPU| logit`).toBeLessThanOrEqual(1e-4);
     }
     expect(r['fp32-gpu'].tokens).toEqual(r.reference);
+    // the Q8_0 GGUF's linears stay 8-bit on the GPU (no conversion, 1.125 bytes per weight)
+    expect(r['q8_0-gpu'].conversions).toEqual([]);
+    expect(r['q8_0-gpu'].oProjBytes).toBe(64 * 64 * 1.125);
     expect(r.attention.dispatches, 'prefill on the ordinary kernel, decode split').toEqual([1, 2, 2]);
     expect(r.attention.worst, 'split attention |gpu - cpu| / (2e-6 + 1e-5 |cpu|)').toBeLessThanOrEqual(1);
   });

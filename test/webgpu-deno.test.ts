@@ -28,11 +28,11 @@ function run(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
 }
 
 describe('WebGPU on Deno (wgpu)', () => {
-  it('parity with transformers: fp32 / nf4 / fp4 (± double quant) / int8 logits and 32 greedy tokens', async (ctx) => {
+  it('parity with transformers: fp32 / nf4 / fp4 (± double quant) / int8 logits and 32 greedy tokens; a Q8_0 GGUF on the native block-wise 8-bit kernel', async (ctx) => {
     if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`bash scripts/build.sh\` first`);
     if (!existsSync(DENO)) throw new Error(`deno is not installed (${DENO}): run \`bash scripts/setup.sh\``);
     const tmp = await mkdtemp(join(tmpdir(), 'lowbit-deno-webgpu-'));
-    let out: { runtime: string; adapter?: string; skip?: string; results?: Row[]; attention?: { worst: number; dispatches: number[] } };
+    let out: { runtime: string; adapter?: string; skip?: string; results?: Row[]; attention?: { worst: number; dispatches: number[] }; q8_0?: { max: number; length: number; refLength: number; conversions: string[]; oProjBytes: number } };
     try {
       const env = { ...webgpuEnv(), NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1', DENO_NO_PROMPT: '1', DENO_DIR: join(tmp, 'deno-dir') };
       const stdout = await run(['run', '--allow-read', '--allow-env', 'test/runtimes/deno-webgpu-check.ts'], env);
@@ -67,5 +67,12 @@ describe('WebGPU on Deno (wgpu)', () => {
       }
       if (r.variant === 'fp32') expect(r.tokens, what).toEqual(r.refTokens);
     }
+    // llama-q8_0.gguf on the GPU: 8-bit linears (1.125 bytes per weight), no conversion, within
+    // 1e-4 of transformers' load of the file (as test/gguf-model.test.ts on the CPU)
+    const q8 = out.q8_0!;
+    expect(q8.length).toBe(q8.refLength);
+    expect(q8.conversions).toEqual([]);
+    expect(q8.oProjBytes).toBe(64 * 64 * 1.125);
+    expect(q8.max, `llama Q8_0 GGUF on ${out.adapter}`).toBeLessThanOrEqual(1e-4);
   });
 });

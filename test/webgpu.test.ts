@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
   init, AutoModelForCausalLM, BitsAndBytesConfig, CpuBackend, WebGpuBackend, LowbitError, ropeInvFreq, quantize4bit, dequantize4bit,
-  int8VectorwiseQuant, int8VectorwiseDequant, toHalf, fromHalf, quantizeBlockwise, dequantizeBlockwise, blockwise8FromQuantized,
+  int8VectorwiseQuant, int8VectorwiseDequant, toHalf, fromHalf, quantizeBlockwise, dequantizeBlockwise, blockwise8FromQuantized, int8Code,
   type Activation, type Backend, type DenseWeight, type LoadedWeight,
 } from '../dist/index.js';
 import { testGpu } from './helpers/webgpu.js';
@@ -1014,18 +1014,18 @@ suite('weight formats on WebGPU: the format × backend table', () => {
   const GGUF = fileURLToPath(new URL('./fixtures/gguf-model/', import.meta.url));
 
   for (const arch of ['llama', 'qwen2', 'qwen3']) {
-    it(`${arch} Q8_0 GGUF with deviceMap 'gpu' and no quantization config: the block-wise 8-bit linears become dense f32 (reported), same logits and greedy tokens as the CPU`, async () => {
+    it(`${arch} Q8_0 GGUF with deviceMap 'gpu' and no quantization config: the block-wise 8-bit linears run natively (matmul_blockwise8.wgsl, 1.125 bytes per weight, no conversion), same logits and greedy tokens as the CPU`, async () => {
       const ref = JSON.parse(readFileSync(`${FIXTURES}${arch}/reference.json`, 'utf8'));
       const c = await AutoModelForCausalLM.fromPretrained(`${GGUF}${arch}-q8_0.gguf`, { tokenizer: false });
       const m = await AutoModelForCausalLM.fromPretrained(`${GGUF}${arch}-q8_0.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
       expect(new Set(Object.values(m.deviceMap))).toEqual(new Set(['webgpu']));
       expect(c.formatConversions).toEqual([]);
-      // one line per module holding Q8_0 linears: both layers and lm_head
-      expect(m.formatConversions.map((l) => l.split(':')[0])).toEqual(['model.layers.0 on webgpu', 'model.layers.1 on webgpu', 'lm_head on webgpu']);
-      expect(m.formatConversions[0]).toMatch(/q8_0 -> float32/);
+      expect(m.formatConversions).toEqual([]);
       const fp = m.getMemoryFootprint().byModule;
-      expect(fp['model.layers.0.self_attn.o_proj']).toBe(64 * 64 * 4); // f32 on the GPU (o_proj: no bias in any of them)
-      expect(c.getMemoryFootprint().byModule['model.layers.0.self_attn.o_proj']).toBe(64 * 64 * 1.125); // 8-bit on the CPU
+      // 8-bit on both (o_proj: no bias in any of them): codes + an f32 scale per 32 weights; the int8 code is not uploaded
+      expect(fp['model.layers.0.self_attn.o_proj']).toBe(64 * 64 * 1.125);
+      expect(c.getMemoryFootprint().byModule['model.layers.0.self_attn.o_proj']).toBe(64 * 64 * 1.125);
+      for (const [mod, bytes] of Object.entries(fp)) if (/_proj$/.test(mod)) expect(bytes, mod).toBeLessThan(1.2 * (c.getMemoryFootprint().byModule[mod] ?? 0) + 1);
       expect(maxDiff(await m.forward(ref.input_ids, 0), await c.forward(ref.input_ids, 0))).toBeLessThanOrEqual(1e-4);
       const want = await c.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] });
       expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(want);
@@ -1035,7 +1035,7 @@ suite('weight formats on WebGPU: the format × backend table', () => {
   }
 
   for (const name of ['phi3', 'phi4-mini', 'olmo2']) {
-    it(`${name} GGUF on the GPU: F32 within 1e-4 of transformers and the same 32 greedy tokens; Q8_0 (converted to f32) within 1e-4 of gguf-py's reading of that file`, async () => {
+    it(`${name} GGUF on the GPU: F32 within 1e-4 of transformers and the same 32 greedy tokens; Q8_0 (native 8-bit) within 1e-4 of gguf-py's reading of that file`, async () => {
       const ref = JSON.parse(readFileSync(`${FIXTURES}${name}/reference.json`, 'utf8'));
       const m = await AutoModelForCausalLM.fromPretrained(`${GGUF}${name}-f32.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
       expect(new Set(Object.values(m.deviceMap))).toEqual(new Set(['webgpu']));
@@ -1047,7 +1047,7 @@ suite('weight formats on WebGPU: the format × backend table', () => {
       expect(await m.generate({ inputIds: ref.input_ids, maxNewTokens: 32, eosTokenIds: [] })).toEqual(ref.fp32.greedy_tokens);
       m.dispose();
       const q = await AutoModelForCausalLM.fromPretrained(`${GGUF}${name}-q8_0.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
-      expect(q.formatConversions.length).toBeGreaterThan(0);
+      expect(q.formatConversions).toEqual([]);
       expect(maxDiff(await q.forward(ref.input_ids, 0), f32(`${GGUF}logits-${name}-q8_0.f32`))).toBeLessThanOrEqual(1e-4);
       q.dispose();
     });
@@ -1067,35 +1067,55 @@ suite('weight formats on WebGPU: the format × backend table', () => {
     });
   }
 
-  it("'auto' counts a Q8_0 layer at its f32 size on the GPU: a budget that holds it 8-bit but not f32 puts it on the CPU", async () => {
+  it("'auto' counts a Q8_0 layer at its 8-bit size on the GPU: a budget that holds layers 0 and 1 8-bit places both there, one byte less does not", async () => {
     const c = await AutoModelForCausalLM.fromPretrained(`${GGUF}llama-q8_0.gguf`, { tokenizer: false, deviceMap: 'gpu', gpu: env.gpu! });
     const by = c.getMemoryFootprint().byModule;
     const sizeOf = (mod: string) => Object.entries(by).filter(([k]) => k === mod || k.startsWith(mod + '.')).reduce((a, [, v]) => a + v, 0);
     c.dispose();
-    // the embedding (f32 either way) and layer 0 converted fit; layer 1 at f32 does not, though at its 8-bit size it would
-    const linearWeights = 64 * 64 * 2 + 32 * 64 * 2 + 128 * 64 * 3; // q, o; k, v; gate, up, down
-    const layer1At8bit = sizeOf('model.layers.1') - linearWeights * (4 - 1.125);
-    const budget = sizeOf('model.embed_tokens') + sizeOf('model.layers.0') + layer1At8bit;
+    // the linears of a layer at 1.125 bytes per weight (q, o; k, v; gate, up, down)
+    const linearWeights = 64 * 64 * 2 + 32 * 64 * 2 + 128 * 64 * 3;
+    expect(Object.entries(by).filter(([k]) => k.startsWith('model.layers.1.') && k.endsWith('_proj')).reduce((a, [, v]) => a + v, 0)).toBe(linearWeights * 1.125);
+    const budget = sizeOf('model.embed_tokens') + sizeOf('model.layers.0') + sizeOf('model.layers.1');
     const m = await AutoModelForCausalLM.fromPretrained(`${GGUF}llama-q8_0.gguf`, { tokenizer: false, deviceMap: 'auto', maxMemory: { gpu: budget }, gpu: env.gpu! });
-    expect(m.deviceMap).toMatchObject({ 'model.embed_tokens': 'webgpu', 'model.layers.0': 'webgpu', 'model.layers.1': 'cpu', lm_head: 'cpu' });
-    expect(m.formatConversions.map((l) => l.split(':')[0])).toEqual(['model.layers.0 on webgpu']);
+    expect(m.deviceMap).toMatchObject({ 'model.embed_tokens': 'webgpu', 'model.layers.0': 'webgpu', 'model.layers.1': 'webgpu', lm_head: 'cpu' });
+    expect(m.formatConversions).toEqual([]);
     m.dispose();
+    const less = await AutoModelForCausalLM.fromPretrained(`${GGUF}llama-q8_0.gguf`, { tokenizer: false, deviceMap: 'auto', maxMemory: { gpu: budget - 1 }, gpu: env.gpu! });
+    expect(less.deviceMap).toMatchObject({ 'model.embed_tokens': 'webgpu', 'model.layers.0': 'webgpu', 'model.layers.1': 'cpu', lm_head: 'cpu' });
+    less.dispose();
   });
 
-  it('backend.linear converts a block-wise 8-bit weight itself (exact f32), and refuses an unknown format with a message naming it', async () => {
+  it('backend.linear runs a block-wise 8-bit weight natively (bitsandbytes dynamic code and the int8 code, blocks spanning rows, split into parts under a 1 KiB binding), and refuses an unknown format with a message naming it', async () => {
     const { q, state } = quantizeBlockwise(rand(48 * 64, 7), { blocksize: 64 });
     const w = blockwise8FromQuantized('w', [48, 64], q, state);
-    const x = rand(3 * 64, 8);
-    const hg = gpu.linear(w);
-    const hc = cpu.linear(w);
-    expect(hg.format).toBe('float32 (from blockwise8)');
-    expect(hc.format).toBe('blockwise8');
-    const deq = dequantizeBlockwise(q, state);
-    const got = await gpu.read(gpu.linearForward(gpu.fromHost(x, 3, 64), hg));
-    const want = await cpu.read(cpu.linearForward(cpu.fromHost(x, 3, 64), hc));
-    expectSumBound(got, want, magnitudes(x, 3, deq, 48, 64), 64, 'blockwise8 on the GPU');
-    hg.dispose();
-    hc.dispose();
+    const int8 = { ...w, code: int8Code(), blocksize: 32, absmax: Float32Array.from({ length: (48 * 64) / 32 }, (_, i) => 1 / 256 + (i % 7) / 1024) };
+    // rows of 56 and 144 in blocks of 64: blocks span rows, and under the 1 KiB binding the parts
+    // start inside a block (rows 17 · 56 = 952, 6 · 144 = 864) and, for 56, inside a 16-byte word
+    // (the generic GEMV; 144 takes gemv8)
+    const spanning = (k: number) => {
+      const r = quantizeBlockwise(rand(37 * k, 9), { blocksize: 64 });
+      return blockwise8FromQuantized('s', [37, k], r.q, r.state);
+    };
+    for (const [name, wt] of [['dynamic', w], ['int8', int8], ['spanning rows of 56', spanning(56)], ['spanning rows of 144', spanning(144)]] as const) {
+      const [n, k] = wt.shape;
+      const hc = cpu.linear(wt);
+      const want = new Map<number, Float32Array>();
+      for (const m of [1, 3]) want.set(m, await cpu.read(cpu.linearForward(cpu.fromHost(rand(m * k, 8 + m), m, k), hc)));
+      for (const b of [gpu, small]) {
+        const hg = b.linear(wt);
+        expect(hg.format).toBe(name === 'int8' ? 'q8_0' : 'blockwise8');
+        // codes (padded to 16 bytes) + f32 absmax (+ the 1 KiB dynamic code; the int8 code is converted in the kernel), per part
+        if (b === gpu) expect(hg.bytes).toBe(Math.ceil((n * k) / 16) * 16 + wt.absmax.byteLength + (name === 'int8' ? 0 : 1024));
+        else expect((hg as unknown as { parts: unknown[] }).parts.length).toBeGreaterThan(1);
+        for (const m of [1, 3]) {
+          const got = await b.read(b.linearForward(b.fromHost(rand(m * k, 8 + m), m, k), hg));
+          const deq = dequantizeBlockwise(wt.q, { absmax: wt.absmax, code: wt.code, blocksize: wt.blocksize });
+          expectSumBound(got, want.get(m)!, magnitudes(rand(m * k, 8 + m), m, deq, n, k), k, `blockwise8 ${name} m=${m} on the GPU`);
+        }
+        hg.dispose();
+      }
+      hc.dispose();
+    }
     const mystery = { kind: 'q3_k', name: 'blk.0.ffn_up.weight' } as unknown as LoadedWeight;
     for (const b of [gpu, cpu] as Backend[]) {
       const e = (() => {

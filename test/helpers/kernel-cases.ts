@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { quantize4bit, ropeInvFreq, toHalf, WebGpuBackend, type Backend, type DenseWeight, type LoadedWeight } from '../../dist/index.js';
+import { dynamicMap, int8Code, quantize4bit, ropeInvFreq, toHalf, WebGpuBackend, type Backend, type DenseWeight, type LoadedWeight } from '../../dist/index.js';
 
 export interface Tolerance {
   abs: number;
@@ -94,6 +94,7 @@ export function linearEntry(c: KernelCase): string {
   if (c.kernel === 'matmul_int8') return m === 1 ? 'int8_gemv' : 'int8_matmul';
   if (m > 1) return 'gemm';
   if (c.kernel === 'matmul_dense') return num(c, 'k') % 4 === 0 ? 'gemv_rows' : 'gemv';
+  if (c.kernel === 'matmul_blockwise8') return num(c, 'k') % 16 === 0 ? 'gemv8' : 'gemv';
   return num(c, 'k') % 32 === 0 && num(c, 'blocksize') >= 32 ? 'gemv4' : 'gemv';
 }
 
@@ -137,6 +138,18 @@ export async function runCase(b: Backend, c: KernelCase): Promise<Float32Array[]
       const bias = c.bias === true ? denseWeight('bias', r.values(n, 1 / 8), [n], 'f32') : undefined;
       const x = r.values(m * k, 1);
       return [await read(b.linearForward(b.fromHost(x, m, k), b.linear(denseWeight('w', wv, [n, k], c.storage as string), bias)))];
+    }
+    case 'matmul_blockwise8': {
+      const [m, n, k, bs] = [num(c, 'm'), num(c, 'n'), num(c, 'k'), num(c, 'blocksize')];
+      const q = new Uint8Array(n * k);
+      for (let i = 0; i < q.length; i++) q[i] = r.next() >>> 24;
+      const absmax = new Float32Array(Math.ceil((n * k) / bs));
+      for (let i = 0; i < absmax.length; i++) absmax[i] = 1 / 64 + Math.abs(r.values(1, 0.5)[0]!);
+      const bias = c.bias === true ? denseWeight('bias', r.values(n, 1 / 8), [n], 'f32') : undefined;
+      const x = r.values(m * k, 1);
+      const code = c.code === 'int8' ? int8Code() : dynamicMap(true);
+      const w = b.linear({ kind: 'blockwise8', name: 'w8', shape: [n, k], q, absmax, code, blocksize: bs }, bias);
+      return [await read(b.linearForward(b.fromHost(x, m, k), w))];
     }
     case 'norm': {
       const [rows, hidden, eps] = [num(c, 'rows'), num(c, 'hidden'), num(c, 'eps')];

@@ -64,4 +64,15 @@ for (const model of MODELS) {
     results.push(r);
   }
 }
-console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, adapter, attention, results }));
+// a Q8_0 GGUF on the GPU: its linears run natively (matmul_blockwise8.wgsl under naga), against
+// transformers' own load of the file
+const GGUF = new URL('../fixtures/gguf-model/', import.meta.url);
+const ggufRef = JSON.parse(await Deno.readTextFile(new URL('reference.json', GGUF)));
+const q8 = await lowbit.AutoModelForCausalLM.fromPretrained(new URL('llama-q8_0.gguf', GGUF).pathname, { deviceMap: 'gpu', tokenizer: false });
+const q8Logits = await q8.forward(ggufRef.input_ids, 0);
+const q8Want = await f32(new URL('logits-q8_0.f32', GGUF));
+let q8Max = 0;
+for (let i = 0; i < q8Want.length; i++) q8Max = Math.max(q8Max, Math.abs(q8Logits[i]! - q8Want[i]!));
+const q8_0 = { max: q8Max, length: q8Logits.length, refLength: q8Want.length, conversions: q8.formatConversions, oProjBytes: q8.getMemoryFootprint().byModule['model.layers.0.self_attn.o_proj'] };
+q8.dispose();
+console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, adapter, attention, results, q8_0 }));

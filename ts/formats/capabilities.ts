@@ -6,7 +6,6 @@
  * so that a handle made directly is converted or refused the same way.
  */
 import { LowbitError } from '../errors.js';
-import type { DenseWeight } from './dense.js';
 import { FORMATS, formatOf, type FormatKind, type LoadedWeight } from './index.js';
 import type { DeviceKind, SizeParams } from './types.js';
 
@@ -27,33 +26,18 @@ export type Support =
 
 const NATIVE: Support = { support: 'native' };
 
-/** Any format as a dense f32 weight (exact: every format's values are f32 products). */
-function toDenseF32(w: LoadedWeight): DenseWeight {
-  const f = formatOf(w);
-  const v = f.toFloat32(w);
-  return { kind: 'dense', name: w.name, dtype: 'F32', shape: [...f.shape(w)], data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) };
-}
-
 /**
- * The table. WebGPU has no block-wise 8-bit kernel: its weights (GGUF Q8_0 kept 8-bit) are
- * widened to dense f32 — exact, the same products as the CPU's kernel, at 4 bytes per weight
- * instead of 1.125. (A quantization config gives GPU-native 4-bit or LLM.int8 weights instead.)
+ * The table. Every format has a kernel on both backends today: WebGPU runs block-wise 8-bit
+ * weights (GGUF Q8_0 kept 8-bit, bitsandbytes quantize_blockwise) natively at 1.125 bytes per
+ * weight (shaders/matmul_blockwise8.wgsl). A 'convert' row is the way to add a format to one
+ * backend before its kernel exists (converted at placement, its bytes counted in module sizes).
  */
 export const CAPABILITIES: { readonly [K in FormatKind]: Readonly<Record<DeviceKind, Support>> } = {
   dense: { cpu: NATIVE, webgpu: NATIVE },
-  // WebGPU: double-quantized absmax are expanded to f32 at upload (WeightFormat bytes differ, values do not)
+  // WebGPU keeps double-quantized absmax compressed too (matmul4.wgsl NESTED_ABSMAX decodes them per block)
   '4bit': { cpu: NATIVE, webgpu: NATIVE },
   int8: { cpu: NATIVE, webgpu: NATIVE },
-  blockwise8: {
-    cpu: NATIVE,
-    webgpu: {
-      support: 'convert',
-      to: 'float32',
-      note: 'the WebGPU backend has no block-wise 8-bit kernel: dequantized to dense f32 (exact; 4 bytes per weight instead of 1.125 — load with a quantizationConfig for GPU-native 4-bit or int8)',
-      convert: toDenseF32,
-      estimateBytes: (shape) => FORMATS.dense.estimateBytes(shape, { dtype: 'F32' }),
-    },
-  },
+  blockwise8: { cpu: NATIVE, webgpu: NATIVE },
 };
 
 /** How `device` takes weights of format `kind` (an unknown kind is refused). */

@@ -1,7 +1,8 @@
 //! The measurements behind `gpu-bench`. Times are wall-clock around `repeats` dispatches in one
 //! submission, waited for with device.poll (medians of several such runs), so per-submit
 //! overhead is amortized; figures on a software adapter only prove the code runs.
-use crate::kernels::{DenseData, KvCache, Matmul4, MatmulDense, MatmulInt8};
+use crate::kernels::{DenseData, KvCache, Matmul4, MatmulBlockwise8, MatmulDense, MatmulInt8};
+use lowbit_core::kernels::matmul_blockwise8::INT8_CODE;
 use crate::{record, Gpu, Step};
 use lowbit_core::{f16, QuantType4};
 use std::time::Instant;
@@ -65,7 +66,7 @@ pub fn run(gpu: &Gpu, quick: bool) -> Result<(), String> {
     attention_decode(gpu, quick, copy)
 }
 
-/// GEMV effective bandwidth (weight bytes read per second) of NF4, dense f16 and LLM.int8
+/// GEMV effective bandwidth (weight bytes read per second) of NF4, dense f16, LLM.int8 and Q8_0
 /// weights next to the copy bandwidth, and NF4 GEMM GFLOP/s, on Llama-7B / TinyLlama projection
 /// shapes. Weight contents do not matter for speed: fixed byte patterns.
 fn linears(gpu: &Gpu, quick: bool, copy_bw: f64) -> Result<(), String> {
@@ -102,6 +103,19 @@ fn linears(gpu: &Gpu, quick: bool, copy_bw: f64) -> Result<(), String> {
         let t = time_steps(gpu, &steps, reps);
         let label = if gpu.packed_dot { "dot4" } else { "scalar" };
         emit(gpu, &format!("gemv_int8_{label}_{n}x{k}"), "effective_bandwidth", w.weight_bytes as f64 / t / 1e9, "GB/s", Some(copy_bw), Some(0.7));
+        drop(w);
+
+        // GGUF Q8_0 (int8 code, blocks of 32; counted bytes: codes + f32 absmax): gemv8 on f32
+        // activations and on 14-bit integer activations (INT_ACT)
+        let q: Vec<u8> = (0..numel).map(|i| (i * 37 % 251) as u8).collect();
+        let mut w = MatmulBlockwise8::new(gpu, &q, &vec![0.01f32; numel.div_ceil(32)], &INT8_CODE, 32, n, k, None)?;
+        drop(q);
+        for int_act in [false, true] {
+            w.int_activations = int_act;
+            let t = time_steps(gpu, &w.steps(gpu, &x, &y, 1)?, reps);
+            let label = if !int_act { "f32" } else if gpu.packed_dot { "intact_dot4" } else { "intact_scalar" };
+            emit(gpu, &format!("gemv_q8_0_{label}_{n}x{k}"), "effective_bandwidth", w.weight_bytes as f64 / t / 1e9, "GB/s", Some(copy_bw), Some(0.7));
+        }
     }
     Ok(())
 }

@@ -10,6 +10,9 @@ use lowbit_core::kernels::activation::{gelu, gelu_tanh, silu, swiglu};
 use lowbit_core::kernels::attention::{attention, AttentionShape};
 use lowbit_core::kernels::embedding::embedding;
 use lowbit_core::kernels::matmul4::{matmul4_reference, Absmax4, NestedAbsmax4, Weight4};
+use lowbit_core::codebook::dynamic_map_signed;
+use lowbit_core::kernels::matmul_blockwise8::{matmul_blockwise8, Weight8, INT8_CODE};
+use lowbit_core::kernels::matmul_blockwise8_int::matmul_blockwise8_int;
 use lowbit_core::kernels::matmul_dense::matmul_dense;
 use lowbit_core::kernels::matmul_int8::{matmul_int8, WeightInt8};
 use lowbit_core::kernels::norm::{layer_norm, rms_norm};
@@ -17,7 +20,7 @@ use lowbit_core::kernels::rope::{apply_rope, inv_freq};
 use lowbit_core::{bf16, f16, Kernel, QuantType4};
 use lowbit_gpu::kernels::elementwise::{elementwise, Op};
 use lowbit_gpu::kernels::matmul4::{qkv_steps, Absmax};
-use lowbit_gpu::kernels::{norm, rope, sample, DenseData, Embedding, KvCache, Matmul4, MatmulDense, MatmulInt8};
+use lowbit_gpu::kernels::{norm, rope, sample, DenseData, Embedding, KvCache, Matmul4, MatmulBlockwise8, MatmulDense, MatmulInt8};
 use lowbit_gpu::{shaders_dir, Gpu};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -156,6 +159,27 @@ fn run_case(gpu: &Gpu, c: &Value, tol: &Value) {
             matmul_int8(&x, m, &WeightInt8::new(&cb, &scb, n, k).unwrap(), threshold, b.as_deref(), &mut want, Kernel::Scalar).unwrap();
             let got = MatmulInt8::new(gpu, &cb, &scb, n, k, threshold, b.as_deref()).unwrap().forward(gpu, &x, m).unwrap().y;
             check(&what, &got, &want, tol);
+        }
+        "matmul_blockwise8" => {
+            let (m, n, k, bs) = (us(c, "m"), us(c, "n"), us(c, "k"), us(c, "blocksize"));
+            let q: Vec<u8> = (0..n * k).map(|_| (r.next() >> 24) as u8).collect();
+            let absmax: Vec<f32> = (0..(n * k).div_ceil(bs)).map(|_| 1.0 / 64.0 + r.values(1, 0.5)[0].abs()).collect();
+            let b = flag(c, "bias").then(|| r.values(n, 1.0 / 8.0));
+            let x = r.values(m * k, 1.0);
+            let code: &[f32; 256] = if c["code"] == "int8" { &INT8_CODE } else { dynamic_map_signed() };
+            let mut g = MatmulBlockwise8::new(gpu, &q, &absmax, code, bs, n, k, b.as_deref()).unwrap();
+            // int_act: the decode GEMV on integer activations against the CPU's integer kernel
+            g.int_activations = flag(c, "int_act");
+            assert_eq!(g.int_activations, g.uses_int_act(m), "{what}: an int_act case must take the integer path");
+            assert_eq!(if m > 1 { "gemm" } else if g.uses_gemv8(m) { "gemv8" } else { "gemv" }, entry, "{what}: the case's entry point");
+            let mut want = vec![0f32; m * n];
+            let w8 = Weight8::new(&q, &absmax, code, bs, n, k).unwrap();
+            if g.int_activations {
+                matmul_blockwise8_int(&x, m, &w8, b.as_deref(), &mut want, Kernel::Scalar).unwrap();
+            } else {
+                matmul_blockwise8(&x, m, &w8, b.as_deref(), &mut want, Kernel::Scalar).unwrap();
+            }
+            check(&what, &g.forward(gpu, &x, m).unwrap(), &want, tol);
         }
         "matmul_dense" => {
             let (m, n, k) = (us(c, "m"), us(c, "n"), us(c, "k"));

@@ -2,7 +2,8 @@
 // test/fixtures/reference-logits/llama over HTTP (as Blobs) onto the page's navigator.gpu with
 // deviceMap 'gpu', quantized to NF4 while it loads, and generates 16 greedy tokens; then the
 // same on the CPU backend (wasm) for comparison; and decode attention against a long context
-// (the split path, test/runtimes/attention-split-check.js). The result lands on window.__lowbitResult.
+// (the split path, test/runtimes/attention-split-check.js); and a Q8_0 GGUF of the model on both
+// (the GPU's native block-wise 8-bit kernel). The result lands on window.__lowbitResult.
 import * as lowbit from '/dist/index.js';
 import { splitAttentionCheck } from '/test/runtimes/attention-split-check.js';
 
@@ -27,6 +28,19 @@ try {
       } finally {
         model.dispose();
       }
+    }
+  }
+  // a Q8_0 GGUF of the same model (one Blob): its linears run on the GPU's block-wise 8-bit kernel
+  const q8 = await fetch('/test/fixtures/gguf-model/llama-q8_0.gguf').then((r) => r.blob());
+  for (const deviceMap of ['gpu', 'cpu']) {
+    const model = await lowbit.AutoModelForCausalLM.fromPretrained(q8, { deviceMap, cpuKernels: 'exact', maxPositions: 64, tokenizer: false });
+    try {
+      const logits = await model.forward(INPUT_IDS, 0);
+      const tokens = await model.generate({ inputIds: INPUT_IDS, maxNewTokens: 16, eosTokenIds: [] });
+      const fp = model.getMemoryFootprint();
+      result[`q8_0-${deviceMap}`] = { tokens, logits: Array.from(logits), device: Object.keys(fp.byDevice), conversions: model.formatConversions, oProjBytes: fp.byModule['model.layers.0.self_attn.o_proj'] };
+    } finally {
+      model.dispose();
     }
   }
   const gpu = await lowbit.WebGpuBackend.create();

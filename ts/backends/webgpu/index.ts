@@ -23,6 +23,9 @@ import { attentionSpan, attentionSplits, splitShape } from './attention-split.js
 import type { FloatInput } from '../../tensor/dtypes.js';
 import type { QuantState } from '../../quant/quant-state.js';
 import { denseParts, destroyParts, fourBitParts, int8Parts, kernelCode, NESTED_BLOCK, storageDefine, type DenseStorage, type NestedAbsmax, type Part } from './weights.js';
+import { blockwise8Parts } from './weights.js';
+import { isInt8Code } from '../../formats/blockwise8.js';
+import { BLOCKSIZES_8BIT } from '../../quant/blockwise8.js';
 
 export { findGpu, describeAdapter, type AdapterDescription, type PowerPreference } from './device.js';
 export type { GpuQuantize4Options } from './quantize.js';
@@ -140,14 +143,14 @@ abstract class GpuHandle {
 export class GpuLinear extends GpuHandle implements LinearHandle {
   constructor(
     ctx: GpuContext,
-    readonly kind: '4bit' | 'int8' | 'dense',
+    readonly kind: '4bit' | 'int8' | 'dense' | 'blockwise8',
     readonly parts: Part[],
     readonly outFeatures: number,
     readonly inFeatures: number,
     readonly format: string,
     readonly bytes: number,
-    /** dense: storage; 4-bit: code values, blocksize, whether the absmax is double-quantized on the device; int8: threshold. */
-    readonly extra: { storage?: DenseStorage; code?: Float32Array; blocksize?: number; nested?: boolean; threshold?: number; hasBias: boolean },
+    /** dense: storage; 4-bit: code values, blocksize, whether the absmax is double-quantized on the device; int8: threshold; block-wise 8-bit: blocksize, whether the code is the int8 code. */
+    readonly extra: { storage?: DenseStorage; code?: Float32Array; blocksize?: number; nested?: boolean; threshold?: number; int8Code?: boolean; hasBias: boolean },
   ) {
     super(ctx);
   }
@@ -468,8 +471,8 @@ export class WebGpuBackend implements Backend {
 
   linear(loaded: LoadedWeight, bias?: DenseWeight, options: LinearOptions = {}): LinearHandle {
     this.ctx.check();
-    // Formats without a WGSL kernel are converted (or refused) as the capability table says:
-    // GGUF Q8_0 (block-wise 8-bit) becomes dense f32.
+    // Formats without a WGSL kernel are converted (or refused) as the capability table says
+    // (today every format has one).
     const { weight, convertedFrom } = adaptWeight(loaded, 'webgpu');
     const label = formatLabel(weight) + (convertedFrom === undefined ? '' : ` (from ${convertedFrom})`);
     let b: Float32Array | undefined;
@@ -511,9 +514,22 @@ export class WebGpuBackend implements Backend {
         const { parts, storage, bytes } = denseParts(this.ctx, weight, n, k, b);
         return new GpuLinear(this.ctx, 'dense', parts, n, k, label, bytes, { storage, hasBias: b !== undefined });
       }
+      case 'blockwise8': {
+        const [n, k] = shape2(weight.name, weight.shape);
+        checkBias(n);
+        const bs = weight.blocksize;
+        if (!(BLOCKSIZES_8BIT as readonly number[]).includes(bs)) throw new LowbitError('UNSUPPORTED_BLOCKSIZE', `${weight.name}: blocksize ${bs} is not one of ${BLOCKSIZES_8BIT.join(', ')}`);
+        if (weight.q.length !== n * k) throw new LowbitError('LENGTH_MISMATCH', `${weight.name}: ${weight.q.length} codes for a [${n}, ${k}] weight`);
+        if (weight.absmax.length !== Math.ceil((n * k) / bs)) throw new LowbitError('INCONSISTENT_STATE', `${weight.name}: ${weight.absmax.length} absmax for ${Math.ceil((n * k) / bs)} blocks`);
+        if (weight.code.length !== 256) bad(`${weight.name}: an 8-bit code must have 256 entries, got ${weight.code.length}`);
+        // the int8 code (GGUF Q8_0) is converted in the kernel (INT8_CODE): no table on the device
+        const int8 = isInt8Code(weight.code);
+        const { parts, bytes } = blockwise8Parts(this.ctx, weight.name, weight.q, weight.absmax, int8 ? undefined : weight.code, bs, n, k, b);
+        return new GpuLinear(this.ctx, 'blockwise8', parts, n, k, label, bytes, { blocksize: bs, int8Code: int8, hasBias: b !== undefined });
+      }
       default:
         // CAPABILITIES says this format is native on WebGPU but no upload handles it here
-        throw new LowbitError('INTERNAL', `the WebGPU backend has no upload for weight format '${weight.kind}'`);
+        throw new LowbitError('INTERNAL', `the WebGPU backend has no upload for weight format '${(weight as LoadedWeight).kind}'`);
     }
   }
 
@@ -610,6 +626,7 @@ export class WebGpuBackend implements Backend {
     if (a.cols !== l.inFeatures) bad(`linearForward: x has ${a.cols} columns but the ${l.format} weight [${l.outFeatures}, ${l.inFeatures}] takes ${l.inFeatures}`);
     if (a.rows === 0) bad('linearForward: x has no rows');
     if (l.kind === 'int8') return this.int8Forward(a, l);
+    if (l.kind === 'blockwise8') return this.blockwise8Forward(a, l);
     const out = this.newActivation(a.rows, l.outFeatures);
     this.matmul(a, l.parts, l.kind === '4bit' ? { code: l.extra.code!, blocksize: l.extra.blocksize!, nested: l.extra.nested === true } : { storage: l.extra.storage! }, l.outFeatures, l.inFeatures, out);
     return out;
@@ -784,6 +801,40 @@ export class WebGpuBackend implements Backend {
       }, grid[0], grid[1]);
     }
     for (const b of [flags, cols, ca, sca]) if (b) ctx.release(b);
+    return out;
+  }
+
+  /**
+   * Block-wise 8-bit y = x Wᵀ (+ bias), one dispatch per part (matmul_blockwise8.wgsl): gemv8 for
+   * one row of k a multiple of 16 (row groups of `lanes` threads, 4 rows each, SUBGROUPS where the
+   * device has subgroups), the generic GEMV for other single rows, tiled GEMM for several.
+   */
+  private blockwise8Forward(a: GpuActivation, l: GpuLinear): Activation {
+    const m = a.rows;
+    const k = l.inFeatures;
+    const n = l.outFeatures;
+    const gemv8 = this.gemv4 && m === 1 && k % 16 === 0;
+    let lanes = 8;
+    while (gemv8 && lanes < 64 && lanes < k / 16) lanes *= 2;
+    const defines = [...(l.extra.int8Code ? ['INT8_CODE'] : []), ...(gemv8 && this.subgroups ? ['SUBGROUPS'] : [])];
+    const pipe = this.ctx.pipeline('matmul_blockwise8.wgsl', gemv8 ? 'gemv8' : m === 1 ? 'gemv' : 'gemm', defines);
+    const rowsPerGroup = gemv8 ? (4 * 64) / lanes : 8;
+    const out = this.newActivation(m, n);
+    for (const part of l.parts) {
+      const uni = this.ctx.params(pipe, {
+        m, k, n_total: n, n0: part.n0, n_part: part.rows, has_bias: part.bias !== undefined,
+        flat_base: part.flatBase, block_base: part.blockBase, block_shift: Math.log2(l.extra.blocksize!), absmax_at: l.extra.int8Code ? 0 : 256, lanes,
+      });
+      const bindings = { p: this.ctx.constUniform(uni), x: a.binding('x'), q: part.data, absmax: part.scales!, bias: part.bias ?? this.ctx.dummy, y: out.binding('output') };
+      if (m === 1) {
+        const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / rowsPerGroup));
+        this.ctx.dispatch(pipe, bindings, gx, gy);
+      } else {
+        const gy = Math.ceil(m / 64);
+        if (gy > 65535) bad(`linear: ${m} rows are too many for one dispatch`);
+        this.ctx.dispatch(pipe, bindings, Math.ceil(part.rows / 64), gy);
+      }
+    }
     return out;
   }
 

@@ -19,12 +19,12 @@ export function storageDefine(s: DenseStorage): string {
 export interface Part {
   n0: number;
   rows: number;
-  /** f32 values, half bit patterns (two per u32), packed nibbles or int8 rows. */
+  /** f32 values, half bit patterns (two per u32), packed nibbles, int8 rows or 8-bit codes. */
   data: GPUBuffer;
-  /** 4-bit: absmax of blocks [blockBase, ...); int8: SCB of the part's rows. */
+  /** 4-bit: absmax of blocks [blockBase, ...); int8: SCB of the part's rows; block-wise 8-bit: the code table, then absmax. */
   scales?: GPUBuffer;
   bias?: GPUBuffer;
-  /** 4-bit: flat index of the first element in `data` (a multiple of 8). */
+  /** 4-bit: flat index of the first element in `data` (a multiple of 8); block-wise 8-bit: a multiple of 16. */
   flatBase: number;
   blockBase: number;
   /** 4-bit with a double-quantized absmax: the u32 word of `scales` where the 8-bit codes start. */
@@ -155,6 +155,36 @@ export function int8Parts(ctx: GpuContext, name: string, cb: Int8Array, scb: Flo
     const b = biasPart(ctx, bias, r0, r1, name);
     total += data.size + scales.size + (b?.size ?? 0);
     parts.push({ n0: r0, rows: r1 - r0, data, scales, ...(b ? { bias: b } : {}), flatBase: 0, blockBase: 0 });
+  }
+  return { parts, bytes: total };
+}
+
+/**
+ * Block-wise 8-bit [n, k] (matmul_blockwise8.wgsl): parts keep the codes from a 16-byte boundary
+ * on (vec4<u32> loads), padded to 16 bytes; `scales` holds the 256-entry code table (none for
+ * the int8 code: the kernel converts the byte) then the absmax of the part's blocks.
+ */
+export function blockwise8Parts(ctx: GpuContext, name: string, q: Uint8Array, absmax: Float32Array, code: Float32Array | undefined, blocksize: number, n: number, k: number, bias?: Float32Array): { parts: Part[]; bytes: number } {
+  if (n * k > 0xffff_ffff - 16) bad(`${name}: [${n}, ${k}] has more elements than 32-bit indices reach`);
+  const codeWords = code === undefined ? 0 : 256;
+  const parts: Part[] = [];
+  let total = 0;
+  for (const [r0, r1] of runs(n, rowsPerPart(ctx, k, 32, name))) {
+    const f0 = Math.floor((r0 * k) / 16) * 16;
+    const bytes = new Uint8Array(Math.ceil((r1 * k - f0) / 16) * 16);
+    bytes.set(q.subarray(f0, r1 * k));
+    const b0 = Math.floor((r0 * k) / blocksize);
+    const b1 = Math.ceil((r1 * k) / blocksize);
+    const words = new Float32Array(codeWords + b1 - b0);
+    if (code !== undefined) words.set(code);
+    words.set(absmax.subarray(b0, b1), codeWords);
+    // (the 1 KiB code table does not count against a lowered weightBinding, as fourBitParts' nested header)
+    if ((b1 - b0) * 4 > ctx.limits.weightBinding || words.byteLength > ctx.limits.maxBinding) bad(`${name}: the absmax of ${r1 - r0} rows exceed the storage binding limit`);
+    const data = ctx.upload(bytes, `${name}[${r0}:${r1}]`);
+    const scales = ctx.upload(words, `${name}.absmax[${r0}:${r1}]`);
+    const b = biasPart(ctx, bias, r0, r1, name);
+    total += data.size + scales.size + (b?.size ?? 0);
+    parts.push({ n0: r0, rows: r1 - r0, data, scales, ...(b ? { bias: b } : {}), flatBase: f0, blockBase: b0 });
   }
   return { parts, bytes: total };
 }

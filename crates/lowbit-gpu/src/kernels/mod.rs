@@ -8,6 +8,7 @@ pub mod attention;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul4;
+pub mod matmul_blockwise8;
 pub mod matmul_dense;
 pub mod matmul_int8;
 pub mod norm;
@@ -18,6 +19,7 @@ pub mod sample;
 pub use attention::KvCache;
 pub use embedding::Embedding;
 pub use matmul4::Matmul4;
+pub use matmul_blockwise8::MatmulBlockwise8;
 pub use matmul_dense::{DenseData, DenseStorage, MatmulDense};
 pub use matmul_int8::{Int8Output, MatmulInt8};
 
@@ -44,7 +46,7 @@ pub fn grid(groups: usize) -> Result<(u32, u32, u32), String> {
 pub struct Part {
     pub n0: usize,
     pub rows: usize,
-    /// f32 values, half bit patterns (two per u32), packed nibbles or int8 rows.
+    /// f32 values, half bit patterns (two per u32), packed nibbles, int8 rows or 8-bit codes.
     pub data: wgpu::Buffer,
     /// 4-bit: absmax of blocks [block_base, ...); int8: SCB of the part's rows.
     pub scales: Option<wgpu::Buffer>,

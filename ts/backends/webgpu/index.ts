@@ -46,10 +46,17 @@ export interface WebGpuBackendOptions {
    */
   maxBindingSize?: number;
   /**
-   * Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default: as the adapter's
-   * row of the variant table says, variants.ts).
+   * Use dot4I8Packed for integer dot products (LLM.int8, and the 4-bit decode GEMV with
+   * `intActivations`) when the WGSL implementation has it (default: as the adapter's row of the
+   * variant table says, variants.ts); false sums the same integers unpacked.
    */
   packedDot?: boolean;
+  /**
+   * Run the 4-bit decode GEMV (and its q / k / v, gate / up and residual fusions) on integer
+   * activations: 14 bits per block of 32 and a 13-bit code table, as the CPU's fast kernels
+   * (matmul4.wgsl INT_ACT). Default: as the variant table says; false keeps f32 activations.
+   */
+  intActivations?: boolean;
   /**
    * Reduce the 4-bit decode GEMV with subgroup shuffles when the device has the `subgroups`
    * feature (default: as the variant table says); false takes the workgroup-tree reduction
@@ -293,7 +300,7 @@ export class WebGpuBackend implements Backend {
     readonly ctx: GpuContext,
     /** What the adapter says it is (for bench labels and messages). */
     readonly adapter: AdapterDescription,
-    /** Whether LLM.int8 uses dot4I8Packed. */
+    /** Whether integer dot products (LLM.int8, the 4-bit GEMV on integer activations) use dot4I8Packed. */
     readonly packedDot: boolean,
     /** Whether the 4-bit decode GEMV reduces with subgroup shuffles (device feature `subgroups`). */
     readonly subgroups: boolean,
@@ -335,7 +342,8 @@ export class WebGpuBackend implements Backend {
       packedDot ? ['DOT4'] : [],
     );
     const subgroups = options.subgroups === undefined ? variant.subgroups : options.subgroups && has.subgroups;
-    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, subgroups, f16: options.f16 === undefined ? variant.f16 : options.f16 && has.f16 });
+    const intActivations = options.intActivations ?? variant.intActivations;
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, intActivations, subgroups, f16: options.f16 === undefined ? variant.f16 : options.f16 && has.f16 });
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
@@ -585,7 +593,7 @@ export class WebGpuBackend implements Backend {
     const [qp, kp, vp] = [q.parts[0]!, k.parts[0]!, v.parts[0]!];
     const lanes = gemv4Lanes(a.cols);
     const rows = q.outFeatures + k.outFeatures + v.outFeatures;
-    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['QKV', ...(this.subgroups ? ['SUBGROUPS'] : []), ...(q.extra.nested ? ['NESTED_ABSMAX'] : [])]);
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['QKV', ...this.gemv4Defines(), ...(q.extra.nested ? ['NESTED_ABSMAX'] : [])]);
     const [gx, gy] = this.ctx.grid(Math.ceil(rows / ((GEMV4_ROWS * 64) / lanes)));
     const head = [1, a.cols, q.outFeatures, 0, q.outFeatures, 0, 0, 0, Math.log2(q.extra.blocksize!), lanes, qp.codesAt ?? 0, 0];
     // Params: the 12 words, the 16 code values, then (QKV) k's and v's rows and codes_at
@@ -634,7 +642,7 @@ export class WebGpuBackend implements Backend {
       }
     }
     const out = this.newActivation(1, g.outFeatures);
-    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['GATE_UP', ...(this.subgroups ? ['SUBGROUPS'] : []), ...(g.extra.nested ? ['NESTED_ABSMAX'] : [])]);
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['GATE_UP', ...this.gemv4Defines(), ...(g.extra.nested ? ['NESTED_ABSMAX'] : [])]);
     const shift = Math.log2(g.extra.blocksize!);
     const lanes = gemv4Lanes(g.inFeatures);
     g.parts.forEach((gp, i) => {
@@ -702,7 +710,7 @@ export class WebGpuBackend implements Backend {
     if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
     const sg = this.subgroups ? ['SUBGROUPS'] : [];
     const f16 = rowsGemv && !('code' in fmt) && fmt.storage === 'f16' && this.variant.f16;
-    const defines = !('code' in fmt) ? [storageDefine(fmt.storage), ...(rowsGemv ? sg : []), ...(f16 ? ['F16_COMPUTE'] : [])] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...sg, ...(residual ? ['RESIDUAL'] : [])] : [])];
+    const defines = !('code' in fmt) ? [storageDefine(fmt.storage), ...(rowsGemv ? sg : []), ...(f16 ? ['F16_COMPUTE'] : [])] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...this.gemv4Defines(), ...(residual ? ['RESIDUAL'] : [])] : [])];
     const entry = gemv4 ? 'gemv4' : rowsGemv ? 'gemv_rows' : m === 1 ? 'gemv' : 'gemm';
     const lanes = gemv4 ? gemv4Lanes(k) : rowsGemv ? denseLanes(k) : 0;
     const rowsPerGroup = gemv4 || rowsGemv ? (GEMV4_ROWS * 64) / lanes : 8;
@@ -726,6 +734,11 @@ export class WebGpuBackend implements Backend {
         this.ctx.dispatch(pipe, bindings, Math.ceil(part.rows / 64), gy);
       }
     }
+  }
+
+  /** matmul4.wgsl gemv4's defines from the variant: subgroup reduction, integer activations. */
+  private gemv4Defines(): string[] {
+    return [...(this.subgroups ? ['SUBGROUPS'] : []), ...(this.variant.intActivations ? ['INT_ACT'] : [])];
   }
 
   private int8Forward(a: GpuActivation, l: GpuLinear): Activation {

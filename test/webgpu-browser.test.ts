@@ -3,7 +3,8 @@
  * --enable-unsafe-webgpu; its adapter is SwiftShader on machines without a GPU): the page loads a
  * tiny Llama with deviceMap 'gpu' (fp32 and NF4) and generates 16 greedy tokens, and the same on
  * the CPU backend. Tokens must be identical to the CPU's (and, in fp32, to transformers'), logits
- * within the parity tolerance (1e-4: f32 on both, only the summation order differs).
+ * within the parity tolerance (1e-4: f32 on both, only the summation order differs); and NF4 decode
+ * on integer activations beside the CPU's integer kernels.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -34,5 +35,18 @@ describe('WebGPU in Chromium', () => {
       expect(max, `${q}: max |GPU - CPU| logit`).toBeLessThanOrEqual(1e-4);
     }
     expect(r['fp32-gpu'].tokens).toEqual(r.reference);
+    // NF4 decode on integer activations (matmul4.wgsl INT_ACT) beside the CPU's integer kernels,
+    // which quantize the same way (14 bits per block of 32, a 13-bit table, the same integer
+    // sums): the same tokens, and one decode step's logits within 1e-5 (measured on SwiftShader:
+    // 5e-7; only the float order, and an activation code one apart where WGSL's division rounds
+    // differently, can separate them)
+    const gi = r['nf4-int-gpu'] as Run;
+    const ci = r['nf4-int-cpu'] as Run;
+    expect(gi.device).toEqual(['webgpu']);
+    expect(gi.tokens).toEqual(ci.tokens);
+    expect(gi.logits.length).toBe(ci.logits.length);
+    let maxInt = 0;
+    for (let i = 0; i < ci.logits.length; i++) maxInt = Math.max(maxInt, Math.abs(gi.logits[i]! - ci.logits[i]!));
+    expect(maxInt, 'nf4 integer activations: max |GPU - CPU| logit of a decode step').toBeLessThanOrEqual(1e-5);
   });
 });

@@ -58,19 +58,19 @@ export const VARIANT_TABLE: readonly VariantRow[] = [
     name: 'nvidia',
     match: (a) => vendor(a, /nvidia/i),
     prefer: { packedDot: true, intActivations: true, subgroups: true, fuseQkv: true, f16: true },
-    why: 'dot4I8Packed gave +4-13 % decode on an NVIDIA V100 in llama.cpp; subgroups are native',
+    why: 'dot4I8Packed gave +4-13 % decode on an NVIDIA V100 in llama.cpp (with 8-bit activations; ours take 14 bits, four dot4I8Packed per 4 weights, not yet timed on a GPU); subgroups are native',
   },
   {
     name: 'software',
     match: (a) => a.software,
     prefer: { packedDot: true, intActivations: false, subgroups: true, fuseQkv: true, f16: false },
-    why: 'lavapipe / SwiftShader: speed says nothing; the f32 variants, whose results are the CPU reference up to summation order (tests force f16 on)',
+    why: 'lavapipe / SwiftShader: speed says nothing; the f32 variants, whose results are the CPU reference up to summation order (tests force f16 and integer activations on)',
   },
   {
     name: 'default',
     match: () => true,
     prefer: { packedDot: true, intActivations: false, subgroups: true, fuseQkv: true, f16: true },
-    why: 'no measurement says otherwise: use what the adapter has',
+    why: 'no measurement says otherwise: use what the adapter has; integer activations only where dot4I8Packed was measured faster',
   },
 ];
 

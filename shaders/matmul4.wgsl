@@ -28,8 +28,13 @@
 // products use dot4I8Packed, without it the same sums unpacked (the same integers either way).
 // Hosts whose compiler needs it (Tint: Dawn, Chrome) put `enable subgroups;` before this file;
 // naga accepts the builtins without it (and, in wgpu 30, rejects the directive).
+// F16_COMPUTE (devices with `shader-f16`; not with INT_ACT): gemv4 takes its activations in f16
+// and forms x · code in f16, 4 products per f16 dot, summed in f32 (see `gemv4`).
 #ifdef DOT4
 requires packed_4x8_integer_dot_product;
+#endif
+#ifdef F16_COMPUTE
+enable f16;
 #endif
 
 #include "matmul_common.wgsl"
@@ -260,6 +265,19 @@ fn codes_hi(w: u32) -> vec4<f32> {
   return vec4<f32>(g4_code[(w >> 20u) & 15u], g4_code[(w >> 16u) & 15u], g4_code[(w >> 28u) & 15u], g4_code[(w >> 24u) & 15u]);
 }
 
+#ifdef F16_COMPUTE
+// F16_COMPUTE: the code table and the activations rounded to f16; each group of 4 products and
+// their 3 sums in f16, then f32 (error per term within 6 · 2^-11 of |x · code|, plus f16's
+// subnormal spacing where products are below 2^-14; activations beyond ±65504 do not fit f16)
+var<workgroup> g4_code_h: array<f16, 16>;
+fn codes_lo_h(w: u32) -> vec4<f16> {
+  return vec4<f16>(g4_code_h[(w >> 4u) & 15u], g4_code_h[w & 15u], g4_code_h[(w >> 12u) & 15u], g4_code_h[(w >> 8u) & 15u]);
+}
+fn codes_hi_h(w: u32) -> vec4<f16> {
+  return vec4<f16>(g4_code_h[(w >> 20u) & 15u], g4_code_h[(w >> 16u) & 15u], g4_code_h[(w >> 28u) & 15u], g4_code_h[(w >> 24u) & 15u]);
+}
+#endif
+
 #ifdef INT_ACT
 // INT_ACT: llama.cpp's IQ4_NL x Q8_0 scheme at the CPU's precision
 // (crates/lowbit-core/src/kernels/matmul4_int.rs, int_activations.rs; the same integers). Each
@@ -331,6 +349,9 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 #endif
         ) {
   if (lid < 16u) { g4_code[lid] = p.code[lid >> 2u][lid & 3u]; }
+#ifdef F16_COMPUTE
+  if (lid < 16u) { g4_code_h[lid] = f16(p.code[lid >> 2u][lid & 3u]); }
+#endif
 #ifdef INT_ACT
   // the table scale T: 8191 for tables within [-1, 1] (NF4, FP4), 7168 for INT4 (largest 8 / 7)
   var cmax = 0.0;
@@ -403,12 +424,21 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 #else
     var t = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j = j + 1u) {
+#ifdef F16_COMPUTE
+      let xa = vec4<f16>(x4(xb + 8u * j));
+      let xc = vec4<f16>(x4(xb + 8u * j + 4u));
+      for (var r = 0u; r < G4_ROWS; r = r + 1u) {
+        let w = wq[r][j];
+        t[r] = t[r] + f32(dot(xa, codes_lo_h(w))) + f32(dot(xc, codes_hi_h(w)));
+      }
+#else
       let xa = x4(xb + 8u * j);
       let xc = x4(xb + 8u * j + 4u);
       for (var r = 0u; r < G4_ROWS; r = r + 1u) {
         let w = wq[r][j];
         t[r] = t[r] + dot(xa, codes_lo(w)) + dot(xc, codes_hi(w));
       }
+#endif
     }
     acc = acc + t * s;
 #endif

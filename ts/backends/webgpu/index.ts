@@ -58,6 +58,12 @@ export interface WebGpuBackendOptions {
    */
   intActivations?: boolean;
   /**
+   * The 4-bit decode GEMV takes its activations in f16 and forms x · code in f16 where the device
+   * has `shader-f16` (matmul4.wgsl F16_COMPUTE; default: as the variant table says); integer
+   * activations win where both are on.
+   */
+  f16Activations?: boolean;
+  /**
    * Reduce the 4-bit decode GEMV with subgroup shuffles when the device has the `subgroups`
    * feature (default: as the variant table says); false takes the workgroup-tree reduction
    * (tests run both).
@@ -343,7 +349,7 @@ export class WebGpuBackend implements Backend {
     );
     const subgroups = options.subgroups === undefined ? variant.subgroups : options.subgroups && has.subgroups;
     const intActivations = options.intActivations ?? variant.intActivations;
-    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, intActivations, subgroups, f16: options.f16 === undefined ? variant.f16 : options.f16 && has.f16 });
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, intActivations, subgroups, f16: options.f16 === undefined ? variant.f16 : options.f16 && has.f16, f16Activations: options.f16Activations === undefined ? variant.f16Activations : options.f16Activations && has.f16 });
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
@@ -736,9 +742,10 @@ export class WebGpuBackend implements Backend {
     }
   }
 
-  /** matmul4.wgsl gemv4's defines from the variant: subgroup reduction, integer activations. */
+  /** matmul4.wgsl gemv4's defines from the variant: subgroup reduction, integer or f16 activations. */
   private gemv4Defines(): string[] {
-    return [...(this.subgroups ? ['SUBGROUPS'] : []), ...(this.variant.intActivations ? ['INT_ACT'] : [])];
+    const act = this.variant.intActivations ? ['INT_ACT'] : this.variant.f16Activations ? ['F16_COMPUTE'] : [];
+    return [...(this.subgroups ? ['SUBGROUPS'] : []), ...act];
   }
 
   private int8Forward(a: GpuActivation, l: GpuLinear): Activation {

@@ -25,6 +25,11 @@ export interface KernelVariant {
   fuseQkv: boolean;
   /** Half weights' decode GEMV computes in f16 (matmul_dense.wgsl F16_COMPUTE; device feature `shader-f16`). */
   f16: boolean;
+  /**
+   * The 4-bit decode GEMV takes its activations in f16 and forms x · code in f16 (matmul4.wgsl
+   * F16_COMPUTE; device feature `shader-f16`); integer activations win where both are on.
+   */
+  f16Activations: boolean;
 }
 
 /** What an adapter has, whatever the table prefers. */
@@ -51,25 +56,25 @@ export const VARIANT_TABLE: readonly VariantRow[] = [
   {
     name: 'apple',
     match: (a) => vendor(a, /apple/i),
-    prefer: { packedDot: false, intActivations: false, subgroups: true, fuseQkv: true, f16: true },
+    prefer: { packedDot: false, intActivations: false, subgroups: true, fuseQkv: true, f16: true, f16Activations: false },
     why: 'llama.cpp measured dot4I8Packed decode slower than f32 dot products on Apple GPUs',
   },
   {
     name: 'nvidia',
     match: (a) => vendor(a, /nvidia/i),
-    prefer: { packedDot: true, intActivations: true, subgroups: true, fuseQkv: true, f16: true },
+    prefer: { packedDot: true, intActivations: true, subgroups: true, fuseQkv: true, f16: true, f16Activations: false },
     why: 'dot4I8Packed gave +4-13 % decode on an NVIDIA V100 in llama.cpp (with 8-bit activations; ours take 14 bits, four dot4I8Packed per 4 weights, not yet timed on a GPU); subgroups are native',
   },
   {
     name: 'software',
     match: (a) => a.software,
-    prefer: { packedDot: true, intActivations: false, subgroups: true, fuseQkv: true, f16: false },
+    prefer: { packedDot: true, intActivations: false, subgroups: true, fuseQkv: true, f16: false, f16Activations: false },
     why: 'lavapipe / SwiftShader: speed says nothing; the f32 variants, whose results are the CPU reference up to summation order (tests force f16 and integer activations on)',
   },
   {
     name: 'default',
     match: () => true,
-    prefer: { packedDot: true, intActivations: false, subgroups: true, fuseQkv: true, f16: true },
+    prefer: { packedDot: true, intActivations: false, subgroups: true, fuseQkv: true, f16: true, f16Activations: false },
     why: 'no measurement says otherwise: use what the adapter has; integer activations only where dot4I8Packed was measured faster',
   },
 ];
@@ -85,6 +90,7 @@ export function chooseVariant(a: AdapterDescription, has: AdapterAbilities, forc
     subgroups: row.prefer.subgroups && has.subgroups,
     fuseQkv: row.prefer.fuseQkv && has.storageBuffersPerStage >= QKV_STORAGE_BUFFERS,
     f16: row.prefer.f16 && has.f16,
+    f16Activations: row.prefer.f16Activations && has.f16,
   };
 }
 

@@ -1,10 +1,15 @@
 /**
- * The 4-bit decode GEMV on integer activations (matmul4.wgsl INT_ACT: 14-bit activations per
+ * The 4-bit decode GEMV on integer or f16 activations.
+ *
+ * Integer activations (matmul4.wgsl INT_ACT: 14-bit activations per
  * block of 32, a 13-bit code table, exact i32 sums; dot4I8Packed on int8 limbs with DOT4, the same
  * integers unpacked without): within the derived bound of test/helpers/int-activations.ts of the
  * CPU's exact f32 product for every 4-bit format, plain and double-quantized absmax, whole and
  * split weights; with and without dot4I8Packed bit for bit the same; and its fusions (gate / up,
  * residual, q / k / v) the same as the separate integer GEMVs.
+ *
+ * f16 activations (matmul4.wgsl F16_COMPUTE, devices with `shader-f16`): within 6 f16 roundings
+ * per term of the exact product, for every format; the fusions the same as the separate GEMVs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init, CpuBackend, WebGpuBackend, quantize4bit, dequantize4bit, quantMap, type LoadedWeight, type Backend } from '../dist/index.js';
@@ -18,6 +23,7 @@ let dot: WebGpuBackend; // INT_ACT with dot4I8Packed where the adapter has it
 let unpacked: WebGpuBackend; // INT_ACT, integer sums unpacked
 let f32: WebGpuBackend; // the f32 decode GEMV
 let split: WebGpuBackend; // INT_ACT, weights split in parts of at most 1 KiB
+let half: WebGpuBackend; // F16_COMPUTE where the device has shader-f16
 
 beforeAll(async () => {
   if (env.skip) return;
@@ -28,9 +34,10 @@ beforeAll(async () => {
   unpacked = await WebGpuBackend.create({ gpu: env.gpu!, intActivations: true, packedDot: false });
   f32 = await WebGpuBackend.create({ gpu: env.gpu!, intActivations: false });
   split = await WebGpuBackend.create({ gpu: env.gpu!, intActivations: true, maxBindingSize: 1024 });
+  half = await WebGpuBackend.create({ gpu: env.gpu!, intActivations: false, f16Activations: true });
 });
 afterAll(() => {
-  for (const b of [dot, unpacked, f32, split]) b?.dispose();
+  for (const b of [dot, unpacked, f32, split, half]) b?.dispose();
 });
 
 function rand(n: number, seed = 1, scale = 1): Float32Array {
@@ -150,7 +157,10 @@ suite(`4-bit decode GEMV on integer activations (${env.adapter ?? 'no adapter'})
     }
   }
 
-  it('the fusions on integer activations: gate / up with SwiGLU, residual add and q / k / v equal the separate integer GEMVs', async () => {
+  for (const which of ['integer', 'f16'] as const)
+  it(`the fusions on ${which} activations: gate / up with SwiGLU, residual add and q / k / v equal the separate GEMVs`, async () => {
+    const b = which === 'integer' ? dot : half;
+    if (which === 'f16' && !b.variant.f16Activations) return; // no shader-f16: the f32 path runs, tested elsewhere
     const k = 320;
     const mk = (n: number, seed: number, dq: boolean) => {
       const { packed, quantState } = quantize4bit(rand(n * k, seed, 0.3), { quantType: 'nf4', blocksize: 64, compressStatistics: dq, shape: [n, k] });
@@ -161,7 +171,6 @@ suite(`4-bit decode GEMV on integer activations (${env.adapter ?? 'no adapter'})
       const [g, u, o] = [mk(36, 1, dq), mk(36, 2, dq), mk(k, 3, dq)];
       const [q, kk, v] = [mk(64, 4, dq), mk(32, 5, dq), mk(32, 6, dq)];
       const r = rand(k, 9, 1);
-      const b = dot;
       const ls = [g, u, o, q, kk, v].map((w) => b.linear(w));
       const xa = b.fromHost(x, 1, k);
       const ra = b.fromHost(r, 1, k);
@@ -179,5 +188,61 @@ suite(`4-bit decode GEMV on integer activations (${env.adapter ?? 'no adapter'})
       for (const t of [0, 1, 2]) expect(Array.from(fusedQkv[t]!), `qkv ${t}`).toEqual(Array.from(sep[3 + t]!));
       for (const l of ls) l.dispose();
     }
+  }, 600_000); // lavapipe compiles each f16 pipeline slowly on first use
+});
+
+suite(`4-bit decode GEMV on f16 activations (${env.adapter ?? 'no adapter'})`, () => {
+  it('f16Activations follows shader-f16; off in the software row; integer activations win over it', async () => {
+    const hasF16 = half.adapter.features.includes('shader-f16');
+    expect(half.variant.f16Activations).toBe(hasF16);
+    expect(f32.variant.f16Activations).toBe(false);
+    const both = await WebGpuBackend.create({ gpu: env.gpu!, intActivations: true, f16Activations: true });
+    try {
+      // INT_ACT and F16_COMPUTE are alternatives: with both asked for, the integer path runs (bit
+      // for bit the integer backend's result)
+      const k = 128;
+      const { packed, quantState } = quantize4bit(rand(8 * k, 4, 0.2), { quantType: 'nf4', blocksize: 64, shape: [8, k] });
+      const w: LoadedWeight = { kind: '4bit', name: 'w', packed, quantState };
+      const x = withOutliers(k, 3);
+      expect(Array.from(await forward(both, w, x, k))).toEqual(Array.from(await forward(dot, w, x, k)));
+    } finally {
+      both.dispose();
+    }
   });
+
+  const SHAPES: [number, number, number][] = [[40, 128, 64], [13, 2112, 256], [45, 576, 128]];
+  for (const qt of ['nf4', 'fp4', 'int4'] as const) {
+    for (const dq of [false, true]) {
+      it(`${qt}${dq ? ' + double quant' : ''}: within 7 f16 roundings per term of the exact product`, async () => {
+        if (!half.variant.f16Activations) return; // no shader-f16: the f32 path runs, tested elsewhere
+        let differsFromF32 = false;
+        for (const [n, k, bs] of SHAPES) {
+          const { packed, quantState } = quantize4bit(rand(n * k, n * 13 + k, 0.2), { quantType: qt, blocksize: bs, compressStatistics: dq, shape: [n, k] });
+          const w: LoadedWeight = { kind: '4bit', name: `w${n}x${k}`, packed, quantState };
+          const deq = dequantize4bit(packed, quantState, { outDtype: 'float32' }) as Float32Array;
+          const absmax = quantState.absmaxF32();
+          for (const [xi, x] of [rand(k, k + 3, 2), withOutliers(k, k + 4)].entries()) {
+            const want = await forward(cpu, w, x, k);
+            const got = await forward(half, w, x, k);
+            for (let j = 0; j < n; j++) {
+              // per term: x and the code rounded to f16, the product and 3 sums of 4 in f16 (6
+              // roundings of 2^-11, and 7 for second-order terms), or below f16's normal range
+              // an absolute 2^-25 each (times absmax); then the f32 sums of both sides
+              let mag = 0;
+              let sub = 0;
+              for (let t = 0; t < k; t++) {
+                mag += Math.abs(x[t]! * deq[j * k + t]!);
+                sub += 5 * 2 ** -25 * absmax[Math.floor((j * k + t) / bs)]!;
+              }
+              const bound = 7 * 2 ** -11 * mag + sub + (k + 2) * 2 ** -22 * mag;
+              if (!(Math.abs(got[j]! - want[j]!) <= bound)) throw new Error(`${qt}${dq ? '-dq' : ''} [${n}, ${k}] x${xi} row ${j}: f16 ${got[j]}, cpu ${want[j]} (bound ${bound})`);
+            }
+            const exact = await forward(f32, w, x, k);
+            if (exact.some((v, j) => v !== got[j])) differsFromF32 = true;
+          }
+        }
+        expect(differsFromF32).toBe(true);
+      }, 600_000); // lavapipe compiles each f16 pipeline slowly on first use
+    }
+  }
 });

@@ -9,9 +9,11 @@
 // without it each window is one forward() of up to --window rows.
 // --device gpu runs the same on the WebGPU backend (deviceMap 'gpu'; Node: the `webgpu` package):
 // each 4-bit variant with the f32 decode GEMV ('exact') and on integer activations (matmul4.wgsl
-// INT_ACT, 'fast'), with dot4I8Packed where the adapter has it (--no-packed-dot: without).
+// INT_ACT, 'fast'), with dot4I8Packed where the adapter has it (--no-packed-dot: without);
+// --gpu-activations f16 makes 'fast' the f16 activations instead (matmul4.wgsl F16_COMPUTE).
 //
-//   node examples/node/perplexity.mjs [--quant f32,int8,nf4,nf4-dq,fp4] [--window 1024] [--max-tokens N] [--decode] [--device cpu|gpu] [--no-packed-dot] [--json]
+//   node examples/node/perplexity.mjs [--quant f32,int8,nf4,nf4-dq,fp4] [--window 1024] [--max-tokens N] [--decode]
+//     [--device cpu|gpu] [--gpu-activations int|f16] [--no-packed-dot] [--json]
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as lowbit from '../../dist/index.js';
@@ -29,6 +31,8 @@ const json = args.includes('--json');
 const decode = args.includes('--decode');
 const gpu = opt('--device', 'cpu') === 'gpu';
 const packedDot = !args.includes('--no-packed-dot');
+const gpuActivations = opt('--gpu-activations', 'int');
+if (gpuActivations !== 'int' && gpuActivations !== 'f16') throw new Error(`--gpu-activations takes int or f16, got ${gpuActivations}`);
 
 await init();
 const build = typeof lowbit.wasmBuild === 'function' ? lowbit.wasmBuild() : 'simd128';
@@ -42,7 +46,7 @@ try {
 let adapter;
 if (gpu) {
   const b = await lowbit.WebGpuBackend.create({ packedDot });
-  adapter = `${b.name}${b.packedDot ? ', dot4I8Packed' : ''}`;
+  adapter = `${b.name}, fast = ${gpuActivations === 'int' ? `integer activations${b.packedDot ? ' with dot4I8Packed' : ''}` : 'f16 activations'}`;
   b.dispose();
 }
 if (!json) console.log(`${ids.length} tokens, windows of ${window}, ${decode ? 'token by token (decode)' : 'one forward() per window'}, ${gpu ? adapter : `wasm build ${build}`}`);
@@ -75,7 +79,7 @@ for (const v of variants) {
   const res = {};
   for (const k of kernels) {
     const t0 = performance.now();
-    const device = gpu ? { deviceMap: 'gpu', webgpu: { intActivations: k === 'fast', packedDot } } : { cpuKernels: k };
+    const device = gpu ? { deviceMap: 'gpu', webgpu: { intActivations: k === 'fast' && gpuActivations === 'int', f16Activations: k === 'fast' && gpuActivations === 'f16', packedDot } } : { cpuKernels: k };
     const lm = await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[v] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[v]) } : {}), maxPositions: window, ...device });
     res[k] = { ...(await score(lm)), seconds: (performance.now() - t0) / 1000 };
     lm.dispose();

@@ -6,6 +6,7 @@
  * within the parity tolerance (1e-4: f32 on both, only the summation order differs). And decode
  * attention against 600 positions (test/runtimes/attention-split-check.js): the split path. And a
  * Q8_0 GGUF of the model on the GPU's native block-wise 8-bit kernel, against the CPU the same way.
+ * And NF4 decode on integer activations beside the CPU's integer kernels.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -41,5 +42,18 @@ describe('WebGPU in Chromium', () => {
     expect(r['q8_0-gpu'].oProjBytes).toBe(64 * 64 * 1.125);
     expect(r.attention.dispatches, 'prefill on the ordinary kernel, decode split').toEqual([1, 2, 2]);
     expect(r.attention.worst, 'split attention |gpu - cpu| / (2e-6 + 1e-5 |cpu|)').toBeLessThanOrEqual(1);
+    // NF4 decode on integer activations (matmul4.wgsl INT_ACT) beside the CPU's integer kernels,
+    // which quantize the same way (14 bits per block of 32, a 13-bit table, the same integer
+    // sums): the same tokens, and one decode step's logits within 1e-5 (measured on SwiftShader:
+    // 5e-7; only the float order, and an activation code one apart where WGSL's division rounds
+    // differently, can separate them)
+    const gi = r['nf4-int-gpu'] as Run;
+    const ci = r['nf4-int-cpu'] as Run;
+    expect(gi.device).toEqual(['webgpu']);
+    expect(gi.tokens).toEqual(ci.tokens);
+    expect(gi.logits.length).toBe(ci.logits.length);
+    let maxInt = 0;
+    for (let i = 0; i < ci.logits.length; i++) maxInt = Math.max(maxInt, Math.abs(gi.logits[i]! - ci.logits[i]!));
+    expect(maxInt, 'nf4 integer activations: max |GPU - CPU| logit of a decode step').toBeLessThanOrEqual(1e-5);
   });
 });

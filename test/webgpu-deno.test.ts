@@ -16,6 +16,7 @@ import { expectAdapter, ROOT, webgpuEnv } from './helpers/webgpu.js';
 const DENO = join(ROOT, 'node_modules/.bin/deno');
 const DIST = join(ROOT, 'dist/index.js');
 
+interface IntRow { variant: string; packedDot: boolean; worstRatio: number; sameWithoutDot4: boolean; rows: number }
 interface Row { model: string; variant: string; length: number; refLength: number; max: number; mean: number; dqEffect?: number; tokens?: number[]; refTokens?: number[] }
 
 function run(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
@@ -28,11 +29,11 @@ function run(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
 }
 
 describe('WebGPU on Deno (wgpu)', () => {
-  it('parity with transformers: fp32 / nf4 / fp4 (± double quant) / int8 logits and 32 greedy tokens; a Q8_0 GGUF on the native block-wise 8-bit kernel', async (ctx) => {
+  it('parity with transformers: fp32 / nf4 / fp4 (± double quant) / int8 logits and 32 greedy tokens; a Q8_0 GGUF on the native block-wise 8-bit kernel; the 4-bit GEMV on integer activations', async (ctx) => {
     if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`bash scripts/build.sh\` first`);
     if (!existsSync(DENO)) throw new Error(`deno is not installed (${DENO}): run \`bash scripts/setup.sh\``);
     const tmp = await mkdtemp(join(tmpdir(), 'lowbit-deno-webgpu-'));
-    let out: { runtime: string; adapter?: string; skip?: string; results?: Row[]; attention?: { worst: number; dispatches: number[] }; q8_0?: { max: number; length: number; refLength: number; conversions: string[]; oProjBytes: number } };
+    let out: { runtime: string; adapter?: string; skip?: string; results?: Row[]; attention?: { worst: number; dispatches: number[] }; q8_0?: { max: number; length: number; refLength: number; conversions: string[]; oProjBytes: number }; intActivations?: IntRow[] };
     try {
       const env = { ...webgpuEnv(), NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1', DENO_NO_PROMPT: '1', DENO_DIR: join(tmp, 'deno-dir') };
       const stdout = await run(['run', '--allow-read', '--allow-env', 'test/runtimes/deno-webgpu-check.ts'], env);
@@ -74,5 +75,13 @@ describe('WebGPU on Deno (wgpu)', () => {
     expect(q8.conversions).toEqual([]);
     expect(q8.oProjBytes).toBe(64 * 64 * 1.125);
     expect(q8.max, `llama Q8_0 GGUF on ${out.adapter}`).toBeLessThanOrEqual(1e-4);
+    // the 4-bit decode GEMV on integer activations under naga: within the derived bound of the
+    // exact product, the same bits with and without dot4I8Packed
+    expect(out.intActivations?.map((r) => r.variant)).toEqual(['nf4', 'nf4-dq']);
+    for (const r of out.intActivations!) {
+      expect(r.rows, r.variant).toBe(45);
+      expect(r.worstRatio, r.variant).toBeLessThanOrEqual(1);
+      expect(r.sameWithoutDot4, r.variant).toBe(true);
+    }
   });
 });

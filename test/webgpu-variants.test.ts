@@ -1,11 +1,13 @@
 /**
  * The per-adapter kernel variant table (ts/backends/webgpu/variants.ts): the adapter's own row is
  * chosen from what it says it is, and every row of the table — forced on this adapter — runs the
- * kernels it selects (dot4I8Packed or not for LLM.int8, subgroup or tree reduction and q / k / v
- * in one dispatch for 4-bit decode) with the CPU's results.
+ * kernels it selects (dot4I8Packed or not for LLM.int8 and integer activations, f32 or integer
+ * activations, subgroup or tree reduction and q / k / v in one dispatch for 4-bit decode) with
+ * the CPU's results.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { init, CpuBackend, WebGpuBackend, VARIANT_TABLE, quantize4bit, int8VectorwiseQuant, type LoadedWeight, type Backend } from '../dist/index.js';
+import { init, CpuBackend, WebGpuBackend, VARIANT_TABLE, quantize4bit, dequantize4bit, int8VectorwiseQuant, type LoadedWeight, type Backend } from '../dist/index.js';
+import { intActivationBound } from './helpers/int-activations.js';
 import { testGpu } from './helpers/webgpu.js';
 
 const env = await testGpu();
@@ -48,6 +50,7 @@ suite(`kernel variants per adapter (${env.adapter ?? 'no adapter'})`, () => {
       backends.push(b);
       expect(b.variant.name).toBe(row.name);
       expect(b.packedDot).toBe(row.prefer.packedDot && b.adapter.wgslLanguageFeatures.includes('packed_4x8_integer_dot_product'));
+      expect(b.variant.intActivations).toBe(row.prefer.intActivations);
       const k = 256;
       const ns = [64, 32, 32];
       const ws: LoadedWeight[] = ns.map((n, i) => {
@@ -74,6 +77,16 @@ suite(`kernel variants per adapter (${env.adapter ?? 'no adapter'})`, () => {
       expect(qkvDispatches).toBe(b.variant.fuseQkv ? 1 : 3);
       const want = await run(cpu);
       for (const [i, g] of got.entries()) {
+        if (i < 3 && b.variant.intActivations) {
+          // integer activations: the derived bound of test/helpers/int-activations.ts
+          const w4 = ws[i] as Extract<LoadedWeight, { kind: '4bit' }>;
+          const deq = dequantize4bit(w4.packed, w4.quantState, { outDtype: 'float32' }) as Float32Array;
+          const bound = intActivationBound(x, deq, w4.quantState.absmaxF32(), 64, ns[i]!, k, false);
+          for (let j = 0; j < g.length; j++) {
+            if (!(Math.abs(g[j]! - want[i]![j]!) <= bound[j]!)) throw new Error(`${row.name} output ${i}[${j}] (integer activations): gpu ${g[j]}, cpu ${want[i]![j]} (bound ${bound[j]})`);
+          }
+          continue;
+        }
         for (let j = 0; j < g.length; j++) {
           const w = want[i]![j]!;
           // the matmul bound with Σ|x w| <= k * 2 * 0.3 (4-bit) or k * 2 * 0.5 (int8)

@@ -7,8 +7,13 @@
 // --decode scores token by token (one forward() per position on the KV cache), as generation
 // runs: the fast kernels serve inputs of up to 4 rows, so this is the mode that measures them;
 // without it each window is one forward() of up to --window rows.
+// --device gpu runs the same on the WebGPU backend (deviceMap 'gpu'; Node: the `webgpu` package):
+// each 4-bit variant with the f32 decode GEMV ('exact') and on integer activations (matmul4.wgsl
+// INT_ACT, 'fast'), with dot4I8Packed where the adapter has it (--no-packed-dot: without);
+// --gpu-activations f16 makes 'fast' the f16 activations instead (matmul4.wgsl F16_COMPUTE).
 //
-//   node examples/node/perplexity.mjs [--quant f32,int8,nf4,nf4-dq,fp4] [--window 1024] [--max-tokens N] [--decode] [--json]
+//   node examples/node/perplexity.mjs [--quant f32,int8,nf4,nf4-dq,fp4] [--window 1024] [--max-tokens N] [--decode]
+//     [--device cpu|gpu] [--gpu-activations int|f16] [--no-packed-dot] [--json]
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as lowbit from '../../dist/index.js';
@@ -24,6 +29,10 @@ const QUANT = { f32: undefined, int8: { loadIn8bit: true }, nf4: { loadIn4bit: t
 const variants = opt('--quant', Object.keys(QUANT).join(',')).split(',');
 const json = args.includes('--json');
 const decode = args.includes('--decode');
+const gpu = opt('--device', 'cpu') === 'gpu';
+const packedDot = !args.includes('--no-packed-dot');
+const gpuActivations = opt('--gpu-activations', 'int');
+if (gpuActivations !== 'int' && gpuActivations !== 'f16') throw new Error(`--gpu-activations takes int or f16, got ${gpuActivations}`);
 
 await init();
 const build = typeof lowbit.wasmBuild === 'function' ? lowbit.wasmBuild() : 'simd128';
@@ -34,7 +43,13 @@ let reference = {};
 try {
   reference = JSON.parse(readFileSync(fileURLToPath(new URL('../../test/fixtures/text/reference-perplexity.json', import.meta.url)), 'utf8'));
 } catch {}
-if (!json) console.log(`${ids.length} tokens, windows of ${window}, ${decode ? 'token by token (decode)' : 'one forward() per window'}, wasm build ${build}`);
+let adapter;
+if (gpu) {
+  const b = await lowbit.WebGpuBackend.create({ packedDot });
+  adapter = `${b.name}, fast = ${gpuActivations === 'int' ? `integer activations${b.packedDot ? ' with dot4I8Packed' : ''}` : 'f16 activations'}`;
+  b.dispose();
+}
+if (!json) console.log(`${ids.length} tokens, windows of ${window}, ${decode ? 'token by token (decode)' : 'one forward() per window'}, ${gpu ? adapter : `wasm build ${build}`}`);
 
 /** NLL sum, count and the argmax of every scored position, for one model. */
 async function score(lm) {
@@ -64,12 +79,13 @@ for (const v of variants) {
   const res = {};
   for (const k of kernels) {
     const t0 = performance.now();
-    const lm = await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[v] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[v]) } : {}), maxPositions: window, cpuKernels: k });
+    const device = gpu ? { deviceMap: 'gpu', webgpu: { intActivations: k === 'fast' && gpuActivations === 'int', f16Activations: k === 'fast' && gpuActivations === 'f16', packedDot } } : { cpuKernels: k };
+    const lm = await AutoModelForCausalLM.fromPretrained(dir, { ...(QUANT[v] ? { quantizationConfig: new BitsAndBytesConfig(QUANT[v]) } : {}), maxPositions: window, ...device });
     res[k] = { ...(await score(lm)), seconds: (performance.now() - t0) / 1000 };
     lm.dispose();
   }
   const ref = reference?.results?.[v]?.perplexity;
-  const row = { variant: v, build, mode: decode ? 'decode' : 'prefill', tokens: ids.length, exact: res.exact.ppl, ...(typeof ref === 'number' ? { transformers: ref } : {}) };
+  const row = { variant: v, ...(gpu ? { device: adapter } : { build }), mode: decode ? 'decode' : 'prefill', tokens: ids.length, exact: res.exact.ppl, ...(typeof ref === 'number' ? { transformers: ref } : {}) };
   if (res.fast) {
     let agree = 0;
     for (let i = 0; i < res.exact.top1.length; i++) agree += res.exact.top1[i] === res.fast.top1[i] ? 1 : 0;

@@ -5,6 +5,7 @@
 //   node_modules/.bin/deno run --allow-read --allow-env test/runtimes/deno-webgpu-check.ts
 import * as lowbit from '../../dist/index.js';
 import { splitAttentionCheck } from './attention-split-check.js';
+import { intActivationBound } from '../helpers/int-activations.ts';
 
 const ROOT = new URL('../fixtures/reference-logits/', import.meta.url);
 const MODELS = ['llama', 'llama3-rope', 'qwen2', 'gpt2'];
@@ -75,4 +76,34 @@ let q8Max = 0;
 for (let i = 0; i < q8Want.length; i++) q8Max = Math.max(q8Max, Math.abs(q8Logits[i]! - q8Want[i]!));
 const q8_0 = { max: q8Max, length: q8Logits.length, refLength: q8Want.length, conversions: q8.formatConversions, oProjBytes: q8.getMemoryFootprint().byModule['model.layers.0.self_attn.o_proj'] };
 q8.dispose();
-console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, adapter, attention, results, q8_0 }));
+// The 4-bit decode GEMV on integer activations (matmul4.wgsl INT_ACT) under naga: nf4 and nf4 +
+// double quant against the CPU's exact product, as the worst ratio of the error to the derived
+// bound (test/helpers/int-activations.ts), and with / without dot4I8Packed (the same bits)
+const intActivations: Record<string, unknown>[] = [];
+{
+  const rand = (n: number, seed: number, scale: number) => {
+    let s = seed >>> 0 || 1;
+    return new Float32Array(n).map(() => (((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32) * 2 - 1) * scale);
+  };
+  const cpu = new lowbit.CpuBackend();
+  cpu.kernels = 'exact';
+  const dot = await lowbit.WebGpuBackend.create({ intActivations: true, packedDot: true });
+  const unpacked = await lowbit.WebGpuBackend.create({ intActivations: true, packedDot: false });
+  const [n, k, bs] = [45, 576, 64];
+  for (const dq of [false, true]) {
+    const { packed, quantState } = lowbit.quantize4bit(rand(n * k, 3, 0.2), { quantType: 'nf4', blocksize: bs, compressStatistics: dq, shape: [n, k] });
+    const w = { kind: '4bit' as const, name: 'w', packed, quantState };
+    const x = rand(k, 5, 2);
+    for (let i = 7; i < k; i += 97) x[i] = 30;
+    const run = async (b: lowbit.Backend) => b.read(b.linearForward(b.fromHost(x, 1, k), b.linear(w)));
+    const [want, got, other] = [await run(cpu), await run(dot), await run(unpacked)];
+    const deq = lowbit.dequantize4bit(packed, quantState, { outDtype: 'float32' }) as Float32Array;
+    const bound = intActivationBound(x, deq, quantState.absmaxF32(), bs, n, k, false);
+    let worst = 0;
+    for (let j = 0; j < n; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!) / bound[j]!);
+    intActivations.push({ variant: dq ? 'nf4-dq' : 'nf4', packedDot: dot.packedDot, worstRatio: worst, sameWithoutDot4: got.every((v, j) => Object.is(v, other[j])), rows: got.length });
+  }
+  dot.dispose();
+  unpacked.dispose();
+}
+console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, adapter, attention, results, q8_0, intActivations }));

@@ -43,6 +43,19 @@ try {
       model.dispose();
     }
   }
+  // NF4 decode on integer activations (matmul4.wgsl INT_ACT) beside the CPU's integer kernels
+  // (the same 14-bit scheme): 16 greedy tokens, and the logits of one more decode step
+  for (const [deviceMap, options] of [['gpu', { webgpu: { intActivations: true } }], ['cpu', { cpuKernels: 'fast' }]]) {
+    const model = await lowbit.AutoModelForCausalLM.fromPretrained(files, { deviceMap, maxPositions: 64, tokenizer: false, quantizationConfig: new lowbit.BitsAndBytesConfig({ loadIn4bit: true, bnb4bitQuantType: 'nf4' }), ...options });
+    try {
+      const tokens = await model.generate({ inputIds: INPUT_IDS, maxNewTokens: 16, eosTokenIds: [] });
+      await model.forward(INPUT_IDS, 0);
+      const step = await model.forward([tokens[0]], INPUT_IDS.length);
+      result[`nf4-int-${deviceMap}`] = { tokens, logits: Array.from(step), device: Object.keys(model.getMemoryFootprint().byDevice) };
+    } finally {
+      model.dispose();
+    }
+  }
   const gpu = await lowbit.WebGpuBackend.create();
   try {
     result.attention = await splitAttentionCheck(lowbit, gpu);

@@ -51,10 +51,23 @@ export interface WebGpuBackendOptions {
    */
   maxBindingSize?: number;
   /**
-   * Use dot4I8Packed for LLM.int8 when the WGSL implementation has it (default: as the adapter's
-   * row of the variant table says, variants.ts).
+   * Use dot4I8Packed for integer dot products (LLM.int8, and the 4-bit decode GEMV with
+   * `intActivations`) when the WGSL implementation has it (default: as the adapter's row of the
+   * variant table says, variants.ts); false sums the same integers unpacked.
    */
   packedDot?: boolean;
+  /**
+   * Run the 4-bit decode GEMV (and its q / k / v, gate / up and residual fusions) on integer
+   * activations: 14 bits per block of 32 and a 13-bit code table, as the CPU's fast kernels
+   * (matmul4.wgsl INT_ACT). Default: as the variant table says; false keeps f32 activations.
+   */
+  intActivations?: boolean;
+  /**
+   * The 4-bit decode GEMV takes its activations in f16 and forms x · code in f16 where the device
+   * has `shader-f16` (matmul4.wgsl F16_COMPUTE; default: as the variant table says); integer
+   * activations win where both are on.
+   */
+  f16Activations?: boolean;
   /**
    * Reduce the 4-bit decode GEMV with subgroup shuffles when the device has the `subgroups`
    * feature (default: as the variant table says); false takes the workgroup-tree reduction
@@ -292,7 +305,7 @@ export class WebGpuBackend implements Backend {
     readonly ctx: GpuContext,
     /** What the adapter says it is (for bench labels and messages). */
     readonly adapter: AdapterDescription,
-    /** Whether LLM.int8 uses dot4I8Packed. */
+    /** Whether integer dot products (LLM.int8, the 4-bit GEMV on integer activations) use dot4I8Packed. */
     readonly packedDot: boolean,
     /** Whether the 4-bit decode GEMV reduces with subgroup shuffles (device feature `subgroups`). */
     readonly subgroups: boolean,
@@ -336,7 +349,8 @@ export class WebGpuBackend implements Backend {
       packedDot ? ['DOT4'] : [],
     );
     const subgroups = options.subgroups === undefined ? variant.subgroups : options.subgroups && has.subgroups;
-    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, subgroups, f16: options.f16 === undefined ? variant.f16 : options.f16 && has.f16 });
+    const intActivations = options.intActivations ?? variant.intActivations;
+    const b = new WebGpuBackend(ctx, info, packedDot, subgroups, options.gemv4 !== false, options.nestedAbsmax !== false, { ...variant, packedDot, intActivations, subgroups, f16: options.f16 === undefined ? variant.f16 : options.f16 && has.f16, f16Activations: options.f16Activations === undefined ? variant.f16Activations : options.f16Activations && has.f16 });
     ctx.onLost = (lost) => {
       b.lostInfo = lost;
       for (const l of [...b.lostListeners]) l(lost);
@@ -602,7 +616,7 @@ export class WebGpuBackend implements Backend {
     const [qp, kp, vp] = [q.parts[0]!, k.parts[0]!, v.parts[0]!];
     const lanes = gemv4Lanes(a.cols);
     const rows = q.outFeatures + k.outFeatures + v.outFeatures;
-    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['QKV', ...(this.subgroups ? ['SUBGROUPS'] : []), ...(q.extra.nested ? ['NESTED_ABSMAX'] : [])]);
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['QKV', ...this.gemv4Defines(), ...(q.extra.nested ? ['NESTED_ABSMAX'] : [])]);
     const [gx, gy] = this.ctx.grid(Math.ceil(rows / ((GEMV4_ROWS * 64) / lanes)));
     const uni = this.ctx.params(pipe, {
       m: 1, k: a.cols, n_total: q.outFeatures, n0: 0, n_part: q.outFeatures, has_bias: false, flat_base: 0, block_base: 0,
@@ -653,7 +667,7 @@ export class WebGpuBackend implements Backend {
       }
     }
     const out = this.newActivation(1, g.outFeatures);
-    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['GATE_UP', ...(this.subgroups ? ['SUBGROUPS'] : []), ...(g.extra.nested ? ['NESTED_ABSMAX'] : [])]);
+    const pipe = this.ctx.pipeline('matmul4.wgsl', 'gemv4', ['GATE_UP', ...this.gemv4Defines(), ...(g.extra.nested ? ['NESTED_ABSMAX'] : [])]);
     const shift = Math.log2(g.extra.blocksize!);
     const lanes = gemv4Lanes(g.inFeatures);
     g.parts.forEach((gp, i) => {
@@ -724,7 +738,7 @@ export class WebGpuBackend implements Backend {
     if (residual !== undefined && !gemv4) throw new LowbitError('INTERNAL', 'matmul: a residual needs gemv4');
     const sg = this.subgroups ? ['SUBGROUPS'] : [];
     const f16 = rowsGemv && !('code' in fmt) && fmt.storage === 'f16' && this.variant.f16;
-    const defines = !('code' in fmt) ? [storageDefine(fmt.storage), ...(rowsGemv ? sg : []), ...(f16 ? ['F16_COMPUTE'] : [])] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...sg, ...(residual ? ['RESIDUAL'] : [])] : [])];
+    const defines = !('code' in fmt) ? [storageDefine(fmt.storage), ...(rowsGemv ? sg : []), ...(f16 ? ['F16_COMPUTE'] : [])] : [...(fmt.nested ? ['NESTED_ABSMAX'] : []), ...(gemv4 ? [...this.gemv4Defines(), ...(residual ? ['RESIDUAL'] : [])] : [])];
     const entry = gemv4 ? 'gemv4' : rowsGemv ? 'gemv_rows' : m === 1 ? 'gemv' : 'gemm';
     const lanes = gemv4 ? gemv4Lanes(k) : rowsGemv ? denseLanes(k) : 0;
     const rowsPerGroup = gemv4 || rowsGemv ? (GEMV4_ROWS * 64) / lanes : 8;
@@ -750,6 +764,12 @@ export class WebGpuBackend implements Backend {
         this.ctx.dispatch(pipe, bindings, Math.ceil(part.rows / 64), gy);
       }
     }
+  }
+
+  /** matmul4.wgsl gemv4's defines from the variant: subgroup reduction, integer or f16 activations. */
+  private gemv4Defines(): string[] {
+    const act = this.variant.intActivations ? ['INT_ACT'] : this.variant.f16Activations ? ['F16_COMPUTE'] : [];
+    return [...(this.subgroups ? ['SUBGROUPS'] : []), ...act];
   }
 
   private int8Forward(a: GpuActivation, l: GpuLinear): Activation {

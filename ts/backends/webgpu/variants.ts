@@ -11,14 +11,25 @@ import type { AdapterDescription } from './device.js';
 export interface KernelVariant {
   /** The table row that chose it (bench labels, tests). */
   name: string;
-  /** LLM.int8 with dot4I8Packed (WGSL packed_4x8_integer_dot_product). */
+  /** Integer dot products with dot4I8Packed (WGSL packed_4x8_integer_dot_product): LLM.int8, and the 4-bit decode GEMV when `intActivations`. */
   packedDot: boolean;
+  /**
+   * The 4-bit decode GEMV runs on integer activations (matmul4.wgsl INT_ACT: 14-bit activations
+   * per block of 32 and a 13-bit code table, as the CPU's fast kernels; dot4I8Packed on int8
+   * limbs where `packedDot`, the same integer sums unpacked otherwise).
+   */
+  intActivations: boolean;
   /** The 4-bit decode GEMV reduces with subgroup shuffles (device feature `subgroups`). */
   subgroups: boolean;
   /** q / k / v in one dispatch (matmul4.wgsl QKV, 10 storage buffers per stage). */
   fuseQkv: boolean;
   /** Half weights' decode GEMV computes in f16 (matmul_dense.wgsl F16_COMPUTE; device feature `shader-f16`). */
   f16: boolean;
+  /**
+   * The 4-bit decode GEMV takes its activations in f16 and forms x · code in f16 (matmul4.wgsl
+   * F16_COMPUTE; device feature `shader-f16`); integer activations win where both are on.
+   */
+  f16Activations: boolean;
 }
 
 /** What an adapter has, whatever the table prefers. */
@@ -45,26 +56,26 @@ export const VARIANT_TABLE: readonly VariantRow[] = [
   {
     name: 'apple',
     match: (a) => vendor(a, /apple/i),
-    prefer: { packedDot: false, subgroups: true, fuseQkv: true, f16: true },
+    prefer: { packedDot: false, intActivations: false, subgroups: true, fuseQkv: true, f16: true, f16Activations: false },
     why: 'llama.cpp measured dot4I8Packed decode slower than f32 dot products on Apple GPUs',
   },
   {
     name: 'nvidia',
     match: (a) => vendor(a, /nvidia/i),
-    prefer: { packedDot: true, subgroups: true, fuseQkv: true, f16: true },
-    why: 'dot4I8Packed gave +4-13 % decode on an NVIDIA V100 in llama.cpp; subgroups are native',
+    prefer: { packedDot: true, intActivations: true, subgroups: true, fuseQkv: true, f16: true, f16Activations: false },
+    why: 'dot4I8Packed gave +4-13 % decode on an NVIDIA V100 in llama.cpp (with 8-bit activations; ours take 14 bits, four dot4I8Packed per 4 weights, not yet timed on a GPU); subgroups are native',
   },
   {
     name: 'software',
     match: (a) => a.software,
-    prefer: { packedDot: true, subgroups: true, fuseQkv: true, f16: false },
-    why: 'lavapipe / SwiftShader: speed says nothing; the f32 variants, whose results are the CPU reference up to summation order (tests force f16 on)',
+    prefer: { packedDot: true, intActivations: false, subgroups: true, fuseQkv: true, f16: false, f16Activations: false },
+    why: 'lavapipe / SwiftShader: speed says nothing; the f32 variants, whose results are the CPU reference up to summation order (tests force f16 and integer activations on)',
   },
   {
     name: 'default',
     match: () => true,
-    prefer: { packedDot: true, subgroups: true, fuseQkv: true, f16: true },
-    why: 'no measurement says otherwise: use what the adapter has',
+    prefer: { packedDot: true, intActivations: false, subgroups: true, fuseQkv: true, f16: true, f16Activations: false },
+    why: 'no measurement says otherwise: use what the adapter has; integer activations only where dot4I8Packed was measured faster',
   },
 ];
 
@@ -75,9 +86,11 @@ export function chooseVariant(a: AdapterDescription, has: AdapterAbilities, forc
   return {
     name: row.name,
     packedDot: row.prefer.packedDot && has.packedDot,
+    intActivations: row.prefer.intActivations,
     subgroups: row.prefer.subgroups && has.subgroups,
     fuseQkv: row.prefer.fuseQkv && has.storageBuffersPerStage >= QKV_STORAGE_BUFFERS,
     f16: row.prefer.f16 && has.f16,
+    f16Activations: row.prefer.f16Activations && has.f16,
   };
 }
 

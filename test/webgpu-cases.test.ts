@@ -15,14 +15,15 @@ const suite = env.skip ? describe.skip : describe;
 const file = loadCases();
 
 let cpu: CpuBackend;
+let cpuFast: CpuBackend;
 const backends = new Map<string, Promise<WebGpuBackend>>();
 
 /** A backend with these switches (the adapter's default where one is not given), made once. */
-function backend(s: { subgroups?: boolean; dot4?: boolean }): Promise<WebGpuBackend> {
-  const key = `${s.subgroups}|${s.dot4}`;
+function backend(s: { subgroups?: boolean; dot4?: boolean }, intActivations: boolean): Promise<WebGpuBackend> {
+  const key = `${s.subgroups}|${s.dot4}|${intActivations}`;
   let b = backends.get(key);
   if (b === undefined) {
-    b = WebGpuBackend.create({ gpu: env.gpu!, ...(s.subgroups !== undefined ? { subgroups: s.subgroups } : {}), ...(s.dot4 !== undefined ? { packedDot: s.dot4 } : {}) });
+    b = WebGpuBackend.create({ gpu: env.gpu!, intActivations, ...(s.subgroups !== undefined ? { subgroups: s.subgroups } : {}), ...(s.dot4 !== undefined ? { packedDot: s.dot4 } : {}) });
     backends.set(key, b);
   }
   return b;
@@ -33,6 +34,8 @@ beforeAll(async () => {
   await init();
   cpu = new CpuBackend();
   cpu.kernels = 'exact'; // the reference: the WGSL kernels compute in f32
+  cpuFast = new CpuBackend(); // int_act cases: the CPU's integer kernels, the same integers
+  cpuFast.kernels = 'fast';
 });
 
 afterAll(async () => {
@@ -46,16 +49,16 @@ suite(`kernel cases (shaders/cases.json) on WebGPU (${env.adapter ?? 'no adapter
   });
 
   for (const c of file.cases as KernelCase[]) {
-    // int_act cases (Q8_0 decode on integer activations) run on wgpu (tests/cases.rs) until this
-    // host gets its integer-activation switch (the variant table's intActivations)
-    const host = c.int_act === true ? it.skip : it;
-    host(`${c.kernel}: ${c.name}`, async () => {
+    // int_act cases (decode on integer activations) run with `intActivations` against the CPU's
+    // integer kernels, which quantize the activations the same way
+    const intAct = c.int_act === true;
+    it(`${c.kernel}: ${c.name}`, async () => {
       if (c.kernel.startsWith('matmul')) expect(linearEntry(c), 'the entry point the shapes select').toBe(c.entry);
       const tol = c.tolerance ?? file.tolerance[c.kernel]!.gpu;
-      const want = await runCase(cpu, c);
+      const want = await runCase(intAct ? cpuFast : cpu, c);
       let ran = 0;
       for (const s of c.run ?? [{}]) {
-        const g = await backend(s);
+        const g = await backend(s, intAct);
         if ((s.subgroups === true && !g.subgroups) || (s.dot4 === true && !g.packedDot)) {
           console.log(`${c.name}: ${JSON.stringify(s)} skipped: the adapter lacks it`);
           continue;

@@ -827,16 +827,21 @@ export class WebGpuBackend implements Backend {
   /**
    * Block-wise 8-bit y = x Wᵀ (+ bias), one dispatch per part (matmul_blockwise8.wgsl): gemv8 for
    * one row of k a multiple of 16 (row groups of `lanes` threads, 4 rows each, SUBGROUPS where the
-   * device has subgroups), the generic GEMV for other single rows, tiled GEMM for several.
+   * device has subgroups; on integer activations for Q8_0 with `intActivations`), the generic GEMV
+   * for other single rows, tiled GEMM for several.
    */
   private blockwise8Forward(a: GpuActivation, l: GpuLinear): Activation {
     const m = a.rows;
     const k = l.inFeatures;
     const n = l.outFeatures;
     const gemv8 = this.gemv4 && m === 1 && k % 16 === 0;
+    // Q8_0 decode on 14-bit integer activations (the variant's intActivations): threads step whole
+    // 32-activation blocks, so k must be whole blocks
+    const intAct = gemv8 && this.variant.intActivations && l.extra.int8Code === true && k % 32 === 0;
+    const step = intAct ? 32 : 16;
     let lanes = 8;
-    while (gemv8 && lanes < 64 && lanes < k / 16) lanes *= 2;
-    const defines = [...(l.extra.int8Code ? ['INT8_CODE'] : []), ...(gemv8 && this.subgroups ? ['SUBGROUPS'] : [])];
+    while (gemv8 && lanes < 64 && lanes * step < k) lanes *= 2;
+    const defines = [...(l.extra.int8Code ? ['INT8_CODE'] : []), ...(gemv8 && this.subgroups ? ['SUBGROUPS'] : []), ...(intAct ? ['INT_ACT'] : [])];
     const pipe = this.ctx.pipeline('matmul_blockwise8.wgsl', gemv8 ? 'gemv8' : m === 1 ? 'gemv' : 'gemm', defines);
     const rowsPerGroup = gemv8 ? (4 * 64) / lanes : 8;
     const out = this.newActivation(m, n);

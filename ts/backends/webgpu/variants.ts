@@ -62,8 +62,8 @@ export const VARIANT_TABLE: readonly VariantRow[] = [
   {
     name: 'nvidia',
     match: (a) => vendor(a, /nvidia/i),
-    prefer: { packedDot: true, intActivations: true, subgroups: true, fuseQkv: true, f16: true, f16Activations: false },
-    why: 'dot4I8Packed gave +4-13 % decode on an NVIDIA V100 in llama.cpp (with 8-bit activations; ours take 14 bits, four dot4I8Packed per 4 weights, not yet timed on a GPU); subgroups are native',
+    prefer: { packedDot: true, intActivations: false, subgroups: true, fuseQkv: true, f16: true, f16Activations: false },
+    why: 'dot4I8Packed gave +4-13 % decode on an NVIDIA V100 in llama.cpp (LLM.int8 uses it); that was 8-bit activations at one dot4I8Packed per 4 weights — our 14-bit integer activations take four, so they stay off until a GPU times them; subgroups are native',
   },
   {
     name: 'software',

@@ -57,9 +57,10 @@ export interface WebGpuBackendOptions {
    */
   packedDot?: boolean;
   /**
-   * Run the 4-bit decode GEMV (and its q / k / v, gate / up and residual fusions) on integer
-   * activations: 14 bits per block of 32 and a 13-bit code table, as the CPU's fast kernels
-   * (matmul4.wgsl INT_ACT). Default: as the variant table says; false keeps f32 activations.
+   * Run the 4-bit decode GEMV (and its q / k / v, gate / up and residual fusions) and the Q8_0
+   * decode GEMV on integer activations: 14 bits per block of 32 (and a 13-bit 4-bit code table),
+   * as the CPU's fast kernels (matmul4.wgsl / matmul_blockwise8.wgsl INT_ACT). Default: as the
+   * variant table says (off in every row until a GPU times it); false keeps f32 activations.
    */
   intActivations?: boolean;
   /**

@@ -7,6 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { bindEntries, kernelLayout, packParams } from '../dist/backends/webgpu/layout.js';
 import { SHADER_SOURCES } from '../dist/backends/webgpu/shaders.generated.js';
+import { attentionSplits } from '../dist/backends/webgpu/attention-split.js';
+import { loadCases } from './helpers/kernel-cases.js';
 import { LowbitError } from '../dist/index.js';
 
 function internal(fn: () => unknown, message: RegExp): void {
@@ -75,5 +77,13 @@ describe('kernel layouts reflected from the WGSL', () => {
       expect(variant.fields, file).toEqual(inBase);
       expect(layout.uniform, file).toBe('p');
     }
+  });
+});
+
+describe('the split rule of decode attention', () => {
+  it('gives the rows of shaders/cases.json (the Rust harness checks its mirror against the same rows)', () => {
+    const rows = (loadCases() as unknown as { attention_split_rule: { rows: [number, number, number, number | null, number][] } }).attention_split_rule.rows;
+    expect(rows.length).toBeGreaterThan(5);
+    for (const [span, heads, n, forced, splits] of rows) expect(attentionSplits(span, heads, n, forced ?? undefined), `${span}, ${heads}, ${n}, ${forced}`).toBe(splits);
   });
 });

@@ -75,6 +75,17 @@ fn the_prng_gives_the_files_first_values() {
     assert_eq!(first, check["first"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>());
 }
 
+#[test]
+fn the_split_rule_gives_the_files_rows() {
+    let f = file();
+    for row in f["attention_split_rule"]["rows"].as_array().unwrap() {
+        let v = row.as_array().unwrap();
+        let n = |i: usize| v[i].as_u64().unwrap() as usize;
+        let forced = v[3].as_u64().map(|s| s as usize);
+        assert_eq!(lowbit_gpu::kernels::attention::attention_splits(n(0), n(1), n(2), forced), n(4), "row {row}");
+    }
+}
+
 fn quant_type(c: &Value) -> QuantType4 {
     match c["format"].as_str().unwrap() {
         "nf4" => QuantType4::Nf4,

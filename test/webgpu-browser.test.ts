@@ -42,6 +42,14 @@ describe('WebGPU in Chromium', () => {
     expect(r['q8_0-gpu'].oProjBytes).toBe(64 * 64 * 1.125);
     expect(r.attention.dispatches, 'prefill on the ordinary kernel, decode split').toEqual([1, 2, 2]);
     expect(r.attention.worst, 'split attention |gpu - cpu| / (2e-6 + 1e-5 |cpu|)').toBeLessThanOrEqual(1);
+    // the 4-bit decode GEMV on f16 activations (test/runtimes/f16-activation-check.js), where the
+    // page's adapter has shader-f16
+    if (r.f16Activations.skip !== undefined) console.warn(`[webgpu browser] f16 activations not checked: ${r.f16Activations.skip}`);
+    else {
+      expect(r.f16Activations.rows).toBe(45);
+      expect(r.f16Activations.worstRatio, 'f16 activations |gpu - exact| / bound').toBeLessThanOrEqual(1);
+      expect(r.f16Activations.differsFromExact, 'the f16 path ran').toBe(true);
+    }
     // NF4 decode on integer activations (matmul4.wgsl INT_ACT) beside the CPU's integer kernels,
     // which quantize the same way (14 bits per block of 32, a 13-bit table, the same integer
     // sums): the same tokens, and one decode step's logits within 1e-5 (measured on SwiftShader:

@@ -5,6 +5,7 @@
 //   node_modules/.bin/deno run --allow-read --allow-env test/runtimes/deno-webgpu-check.ts
 import * as lowbit from '../../dist/index.js';
 import { splitAttentionCheck } from './attention-split-check.js';
+import { f16ActivationCheck } from './f16-activation-check.js';
 import { intActivationBound } from '../helpers/int-activations.ts';
 
 const ROOT = new URL('../fixtures/reference-logits/', import.meta.url);
@@ -106,43 +107,6 @@ const intActivations: Record<string, unknown>[] = [];
   dot.dispose();
   unpacked.dispose();
 }
-// The 4-bit decode GEMV on f16 activations (matmul4.wgsl F16_COMPUTE) under naga, where the
-// adapter has shader-f16: the worst ratio of |f16 - exact| to the bound of
-// test/webgpu-activation-precision.test.ts (7 f16 roundings per term, f16's subnormal floor, f32 sums)
-let f16Activations: Record<string, unknown>;
-{
-  const rand = (n: number, seed: number, scale: number) => {
-    let s = seed >>> 0 || 1;
-    return new Float32Array(n).map(() => (((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32) * 2 - 1) * scale);
-  };
-  const cpu = new lowbit.CpuBackend();
-  cpu.kernels = 'exact';
-  const half = await lowbit.WebGpuBackend.create({ f16Activations: true });
-  if (!half.variant.f16Activations) {
-    f16Activations = { skip: 'the adapter has no shader-f16' };
-  } else {
-    const [n, k, bs] = [45, 576, 64];
-    const { packed, quantState } = lowbit.quantize4bit(rand(n * k, 11, 0.2), { quantType: 'nf4', blocksize: bs, shape: [n, k] });
-    const w = { kind: '4bit' as const, name: 'w', packed, quantState };
-    const x = rand(k, 13, 2);
-    const run = async (b: lowbit.Backend) => b.read(b.linearForward(b.fromHost(x, 1, k), b.linear(w)));
-    const [want, got] = [await run(cpu), await run(half)];
-    const deq = lowbit.dequantize4bit(packed, quantState, { outDtype: 'float32' }) as Float32Array;
-    const absmax = quantState.absmaxF32();
-    let worst = 0;
-    let differs = false;
-    for (let j = 0; j < n; j++) {
-      let mag = 0;
-      let sub = 0;
-      for (let t = 0; t < k; t++) {
-        mag += Math.abs(x[t]! * deq[j * k + t]!);
-        sub += 5 * 2 ** -25 * absmax[Math.floor((j * k + t) / bs)]!;
-      }
-      worst = Math.max(worst, Math.abs(got[j]! - want[j]!) / (7 * 2 ** -11 * mag + sub + (k + 2) * 2 ** -22 * mag));
-      if (got[j] !== want[j]) differs = true;
-    }
-    f16Activations = { worstRatio: worst, differsFromExact: differs, rows: got.length };
-  }
-  half.dispose();
-}
+// the 4-bit decode GEMV on f16 activations under naga, where wgpu gives shader-f16
+const f16Activations = await f16ActivationCheck(lowbit);
 console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, adapter, attention, results, q8_0, intActivations, f16Activations }));

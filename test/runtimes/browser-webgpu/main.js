@@ -3,9 +3,12 @@
 // deviceMap 'gpu', quantized to NF4 while it loads, and generates 16 greedy tokens; then the
 // same on the CPU backend (wasm) for comparison; and decode attention against a long context
 // (the split path, test/runtimes/attention-split-check.js); and a Q8_0 GGUF of the model on both
-// (the GPU's native block-wise 8-bit kernel). The result lands on window.__lowbitResult.
+// (the GPU's native block-wise 8-bit kernel); and the 4-bit decode GEMV on f16 activations where
+// the adapter has shader-f16 (test/runtimes/f16-activation-check.js). The result lands on
+// window.__lowbitResult.
 import * as lowbit from '/dist/index.js';
 import { splitAttentionCheck } from '/test/runtimes/attention-split-check.js';
+import { f16ActivationCheck } from '/test/runtimes/f16-activation-check.js';
 
 const status = document.getElementById('status');
 const INPUT_IDS = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 10, 84];
@@ -62,6 +65,7 @@ try {
   } finally {
     gpu.dispose();
   }
+  result.f16Activations = await f16ActivationCheck(lowbit);
   window.__lowbitResult = { ok: true, runtime: navigator.userAgent, result };
   status.textContent = 'done';
 } catch (e) {

@@ -39,6 +39,8 @@ enable f16;
 
 #include "matmul_common.wgsl"
 #include "common.wgsl"
+#include "row_group.wgsl"
+#include "int_dot.wgsl"
 
 struct Params {
   m: u32,
@@ -228,7 +230,6 @@ const G4_OUT: u32 = 2u;
 const G4_OUT: u32 = 4u;
 #endif
 var<workgroup> g4_code: array<f32, 16>;
-var<workgroup> g4_red: array<vec4<f32>, G4_THREADS>;
 
 // vec4 word i of weight src
 fn g4_words(src: u32, i: u32) -> vec4<u32> {
@@ -293,34 +294,9 @@ fn codes_hi_h(w: u32) -> vec4<f16> {
 // I = 2^14 Σ qh·th + 2^7 (Σ qh·tl + Σ ql·th) + Σ ql·tl: four dot4s per 4 weights (i32 wraps, and
 // the final I fits, so the partial terms may overflow on the way). Error against the exact
 // product: Σ (d / 2)·|w| + Σ |d q|·absmax / (2T), plus f32 roundings (the tests check it).
-const ACT_LEVELS: f32 = 8191.0;
 // byte of packed nibbles -> its two elements' table limbs as int8 in one word: bytes
 // [hi(even), hi(odd), lo(even), lo(odd)] (the even element is the high nibble)
 var<workgroup> g4_itab: array<u32, 256>;
-
-fn limbs(v: i32) -> vec2<i32> {
-  let lo = ((v + 64i) & 127i) - 64i;
-  return vec2<i32>((v - lo) >> 7u, lo);
-}
-
-fn pack_i8(v: vec4<i32>) -> u32 {
-  let b = bitcast<vec4<u32>>(v) & vec4<u32>(255u);
-  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
-}
-
-// Σ of the 4 products of two words of 4 int8 each
-fn dot4(a: u32, b: u32) -> i32 {
-#ifdef DOT4
-  return dot4I8Packed(a, b);
-#else
-  var s = 0i;
-  for (var e = 0u; e < 4u; e = e + 1u) {
-    let sh = 24u - 8u * e;
-    s = s + (bitcast<i32>(a << sh) >> 24u) * (bitcast<i32>(b << sh) >> 24u);
-  }
-  return s;
-#endif
-}
 
 // The exact I of 8 activations (limb words xh, xl: elements 0-3 and 4-7 in .xy / .zw) and the
 // 8 weights of word w
@@ -392,26 +368,13 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
       s[r] = block_scale(srcs[r], (flat0[r] + xb) >> p.block_shift);
     }
 #ifdef INT_ACT
-    // the 32 activations as 14-bit integers in int8 limb words (4 elements each), quantized as
-    // int_activations.rs quantize_block does: a zero block gives q = 0, d = 0; a non-finite one
-    // q = 0 and a non-finite d (so it reaches y, as through the f32 path)
-    var amax = 0.0;
-    for (var i = 0u; i < 8u; i = i + 1u) {
-      let a = abs(x4(xb + 4u * i));
-      amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
-    }
-    let d = amax / ACT_LEVELS;
-    let finite = amax > 0.0 && amax <= 0x1.fffffep+127f; // the largest f32
-    let inv = select(0.0, ACT_LEVELS / amax, finite);
-    var xh: array<u32, 8>;
-    var xl: array<u32, 8>;
-    for (var i = 0u; i < 8u; i = i + 1u) {
-      let qf = clamp(round(x4(xb + 4u * i) * inv), vec4<f32>(-ACT_LEVELS), vec4<f32>(ACT_LEVELS));
-      let qv = select(vec4<i32>(0i), vec4<i32>(qf), finite);
-      let lo = ((qv + vec4<i32>(64i)) & vec4<i32>(127i)) - vec4<i32>(64i);
-      xh[i] = pack_i8((qv - lo) >> vec4<u32>(7u));
-      xl[i] = pack_i8(lo);
-    }
+    // the 32 activations as 14-bit integers in int8 limb words (int_dot.wgsl)
+    var v: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i = i + 1u) { v[i] = x4(xb + 4u * i); }
+    let blk = quantize_act_block(v);
+    var xh = blk.xh;
+    var xl = blk.xl;
+    let d = blk.d;
     var isum = vec4<i32>(0i);
     for (var j = 0u; j < 4u; j = j + 1u) {
       let h = vec2<u32>(xh[2u * j], xh[2u * j + 1u]);
@@ -443,30 +406,11 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     acc = acc + t * s;
 #endif
   }
-#ifdef SUBGROUPS
-  // butterfly over runs of min(lanes, subgroup size) invocations: subgroups are taken to be
-  // consecutive runs of local_invocation_index (as implementations lay them out); then the first
-  // of each run holds its sum
-  let run = min(lanes, sg_size);
-  for (var o = 1u; o < run; o = o << 1u) { acc = acc + subgroupShuffleXor(acc, o); }
-  if (lid % run == 0u) { g4_red[lid / run] = acc; }
-  workgroupBarrier();
-  if (lane == 0u) {
-    // the row group's lanes / run run sums, in order
-    let first = lid / run;
-    var sum = g4_red[first];
-    for (var i = 1u; i < lanes / run; i = i + 1u) { sum = sum + g4_red[first + i]; }
-    g4_store(source, sum);
-  }
-#else
-  g4_red[lid] = acc;
-  workgroupBarrier();
-  for (var st = lanes / 2u; st > 0u; st = st >> 1u) {
-    if (lane < st) { g4_red[lid] = g4_red[lid] + g4_red[lid + st]; }
-    workgroupBarrier();
-  }
-  if (lane == 0u) { g4_store(source, g4_red[lid]); }
+#ifndef SUBGROUPS
+  let sg_size = 0u;
 #endif
+  let sum = row_group_sum(acc, lid, lane, lanes, sg_size);
+  if (lane == 0u) { g4_store(source, sum); }
 }
 
 // y for the row group's G4_OUT rows (those that exist) of weight source.x: bias added after the

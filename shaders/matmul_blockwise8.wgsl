@@ -26,6 +26,8 @@ requires packed_4x8_integer_dot_product;
 #endif
 
 #include "matmul_common.wgsl"
+#include "row_group.wgsl"
+#include "int_dot.wgsl"
 
 struct Params {
   m: u32,
@@ -80,7 +82,6 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
 
 const G8_THREADS: u32 = 64u;
 const G8_ROWS: u32 = 4u;
-var<workgroup> g8_red: array<vec4<f32>, G8_THREADS>;
 #ifndef INT8_CODE
 var<workgroup> g8_code: array<f32, 256>;
 #endif
@@ -96,27 +97,6 @@ fn word_weights(w: u32, a: f32) -> vec4<f32> {
 }
 
 #ifdef INT_ACT
-const ACT_LEVELS: f32 = 8191.0;
-
-fn pack_i8(v: vec4<i32>) -> u32 {
-  let b = bitcast<vec4<u32>>(v) & vec4<u32>(255u);
-  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
-}
-
-// Σ of the 4 products of two words of 4 int8 each
-fn dot4(a: u32, b: u32) -> i32 {
-#ifdef DOT4
-  return dot4I8Packed(a, b);
-#else
-  var s = 0i;
-  for (var e = 0u; e < 4u; e = e + 1u) {
-    let sh = 24u - 8u * e;
-    s = s + (bitcast<i32>(a << sh) >> 24u) * (bitcast<i32>(b << sh) >> 24u);
-  }
-  return s;
-#endif
-}
-
 fn x4(i: u32) -> vec4<f32> {
   return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
 }
@@ -142,25 +122,13 @@ fn gemv8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   var acc = vec4<f32>(0.0);
 #ifdef INT_ACT
   for (var kk = lane * 32u; kk < p.k; kk = kk + lanes * 32u) {
-    // the 32 activations as int_activations.rs quantize_block does: a zero block gives q = 0,
-    // d = 0; a non-finite one q = 0 and a non-finite d (so it reaches y, as on the CPU)
-    var amax = 0.0;
-    for (var i = 0u; i < 8u; i = i + 1u) {
-      let a = abs(x4(kk + 4u * i));
-      amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
-    }
-    let finite = amax > 0.0 && amax <= 0x1.fffffep+127f; // the largest f32
-    let d = amax / ACT_LEVELS;
-    let inv = select(0.0, ACT_LEVELS / amax, finite);
-    var xh: array<u32, 8>;
-    var xl: array<u32, 8>;
-    for (var i = 0u; i < 8u; i = i + 1u) {
-      let qf = clamp(round(x4(kk + 4u * i) * inv), vec4<f32>(-ACT_LEVELS), vec4<f32>(ACT_LEVELS));
-      let qv = select(vec4<i32>(0i), vec4<i32>(qf), finite);
-      let lo = ((qv + vec4<i32>(64i)) & vec4<i32>(127i)) - vec4<i32>(64i);
-      xh[i] = pack_i8((qv - lo) >> vec4<u32>(7u));
-      xl[i] = pack_i8(lo);
-    }
+    // the 32 activations as 14-bit integers in int8 limb words (int_dot.wgsl)
+    var v: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i = i + 1u) { v[i] = x4(kk + 4u * i); }
+    let blk = quantize_act_block(v);
+    var xh = blk.xh;
+    var xl = blk.xl;
+    let d = blk.d;
     for (var r = 0u; r < G8_ROWS; r = r + 1u) {
       let flat = base[r] + kk;
       let at = (flat - p.flat_base) >> 4u;
@@ -188,27 +156,11 @@ fn gemv8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
   }
 #endif
-#ifdef SUBGROUPS
-  // as matmul4.wgsl gemv4: runs of min(lanes, subgroup size) consecutive invocations
-  let run = min(lanes, sg_size);
-  for (var o = 1u; o < run; o = o << 1u) { acc = acc + subgroupShuffleXor(acc, o); }
-  if (lid % run == 0u) { g8_red[lid / run] = acc; }
-  workgroupBarrier();
-  if (lane == 0u) {
-    let first = lid / run;
-    var sum = g8_red[first];
-    for (var t = 1u; t < lanes / run; t = t + 1u) { sum = sum + g8_red[first + t]; }
-    g8_store(r0, sum);
-  }
-#else
-  g8_red[lid] = acc;
-  workgroupBarrier();
-  for (var st = lanes / 2u; st > 0u; st = st >> 1u) {
-    if (lane < st) { g8_red[lid] = g8_red[lid] + g8_red[lid + st]; }
-    workgroupBarrier();
-  }
-  if (lane == 0u) { g8_store(r0, g8_red[lid]); }
+#ifndef SUBGROUPS
+  let sg_size = 0u;
 #endif
+  let sum = row_group_sum(acc, lid, lane, lanes, sg_size);
+  if (lane == 0u) { g8_store(r0, sum); }
 }
 
 fn g8_store(r0: u32, sum: vec4<f32>) {

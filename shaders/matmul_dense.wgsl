@@ -16,6 +16,7 @@ enable f16;
 
 #include "matmul_common.wgsl"
 #include "common.wgsl"
+#include "row_group.wgsl"
 
 struct Params {
   m: u32,
@@ -82,7 +83,6 @@ fn gemv_row(nl: u32, lane: u32) -> f32 {
 
 const GD_THREADS: u32 = 64u;
 const GD_ROWS: u32 = 4u;
-var<workgroup> gd_red: array<vec4<f32>, GD_THREADS>;
 
 @compute @workgroup_size(64)
 fn gemv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -109,27 +109,11 @@ fn gemv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     acc = acc + vec4<f32>(dot(xa, weight4(rows[0], kk)), dot(xa, weight4(rows[1], kk)), dot(xa, weight4(rows[2], kk)), dot(xa, weight4(rows[3], kk)));
 #endif
   }
-#ifdef SUBGROUPS
-  // as matmul4.wgsl gemv4: runs of min(lanes, subgroup size) consecutive invocations
-  let run = min(lanes, sg_size);
-  for (var o = 1u; o < run; o = o << 1u) { acc = acc + subgroupShuffleXor(acc, o); }
-  if (lid % run == 0u) { gd_red[lid / run] = acc; }
-  workgroupBarrier();
-  if (lane == 0u) {
-    let first = lid / run;
-    var sum = gd_red[first];
-    for (var t = 1u; t < lanes / run; t = t + 1u) { sum = sum + gd_red[first + t]; }
-    gd_store(r0, sum);
-  }
-#else
-  gd_red[lid] = acc;
-  workgroupBarrier();
-  for (var st = lanes / 2u; st > 0u; st = st >> 1u) {
-    if (lane < st) { gd_red[lid] = gd_red[lid] + gd_red[lid + st]; }
-    workgroupBarrier();
-  }
-  if (lane == 0u) { gd_store(r0, gd_red[lid]); }
+#ifndef SUBGROUPS
+  let sg_size = 0u;
 #endif
+  let sum = row_group_sum(acc, lid, lane, lanes, sg_size);
+  if (lane == 0u) { gd_store(r0, sum); }
 }
 
 fn gd_store(r0: u32, sum: vec4<f32>) {

@@ -18,6 +18,7 @@ requires packed_4x8_integer_dot_product;
 #endif
 
 #include "common.wgsl"
+#include "int_dot.wgsl"
 
 struct Params {
   m: u32,
@@ -135,19 +136,6 @@ fn int8_quant(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     ca[i * p.words + w] = word;
   }
   if (li == 0u) { sca[i] = m; }
-}
-
-fn dot4(a: u32, b: u32) -> i32 {
-#ifdef DOT4
-  return dot4I8Packed(a, b);
-#else
-  var s = 0i;
-  for (var e = 0u; e < 4u; e = e + 1u) {
-    let sh = 24u - 8u * e;
-    s = s + (bitcast<i32>(a << sh) >> 24u) * (bitcast<i32>(b << sh) >> 24u);
-  }
-  return s;
-#endif
 }
 
 fn cb_value(jl: u32, c: u32) -> f32 {

@@ -15,7 +15,7 @@ import type {
 } from '../backend.js';
 import { bad, checkAttention, checkFinitePositive, checkPositive, checkRope, isCount, shape2 } from '../checks.js';
 import { GpuContext, type Binding, type Bindings, type GpuStats, type Kernel } from './context.js';
-import type { KernelEntries } from './layout.js';
+import type { KernelEntries, KernelFile } from './layout.js';
 import { requestDevice, type AdapterDescription, type PowerPreference } from './device.js';
 import { quantize4bitGpu, type GpuQuantize4Options } from './quantize.js';
 import { chooseVariant, type KernelVariant } from './variants.js';
@@ -756,14 +756,7 @@ export class WebGpuBackend implements Backend {
         const pd = (pipe = this.ctx.pipeline('matmul_dense.wgsl', entry as 'gemv_rows' | 'gemv' | 'gemm', defines));
         bindings = { ...common, p: this.ctx.constUniform(this.ctx.params(pd, { ...head, lanes })), ...(f16 ? { wt_h: part.data } : { wt: part.data }) };
       }
-      if (m === 1) {
-        const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / rowsPerGroup));
-        this.ctx.dispatch(pipe, bindings, gx, gy);
-      } else {
-        const gy = Math.ceil(m / 64);
-        if (gy > 65535) bad(`linear: ${m} rows are too many for one dispatch`);
-        this.ctx.dispatch(pipe, bindings, Math.ceil(part.rows / 64), gy);
-      }
+      this.dispatchLinearPart(pipe, bindings, m, part.rows, rowsPerGroup);
     }
   }
 
@@ -826,6 +819,21 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
+   * One part of a linear layer: a GEMV grid of row groups (`rowsPerGroup` output rows per
+   * workgroup) for one row of x, the tiled GEMM's 64 x 64 tiles for several.
+   */
+  private dispatchLinearPart<F extends KernelFile>(pipe: Kernel<F>, bindings: Bindings<F>, m: number, rows: number, rowsPerGroup: number): void {
+    if (m === 1) {
+      const [gx, gy] = this.ctx.grid(Math.ceil(rows / rowsPerGroup));
+      this.ctx.dispatch(pipe, bindings, gx, gy);
+    } else {
+      const gy = Math.ceil(m / 64);
+      if (gy > 65535) bad(`linear: ${m} rows are too many for one dispatch`);
+      this.ctx.dispatch(pipe, bindings, Math.ceil(rows / 64), gy);
+    }
+  }
+
+  /**
    * Block-wise 8-bit y = x Wᵀ (+ bias), one dispatch per part (matmul_blockwise8.wgsl): gemv8 for
    * one row of k a multiple of 16 (row groups of `lanes` threads, 4 rows each, SUBGROUPS where the
    * device has subgroups; on integer activations for Q8_0 with `intActivations`), the generic GEMV
@@ -852,14 +860,7 @@ export class WebGpuBackend implements Backend {
         flat_base: part.flatBase, block_base: part.blockBase, block_shift: Math.log2(l.extra.blocksize!), absmax_at: l.extra.int8Code ? 0 : 256, lanes,
       });
       const bindings = { p: this.ctx.constUniform(uni), x: a.binding('x'), q: part.data, absmax: part.scales!, bias: part.bias ?? this.ctx.dummy, y: out.binding('output') };
-      if (m === 1) {
-        const [gx, gy] = this.ctx.grid(Math.ceil(part.rows / rowsPerGroup));
-        this.ctx.dispatch(pipe, bindings, gx, gy);
-      } else {
-        const gy = Math.ceil(m / 64);
-        if (gy > 65535) bad(`linear: ${m} rows are too many for one dispatch`);
-        this.ctx.dispatch(pipe, bindings, Math.ceil(part.rows / 64), gy);
-      }
+      this.dispatchLinearPart(pipe, bindings, m, part.rows, rowsPerGroup);
     }
     return out;
   }

@@ -371,19 +371,16 @@ fn gemv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     // the 32 activations as 14-bit integers in int8 limb words (int_dot.wgsl)
     var v: array<vec4<f32>, 8>;
     for (var i = 0u; i < 8u; i = i + 1u) { v[i] = x4(xb + 4u * i); }
-    let blk = quantize_act_block(v);
-    var xh = blk.xh;
-    var xl = blk.xl;
-    let d = blk.d;
+    var blk = quantize_act_block(v);
     var isum = vec4<i32>(0i);
     for (var j = 0u; j < 4u; j = j + 1u) {
-      let h = vec2<u32>(xh[2u * j], xh[2u * j + 1u]);
-      let l = vec2<u32>(xl[2u * j], xl[2u * j + 1u]);
+      let h = vec2<u32>(blk.xh[2u * j], blk.xh[2u * j + 1u]);
+      let l = vec2<u32>(blk.xl[2u * j], blk.xl[2u * j + 1u]);
       for (var r = 0u; r < G4_ROWS; r = r + 1u) {
         isum[r] = isum[r] + int_dot8(h, l, wq[r][j]);
       }
     }
-    acc = acc + vec4<f32>(isum) * (s * (d / tscale));
+    acc = acc + vec4<f32>(isum) * (s * (blk.d / tscale));
 #else
     var t = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j = j + 1u) {

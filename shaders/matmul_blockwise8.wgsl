@@ -125,10 +125,7 @@ fn gemv8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     // the 32 activations as 14-bit integers in int8 limb words (int_dot.wgsl)
     var v: array<vec4<f32>, 8>;
     for (var i = 0u; i < 8u; i = i + 1u) { v[i] = x4(kk + 4u * i); }
-    let blk = quantize_act_block(v);
-    var xh = blk.xh;
-    var xl = blk.xl;
-    let d = blk.d;
+    var blk = quantize_act_block(v);
     for (var r = 0u; r < G8_ROWS; r = r + 1u) {
       let flat = base[r] + kk;
       let at = (flat - p.flat_base) >> 4u;
@@ -136,10 +133,10 @@ fn gemv8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
       var lo = 0i;
       for (var h = 0u; h < 2u; h = h + 1u) {
         let w = q[at + h];
-        hi = hi + dot4(xh[4u * h], w.x) + dot4(xh[4u * h + 1u], w.y) + dot4(xh[4u * h + 2u], w.z) + dot4(xh[4u * h + 3u], w.w);
-        lo = lo + dot4(xl[4u * h], w.x) + dot4(xl[4u * h + 1u], w.y) + dot4(xl[4u * h + 2u], w.z) + dot4(xl[4u * h + 3u], w.w);
+        hi = hi + dot4(blk.xh[4u * h], w.x) + dot4(blk.xh[4u * h + 1u], w.y) + dot4(blk.xh[4u * h + 2u], w.z) + dot4(blk.xh[4u * h + 3u], w.w);
+        lo = lo + dot4(blk.xl[4u * h], w.x) + dot4(blk.xl[4u * h + 1u], w.y) + dot4(blk.xl[4u * h + 2u], w.z) + dot4(blk.xl[4u * h + 3u], w.w);
       }
-      acc[r] = acc[r] + f32(hi * 128i + lo) * d * block_scale(flat);
+      acc[r] = acc[r] + f32(hi * 128i + lo) * blk.d * block_scale(flat);
     }
   }
 #else
@@ -160,16 +157,6 @@ fn gemv8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   let sg_size = 0u;
 #endif
   let sum = row_group_sum(acc, lid, lane, lanes, sg_size);
-  if (lane == 0u) { g8_store(r0, sum); }
+  if (lane == 0u) { store_rows(r0, sum); }
 }
 
-fn g8_store(r0: u32, sum: vec4<f32>) {
-  for (var r = 0u; r < G8_ROWS; r = r + 1u) {
-    let nl = r0 + r;
-    if (nl < p.n_part) {
-      var v = sum[r];
-      if (p.has_bias != 0u) { v = v + bias[nl]; }
-      y[p.n0 + nl] = v;
-    }
-  }
-}

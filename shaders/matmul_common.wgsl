@@ -1,11 +1,24 @@
-// GEMV and tiled GEMM over a weight accessor, shared by matmul4.wgsl and matmul_dense.wgsl
-// (included, not a module on its own). The including file defines:
+// GEMV and tiled GEMM over a weight accessor, shared by matmul4.wgsl, matmul_dense.wgsl and
+// matmul_blockwise8.wgsl (included, not a module on its own). The including file defines:
 //   struct Params with m, k, n_total, n0, n_part, has_bias;   var<uniform> p: Params;
 //   x: array<f32> [m, k];  bias: array<f32> [n_part];  y: array<f32> [m, n_total];
 //   fn weight(nl: u32, kk: u32) -> f32       W[n0 + nl, kk] widened / dequantized to f32
 //   fn gemv_row(nl: u32, lane: u32) -> f32   lane's partial sum of x[0, :] · W[n0 + nl, :],
 //                                            lanes taking k (or 8-wide groups of k) in turn
 // y = x Wᵀ (+ bias); the bias is added after the sum, as the CPU kernels do.
+
+// y for 4 consecutive output rows of the part from r0 (those inside it), the bias added after
+// the sum: the store of the row-group decode GEMVs (gemv_rows, gemv8; row_group.wgsl)
+fn store_rows(r0: u32, sum: vec4<f32>) {
+  for (var r = 0u; r < 4u; r = r + 1u) {
+    let nl = r0 + r;
+    if (nl < p.n_part) {
+      var v = sum[r];
+      if (p.has_bias != 0u) { v = v + bias[nl]; }
+      y[p.n0 + nl] = v;
+    }
+  }
+}
 
 const GEMV_LANES: u32 = 32u;
 const GEMV_ROWS: u32 = 8u;

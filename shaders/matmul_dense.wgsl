@@ -113,16 +113,6 @@ fn gemv_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   let sg_size = 0u;
 #endif
   let sum = row_group_sum(acc, lid, lane, lanes, sg_size);
-  if (lane == 0u) { gd_store(r0, sum); }
+  if (lane == 0u) { store_rows(r0, sum); }
 }
 
-fn gd_store(r0: u32, sum: vec4<f32>) {
-  for (var r = 0u; r < GD_ROWS; r = r + 1u) {
-    let nl = r0 + r;
-    if (nl < p.n_part) {
-      var v = sum[r];
-      if (p.has_bias != 0u) { v = v + bias[nl]; }
-      y[p.n0 + nl] = v;
-    }
-  }
-}

@@ -2,7 +2,7 @@
 //! absmax — or a double-quantized absmax kept compressed (NESTED_ABSMAX) — split into parts as
 //! weights.ts `fourBitParts` does, dispatched as index.ts `matmul` (and `linearForwardMany`'s
 //! QKV fusion: [`qkv_steps`]).
-use super::{bias_part, check_bias, grid, linear_steps, rows_per_part, run_read_f32, runs, LinearFormat, Part};
+use super::{bias_part, check_bias, grid, linear_steps, rows_per_part, forward_from_host, runs, LinearFormat, Part};
 use crate::{Gpu, Params, Step};
 use lowbit_core::codebook::Codebook4;
 use lowbit_core::quant_state::NestedAbsmax;
@@ -176,12 +176,7 @@ impl Matmul4 {
     }
 
     pub fn forward(&self, gpu: &Gpu, x: &[f32], m: usize) -> Result<Vec<f32>, String> {
-        if x.len() != m * self.k {
-            return Err(format!("x has {} values but [{m}, {}] needs {}", x.len(), self.k, m * self.k));
-        }
-        let xb = gpu.storage_f32("x", x);
-        let yb = gpu.zeroed("y", (m * self.n * 4) as u64);
-        Ok(run_read_f32(gpu, &self.steps(gpu, &xb, &yb, m)?, &yb, m * self.n))
+        forward_from_host(gpu, x, m, self.k, self.n, |xb, yb| self.steps(gpu, xb, yb, m))
     }
 }
 

@@ -5,7 +5,7 @@
 //! The int8 code (Q8_0) is converted in the kernel (INT8_CODE) and not uploaded. With
 //! `int_activations` a Q8_0 decode runs gemv8 on 14-bit integer activations (INT_ACT, the CPU's
 //! matmul_blockwise8_int semantics; DOT4 when `gpu.packed_dot`).
-use super::{bias_part, check_bias, linear_steps, rows_per_part, run_read_f32, runs, LinearFormat, Part};
+use super::{bias_part, check_bias, linear_steps, rows_per_part, forward_from_host, runs, LinearFormat, Part};
 use crate::{Gpu, Params, Step};
 use lowbit_core::blockwise8::check_blocksize;
 use lowbit_core::kernels::matmul_blockwise8::is_int8_code;
@@ -115,11 +115,6 @@ impl MatmulBlockwise8 {
     }
 
     pub fn forward(&self, gpu: &Gpu, x: &[f32], m: usize) -> Result<Vec<f32>, String> {
-        if x.len() != m * self.k {
-            return Err(format!("x has {} values but [{m}, {}] needs {}", x.len(), self.k, m * self.k));
-        }
-        let xb = gpu.storage_f32("x", x);
-        let yb = gpu.zeroed("y", (m * self.n * 4) as u64);
-        Ok(run_read_f32(gpu, &self.steps(gpu, &xb, &yb, m)?, &yb, m * self.n))
+        forward_from_host(gpu, x, m, self.k, self.n, |xb, yb| self.steps(gpu, xb, yb, m))
     }
 }

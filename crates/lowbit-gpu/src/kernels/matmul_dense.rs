@@ -1,7 +1,7 @@
 //! matmul_dense.wgsl: unquantized linear layers (and the tied output projection through an
 //! embedding table) with f32, f16 or bf16 weights, selected by the WEIGHT_F32 / WEIGHT_F16 /
 //! WEIGHT_BF16 define; split by rows as weights.ts `denseParts` does.
-use super::{bias_part, check_bias, linear_steps, rows_per_part, run_read_f32, runs, LinearFormat, Part};
+use super::{bias_part, check_bias, linear_steps, rows_per_part, forward_from_host, runs, LinearFormat, Part};
 use crate::{Gpu, Params, Step};
 use lowbit_core::{bf16, f16};
 
@@ -128,11 +128,6 @@ impl MatmulDense {
     }
 
     pub fn forward(&self, gpu: &Gpu, x: &[f32], m: usize) -> Result<Vec<f32>, String> {
-        if x.len() != m * self.k {
-            return Err(format!("x has {} values but [{m}, {}] needs {}", x.len(), self.k, m * self.k));
-        }
-        let xb = gpu.storage_f32("x", x);
-        let yb = gpu.zeroed("y", (m * self.n * 4) as u64);
-        Ok(run_read_f32(gpu, &self.steps(gpu, &xb, &yb, m)?, &yb, m * self.n))
+        forward_from_host(gpu, x, m, self.k, self.n, |xb, yb| self.steps(gpu, xb, yb, m))
     }
 }

@@ -125,6 +125,18 @@ pub(crate) fn linear_steps(gpu: &Gpu, fmt: &LinearFormat, parts: &[Part], n: usi
     Ok(steps)
 }
 
+/// A linear layer's forward from host data: x `[m, k]` uploaded, the driver's `steps` run into a
+/// fresh y `[m, n]`, y read back (the tests' and gpu-bench's path; the TS host keeps activations on
+/// the device).
+pub(crate) fn forward_from_host(gpu: &Gpu, x: &[f32], m: usize, k: usize, n: usize, steps: impl FnOnce(&wgpu::Buffer, &wgpu::Buffer) -> Result<Vec<Step>, String>) -> Result<Vec<f32>, String> {
+    if x.len() != m * k {
+        return Err(format!("x has {} values but [{m}, {k}] needs {}", x.len(), m * k));
+    }
+    let xb = gpu.storage_f32("x", x);
+    let yb = gpu.zeroed("y", (m * n * 4) as u64);
+    Ok(run_read_f32(gpu, &steps(&xb, &yb)?, &yb, m * n))
+}
+
 /// Submits `steps` and reads `y` back as `len` f32 values.
 pub(crate) fn run_read_f32(gpu: &Gpu, steps: &[Step], y: &wgpu::Buffer, len: usize) -> Vec<f32> {
     gpu.submit(steps);

@@ -15,7 +15,7 @@
  * in recording order, so the old readers finish before the new writer starts.
  */
 import { LowbitError } from '../../errors.js';
-import { bindEntries, packParams, type KernelBindings, type KernelEntries, type KernelFile, type KernelParams } from './layout.js';
+import { bindResolved, kernelLayout, packResolved, type KernelBindings, type KernelEntries, type KernelFile, type KernelParams, type ResolvedLayout } from './layout.js';
 import { preprocess, WgslPreprocessError } from './preprocess.js';
 import { SHADER_SOURCES } from './shaders.generated.js';
 
@@ -82,6 +82,8 @@ export interface Kernel<F extends KernelFile = KernelFile> {
   /** Every define of the module (the context's global ones included). */
   readonly defines: readonly string[];
   readonly pipeline: GPUComputePipeline;
+  /** Its uniform fields and bindings, resolved once when compiled (params and dispatch use it). */
+  readonly layout: ResolvedLayout;
 }
 
 /** A dispatch's buffers by the WGSL variable names of `F` (shaders.generated.ts KernelBindings). */
@@ -190,7 +192,7 @@ export class GpuContext {
         this.modules.set(mkey, module);
       }
       const pipeline = this.device.createComputePipeline({ label: `${file}:${entry}`, layout: 'auto', compute: { module, entryPoint: entry } });
-      p = { file, entry, defines: all, pipeline };
+      p = { file, entry, defines: all, pipeline, layout: kernelLayout(file, all) };
       this.pipelines.set(key, p);
     }
     return p;
@@ -295,7 +297,7 @@ export class GpuContext {
    * (changes every call) or `constUniform` (recurs).
    */
   params<F extends KernelFile>(k: Kernel<F>, values: KernelParams[F]): ArrayBuffer {
-    return packParams(k.file, k.defines, values);
+    return packResolved(k.layout, values);
   }
 
   /** A uniform block (from `params`) staged for this batch. */
@@ -355,7 +357,7 @@ export class GpuContext {
    */
   dispatch<F extends KernelFile>(k: Kernel<F>, bindings: Bindings<F>, x: number, y = 1, z = 1): void {
     const t0 = performance.now();
-    const entries: GPUBindGroupEntry[] = bindEntries(k.file, k.entry, k.defines, bindings as Record<string, Binding | GPUBuffer | undefined>).map(({ binding, resource: b }) => ({
+    const entries: GPUBindGroupEntry[] = bindResolved(k.layout, k.entry, bindings as Record<string, Binding | GPUBuffer | undefined>).map(({ binding, resource: b }) => ({
       binding,
       resource: 'buffer' in b ? b : { buffer: b },
     }));

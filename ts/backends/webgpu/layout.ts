@@ -46,8 +46,17 @@ function mismatch(what: string): never {
   throw new LowbitError('INTERNAL', `kernel layout: ${what} (the WGSL and its host disagree; shaders/README.md)`);
 }
 
+/** A kernel file's layout resolved for one define set (a compiled kernel keeps it: webgpu/context.ts `Kernel`). */
+export interface ResolvedLayout {
+  file: KernelFile;
+  layout: KernelLayout;
+  variant: LayoutVariant;
+  /** The file's defines in the set (messages). */
+  key: string;
+}
+
 /** The layout of `file` under `defines` (any superset of the file's own). */
-export function kernelLayout(file: KernelFile, defines: readonly string[]): { layout: KernelLayout; variant: LayoutVariant; key: string } {
+export function kernelLayout(file: KernelFile, defines: readonly string[]): ResolvedLayout {
   const layout = (KERNEL_LAYOUTS as Record<string, KernelLayout | undefined>)[file] ?? mismatch(`${file} is not a kernel file`);
   let mask = 0;
   layout.defines.forEach((d, i) => {
@@ -55,7 +64,7 @@ export function kernelLayout(file: KernelFile, defines: readonly string[]): { la
   });
   const key = layout.defines.filter((d) => defines.includes(d)).join(',');
   const variant = layout.variants[layout.variantOf[mask] ?? -1] ?? mismatch(`${file} has no module for the defines [${key}]`);
-  return { layout, variant, key };
+  return { file, layout, variant, key };
 }
 
 /**
@@ -64,7 +73,12 @@ export function kernelLayout(file: KernelFile, defines: readonly string[]): { la
  * booleans as 0 / 1, array fields as many values as they have words.
  */
 export function packParams<F extends KernelFile>(file: F, defines: readonly string[], values: KernelParams[F]): ArrayBuffer {
-  const { layout, variant, key } = kernelLayout(file, defines);
+  return packResolved(kernelLayout(file, defines), values);
+}
+
+/** `packParams` on a layout resolved once (the per-dispatch path). */
+export function packResolved(resolved: ResolvedLayout, values: object): ArrayBuffer {
+  const { file, layout, variant, key } = resolved;
   if (variant.size === 0) mismatch(`${file} has no uniform`);
   const buf = new ArrayBuffer(variant.size);
   const u = new Uint32Array(buf);
@@ -100,7 +114,12 @@ export function packParams<F extends KernelFile>(file: F, defines: readonly stri
  * WebGPU's 'auto' layout would refuse them, but here at the call).
  */
 export function bindEntries<R>(file: KernelFile, entry: string, defines: readonly string[], given: Readonly<Record<string, R | undefined>>): { binding: number; resource: R }[] {
-  const { layout, variant, key } = kernelLayout(file, defines);
+  return bindResolved(kernelLayout(file, defines), entry, given);
+}
+
+/** `bindEntries` on a layout resolved once (the per-dispatch path). */
+export function bindResolved<R>(resolved: ResolvedLayout, entry: string, given: Readonly<Record<string, R | undefined>>): { binding: number; resource: R }[] {
+  const { file, layout, variant, key } = resolved;
   const used = variant.entries[entry] ?? mismatch(`${file} [${key}] has no entry point ${entry}`);
   const out: { binding: number; resource: R }[] = [];
   for (const [name, resource] of Object.entries(given)) {
